@@ -1,0 +1,87 @@
+"""Dead letters: bad input is kept, byte for byte, with the reason in headers.
+
+A dead letter goes to the DLQ topic of the stream the input came from
+(``S.dlq``). The value and key are the original bytes, so a record can be fixed
+and replayed exactly; headers carry where it came from and why it was rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.producer import Headers
+from shared.topics import StreamTopics
+
+HEADER_PREFIX = "eddy.dlq."
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which field, which rule, what value."""
+
+    field: str
+    rule: str
+    value: Any
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "rule": self.rule, "value": _jsonable(self.value), "message": self.message}
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record that could not be handled, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+    stage: str
+    reason: str
+    error_class: str
+    message: str
+    violations: tuple[Violation, ...] = field(default=())
+
+    @property
+    def dlq_topic(self) -> str:
+        return StreamTopics(StreamTopics.stream_of(self.topic)).dlq
+
+    def dlq_headers(self, now_ms: int | None = None) -> Headers:
+        meta = {
+            "reason": self.reason,
+            "stage": self.stage,
+            "error.class": self.error_class,
+            "error.message": self.message[:2000],
+            "source.topic": self.topic,
+            "source.partition": str(self.partition),
+            "source.offset": str(self.offset),
+            "time": str(now_ms if now_ms is not None else int(time.time() * 1000)),
+        }
+        if self.violations:
+            meta["violations"] = json.dumps([v.as_dict() for v in self.violations])
+        own = [(HEADER_PREFIX + k, v.encode("utf-8")) for k, v in meta.items()]
+        # The original headers are kept after ours so a replay can restore them.
+        return own + [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
+
+
+def read_dlq_headers(headers: Headers | None) -> dict[str, str]:
+    """The eddy.dlq.* headers of a DLQ record as a plain dict (prefix removed)."""
+    out = {}
+    for k, v in headers or []:
+        if k.startswith(HEADER_PREFIX):
+            out[k[len(HEADER_PREFIX) :]] = (v or b"").decode("utf-8", errors="replace")
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    return repr(value)

@@ -1,0 +1,95 @@
+"""Kafka client configuration and topic administration.
+
+The settings here are correct on real Kafka and on the embedded broker alike:
+earliest resets, idempotent producers, short fetch waits, and the Java client's
+murmur2 partitioner so that records keyed by event_id land in the same partition
+number whatever client produced them (predictions and feedback co-partition).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.service_name,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "partitioner": "murmur2_random",
+        "message.timeout.ms": 30000,
+    }
+    conf.update(overrides)
+    return conf
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.service_name,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(500, min(3000, settings.session_timeout_ms // 6)),
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+        "partition.assignment.strategy": "range",
+        "isolation.level": "read_uncommitted",
+    }
+    conf.update(overrides)
+    return conf
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "client.id": settings.service_name})
+
+
+def ensure_topics(settings: Settings, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Create the topics that do not exist yet, with eddy's partition count.
+
+    Topics are always created explicitly: a broker that auto-creates them (the
+    embedded one does) would pick its own partition count and break
+    co-partitioning of predictions and feedback.
+    """
+    admin = admin_client(settings)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            existing = set(admin.list_topics(timeout=5).topics)
+            break
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"Kafka at {settings.bootstrap_servers} is not reachable: {exc}") from exc
+            time.sleep(0.2)
+    wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, settings.partitions, settings.replication_factor) for t in wanted], operation_timeout=10
+    )
+    for topic, future in futures.items():
+        try:
+            future.result()
+            log.info("created topic", extra={"topic": topic, "partitions": settings.partitions})
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def cluster_id(settings: Settings, timeout_s: float = 10.0) -> str:
+    """The broker cluster's id: checkpoints from another cluster do not apply here."""
+    metadata = admin_client(settings).list_topics(timeout=timeout_s)
+    return str(metadata.cluster_id or "unknown")

@@ -1,0 +1,296 @@
+"""The one consume → decode → handle → produce → confirm → commit loop.
+
+Every data-path service is this loop around a pure handler::
+
+    loop = StreamLoop(service="validation", consumer=..., producer=..., serdes=...,
+                      topics=["demo.events"], handler=validate_batch)
+    loop.run(stop_event)
+
+Guarantees: input offsets are committed only after every output of the batch
+was acknowledged (at-least-once); input that cannot be decoded, and records the
+handler rejects or chokes on, go to the stream's DLQ with the reason. No input
+can make the loop crash, so no input can make it crash-loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from shared import observability as obs
+from shared.dlq import DeadLetter
+from shared.producer import ConfirmedProducer, Headers
+from shared.serde import SerdeError, SerdeRegistry, decode_key, encode_key
+from shared.topics import StreamTopics
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class InRecord:
+    """A decoded input record and where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: dict[str, Any]
+    timestamp_ms: int
+    headers: Headers
+    raw: bytes = b""
+
+    @property
+    def stream(self) -> str:
+        return StreamTopics.stream_of(self.topic)
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v.decode("utf-8", errors="replace") if v is not None else None
+        return None
+
+    def dead(
+        self, stage: str, reason: str, exc: BaseException | None = None, message: str = "", **kw: Any
+    ) -> DeadLetter:
+        """A dead letter for this record, keeping its original bytes."""
+        return DeadLetter(
+            topic=self.topic,
+            partition=self.partition,
+            offset=self.offset,
+            key=encode_key(self.key),
+            value=self.raw,
+            headers=self.headers,
+            timestamp_ms=self.timestamp_ms,
+            stage=stage,
+            reason=reason,
+            error_class=type(exc).__name__ if exc else "Rejected",
+            message=message or (str(exc) if exc else reason),
+            **kw,
+        )
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """A record to produce. ``source`` is dead-lettered if the value cannot be encoded."""
+
+    topic: str
+    key: str | None
+    value: dict[str, Any]
+    headers: Headers | None = None
+    timestamp_ms: int | None = None
+    source: InRecord | None = None
+
+
+@dataclass
+class BatchResult:
+    outputs: list[OutRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+Handler = Callable[[Sequence[InRecord]], BatchResult]
+ErrorPolicy = Callable[[Exception, InRecord], DeadLetter]
+
+
+def dead_letter_on_error(stage: str) -> ErrorPolicy:
+    """The default error policy: the record that made the handler raise goes to the DLQ."""
+
+    def policy(exc: Exception, record: InRecord) -> DeadLetter:
+        return record.dead(stage, "handler_error", exc, f"{type(exc).__name__}: {exc}")
+
+    return policy
+
+
+class StreamLoop:
+    """Run ``handler`` over micro-batches of ``topics`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        consumer: Consumer,
+        producer: ConfirmedProducer,
+        serdes: SerdeRegistry,
+        topics: list[str],
+        handler: Handler,
+        batch_size: int = 500,
+        batch_timeout_s: float = 0.05,
+        on_error: ErrorPolicy | None = None,
+        on_assign: Callable[[Consumer, list[TopicPartition]], None] | None = None,
+        on_batch_done: Callable[[Offsets], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        health: obs.Health | None = None,
+    ) -> None:
+        self.service = service
+        self.consumer = consumer
+        self.producer = producer
+        self.serdes = serdes
+        self.topics = topics
+        self.handler = handler
+        self.batch_size = batch_size
+        self.batch_timeout_s = batch_timeout_s
+        self.on_error = on_error or dead_letter_on_error(service)
+        self._on_assign = on_assign
+        self._on_batch_done = on_batch_done or self.commit
+        self._on_idle = on_idle
+        self.health = health or obs.Health(service)
+        self._last_lag_check = 0.0
+        self._committed: Offsets = {}
+
+    # -- the loop -----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
+        self.health.set("ok", topics=self.topics)
+        log.info("consuming", extra={"topics": self.topics})
+        try:
+            while not stop.is_set():
+                messages = self.consumer.consume(self.batch_size, self.batch_timeout_s)
+                if messages:
+                    self.process(messages)
+                elif self._on_idle:
+                    self._on_idle()
+                self._report_lag()
+        finally:
+            self.close()
+
+    def process(self, messages: Sequence[Message]) -> None:
+        """Handle one batch end to end; returns once its offsets are committed."""
+        started = time.perf_counter()
+        records, dead, offsets = self._decode(messages)
+        result = self._handle(records)
+        produced = self._produce(result.outputs, dead + result.dead)
+        self.producer.confirm()
+        self._on_batch_done(offsets)
+        obs.BATCH_SIZE.labels(self.service).observe(len(messages))
+        obs.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        self.health.set(last_batch_at=time.time(), last_batch_size=len(messages), last_batch_out=produced)
+
+    def commit(self, offsets: Offsets) -> None:
+        if offsets:
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
+            self._committed.update(offsets)
+
+    def close(self) -> None:
+        try:
+            self.producer.confirm(10)
+            if self._committed:
+                tps = [TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
+                self.consumer.commit(offsets=tps, asynchronous=False)
+        except Exception:
+            log.exception("final flush or commit failed; uncommitted input will be replayed")
+        finally:
+            self.consumer.close()
+            log.info("closed")
+
+    # -- steps ----------------------------------------------------------------------
+
+    def _decode(self, messages: Sequence[Message]) -> tuple[list[InRecord], list[DeadLetter], Offsets]:
+        records: list[InRecord] = []
+        dead: list[DeadLetter] = []
+        offsets: Offsets = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume error", extra={"error": err.str()})
+                    if err.fatal():
+                        raise RuntimeError(f"fatal consumer error: {err.str()}")
+                continue
+            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            offsets[(topic, partition)] = offset + 1
+            obs.RECORDS_IN.labels(self.service, StreamTopics.stream_of(topic), topic).inc()
+            raw = msg.value() or b""
+            headers: Headers = [(str(h[0]), h[1] if isinstance(h[1], bytes) else b"") for h in msg.headers() or []]
+            record = InRecord(topic, partition, offset, None, {}, msg.timestamp()[1], headers, raw)
+            try:
+                key = decode_key(msg.key())
+                value = self.serdes.for_topic(topic).decode(raw)
+            except SerdeError as exc:
+                dead.append(record.dead("deserialize", "undecodable", exc))
+                continue
+            records.append(InRecord(topic, partition, offset, key, value, msg.timestamp()[1], headers, raw))
+        return records, dead, offsets
+
+    def _handle(self, records: list[InRecord]) -> BatchResult:
+        if not records:
+            return BatchResult()
+        try:
+            return self.handler(records)
+        except Exception:
+            log.warning("batch handler failed; retrying record by record", exc_info=True)
+        # One bad record must not take the batch down with it: isolate it.
+        result = BatchResult()
+        for record in records:
+            try:
+                one = self.handler([record])
+            except Exception as exc:
+                result.dead.append(self.on_error(exc, record))
+                continue
+            result.outputs.extend(one.outputs)
+            result.dead.extend(one.dead)
+        return result
+
+    def _produce(self, outputs: list[OutRecord], dead: list[DeadLetter]) -> int:
+        for out in outputs:
+            try:
+                data = self.serdes.for_topic(out.topic).encode(out.value)
+            except SerdeError as exc:
+                if out.source is None:
+                    raise
+                dead.append(out.source.dead(self.service, "unencodable_output", exc))
+                continue
+            self.producer.produce(out.topic, data, encode_key(out.key), out.headers, out.timestamp_ms)
+            obs.RECORDS_OUT.labels(self.service, StreamTopics.stream_of(out.topic), out.topic).inc()
+        for letter in dead:
+            self.producer.produce(letter.dlq_topic, letter.value, letter.key, letter.dlq_headers(), letter.timestamp_ms)
+            obs.DEAD_LETTERS.labels(self.service, StreamTopics.stream_of(letter.topic), letter.reason).inc()
+            log.info(
+                "dead letter",
+                extra={
+                    "reason": letter.reason,
+                    "source_topic": letter.topic,
+                    "source_offset": letter.offset,
+                    "error": letter.message[:200],
+                },
+            )
+        return len(outputs) + len(dead)
+
+    # -- rebalances and lag -------------------------------------------------------
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
+        if self._on_assign:
+            self._on_assign(consumer, partitions)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
+        for p in partitions:
+            self._committed.pop((p.topic, p.partition), None)
+
+    def _report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag_check < 2.0:
+            return
+        self._last_lag_check = now
+        lag: dict[str, int] = {}
+        try:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                if tp.offset < 0:
+                    continue
+                # Cached watermarks come from fetch responses: right even where ListOffsets is not.
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                behind = max(0, high - tp.offset) if high >= 0 else 0
+                lag[f"{tp.topic}:{tp.partition}"] = behind
+                obs.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(behind)
+        except Exception:
+            log.debug("lag check failed", exc_info=True)
+            return
+        self.health.set(consumer_lag=lag, consumer_lag_total=sum(lag.values()))

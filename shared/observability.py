@@ -1,0 +1,146 @@
+"""Logs, metrics and health for every eddy process.
+
+Each service exposes ``/metrics`` (Prometheus) and ``/healthz`` (JSON) on its
+own port and logs one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+RECORDS_IN = Counter("eddy_records_in_total", "Records consumed.", ["service", "stream", "topic"])
+RECORDS_OUT = Counter("eddy_records_out_total", "Records produced.", ["service", "stream", "topic"])
+DEAD_LETTERS = Counter("eddy_dlq_total", "Records sent to the dead-letter topic.", ["service", "stream", "reason"])
+BATCH_SIZE = Histogram(
+    "eddy_batch_size", "Records per micro-batch.", ["service"], buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 5000)
+)
+BATCH_SECONDS = Histogram(
+    "eddy_batch_seconds",
+    "Time to handle one micro-batch, from consume to commit.",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CONSUMER_LAG = Gauge("eddy_consumer_lag", "Records behind the end of the partition.", ["service", "topic", "partition"])
+
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with any ``extra=`` fields included."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class Health:
+    """What ``/healthz`` reports: a status plus whatever the service adds."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.status = "starting"
+        self.started_at = time.time()
+        self.details: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def set(self, status: str | None = None, **details: Any) -> None:
+        with self._lock:
+            if status is not None:
+                self.status = status
+            self.details.update(details)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "service": self.service,
+                "status": self.status,
+                "uptime_s": round(time.time() - self.started_at, 1),
+                **self.details,
+            }
+
+
+def serve_http(
+    host: str, port: int, health: Health, extra_routes: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server (its port is bound)."""
+    routes = dict(extra_routes or {})
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest())
+            elif path == "/healthz":
+                doc = health.snapshot()
+                code = 503 if doc["status"] == "failing" else 200
+                self._send(code, "application/json", json.dumps(doc).encode())
+            elif path in routes:
+                self._send(*routes[path]())
+            else:
+                self._send(404, "application/json", b'{"error": "not found"}')
+
+        def _send(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
+def stop_event_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so loops stop between batches and shut down cleanly."""
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: object) -> None:
+        logging.getLogger("eddy").info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop

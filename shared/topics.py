@@ -1,0 +1,74 @@
+"""Topic names: one place that knows how a stream maps onto Kafka topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODEL_EVENTS_TOPIC = "eddy.model-events"
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """The topics of one stream.
+
+    Examples
+    --------
+    >>> StreamTopics("demo").predictions
+    'demo.predictions'
+    >>> StreamTopics.stream_of("demo.feedback")
+    'demo'
+    """
+
+    stream: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.stream}.events"
+
+    @property
+    def validated(self) -> str:
+        return f"{self.stream}.validated"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.stream}.dlq"
+
+    @property
+    def predictions(self) -> str:
+        return f"{self.stream}.predictions"
+
+    @property
+    def feedback(self) -> str:
+        return f"{self.stream}.feedback"
+
+    @property
+    def labeled(self) -> str:
+        return f"{self.stream}.labeled"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.stream}.alerts"
+
+    @property
+    def models(self) -> str:
+        return f"{self.stream}.models"
+
+    def all(self) -> list[str]:
+        return [
+            self.events,
+            self.validated,
+            self.dlq,
+            self.predictions,
+            self.feedback,
+            self.labeled,
+            self.alerts,
+            self.models,
+        ]
+
+    @staticmethod
+    def stream_of(topic: str) -> str:
+        """The stream a per-stream topic belongs to (everything before the last dot)."""
+        stream, sep, _ = topic.rpartition(".")
+        if not sep:
+            raise ValueError(f"{topic!r} is not a stream topic (expected STREAM.KIND)")
+        return stream
