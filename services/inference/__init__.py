@@ -1,0 +1,1 @@
+"""Inference: predicts every validated event with the current model snapshot, in micro-batches."""

@@ -1,0 +1,37 @@
+"""Run the inference service: ``python -m services.inference``."""
+
+from __future__ import annotations
+
+import sys
+
+from services.inference.handlers import PredictBatch, ServingModel
+from services.inference.snapshots import SnapshotWatcher
+from shared.loop import StreamLoop
+from shared.service import bootstrap
+
+
+def main() -> int:
+    ctx = bootstrap("inference")
+    models = {name: ServingModel.fresh(contract) for name, contract in ctx.contracts.items()}
+    watcher = SnapshotWatcher(ctx.settings, ctx.contracts, ctx.serdes, models)
+    watcher.start()
+    loop = StreamLoop(
+        service="inference",
+        consumer=ctx.consumer("eddy-inference"),
+        producer=ctx.producer,
+        serdes=ctx.serdes,
+        topics=ctx.topics("validated"),
+        handler=PredictBatch(ctx.contracts, models),
+        batch_size=ctx.settings.batch_size,
+        batch_timeout_s=ctx.settings.batch_timeout_s,
+        health=ctx.health,
+    )
+    try:
+        loop.run(ctx.stop)
+    finally:
+        watcher.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

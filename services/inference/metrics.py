@@ -1,0 +1,14 @@
+"""Inference metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREDICTIONS = Counter("eddy_predictions_total", "Predictions made.", ["stream", "model", "version"])
+PREDICTION_LATENCY = Histogram(
+    "eddy_prediction_latency_seconds",
+    "From reading the input record to handing the prediction to the producer.",
+    ["stream"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+SNAPSHOT_SWAPS = Counter("eddy_snapshot_swaps_total", "Model snapshots hot-swapped in.", ["stream", "model"])
+SNAPSHOT_LEARNED = Gauge("eddy_snapshot_learned", "Labels learned by the serving snapshot.", ["stream", "model"])
+SNAPSHOT_AGE = Gauge("eddy_snapshot_age_seconds", "Age of the serving snapshot when it was swapped in.", ["stream"])

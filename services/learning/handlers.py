@@ -1,0 +1,188 @@
+"""The feedback join and online learning, as a pure state machine (no Kafka in here).
+
+A served prediction carries the exact features the model saw. When its label
+arrives (before or after it), the pair becomes a labeled example: it is emitted
+to S.labeled and learned once. Event ids already learned are remembered, so a
+replayed or duplicated prediction or label is never learned twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.learning import metrics
+from shared.contracts import StreamContract
+from shared.loop import BatchResult, InRecord, OutRecord
+from shared.models import ModelState
+from shared.topics import StreamTopics
+
+
+class LabelError(ValueError):
+    """A label that does not fit the stream's task."""
+
+
+def coerce_label(label: Any, task: str) -> Any:
+    """The label as the model learns it: bool for binary, float for regression.
+
+    >>> coerce_label(1, "binary"), coerce_label("false", "binary"), coerce_label(3, "regression")
+    (True, False, 3.0)
+    """
+    if label is None:
+        raise LabelError("label is null")
+    if task == "binary":
+        if isinstance(label, bool):
+            return label
+        if isinstance(label, int | float) and label in (0, 1):
+            return bool(label)
+        if isinstance(label, str) and label.lower() in ("true", "false", "1", "0"):
+            return label.lower() in ("true", "1")
+        raise LabelError(f"binary label must be true/false or 0/1, got {label!r}")
+    if task == "regression":
+        if isinstance(label, bool) or not isinstance(label, int | float):
+            raise LabelError(f"regression label must be a number, got {label!r}")
+        return float(label)
+    if isinstance(label, float):
+        raise LabelError(f"multiclass label must be a string or integer, got {label!r}")
+    return label
+
+
+@dataclass
+class LearnerState:
+    """Everything a learner must restore to carry on exactly where it was."""
+
+    model: ModelState
+    pending_predictions: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    pending_labels: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
+    learned: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    offsets: dict[str, int] = field(default_factory=dict)
+
+    def forget_inputs(self) -> None:
+        """Keep the model but drop what refers to a Kafka cluster that is gone."""
+        self.pending_predictions.clear()
+        self.pending_labels.clear()
+        self.learned.clear()
+        self.offsets.clear()
+        self.model.source_offsets.clear()
+
+
+@dataclass(frozen=True)
+class JoinLimits:
+    max_pending: int = 500_000
+    max_remembered: int = 2_000_000
+
+
+class Learner:
+    """The learning handler for one stream."""
+
+    def __init__(
+        self,
+        contract: StreamContract,
+        state: LearnerState,
+        limits: JoinLimits = JoinLimits(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.contract = contract
+        self.state = state
+        self.limits = limits
+        self.clock = clock
+        self.topics = StreamTopics(contract.name)
+
+    def __call__(self, records: Sequence[InRecord]) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            # Never raise: the model has already learned from earlier records of this batch, so the
+            # batch must not be retried; a record that fails is dead-lettered on its own.
+            try:
+                if record.topic == self.topics.predictions:
+                    self._on_prediction(record, result)
+                elif record.topic == self.topics.feedback:
+                    self._on_label(record, result)
+            except Exception as exc:
+                result.dead.append(record.dead("learning", "learn_error", exc, f"{type(exc).__name__}: {exc}"))
+        self._bound(result)
+        metrics.JOIN_STATE.labels(self.contract.name, "predictions").set(len(self.state.pending_predictions))
+        metrics.JOIN_STATE.labels(self.contract.name, "labels").set(len(self.state.pending_labels))
+        return result
+
+    def _on_prediction(self, record: InRecord, result: BatchResult) -> None:
+        value = record.value
+        # Shadow predictions are evaluated elsewhere; only the served answer is joined and learned here.
+        if not value["served"] or value["model_name"] != self.state.model.spec.name:
+            return
+        event_id = value["event_id"]
+        if event_id in self.state.learned or event_id in self.state.pending_predictions:
+            metrics.DUPLICATES.labels(self.contract.name, "prediction").inc()
+            return
+        label = self.state.pending_labels.pop(event_id, None)
+        if label is None:
+            self.state.pending_predictions[event_id] = value
+        else:
+            result.outputs.append(self._join(value, label))
+
+    def _on_label(self, record: InRecord, result: BatchResult) -> None:
+        value = record.value
+        event_id = value["event_id"]
+        if event_id in self.state.learned or event_id in self.state.pending_labels:
+            metrics.DUPLICATES.labels(self.contract.name, "label").inc()
+            return
+        try:
+            label = coerce_label(value["label"], self.contract.task)
+        except LabelError as exc:
+            result.dead.append(record.dead("learning", "bad_label", exc))
+            return
+        value = {**value, "label": label, "_raw": record.raw, "_coords": (record.partition, record.offset)}
+        prediction = self.state.pending_predictions.pop(event_id, None)
+        if prediction is None:
+            self.state.pending_labels[event_id] = value
+        else:
+            result.outputs.append(self._join(prediction, value))
+
+    def _join(self, prediction: dict[str, Any], label: dict[str, Any]) -> OutRecord:
+        model = self.state.model
+        features = prediction["features"]
+        model.estimator.learn_one(features, label["label"])
+        # Counted and remembered only once learn_one returned: a failure leaves the label unlearned.
+        model.learned_count += 1
+        now_ms = int(self.clock() * 1000)
+        self.state.learned[prediction["event_id"]] = now_ms
+        metrics.LEARNED.labels(self.contract.name, model.spec.name).inc()
+        metrics.LABEL_DELAY.labels(self.contract.name).observe(
+            max(0.0, (label["label_time_ms"] - prediction["event_time_ms"]) / 1000)
+        )
+        example = {
+            "event_id": prediction["event_id"],
+            "stream": self.contract.name,
+            "model_name": prediction["model_name"],
+            "model_version": prediction["model_version"],
+            "model_learned": prediction["model_learned"],
+            "prediction": prediction["prediction"],
+            "probabilities": prediction["probabilities"],
+            "features": features,
+            "label": label["label"],
+            "event_time_ms": prediction["event_time_ms"],
+            "predicted_at_ms": prediction["predicted_at_ms"],
+            "label_time_ms": label["label_time_ms"],
+            "joined_at_ms": now_ms,
+        }
+        return OutRecord(self.topics.labeled, prediction["event_id"], example, timestamp_ms=prediction["event_time_ms"])
+
+    def _bound(self, result: BatchResult) -> None:
+        """Keep memory bounded; an unjoined label pushed out is dead-lettered, never silently dropped."""
+        state, limits, stream = self.state, self.limits, self.contract.name
+        while len(state.pending_predictions) > limits.max_pending:
+            state.pending_predictions.popitem(last=False)
+            metrics.EVICTED.labels(stream, "predictions").inc()
+        while len(state.pending_labels) > limits.max_pending:
+            _, label = state.pending_labels.popitem(last=False)
+            partition, offset = label["_coords"]
+            record = InRecord(self.topics.feedback, partition, offset, label["event_id"], {}, 0, [], label["_raw"])
+            result.dead.append(
+                record.dead("learning", "join_expired", message="no prediction arrived before the join state filled")
+            )
+            metrics.EVICTED.labels(stream, "labels").inc()
+        while len(state.learned) > limits.max_remembered:
+            state.learned.popitem(last=False)

@@ -1,0 +1,118 @@
+"""The composition root every service shares: settings, contracts, Kafka, registry, HTTP.
+
+A service's ``__main__`` calls :func:`bootstrap`, builds its handler from pure
+code, and hands both to a :class:`~shared.loop.StreamLoop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer
+
+from shared import observability as obs
+from shared.contracts import StreamContract, load_contracts
+from shared.kafka import consumer_config, ensure_topics, producer_config
+from shared.producer import ConfirmedProducer
+from shared.serde import SerdeRegistry, registry_client
+from shared.settings import REPO_ROOT, Settings
+from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service needs, built once."""
+
+    name: str
+    settings: Settings
+    contracts: dict[str, StreamContract]
+    serdes: SerdeRegistry
+    producer: ConfirmedProducer
+    health: obs.Health
+    stop: threading.Event
+    http_port: int
+
+    def consumer(self, group_id: str, **overrides: Any) -> Consumer:
+        return Consumer(consumer_config(self.settings, group_id, **overrides))
+
+    def topics(self, kind: str) -> list[str]:
+        """The topic of ``kind`` (events, predictions, ...) of every stream this process serves."""
+        return [getattr(StreamTopics(s), kind) for s in self.contracts]
+
+
+def bootstrap(
+    name: str, http_routes: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None, serve: bool = True
+) -> ServiceContext:
+    """Read settings, load contracts, create topics, register schemas, start /metrics and /healthz.
+
+    Kafka and the registry may still be starting (under ``eddy up`` or in
+    Compose), so each is retried for a while before giving up with a clear error.
+    """
+    settings = Settings.from_env()
+    settings = Settings(**{**settings.__dict__, "service_name": name})
+    obs.setup_logging(name, settings.log_level, settings.log_format)
+    stop = obs.stop_event_on_signals()
+    health = obs.Health(name)
+    port = 0
+    if serve:
+        server = obs.serve_http(settings.http_host, settings.http_port, health, http_routes)
+        port = server.server_address[1]
+        log.info("serving /metrics and /healthz", extra={"url": f"http://{settings.http_host}:{port}"})
+    contracts = load_contracts(settings.contracts_dir, settings.streams)
+    topics = [t for s in contracts for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC]
+    retry(lambda: ensure_topics(settings, topics), "create topics", stop)
+    serdes = retry(
+        lambda: _registered(settings, contracts, topics), f"register schemas at {settings.schema_registry_url}", stop
+    )
+    producer = ConfirmedProducer(producer_config(settings))
+    health.set(streams=sorted(contracts))
+    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port)
+
+
+def _registered(settings: Settings, contracts: dict[str, StreamContract], topics: list[str]) -> SerdeRegistry:
+    serdes = SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, contracts)
+    serdes.register(topics)
+    return serdes
+
+
+def retry(action: Callable[[], T], what: str, stop: threading.Event | None = None, timeout_s: float = 60.0) -> T:
+    """Run ``action`` until it succeeds, backing off; re-raise after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
+                raise RuntimeError(f"could not {what}: {exc}") from exc
+            log.warning("retrying", extra={"action": what, "error": str(exc)[:300]})
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def code_version() -> str:
+    """The git commit this code runs from, for lineage ("unknown" outside a checkout)."""
+    env = os.environ.get("EDDY_CODE_VERSION")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
