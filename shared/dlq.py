@@ -70,12 +70,13 @@ class DeadLetter:
         return own + [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
 
 
-def read_dlq_headers(headers: Headers | None) -> dict[str, str]:
-    """The eddy.dlq.* headers of a DLQ record as a plain dict (prefix removed)."""
+def read_dlq_headers(headers: Any) -> dict[str, str]:
+    """The eddy.dlq.* headers of a DLQ record (as the client returns them) as a plain dict, prefix removed."""
     out = {}
     for k, v in headers or []:
         if k.startswith(HEADER_PREFIX):
-            out[k[len(HEADER_PREFIX) :]] = (v or b"").decode("utf-8", errors="replace")
+            text = v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v or "")
+            out[k[len(HEADER_PREFIX) :]] = text
     return out
 
 

@@ -1,0 +1,1 @@
+"""Ingestion: the HTTP front door; JSON events and labels in, Avro on S.events and S.feedback out."""

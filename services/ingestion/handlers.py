@@ -1,0 +1,33 @@
+"""Pure request handling: parsed records in, accepted records and per-record errors out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.contracts import StreamContract
+from shared.ingest import BodyError, RecordError, parse_body, to_event, to_feedback
+
+__all__ = ["BodyError", "Converted", "convert", "parse_body"]
+
+
+@dataclass
+class Converted:
+    accepted: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def convert(records: list[Any], contract: StreamContract, kind: str, received_ms: int) -> Converted:
+    """Each record as an event (``kind="events"``) or a label (``kind="feedback"``), or its error."""
+    out = Converted()
+    for index, record in enumerate(records):
+        try:
+            if kind == "events":
+                value = to_event(record, contract, received_ms)
+            else:
+                value = to_feedback(record, contract.task, received_ms)
+        except RecordError as exc:
+            out.rejected.append((index, str(exc)))
+            continue
+        out.accepted.append((index, value))
+    return out

@@ -1,0 +1,1 @@
+"""Monitoring: model quality, latency and concept drift from the stream's topics; alerts on S.alerts."""

@@ -1,0 +1,40 @@
+"""Run the monitoring service: ``python -m services.monitoring``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from services.monitoring.handlers import Monitor
+from shared.loop import BatchResult, InRecord, StreamLoop
+from shared.service import bootstrap
+
+
+def main() -> int:
+    ctx = bootstrap("monitoring")
+    monitors = {name: Monitor(contract) for name, contract in ctx.contracts.items()}
+
+    def handle(records: Sequence[InRecord]) -> BatchResult:
+        result = BatchResult()
+        for record in records:
+            one = monitors[record.stream]([record])
+            result.outputs.extend(one.outputs)
+        return result
+
+    loop = StreamLoop(
+        service="monitoring",
+        consumer=ctx.consumer("eddy-monitoring"),
+        producer=ctx.producer,
+        serdes=ctx.serdes,
+        topics=ctx.topics("validated") + ctx.topics("predictions") + ctx.topics("labeled"),
+        handler=handle,
+        batch_size=ctx.settings.batch_size,
+        batch_timeout_s=ctx.settings.batch_timeout_s,
+        health=ctx.health,
+    )
+    loop.run(ctx.stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

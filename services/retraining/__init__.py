@@ -1,0 +1,1 @@
+"""Retraining: reacts to alerts by requesting a retrain through a model lifecycle event."""

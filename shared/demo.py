@@ -1,0 +1,85 @@
+"""The demo feed: river's SEA concept with a drift partway, as events now and labels later.
+
+Labels are what the world would tell us afterwards: each goes to S.feedback
+``label_delay_s`` after its event. Event ids are deterministic per run so a
+test can check exactly which events made it through.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from river.datasets import synth
+
+from shared.ingest import INGESTED_AT_HEADER, now_ms
+from shared.producer import ConfirmedProducer
+from shared.serde import SerdeRegistry
+from shared.topics import StreamTopics
+
+log = logging.getLogger(__name__)
+REGIONS = ("north", "south", "east", "west")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    stream: str = "demo"
+    rate: float = 100.0
+    count: int = 0  # 0: run until stopped
+    label_delay_s: float = 2.0
+    drift_at: int = 6000
+    drift_width: int = 500
+    seed: int = 42
+    run_id: str = "run"
+
+
+def demo_examples(config: DemoConfig) -> Iterator[tuple[dict[str, Any], bool]]:
+    """(features, label) pairs: SEA variant 0, drifting to variant 3 around ``drift_at``."""
+    stream = synth.ConceptDriftStream(
+        stream=synth.SEA(variant=0, seed=config.seed),
+        drift_stream=synth.SEA(variant=3, seed=config.seed + 1),
+        position=config.drift_at,
+        width=config.drift_width,
+        seed=config.seed,
+    )
+    regions = random.Random(config.seed)
+    for x, y in stream:
+        yield {"x0": float(x[0]), "x1": float(x[1]), "x2": float(x[2]), "region": regions.choice(REGIONS)}, bool(y)
+
+
+def run_demo_feed(config: DemoConfig, serdes: SerdeRegistry, producer: ConfirmedProducer, stop: threading.Event) -> int:
+    """Produce events at ``config.rate`` and their labels after the delay; returns the number of events."""
+    topics = StreamTopics(config.stream)
+    events, feedback = serdes.for_topic(topics.events), serdes.for_topic(topics.feedback)
+    due: list[tuple[float, str, bool]] = []
+    started = time.monotonic()
+    sent = 0
+    examples = demo_examples(config)
+    while not stop.is_set() and (config.count == 0 or sent < config.count or due):
+        now = time.monotonic()
+        target = int((now - started) * config.rate)
+        while sent < target and (config.count == 0 or sent < config.count):
+            features, label = next(examples)
+            event_id = f"{config.run_id}-{sent}"
+            at = now_ms()
+            event = {"event_id": event_id, "event_time_ms": at, **features}
+            header = [(INGESTED_AT_HEADER, str(at).encode())]
+            producer.produce(topics.events, events.encode(event), event_id.encode(), header, at)
+            heapq.heappush(due, (now + config.label_delay_s, event_id, label))
+            sent += 1
+        while due and due[0][0] <= now:
+            _, event_id, label = heapq.heappop(due)
+            value = {"event_id": event_id, "label": label, "label_time_ms": now_ms(), "source": "demo"}
+            producer.produce(topics.feedback, feedback.encode(value), event_id.encode())
+        producer.poll(0)
+        if sent and sent % 1000 == 0 and target == sent:
+            log.info("demo progress", extra={"events": sent, "labels_pending": len(due)})
+        stop.wait(0.01)
+    producer.confirm()
+    return sent

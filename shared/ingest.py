@@ -1,0 +1,185 @@
+"""Turning user records (JSON, CSV rows) into Avro-ready events and labels.
+
+The HTTP gateway, ``eddy produce`` / ``eddy feedback`` and the demo feed all
+go through these functions, so a record is accepted or rejected the same way
+whichever door it came through.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from shared.contracts import StreamContract
+
+INGESTED_AT_HEADER = "eddy.ingested_at_ms"
+
+
+class RecordError(ValueError):
+    """A record that cannot become an event of its stream; the message says why."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def to_event(record: Any, contract: StreamContract, received_ms: int | None = None) -> dict[str, Any]:
+    """An event of ``contract``'s schema from a user record.
+
+    A missing event id gets a UUID and a missing event time gets the time of
+    receipt; event times may be epoch milliseconds or ISO-8601 strings.
+
+    Examples
+    --------
+    >>> from shared.contracts import load_contract
+    >>> from shared.settings import REPO_ROOT
+    >>> demo = load_contract(REPO_ROOT / "schemas/streams/demo.yaml")
+    >>> e = to_event({"event_id": "a", "event_time_ms": "2026-01-01T00:00:00Z", "x0": 1, "x1": 2.5, "x2": 3}, demo)
+    >>> e["event_time_ms"], e["x0"], e["region"]
+    (1767225600000, 1.0, None)
+    >>> to_event({"x0": 1, "colour": "red"}, demo)
+    Traceback (most recent call last):
+    ...
+    shared.ingest.RecordError: unknown field 'colour' (stream demo has: event_id, event_time_ms, x0, x1, x2, region)
+    """
+    if not isinstance(record, dict):
+        raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
+    fields = {f["name"]: f for f in contract.event_schema["fields"]}
+    unknown = [k for k in record if k not in fields]
+    if unknown:
+        raise RecordError(f"unknown field {unknown[0]!r} (stream {contract.name} has: {', '.join(fields)})")
+    event: dict[str, Any] = {}
+    for name, spec in fields.items():
+        value = _clean(record.get(name))
+        if name == contract.id_field:
+            value = str(value) if value not in (None, "") else str(uuid.uuid4())
+        elif name == contract.time_field:
+            value = parse_time_ms(value) if value is not None else (received_ms or now_ms())
+        elif value is None and "default" in spec:
+            value = spec["default"]
+        else:
+            value = _coerce(name, value, spec["type"])
+        event[name] = value
+    return event
+
+
+def to_feedback(record: Any, task: str, received_ms: int | None = None) -> dict[str, Any]:
+    """A ``Feedback`` record from a user record ``{"event_id": ..., "label": ...}``."""
+    if not isinstance(record, dict):
+        raise RecordError(f"a label must be a JSON object, got {type(record).__name__}")
+    unknown = [k for k in record if k not in ("event_id", "label", "label_time_ms", "source")]
+    if unknown:
+        raise RecordError(f"unknown field {unknown[0]!r} (labels have: event_id, label, label_time_ms, source)")
+    event_id = record.get("event_id")
+    if event_id in (None, ""):
+        raise RecordError("event_id is required: a label must say which event it belongs to")
+    label = _clean(record.get("label"))
+    if label is None:
+        raise RecordError("label is required")
+    if task == "regression" and isinstance(label, int | float) and not isinstance(label, bool):
+        label = float(label)
+    when = record.get("label_time_ms")
+    source = record.get("source")
+    return {
+        "event_id": str(event_id),
+        "label": label,
+        "label_time_ms": parse_time_ms(when) if when is not None else (received_ms or now_ms()),
+        "source": None if source is None else str(source),
+    }
+
+
+def parse_time_ms(value: Any) -> int:
+    """Epoch milliseconds from an int/float (milliseconds) or an ISO-8601 string."""
+    if isinstance(value, bool):
+        raise RecordError(f"time must be epoch milliseconds or ISO-8601, got {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise RecordError(f"time must be finite, got {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise RecordError(f"time {value!r} is neither epoch milliseconds nor ISO-8601") from exc
+        if parsed.tzinfo is None:
+            raise RecordError(f"time {value!r} has no timezone; add Z or an offset")
+        return int(parsed.timestamp() * 1000)
+    raise RecordError(f"time must be epoch milliseconds or ISO-8601, got {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    # pandas turns empty CSV cells into NaN: those mean "missing", not "not a number".
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return value.item()
+    return value
+
+
+def _coerce(name: str, value: Any, avro_type: Any) -> Any:
+    types = avro_type if isinstance(avro_type, list) else [avro_type]
+    if value is None:
+        if "null" in types:
+            return None
+        raise RecordError(f"field {name!r} is required")
+    if isinstance(value, bool):
+        if "boolean" in types:
+            return value
+        raise RecordError(f"field {name!r}: expected {_expected(types)}, got a boolean")
+    if isinstance(value, int | float):
+        if "double" in types or "float" in types:
+            return float(value)
+        if ("long" in types or "int" in types) and float(value).is_integer():
+            return int(value)
+        raise RecordError(f"field {name!r}: expected {_expected(types)}, got {value!r}")
+    if isinstance(value, str):
+        if "string" in types:
+            return value
+        raise RecordError(f"field {name!r}: expected {_expected(types)}, got the string {value!r}")
+    raise RecordError(f"field {name!r}: expected {_expected(types)}, got {type(value).__name__}")
+
+
+def _expected(types: list[Any]) -> str:
+    return " or ".join(str(t) for t in types if t != "null")
+
+
+class BodyError(ValueError):
+    """A request body that is not JSON, a JSON array, or JSON lines."""
+
+
+def parse_body(body: bytes) -> list[Any]:
+    """Records from a JSON array, a single JSON object, or JSON lines.
+
+    >>> parse_body(b'[{"a": 1}, {"a": 2}]')
+    [{'a': 1}, {'a': 2}]
+    >>> parse_body(b'{"a": 1}\\n{"a": 2}\\n')
+    [{'a': 1}, {'a': 2}]
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"body is not UTF-8: {exc}") from exc
+    stripped = text.strip()
+    if not stripped:
+        raise BodyError("empty body: send a JSON array or JSON lines")
+    try:
+        doc = json.loads(stripped)
+        return doc if isinstance(doc, list) else [doc]
+    except json.JSONDecodeError:
+        pass
+    records = []
+    for number, line in enumerate(stripped.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise BodyError(f"line {number} is not JSON: {exc.msg}") from exc
+    return records
