@@ -64,13 +64,9 @@ def build_estimator(spec: ModelSpec) -> Any:
     --------
     >>> from shared.contracts import ModelSpec
     >>> spec = ModelSpec("m", (("preprocessing.StandardScaler", {}), ("linear_model.LogisticRegression", {})), ("x",))
-    >>> build_estimator(spec)
-    Pipeline (
-      StandardScaler (
-        with_std=True
-      ),
-      LogisticRegression (
-    ...
+    >>> model = build_estimator(spec)
+    >>> [type(step).__name__ for step in model.steps.values()]
+    ['StandardScaler', 'LogisticRegression']
     """
     steps = [_instantiate(name, params, spec.name) for name, params in spec.pipeline]
     return steps[0] if len(steps) == 1 else compose.Pipeline(*steps)

@@ -1,0 +1,99 @@
+"""Shared fixtures: a real broker and a real schema registry for the whole session.
+
+The broker is the embedded Tansu on a free loopback port, or whatever
+``EDDY_BOOTSTRAP_SERVERS`` names; the registry is eddy's own, started from this
+checkout, or whatever ``EDDY_SCHEMA_REGISTRY_URL`` names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.embedded import free_port, start_tansu
+from shared.settings import REPO_ROOT, Settings
+from shared.stack import wait_http
+
+REGISTRY_ARGV = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1"]
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers() -> Iterator[str]:
+    external = os.environ.get("EDDY_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    proc, servers = start_tansu()
+    yield servers
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("EDDY_SCHEMA_REGISTRY_URL")
+    if external:
+        yield external
+        return
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("registry")
+    log = open(data_dir / "registry.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [*REGISTRY_ARGV, "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/subjects", 30)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture()
+def stream_dir(tmp_path: Path) -> tuple[Path, str]:
+    """A contracts directory holding a copy of the demo contract under a fresh stream name."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    contracts = tmp_path / "contracts"
+    contracts.mkdir()
+    shutil.copy(REPO_ROOT / "schemas/streams/demo.avsc", contracts / "demo.avsc")
+    text = (REPO_ROOT / "schemas/streams/demo.yaml").read_text().replace("stream: demo", f"stream: {name}")
+    (contracts / f"{name}.yaml").write_text(text)
+    return contracts, name
+
+
+@pytest.fixture()
+def settings(bootstrap_servers: str, registry_url: str, stream_dir: tuple[Path, str], tmp_path: Path) -> Settings:
+    contracts, name = stream_dir
+    return Settings(
+        bootstrap_servers=bootstrap_servers,
+        schema_registry_url=registry_url,
+        state_dir=tmp_path / "state",
+        contracts_dir=contracts,
+        streams=(name,),
+        session_timeout_ms=6000,
+        partitions=4,
+    )
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for running a service process against the test broker and registry."""
+    return {**os.environ, **settings.kafka_env(), "EDDY_LOG_FORMAT": "json", **extra}
+
+
+def dump(doc: object) -> str:
+    return json.dumps(doc, default=str)

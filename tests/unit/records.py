@@ -1,0 +1,54 @@
+"""Building InRecords by hand, for handler tests without Kafka."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.contracts import StreamContract, load_contract
+from shared.loop import InRecord
+from shared.settings import REPO_ROOT
+
+
+def demo_contract() -> StreamContract:
+    return load_contract(REPO_ROOT / "schemas/streams/demo.yaml")
+
+
+def record(topic: str, value: dict[str, Any], offset: int = 0, partition: int = 0, raw: bytes = b"raw") -> InRecord:
+    return InRecord(topic, partition, offset, value.get("event_id"), value, 1000, [], raw)
+
+
+def event(i: int, **overrides: Any) -> dict[str, Any]:
+    base = {
+        "event_id": f"e{i}",
+        "event_time_ms": 1_700_000_000_000 + i,
+        "x0": 1.0,
+        "x1": 2.0,
+        "x2": 3.0,
+        "region": "north",
+    }
+    return {**base, **overrides}
+
+
+def prediction(i: int, served: bool = True, model: str = "default", **overrides: Any) -> dict[str, Any]:
+    base = {
+        "event_id": f"e{i}",
+        "stream": "demo",
+        "model_name": model,
+        "model_version": 1,
+        "model_learned": 0,
+        "served": served,
+        "prediction": True,
+        "probabilities": {"true": 0.6, "false": 0.4},
+        "features": {"x0": float(i % 10), "x1": 2.0, "x2": 3.0},
+        "event_time_ms": 1_700_000_000_000 + i,
+        "predicted_at_ms": 1_700_000_000_010 + i,
+        "latency_ms": 1.0,
+        "ingested_at_ms": None,
+        "source_partition": 0,
+        "source_offset": i,
+    }
+    return {**base, **overrides}
+
+
+def label(i: int, value: Any = True) -> dict[str, Any]:
+    return {"event_id": f"e{i}", "label": value, "label_time_ms": 1_700_000_001_000 + i, "source": "test"}

@@ -1,0 +1,152 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.learning import checkpoint
+from services.learning.handlers import JoinLimits, LabelError, Learner, LearnerState, coerce_label
+from shared.loop import BatchResult
+from shared.models import ModelState
+from tests.unit.records import demo_contract, label, prediction, record
+
+
+def learner(**limits: Any) -> Learner:
+    contract = demo_contract()
+    state = LearnerState(ModelState.fresh("demo", contract.champion))
+    return Learner(contract, state, JoinLimits(**limits), clock=lambda: 1_700_000_005.0)
+
+
+def pred(i: int, **kw: Any) -> Any:
+    return record("demo.predictions", prediction(i, **kw), offset=i)
+
+
+def lab(i: int, value: Any = True) -> Any:
+    return record("demo.feedback", label(i, value), offset=i, raw=f"label-{i}".encode())
+
+
+def test_label_after_prediction_joins_and_learns() -> None:
+    lrn = learner()
+    assert lrn([pred(1)]).outputs == []
+    result = lrn([lab(1, False)])
+    (out,) = result.outputs
+    assert out.topic == "demo.labeled" and out.key == "e1"
+    assert out.value["label"] is False
+    assert out.value["features"] == prediction(1)["features"]
+    assert out.value["prediction"] is True
+    assert lrn.state.model.learned_count == 1
+    assert not lrn.state.pending_predictions and not lrn.state.pending_labels
+
+
+def test_label_before_prediction_joins_too() -> None:
+    lrn = learner()
+    assert lrn([lab(2)]).outputs == []
+    assert len(lrn([pred(2)]).outputs) == 1
+    assert lrn.state.model.learned_count == 1
+
+
+def test_same_batch_join() -> None:
+    lrn = learner()
+    assert len(lrn([pred(3), lab(3)]).outputs) == 1
+
+
+def test_learns_from_the_served_features_exactly() -> None:
+    lrn = learner()
+    seen: list[dict[str, Any]] = []
+
+    class Spy:
+        def learn_one(self, x: dict[str, Any], y: Any) -> None:
+            seen.append(x)
+
+    lrn.state.model.estimator = Spy()
+    lrn([pred(4, features={"x0": 4.25, "x1": 0.5, "x2": 9.0}), lab(4)])
+    assert seen == [{"x0": 4.25, "x1": 0.5, "x2": 9.0}]
+
+
+def test_duplicates_are_never_learned_twice() -> None:
+    lrn = learner()
+    lrn([pred(5), lab(5)])
+    again = lrn([pred(5), lab(5), pred(5)])
+    assert again.outputs == [] and again.dead == []
+    assert lrn.state.model.learned_count == 1
+
+
+def test_shadow_and_other_models_are_not_joined() -> None:
+    lrn = learner()
+    lrn([pred(6, served=False), pred(7, model="challenger"), lab(6), lab(7)])
+    assert lrn.state.model.learned_count == 0
+    assert set(lrn.state.pending_labels) == {"e6", "e7"}
+
+
+def test_bad_label_goes_to_dlq() -> None:
+    lrn = learner()
+    result = lrn([lab(8, "maybe")])
+    (letter,) = result.dead
+    assert letter.reason == "bad_label" and letter.value == b"label-8"
+    assert letter.dlq_topic == "demo.dlq"
+
+
+def test_failed_learning_is_dead_lettered_and_not_counted() -> None:
+    lrn = learner()
+
+    class Broken:
+        def learn_one(self, x: dict[str, Any], y: Any) -> None:
+            raise ValueError("boom")
+
+    lrn.state.model.estimator = Broken()
+    result: BatchResult = lrn([pred(9), lab(9), pred(10)])
+    assert [d.reason for d in result.dead] == ["learn_error"]
+    assert lrn.state.model.learned_count == 0
+    assert "e9" not in lrn.state.learned
+    assert "e10" in lrn.state.pending_predictions
+
+
+def test_evicted_labels_are_dead_lettered_not_dropped() -> None:
+    lrn = learner(max_pending=2)
+    result = lrn([lab(1), lab(2), lab(3)])
+    (letter,) = result.dead
+    assert letter.reason == "join_expired" and letter.value == b"label-1" and letter.offset == 1
+    assert list(lrn.state.pending_labels) == ["e2", "e3"]
+
+
+@pytest.mark.parametrize(
+    ("value", "task", "expected"),
+    [
+        (True, "binary", True),
+        (0, "binary", False),
+        ("TRUE", "binary", True),
+        (2, "regression", 2.0),
+        ("cat", "multiclass", "cat"),
+    ],
+)
+def test_coerce_label(value: Any, task: str, expected: Any) -> None:
+    assert coerce_label(value, task) == expected
+
+
+@pytest.mark.parametrize(("value", "task"), [(None, "binary"), (2, "binary"), ("x", "regression"), (1.5, "multiclass")])
+def test_coerce_label_rejects(value: Any, task: str) -> None:
+    with pytest.raises(LabelError):
+        coerce_label(value, task)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    lrn = learner()
+    lrn([pred(1), lab(1), pred(2)])
+    lrn.state.offsets["demo.predictions:0"] = 3
+    path = checkpoint.checkpoint_path(tmp_path, "demo")
+    checkpoint.save(path, checkpoint.Checkpoint("cluster-a", lrn.state))
+    restored = checkpoint.load(path)
+    assert restored is not None and restored.cluster_id == "cluster-a"
+    assert restored.state.model.learned_count == 1
+    assert list(restored.state.pending_predictions) == ["e2"]
+    assert restored.state.offsets == {"demo.predictions:0": 3}
+    assert "e1" in restored.state.learned
+    assert checkpoint.load(tmp_path / "missing.ckpt") is None
+
+
+def test_forget_inputs_keeps_the_model() -> None:
+    lrn = learner()
+    lrn([pred(1), lab(1), pred(2)])
+    lrn.state.offsets["x:0"] = 5
+    lrn.state.forget_inputs()
+    assert lrn.state.model.learned_count == 1
+    assert not lrn.state.offsets and not lrn.state.pending_predictions and not lrn.state.learned

@@ -1,0 +1,45 @@
+import math
+
+from services.validation.handlers import ValidateBatch, check_record
+from tests.unit.records import demo_contract, event, record
+
+
+def test_valid_event_has_no_violations() -> None:
+    assert check_record(event(1), demo_contract()) == []
+
+
+def test_each_rule_reports_field_rule_and_value() -> None:
+    bad = event(1, x0=-1.0, x1=None, x2=math.inf, region="mars", event_id=" ", event_time_ms=0)
+    found = {(v.field, v.rule) for v in check_record(bad, demo_contract())}
+    assert found == {
+        ("event_id", "required"),
+        ("event_time_ms", "positive"),
+        ("x0", "min"),
+        ("x1", "required"),
+        ("x2", "finite"),
+        ("region", "allowed"),
+    }
+
+
+def test_optional_feature_may_be_missing() -> None:
+    assert check_record(event(1, region=None), demo_contract()) == []
+
+
+def test_batch_routes_valid_and_dead_letters_invalid() -> None:
+    contract = demo_contract()
+    handler = ValidateBatch({"demo": contract})
+    good = record("demo.events", event(1), offset=7)
+    bad = record("demo.events", event(2, x0=99.0), offset=8, raw=b"original-bytes")
+    result = handler([good, bad])
+    assert [o.topic for o in result.outputs] == ["demo.validated"]
+    out = result.outputs[0]
+    assert out.key == "e1" and out.timestamp_ms == event(1)["event_time_ms"] and out.source is good
+    (letter,) = result.dead
+    assert letter.dlq_topic == "demo.dlq"
+    assert letter.value == b"original-bytes"
+    assert letter.reason == "contract:max"
+    assert letter.violations[0].field == "x0"
+    headers = dict(letter.dlq_headers(now_ms=5))
+    assert headers["eddy.dlq.source.offset"] == b"8"
+    assert b"x0=99.0 is above the maximum 10.0" in headers["eddy.dlq.error.message"]
+    assert b'"rule": "max"' in headers["eddy.dlq.violations"]
