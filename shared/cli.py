@@ -66,9 +66,8 @@ def _check_kafka(settings: Settings) -> None:
     try:
         admin_client(settings).list_topics(timeout=5)
     except KafkaException as exc:
-        raise CliError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} (is `eddy up` running?): {exc.args[0]}"
-        ) from exc
+        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        raise CliError(f"cannot reach Kafka at {settings.bootstrap_servers} (is `eddy up` running?): {reason}") from exc
 
 
 def _serdes(settings: Settings) -> Any:
@@ -455,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=os.environ.get("EDDY_LOG_LEVEL", "ERROR").upper(), format="eddy: %(message)s")
     try:
         result: int = args.func(args)
         return result

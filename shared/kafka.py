@@ -18,6 +18,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines go through Python logging (JSON in services, quiet in the CLI), not raw stderr.
+client_log = logging.getLogger("librdkafka")
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -30,6 +32,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "compression.type": "lz4",
         "partitioner": "murmur2_random",
         "message.timeout.ms": 30000,
+        "logger": client_log,
     }
     conf.update(overrides)
     return conf
@@ -48,13 +51,19 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "partition.assignment.strategy": "range",
         "isolation.level": "read_uncommitted",
+        "logger": client_log,
     }
     conf.update(overrides)
     return conf
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "client.id": settings.service_name})
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.service_name,
+        "logger": client_log,
+    }
+    return AdminClient(conf)
 
 
 def ensure_topics(settings: Settings, topics: list[str], timeout_s: float = 30.0) -> None:
