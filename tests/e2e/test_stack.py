@@ -1,0 +1,191 @@
+"""The whole stack under ``eddy up``, end to end, including SIGKILL of services mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.settings import REPO_ROOT, Settings
+from shared.stack import pid_alive, read_stack, service_health
+from shared.topics import StreamTopics
+from tests.conftest import service_env
+from tests.helpers import produce_values, read_topic, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ("ingestion", "validation", "inference", "learning", "monitoring", "retraining")
+
+
+def eddy_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, timeout=120, cwd=REPO_ROOT
+    )
+
+
+@pytest.fixture()
+def stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    state = tmp_path / "state"
+    env = service_env(settings, EDDY_STATE_DIR=str(state), EDDY_SNAPSHOT_INTERVAL_S="0.5")
+    with open(tmp_path / "up.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+        )
+    try:
+
+        def healthy() -> bool:
+            doc = read_stack(state)
+            if not doc:
+                return False
+            return all(service_health(doc["services"][s]["url"]).get("status") == "ok" for s in SERVICES)
+
+        wait_until(healthy, 60, what="every service healthy")
+        yield env, state
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = -9
+        print((tmp_path / "up.log").read_text()[-2000:])
+        for name in SERVICES:
+            path = state / "logs" / f"{name}.log"
+            if path.exists():
+                errors = [line for line in path.read_text().splitlines() if '"level": "error"' in line]
+                print(name, "errors:", errors[-5:])
+        assert code == 0
+
+
+def events(start: int, count: int) -> list[dict[str, Any]]:
+    now = int(time.time() * 1000)
+    return [
+        {
+            "event_id": f"ev{i}",
+            "event_time_ms": now + i,
+            "x0": float(i % 10),
+            "x1": float((i * 7) % 10),
+            "x2": float((i * 3) % 10),
+            "region": "north",
+        }
+        for i in range(start, start + count)
+    ]
+
+
+def labels(start: int, count: int) -> list[dict[str, Any]]:
+    now = int(time.time() * 1000)
+    return [
+        {"event_id": f"ev{i}", "label": (i % 10) + ((i * 7) % 10) > 8, "label_time_ms": now, "source": "test"}
+        for i in range(start, start + count)
+    ]
+
+
+def latest_snapshot_learned(settings: Settings, stream: str) -> int:
+    snapshots = read_topic(settings, StreamTopics(stream).models, timeout_s=10, quiet_s=0.5)
+    return max((s["learned_count"] for s in snapshots), default=-1)
+
+
+def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str], Path], settings: Settings) -> None:
+    env, state = stack
+    (stream,) = settings.streams
+    topics = StreamTopics(stream)
+
+    status = json.loads(eddy_cli(env, "status", "--json").stdout)
+    assert status["bootstrap_servers"] == settings.bootstrap_servers
+    assert status["schema_registry_url"] == settings.schema_registry_url
+    assert {s for s, v in status["services"].items() if v["health"]["status"] == "ok"} >= set(SERVICES)
+    assert all(v["url"].startswith("http://127.0.0.1:") for s, v in status["services"].items() if s in SERVICES)
+
+    # Phase 1: 5,000 events and their labels; exactly one prediction, one labeled example, one learning each.
+    produce_values(settings, topics.events, events(0, 5000))
+    produce_values(settings, topics.feedback, labels(0, 5000))
+    predictions = read_topic(settings, topics.predictions, expect=5000, timeout_s=120)
+    labeled = read_topic(settings, topics.labeled, expect=5000, timeout_s=120)
+    wait_until(lambda: latest_snapshot_learned(settings, stream) == 5000, 60, what="a snapshot with 5,000 learned")
+    predictions = read_topic(settings, topics.predictions, timeout_s=30, quiet_s=2)
+    labeled = read_topic(settings, topics.labeled, timeout_s=30, quiet_s=2)
+    assert len(predictions) == 5000 and len({p["event_id"] for p in predictions}) == 5000
+    assert len(labeled) == 5000 and len({x["event_id"] for x in labeled}) == 5000
+    assert {p["event_id"] for p in predictions} == {f"ev{i}" for i in range(5000)}
+    late = [x for x in labeled if x["model_learned"] > 0]
+    assert late, "later predictions should come from snapshots that had learned something"
+
+    # Phase 2: load runs while inference and learning are SIGKILLed; the supervisor restarts them.
+    def feed() -> None:
+        for start in range(5000, 10000, 250):
+            produce_values(settings, topics.events, events(start, 250))
+            if start >= 5250:
+                produce_values(settings, topics.feedback, labels(start - 250, 250))
+            time.sleep(0.2)
+        produce_values(settings, topics.feedback, labels(9750, 250))
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    time.sleep(1.5)
+    before = read_stack(state)
+    assert before is not None
+    killed = {name: before["services"][name]["pid"] for name in ("inference", "learning")}
+    for pid in killed.values():
+        os.kill(pid, signal.SIGKILL)
+    feeder.join(60)
+
+    def restarted() -> bool:
+        doc = read_stack(state) or {"services": {}}
+        return all(
+            doc["services"][n]["restarts"] >= 1
+            and pid_alive(doc["services"][n]["pid"])
+            and doc["services"][n]["pid"] != p
+            for n, p in killed.items()
+        )
+
+    wait_until(restarted, 30, what="inference and learning restarted by the supervisor")
+    wait_until(lambda: latest_snapshot_learned(settings, stream) >= 10000, 150, interval_s=2, what="10,000 learned")
+    assert latest_snapshot_learned(settings, stream) == 10000, "a label was learned twice"
+
+    predictions = read_topic(settings, topics.predictions, timeout_s=60, quiet_s=2)
+    predicted = Counter(p["event_id"] for p in predictions)
+    missing = {f"ev{i}" for i in range(10000)} - set(predicted)
+    assert not missing, f"{len(missing)} events never predicted, e.g. {sorted(missing)[:5]}"
+    labeled_ids = {x["event_id"] for x in read_topic(settings, topics.labeled, timeout_s=60, quiet_s=2)}
+    assert labeled_ids == {f"ev{i}" for i in range(10000)}
+    print(f"duplicate predictions after kill -9 (at-least-once replay): {sum(predicted.values()) - len(predicted)}")
+
+
+def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path) -> None:
+    """The README's first command, fully embedded: predictions flow within 60 s of `eddy up --demo`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
+    env["EDDY_STATE_DIR"] = str(tmp_path / "state")
+    started = time.monotonic()
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--demo"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        wait_until(lambda: read_stack(tmp_path / "state") is not None, 30, what="the stack file")
+        tail = eddy_cli(env, "tail", "demo.predictions", "--max", "100", "--timeout", "60")
+        elapsed = time.monotonic() - started
+        records = [json.loads(line) for line in tail.stdout.splitlines()]
+        assert len(records) == 100, tail.stderr
+        assert elapsed < 60
+        assert all(r["stream"] == "demo" and r["model_name"] == "default" for r in records)
+        down = eddy_cli(env, "down")
+        assert down.returncode == 0 and b"eddy stopped" in down.stdout
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+        print((tmp_path / "up.log").read_text()[-2000:])
