@@ -196,6 +196,7 @@ class StreamLoop:
         records: list[InRecord] = []
         dead: list[DeadLetter] = []
         offsets: Offsets = {}
+        counts: dict[str, int] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -206,17 +207,22 @@ class StreamLoop:
                 continue
             topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             offsets[(topic, partition)] = offset + 1
-            obs.RECORDS_IN.labels(self.service, StreamTopics.stream_of(topic), topic).inc()
+            counts[topic] = counts.get(topic, 0) + 1
             raw = msg.value() or b""
-            headers: Headers = [(str(h[0]), h[1] if isinstance(h[1], bytes) else b"") for h in msg.headers() or []]
-            record = InRecord(topic, partition, offset, None, {}, msg.timestamp()[1], headers, raw)
+            raw_headers = msg.headers()
+            headers: Headers = (
+                [(str(h[0]), h[1] if isinstance(h[1], bytes) else b"") for h in raw_headers] if raw_headers else []
+            )
+            key = decode_key(msg.key())
             try:
-                key = decode_key(msg.key())
                 value = self.serdes.for_topic(topic).decode(raw)
             except SerdeError as exc:
-                dead.append(record.dead("deserialize", "undecodable", exc))
+                letter = InRecord(topic, partition, offset, key, {}, msg.timestamp()[1], headers, raw)
+                dead.append(letter.dead("deserialize", "undecodable", exc))
                 continue
             records.append(InRecord(topic, partition, offset, key, value, msg.timestamp()[1], headers, raw))
+        for topic, count in counts.items():
+            obs.RECORDS_IN.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
         return records, dead, offsets
 
     def _handle(self, records: list[InRecord]) -> BatchResult:
@@ -239,6 +245,7 @@ class StreamLoop:
         return result
 
     def _produce(self, outputs: list[OutRecord], dead: list[DeadLetter]) -> int:
+        counts: dict[str, int] = {}
         for out in outputs:
             try:
                 data = self.serdes.for_topic(out.topic).encode(out.value)
@@ -248,7 +255,9 @@ class StreamLoop:
                 dead.append(out.source.dead(self.service, "unencodable_output", exc))
                 continue
             self.producer.produce(out.topic, data, encode_key(out.key), out.headers, out.timestamp_ms)
-            obs.RECORDS_OUT.labels(self.service, StreamTopics.stream_of(out.topic), out.topic).inc()
+            counts[out.topic] = counts.get(out.topic, 0) + 1
+        for topic, count in counts.items():
+            obs.RECORDS_OUT.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
         for letter in dead:
             self.producer.produce(letter.dlq_topic, letter.value, letter.key, letter.dlq_headers(), letter.timestamp_ms)
             obs.DEAD_LETTERS.labels(self.service, StreamTopics.stream_of(letter.topic), letter.reason).inc()

@@ -60,8 +60,18 @@ def start_registry(data_dir: Path, extra_args: tuple[str, ...] = ()) -> Registry
     for name in ("EDDY_SCHEMA_REGISTRY_HOST", "EDDY_SCHEMA_REGISTRY_PORT", "EDDY_SCHEMA_REGISTRY_DATA_DIR"):
         env.pop(name, None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1", "--port", "0",
-         "--data-dir", str(data_dir), *extra_args],
+        [
+            sys.executable,
+            "-m",
+            "services.schema_registry",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra_args,
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

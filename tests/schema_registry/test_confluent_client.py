@@ -140,9 +140,7 @@ def test_serializer_auto_registers_and_round_trips(client: SchemaRegistryClient)
 def test_use_latest_version_without_auto_register(client: SchemaRegistryClient) -> None:
     client.register_schema("cc-latest-value", Schema(ORDER_V1, "AVRO"))
     v2_id = client.register_schema("cc-latest-value", Schema(ORDER_V2, "AVRO"))
-    serializer = AvroSerializer(
-        client, ORDER_V2, conf={"auto.register.schemas": False, "use.latest.version": True}
-    )
+    serializer = AvroSerializer(client, ORDER_V2, conf={"auto.register.schemas": False, "use.latest.version": True})
     payload = serializer({"id": 1, "amount": 2.0, "status": "NEW", "note": "hi"}, ctx("cc-latest"))
     assert payload is not None and int.from_bytes(payload[1:5], "big") == v2_id
     reader = AvroDeserializer(client, conf={"use.latest.version": True})

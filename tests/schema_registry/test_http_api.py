@@ -51,8 +51,13 @@ def test_register_is_idempotent_and_ids_are_shared(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/vnd.schemaregistry.v1+json", "application/vnd.schemaregistry+json", "application/json",
-     "application/octet-stream", "application/json; charset=utf-8"],
+    [
+        "application/vnd.schemaregistry.v1+json",
+        "application/vnd.schemaregistry+json",
+        "application/json",
+        "application/octet-stream",
+        "application/json; charset=utf-8",
+    ],
 )
 def test_accepted_content_types(http: httpx.Client, content_type: str) -> None:
     response = post(http, "/subjects/api-ct/versions", {"schema": '"string"'}, content_type)
@@ -64,8 +69,12 @@ def test_reads(http: httpx.Client) -> None:
     v2 = register(http, "api-read", record("x", "y"))
     assert http.get("/subjects/api-read/versions").json() == [1, 2]
     latest = http.get("/subjects/api-read/versions/latest").json()
-    assert latest == {"subject": "api-read", "version": 2, "id": v2["id"], "schema": json.dumps(
-        json.loads(record("x", "y")), separators=(",", ":"))}
+    assert latest == {
+        "subject": "api-read",
+        "version": 2,
+        "id": v2["id"],
+        "schema": json.dumps(json.loads(record("x", "y")), separators=(",", ":")),
+    }
     assert http.get("/subjects/api-read/versions/-1").json() == latest
     assert http.get("/subjects/api-read/versions/1").json()["id"] == v1["id"]
     raw = http.get("/subjects/api-read/versions/1/schema")
@@ -125,9 +134,7 @@ def test_config_endpoints(http: httpx.Client) -> None:
     assert http.get("/config").json() == {"compatibilityLevel": "BACKWARD"}
     unset = http.get("/config/api-cfg")
     assert (unset.status_code, unset.json()["error_code"]) == (404, 40408)
-    assert http.get("/config/api-cfg", params={"defaultToGlobal": "true"}).json() == {
-        "compatibilityLevel": "BACKWARD"
-    }
+    assert http.get("/config/api-cfg", params={"defaultToGlobal": "true"}).json() == {"compatibilityLevel": "BACKWARD"}
     put = http.put("/config/api-cfg", json={"compatibility": "FULL_TRANSITIVE"})
     assert put.json() == {"compatibility": "FULL_TRANSITIVE"}
     assert http.get("/config/api-cfg").json() == {"compatibilityLevel": "FULL_TRANSITIVE"}

@@ -34,9 +34,14 @@ def canon(value: object) -> str:
         ["null", "null"],
         ["int", ["string"]],
         {"type": "record", "name": "A", "fields": [{"name": "a", "type": ["null", "int"], "default": 1}]},
-        {"type": "record", "name": "A", "fields": [{"name": "a", "type": {"type": "array", "items": "int"},
-                                                    "default": [1, "x"]}]},
+        {
+            "type": "record",
+            "name": "A",
+            "fields": [{"name": "a", "type": {"type": "array", "items": "int"}, "default": [1, "x"]}],
+        },
         {"type": "record", "name": "int", "fields": []},
+        '{"type": "record", "name": "A", "fields": [{"name": "a", "type": "double", "default": NaN}]}',
+        '{"type": "record", "name": "A", "fields": [{"name": "a", "type": "double", "default": Infinity}]}',
         [{"type": "record", "name": "A", "fields": []}, {"type": "record", "name": "A", "fields": []}],
     ],
 )
@@ -72,8 +77,10 @@ def test_canonical_form_is_a_valid_schema_for_fastavro() -> None:
         "name": "Outer",
         "namespace": "com.acme",
         "fields": [
-            {"name": "inner", "type": {"type": "record", "name": "Inner", "namespace": "",
-                                       "fields": [{"name": "v", "type": "long"}]}},
+            {
+                "name": "inner",
+                "type": {"type": "record", "name": "Inner", "namespace": "", "fields": [{"name": "v", "type": "long"}]},
+            },
             {"name": "e", "type": {"type": "enum", "name": "E", "symbols": ["A", "B"], "default": "A"}},
             {"name": "e2", "type": "E"},
             {"name": "when", "type": {"type": "long", "logicalType": "timestamp-millis"}},

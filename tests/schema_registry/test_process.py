@@ -42,7 +42,11 @@ def test_second_process_on_same_data_dir_fails(tmp_path: Path) -> None:
     try:
         other = subprocess.run(
             [sys.executable, "-m", "services.schema_registry", "--port", "0", "--data-dir", str(tmp_path / "data")],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=False,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
         assert other.returncode == 1
         assert "in use" in other.stderr
@@ -68,7 +72,12 @@ def test_env_vars_configure_the_process(tmp_path: Path) -> None:
     env = {**os.environ, "EDDY_SCHEMA_REGISTRY_PORT": "not-a-port"}
     bad = subprocess.run(
         [sys.executable, "-m", "services.schema_registry", "--data-dir", str(tmp_path / "d")],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert bad.returncode != 0
     assert "EDDY_SCHEMA_REGISTRY_PORT" in bad.stderr

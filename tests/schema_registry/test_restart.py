@@ -42,8 +42,9 @@ def test_state_survives_sigkill_and_ids_are_not_reused(tmp_path: Path) -> None:
     with httpx.Client(base_url=first.url, timeout=10) as client:
         ids = []
         for subject, fields in [("a", ("x",)), ("a", ("x", "y")), ("b", ("x",)), ("c", ("z",)), ("d", ("w",))]:
-            response = client.post(f"/subjects/{subject}/versions", content=json.dumps({"schema": schema(*fields)}),
-                                   headers=JSON)
+            response = client.post(
+                f"/subjects/{subject}/versions", content=json.dumps({"schema": schema(*fields)}), headers=JSON
+            )
             assert response.status_code == 200
             ids.append(response.json()["id"])
         assert client.put("/config/a", json={"compatibility": "FULL"}).status_code == 200
@@ -73,8 +74,10 @@ def test_torn_journal_tail_is_tolerated(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = start_registry(data)
     with httpx.Client(base_url=first.url, timeout=10) as client:
-        assert client.post("/subjects/t/versions", content=json.dumps({"schema": schema("x")}),
-                           headers=JSON).status_code == 200
+        assert (
+            client.post("/subjects/t/versions", content=json.dumps({"schema": schema("x")}), headers=JSON).status_code
+            == 200
+        )
     first.stop(signal.SIGKILL)
     with (data / "journal.jsonl").open("ab") as journal:
         journal.write(b'{"ts":1,"ops":[{"op":"schema","id":2,"sch')
@@ -82,8 +85,9 @@ def test_torn_journal_tail_is_tolerated(tmp_path: Path) -> None:
     try:
         with httpx.Client(base_url=second.url, timeout=10) as client:
             assert client.get("/subjects/t/versions").json() == [1]
-            response = client.post("/subjects/t/versions", content=json.dumps({"schema": schema("x", "y")}),
-                                   headers=JSON)
+            response = client.post(
+                "/subjects/t/versions", content=json.dumps({"schema": schema("x", "y")}), headers=JSON
+            )
             assert response.json() == {"id": 2, "version": 2}
     finally:
         second.stop()

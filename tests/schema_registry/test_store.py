@@ -58,8 +58,9 @@ def test_incompatible_schema_is_rejected() -> None:
     store = Store()
     register(store, "s", parse_candidate({"schema": '{"type":"record","name":"R","fields":[]}'}))
     with pytest.raises(RegistryError) as exc:
-        store.plan_register("s", parse_candidate(
-            {"schema": '{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}'}))
+        store.plan_register(
+            "s", parse_candidate({"schema": '{"type":"record","name":"R","fields":[{"name":"x","type":"int"}]}'})
+        )
     assert exc.value.status == 409 and code(exc) == 409
 
 
@@ -214,6 +215,7 @@ def test_parse_candidate_rejections(body: object, error_code: int) -> None:
 
 
 def test_parse_candidate_accepts_null_metadata_and_empty_references() -> None:
-    parsed = parse_candidate({"schema": '"int"', "schemaType": "AVRO", "references": [], "metadata": None,
-                              "ruleSet": None})
+    parsed = parse_candidate(
+        {"schema": '"int"', "schemaType": "AVRO", "references": [], "metadata": None, "ruleSet": None}
+    )
     assert parsed.text == '"int"'

@@ -86,3 +86,11 @@ def test_dlq_headers_round_trip() -> None:
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_configuration_doc_lists_every_setting() -> None:
+    from shared.settings import REPO_ROOT
+
+    text = (REPO_ROOT / "docs/configuration.md").read_text()
+    missing = [env for env, _, _ in settings_table() if f"`{env}`" not in text]
+    assert not missing, f"docs/configuration.md is missing {missing}"

@@ -1,0 +1,171 @@
+"""Throughput of eddy's data path on the embedded broker, against a raw-bytes baseline in the same run.
+
+Stages, each consuming N records already in a topic and producing N:
+
+- baseline: confluent-kafka consume -> produce of raw bytes (what the broker and client can do);
+- validation: StreamLoop + Avro decode + contract check + Avro encode;
+- inference: StreamLoop + Avro decode + predict_proba_many (StandardScaler | LogisticRegression) + encode.
+
+Run: ``.venv/bin/python -m bench.bench_pipeline [--records 50000]``. Bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from services.inference.handlers import PredictBatch, ServingModel
+from services.validation.handlers import ValidateBatch
+from shared.contracts import load_contracts
+from shared.embedded import free_port, start_tansu
+from shared.kafka import consumer_config, ensure_topics, producer_config
+from shared.loop import Handler, StreamLoop
+from shared.producer import ConfirmedProducer
+from shared.serde import SerdeRegistry, registry_client
+from shared.settings import REPO_ROOT, Settings
+from shared.stack import wait_http
+from shared.topics import StreamTopics
+
+TIME_LIMIT_S = 120.0
+REGISTRY = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1"]
+
+
+def count_topic(settings: Settings, topic: str, expect: int, skip: int = 0) -> float:
+    """Seconds from record ``skip + 1`` to record ``expect`` of ``topic``: throughput without group-join time."""
+    consumer = Consumer(consumer_config(settings, f"count-{uuid.uuid4().hex[:6]}"))
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    seen, first = 0, None
+    deadline = time.perf_counter() + TIME_LIMIT_S
+    while seen < expect and time.perf_counter() < deadline:
+        batch = [m for m in consumer.consume(5000, 0.05) if not m.error()]
+        seen += len(batch)
+        if seen > skip and first is None:
+            first = time.perf_counter()
+    consumer.close()
+    if seen < expect:
+        raise RuntimeError(f"only {seen} of {expect} records reached {topic} within {TIME_LIMIT_S:.0f}s")
+    return time.perf_counter() - (first or time.perf_counter())
+
+
+def run_baseline(settings: Settings, source: str, sink: str, n: int) -> float:
+    consumer = Consumer(consumer_config(settings, f"raw-{uuid.uuid4().hex[:6]}"))
+    producer = Producer(producer_config(settings))
+    consumer.subscribe([source])
+    done, started = 0, None
+    deadline = time.perf_counter() + TIME_LIMIT_S
+    while done < n and time.perf_counter() < deadline:
+        batch = consumer.consume(500, 0.1)
+        if batch and started is None:
+            started = time.perf_counter()
+        for m in batch:
+            if not m.error():
+                producer.produce(sink, m.value(), m.key())
+                done += 1
+        producer.poll(0)
+        producer.flush()
+        if batch:
+            consumer.commit(asynchronous=True)
+    consumer.close()
+    return n / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def run_loop(
+    settings: Settings, serdes: SerdeRegistry, source: str, handler: Handler, n: int, sink: str, skip: int = 0
+) -> float:
+    loop = StreamLoop(
+        service="bench",
+        consumer=Consumer(consumer_config(settings, f"loop-{uuid.uuid4().hex[:6]}")),
+        producer=ConfirmedProducer(producer_config(settings)),
+        serdes=serdes,
+        topics=[source],
+        handler=handler,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=loop.run, args=(stop,))
+    thread.start()
+    elapsed = count_topic(settings, sink, skip + n, skip)
+    stop.set()
+    thread.join(30)
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=50_000)
+    args = parser.parse_args()
+    n = args.records
+    tmp = Path(tempfile.mkdtemp())
+    broker, servers = start_tansu()
+    port = free_port()
+    registry = subprocess.Popen(
+        [*REGISTRY, "--port", str(port), "--data-dir", str(tmp / "sr")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/subjects", 30)
+        settings = Settings(
+            bootstrap_servers=servers, schema_registry_url=url, session_timeout_ms=6000, streams=("demo",)
+        )
+        contracts = load_contracts(settings.contracts_dir, ("demo",))
+        topics = StreamTopics("demo")
+        ensure_topics(settings, [*topics.all(), "bench.raw-out"])
+        serdes = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts)
+        serde = serdes.for_topic(topics.events)
+        producer = ConfirmedProducer(producer_config(settings))
+        started = time.perf_counter()
+        for i in range(n):
+            e = {
+                "event_id": f"b{i}",
+                "event_time_ms": 1_700_000_000_000 + i,
+                "x0": float(i % 10),
+                "x1": 1.5,
+                "x2": 2.5,
+                "region": "north",
+            }
+            producer.produce(topics.events, serde.encode(e), e["event_id"].encode())
+        producer.confirm()
+        produce_rate = n / (time.perf_counter() - started)
+
+        raw = run_baseline(settings, topics.events, "bench.raw-out", n)
+        validation = run_loop(settings, serdes, topics.events, ValidateBatch(contracts), n, topics.validated)
+        # The reference codec writes to the same topic; its clock starts at the first record after the first run's.
+        reference = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts, codec="confluent")
+        validation_ref = run_loop(settings, reference, topics.events, ValidateBatch(contracts), n, topics.validated, n)
+        models = {"demo": ServingModel.fresh(contracts["demo"])}
+        inference = run_loop(settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions)
+
+        cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((line.split(":", 1)[1].strip() for line in cpu_lines if "model name" in line), "?")
+        print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, broker Tansu (embedded)")
+        print(f"records: {n}")
+        print(f"{'stage':<46} {'records/s':>12}")
+        print(f"{'produce Avro events (ConfirmedProducer + serde)':<46} {produce_rate:>12,.0f}")
+        print(f"{'baseline: raw bytes consume -> produce':<46} {raw:>12,.0f}")
+        print(f"{'validation, confluent AvroSerializer codec':<46} {validation_ref:>12,.0f}")
+        print(f"{'validation (StreamLoop, decode+check+encode)':<46} {validation:>12,.0f}")
+        print(f"{'inference (StreamLoop, decode+predict+encode)':<46} {inference:>12,.0f}")
+    finally:
+        registry.terminate()
+        broker.terminate()
+        registry.wait(10)
+        broker.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
