@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from river import drift
+from river import drift, utils
 from river import metrics as rmetrics
-from river import utils
 
 from services.monitoring import metrics
 from shared.contracts import StreamContract

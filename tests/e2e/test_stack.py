@@ -117,8 +117,6 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     assert len(predictions) == 5000 and len({p["event_id"] for p in predictions}) == 5000
     assert len(labeled) == 5000 and len({x["event_id"] for x in labeled}) == 5000
     assert {p["event_id"] for p in predictions} == {f"ev{i}" for i in range(5000)}
-    late = [x for x in labeled if x["model_learned"] > 0]
-    assert late, "later predictions should come from snapshots that had learned something"
 
     # Phase 2: load runs while inference and learning are SIGKILLed; the supervisor restarts them.
     def feed() -> None:
@@ -156,6 +154,9 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     predicted = Counter(p["event_id"] for p in predictions)
     missing = {f"ev{i}" for i in range(10000)} - set(predicted)
     assert not missing, f"{len(missing)} events never predicted, e.g. {sorted(missing)[:5]}"
+    # Inference hot-swapped the 5,000-label snapshot, and a restarted replica caught up on it before serving.
+    stale = [p for p in predictions if int(p["event_id"][2:]) >= 5000 and p["model_learned"] < 5000]
+    assert not stale, f"{len(stale)} phase-2 predictions served by an older snapshot, e.g. {stale[0]}"
     labeled_ids = {x["event_id"] for x in read_topic(settings, topics.labeled, timeout_s=60, quiet_s=2)}
     assert labeled_ids == {f"ev{i}" for i in range(10000)}
     print(f"duplicate predictions after kill -9 (at-least-once replay): {sum(predicted.values()) - len(predicted)}")
