@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from .app import create_app
+from .app_keys import METRICS
 from .config import Settings, parse_settings
+from .fastlane import FastLaneServer
 from .journal import Journal, JournalError
 from .service import RegistryService
 from .store import Store, replay
@@ -57,27 +59,22 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         gc.freeze()
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
+        assert runner.server is not None
+        # Lookups by id are answered in front of aiohttp; every other request goes through it (fastlane.py).
+        front = FastLaneServer(store, app[METRICS], runner.server)
+        port = await front.start(settings.host, settings.port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        host, port = _bound_address(runner, settings)
-        log.info("schema registry listening on http://%s:%d", host, port)
+        log.info("schema registry listening on http://%s:%d", settings.host, port)
         try:
             await stop.wait()
         finally:
             log.info("schema registry shutting down")
+            await front.stop()
             await runner.cleanup()
     finally:
         journal.close()
-
-
-def _bound_address(runner: web.AppRunner, settings: Settings) -> tuple[str, int]:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return settings.host, int(address[1])
-    return settings.host, settings.port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
