@@ -20,6 +20,7 @@ from confluent_kafka import Consumer
 from shared import observability as obs
 from shared.contracts import StreamContract, load_contracts
 from shared.kafka import consumer_config, ensure_topics, producer_config
+from shared.loop import Handler, StreamLoop
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -44,6 +45,21 @@ class ServiceContext:
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         return Consumer(consumer_config(self.settings, group_id, **overrides))
+
+    def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
+        """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching."""
+        return StreamLoop(
+            service=self.name,
+            consumer=self.consumer(f"eddy-{self.name}"),
+            producer=self.producer,
+            serdes=self.serdes,
+            topics=topics,
+            handler=handler,
+            batch_size=self.settings.batch_size,
+            batch_timeout_s=self.settings.batch_timeout_s,
+            health=self.health,
+            **options,
+        )
 
     def topics(self, kind: str) -> list[str]:
         """The topic of ``kind`` (events, predictions, ...) of every stream this process serves."""

@@ -82,7 +82,17 @@ class Settings:
     )
     snapshot_interval_s: float = field(
         default=0.5,
-        metadata={"env": "EDDY_SNAPSHOT_INTERVAL_S", "doc": "How often learning checkpoints and publishes a model."},
+        metadata={
+            "env": "EDDY_SNAPSHOT_INTERVAL_S",
+            "doc": "How often learning publishes a model snapshot for inference.",
+        },
+    )
+    checkpoint_interval_s: float = field(
+        default=5.0,
+        metadata={
+            "env": "EDDY_CHECKPOINT_INTERVAL_S",
+            "doc": "How often learning writes its full checkpoint (model, join state, offsets).",
+        },
     )
     log_level: str = field(default="INFO", metadata={"env": "EDDY_LOG_LEVEL", "doc": "Python log level."})
     log_format: str = field(default="json", metadata={"env": "EDDY_LOG_FORMAT", "doc": "json or text."})

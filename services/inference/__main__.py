@@ -6,7 +6,6 @@ import sys
 
 from services.inference.handlers import PredictBatch, ServingModel
 from services.inference.snapshots import SnapshotWatcher
-from shared.loop import StreamLoop
 from shared.service import bootstrap
 
 
@@ -15,17 +14,7 @@ def main() -> int:
     models = {name: ServingModel.fresh(contract) for name, contract in ctx.contracts.items()}
     watcher = SnapshotWatcher(ctx.settings, ctx.contracts, ctx.serdes, models)
     watcher.start()
-    loop = StreamLoop(
-        service="inference",
-        consumer=ctx.consumer("eddy-inference"),
-        producer=ctx.producer,
-        serdes=ctx.serdes,
-        topics=ctx.topics("validated"),
-        handler=PredictBatch(ctx.contracts, models),
-        batch_size=ctx.settings.batch_size,
-        batch_timeout_s=ctx.settings.batch_timeout_s,
-        health=ctx.health,
-    )
+    loop = ctx.stream_loop(ctx.topics("validated"), PredictBatch(ctx.contracts, models))
     try:
         loop.run(ctx.stop)
     finally:

@@ -59,6 +59,10 @@ class LearnerState:
     pending_labels: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     learned: OrderedDict[str, int] = field(default_factory=OrderedDict)
     offsets: dict[str, int] = field(default_factory=dict)
+    # Where this learner's S.labeled output ended at the checkpoint ("topic:partition" -> next offset), and
+    # the event ids a crashed predecessor already emitted past that point: learned again, not emitted again.
+    labeled_offsets: dict[str, int] = field(default_factory=dict)
+    suppress: set[str] = field(default_factory=set)
 
     def forget_inputs(self) -> None:
         """Keep the model but drop what refers to a Kafka cluster that is gone."""
@@ -66,6 +70,8 @@ class LearnerState:
         self.pending_labels.clear()
         self.learned.clear()
         self.offsets.clear()
+        self.labeled_offsets.clear()
+        self.suppress.clear()
         self.model.source_offsets.clear()
 
 
@@ -121,7 +127,7 @@ class Learner:
         if label is None:
             self.state.pending_predictions[event_id] = value
         else:
-            result.outputs.append(self._join(value, label))
+            self._emit(self._join(value, label), result)
 
     def _on_label(self, record: InRecord, result: BatchResult) -> None:
         value = record.value
@@ -139,7 +145,14 @@ class Learner:
         if prediction is None:
             self.state.pending_labels[event_id] = value
         else:
-            result.outputs.append(self._join(prediction, value))
+            self._emit(self._join(prediction, value), result)
+
+    def _emit(self, example: OutRecord, result: BatchResult) -> None:
+        if example.key in self.state.suppress:
+            self.state.suppress.discard(example.key)
+            metrics.DUPLICATES.labels(self.contract.name, "already_emitted").inc()
+            return
+        result.outputs.append(example)
 
     def _join(self, prediction: dict[str, Any], label: dict[str, Any]) -> OutRecord:
         model = self.state.model

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from services.monitoring.handlers import Monitor
-from shared.loop import BatchResult, InRecord, StreamLoop
+from shared.loop import BatchResult, InRecord
 from shared.service import bootstrap
 
 
@@ -21,17 +21,8 @@ def main() -> int:
             result.outputs.extend(one.outputs)
         return result
 
-    loop = StreamLoop(
-        service="monitoring",
-        consumer=ctx.consumer("eddy-monitoring"),
-        producer=ctx.producer,
-        serdes=ctx.serdes,
-        topics=ctx.topics("validated") + ctx.topics("predictions") + ctx.topics("labeled"),
-        handler=handle,
-        batch_size=ctx.settings.batch_size,
-        batch_timeout_s=ctx.settings.batch_timeout_s,
-        health=ctx.health,
-    )
+    topics = ctx.topics("validated") + ctx.topics("predictions") + ctx.topics("labeled")
+    loop = ctx.stream_loop(topics, handle)
     loop.run(ctx.stop)
     return 0
 

@@ -36,7 +36,10 @@ def eddy_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture()
 def stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     state = tmp_path / "state"
-    env = service_env(settings, EDDY_STATE_DIR=str(state), EDDY_SNAPSHOT_INTERVAL_S="0.5")
+    # A long checkpoint interval makes sure a SIGKILL lands after output the last checkpoint does not cover.
+    env = service_env(
+        settings, EDDY_STATE_DIR=str(state), EDDY_SNAPSHOT_INTERVAL_S="0.5", EDDY_CHECKPOINT_INTERVAL_S="10"
+    )
     with open(tmp_path / "up.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
@@ -118,6 +121,9 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     assert len(labeled) == 5000 and len({x["event_id"] for x in labeled}) == 5000
     assert {p["event_id"] for p in predictions} == {f"ev{i}" for i in range(5000)}
 
+    checkpoint_file = state / "learning" / f"{stream}.ckpt"
+    wait_until(checkpoint_file.exists, 30, what="a learner checkpoint after phase 1")
+
     # Phase 2: load runs while inference and learning are SIGKILLed; the supervisor restarts them.
     def feed() -> None:
         for start in range(5000, 10000, 250):
@@ -129,7 +135,8 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    time.sleep(1.5)
+    wait_until(lambda: latest_snapshot_learned(settings, stream) > 5500, 30, what="phase-2 labels being learned")
+    learned_at_kill = latest_snapshot_learned(settings, stream)
     before = read_stack(state)
     assert before is not None
     killed = {name: before["services"][name]["pid"] for name in ("inference", "learning")}
@@ -157,8 +164,15 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     # Inference hot-swapped the 5,000-label snapshot, and a restarted replica caught up on it before serving.
     stale = [p for p in predictions if int(p["event_id"][2:]) >= 5000 and p["model_learned"] < 5000]
     assert not stale, f"{len(stale)} phase-2 predictions served by an older snapshot, e.g. {stale[0]}"
-    labeled_ids = {x["event_id"] for x in read_topic(settings, topics.labeled, timeout_s=60, quiet_s=2)}
-    assert labeled_ids == {f"ev{i}" for i in range(10000)}
+    labeled = read_topic(settings, topics.labeled, timeout_s=60, quiet_s=2)
+    assert {x["event_id"] for x in labeled} == {f"ev{i}" for i in range(10000)}
+    assert len(labeled) == 10000, "the restarted learner wrote a labeled example twice"
+    log_lines = [json.loads(line) for line in (state / "logs" / "learning.log").read_text().splitlines()]
+    restored = [line["learned"] for line in log_lines if line["msg"] == "restored checkpoint"]
+    assert restored, "the restarted learner did not use its checkpoint"
+    if restored[-1] < learned_at_kill:
+        # Output past the checkpoint existed: the restarted learner must have found it and not rewritten it.
+        assert any(line["msg"] == "labeled examples already written after the checkpoint" for line in log_lines)
     print(f"duplicate predictions after kill -9 (at-least-once replay): {sum(predicted.values()) - len(predicted)}")
 
 

@@ -150,3 +150,11 @@ def test_forget_inputs_keeps_the_model() -> None:
     lrn.state.forget_inputs()
     assert lrn.state.model.learned_count == 1
     assert not lrn.state.offsets and not lrn.state.pending_predictions and not lrn.state.learned
+
+
+def test_already_emitted_examples_are_learned_but_not_emitted_again() -> None:
+    lrn = learner()
+    lrn.state.suppress = {"e1"}
+    assert lrn([pred(1), lab(1)]).outputs == []
+    assert lrn.state.model.learned_count == 1 and not lrn.state.suppress
+    assert len(lrn([pred(2), lab(2)]).outputs) == 1
