@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.learning import checkpoint, metrics
+from services.learning.config import join_limits
 from services.learning.handlers import Learner, LearnerState
 from shared.kafka import cluster_id, consumer_config
 from shared.loop import BatchResult, InRecord, Offsets, StreamLoop
@@ -39,7 +40,8 @@ class LearningService:
         self.ctx = ctx
         self.cluster = cluster_id(ctx.settings)
         self.code_version = code_version()
-        self.learners = {name: Learner(c, self._restore(name)) for name, c in ctx.contracts.items()}
+        limits = join_limits()
+        self.learners = {name: Learner(c, self._restore(name), limits) for name, c in ctx.contracts.items()}
         self._published: dict[str, int] = {}
         self._last_snapshot = 0.0
         self._last_checkpoint = time.monotonic()

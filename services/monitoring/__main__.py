@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from services.monitoring.config import monitor_config
 from services.monitoring.handlers import Monitor
 from shared.loop import BatchResult, InRecord
 from shared.service import bootstrap
@@ -12,7 +13,8 @@ from shared.service import bootstrap
 
 def main() -> int:
     ctx = bootstrap("monitoring")
-    monitors = {name: Monitor(contract) for name, contract in ctx.contracts.items()}
+    config = monitor_config()
+    monitors = {name: Monitor(contract, config) for name, contract in ctx.contracts.items()}
 
     def handle(records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from services.validation import metrics
 from shared.contracts import FeatureSpec, StreamContract
 from shared.dlq import Violation
 from shared.loop import BatchResult, InRecord, OutRecord
@@ -73,6 +74,8 @@ class ValidateBatch:
             contract = self.contracts[record.stream]
             violations = check_record(record.value, contract)
             if violations:
+                for v in violations:
+                    metrics.VIOLATIONS.labels(record.stream, v.field, v.rule).inc()
                 summary = "; ".join(v.message for v in violations)
                 result.dead.append(
                     record.dead(

@@ -79,6 +79,7 @@ def test_dlq_headers_round_trip() -> None:
         "shared.topics",
         "shared.ingest",
         "shared.models",
+        "shared.envconfig",
         "services.validation.handlers",
         "services.learning.handlers",
     ],
@@ -94,3 +95,16 @@ def test_configuration_doc_lists_every_setting() -> None:
     text = (REPO_ROOT / "docs/configuration.md").read_text()
     missing = [env for env, _, _ in settings_table() if f"`{env}`" not in text]
     assert not missing, f"docs/configuration.md is missing {missing}"
+
+
+def test_service_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.learning.config import join_limits
+    from services.monitoring.config import monitor_config
+
+    monkeypatch.setenv("EDDY_LEARNING_MAX_PENDING", "12")
+    monkeypatch.setenv("EDDY_MONITORING_RESOLVE_AFTER", "34")
+    assert join_limits().max_pending == 12
+    assert monitor_config().resolve_after == 34
+    monkeypatch.setenv("EDDY_MONITORING_QUALITY_WINDOW", "wide")
+    with pytest.raises(ValueError, match="EDDY_MONITORING_QUALITY_WINDOW"):
+        monitor_config()
