@@ -202,7 +202,7 @@ def _read_records(path: str) -> list[tuple[int, Any, bytes]]:
 def _produce_file(args: argparse.Namespace, kind: str) -> int:
     from shared.dlq import DeadLetter
     from shared.ingest import INGESTED_AT_HEADER, RecordError, now_ms, to_event, to_feedback
-    from shared.kafka import producer_config
+    from shared.kafka import ensure_topics, producer_config
     from shared.producer import ConfirmedProducer
     from shared.topics import StreamTopics
 
@@ -211,6 +211,8 @@ def _produce_file(args: argparse.Namespace, kind: str) -> int:
     records = _read_records(args.file)
     _check_kafka(settings)
     topics = StreamTopics(contract.name)
+    # Against a broker that auto-creates topics, the first write must not pick the partition count.
+    ensure_topics(settings, topics.all())
     topic = topics.events if kind == "events" else topics.feedback
     serde = _serdes(settings).for_topic(topic)
     producer = ConfirmedProducer(producer_config(settings))

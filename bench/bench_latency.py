@@ -1,0 +1,152 @@
+"""End-to-end latency of the running stack, against a raw one-hop Kafka round trip in the same run.
+
+Starts ``eddy up --demo --rate R`` in a temporary state directory. After a warm-up
+it reads ``demo.predictions`` and measures ingestion → prediction
+(``predicted_at_ms - ingested_at_ms``: two Kafka hops, validation and inference),
+plus inference's own processing time (``latency_ms``). The baseline produces
+timestamped raw records at the same rate to a scratch topic on the same broker
+and measures produce → consume, one hop, with the same client settings.
+
+Run: ``.venv/bin/python -m bench.bench_latency [--rate 500] [--seconds 20]``. Bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+from shared.kafka import consumer_config, ensure_topics, producer_config
+from shared.serde import registry_client
+from shared.settings import REPO_ROOT, Settings
+from shared.stack import read_stack
+
+
+def percentiles(values: list[float]) -> str:
+    if len(values) < 2:
+        return "n/a"
+    qs = statistics.quantiles(values, n=100)
+    return f"p50 {qs[49]:7.1f}  p95 {qs[94]:7.1f}  p99 {qs[98]:7.1f}  (n={len(values)})"
+
+
+def tail_from_end(settings: Settings, topic: str) -> Consumer:
+    consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:6]}"))
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    return consumer
+
+
+def measure_pipeline(settings: Settings, seconds: float) -> tuple[list[float], list[float]]:
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    consumer = tail_from_end(settings, "demo.predictions")
+    decode = AvroDeserializer(registry_client(settings.schema_registry_url))
+    ctx = SerializationContext("demo.predictions", MessageField.VALUE)
+    e2e, processing = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for msg in consumer.consume(500, 0.1):
+            if msg.error():
+                continue
+            p = decode(msg.value(), ctx)
+            if p and p["ingested_at_ms"]:
+                e2e.append(p["predicted_at_ms"] - p["ingested_at_ms"])
+                processing.append(p["latency_ms"])
+    consumer.close()
+    return e2e, processing
+
+
+def measure_baseline(settings: Settings, rate: float, seconds: float) -> list[float]:
+    topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    ensure_topics(settings, [topic])
+    consumer = tail_from_end(settings, topic)
+    time.sleep(1.0)
+    producer = Producer(producer_config(settings))
+    stop = threading.Event()
+
+    def produce() -> None:
+        sent, started = 0, time.monotonic()
+        while not stop.is_set():
+            while sent < (time.monotonic() - started) * rate:
+                producer.produce(topic, struct.pack(">d", time.time()), str(sent).encode())
+                sent += 1
+            producer.poll(0)
+            time.sleep(0.002)
+        producer.flush(5)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    latencies = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for msg in consumer.consume(500, 0.1):
+            if not msg.error():
+                latencies.append((time.time() - struct.unpack(">d", msg.value())[0]) * 1000)
+    stop.set()
+    thread.join(10)
+    consumer.close()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    args = parser.parse_args()
+    state = Path(tempfile.mkdtemp()) / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
+    env["EDDY_STATE_DIR"] = str(state)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--demo", "--rate", str(args.rate), "--label-delay", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while read_stack(state) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stack = read_stack(state)
+        if stack is None:
+            raise SystemExit("the stack did not start")
+        settings = Settings(
+            bootstrap_servers=stack["bootstrap_servers"], schema_registry_url=stack["schema_registry_url"]
+        )
+        time.sleep(args.warmup)
+        e2e, processing = measure_pipeline(settings, args.seconds)
+        baseline = measure_baseline(settings, args.rate, args.seconds)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in line
+            ),
+            "?",
+        )
+        print(f"machine: {os.cpu_count()} cores, {cpu}; embedded stack; demo feed at {args.rate:.0f} events/s")
+        print(f"baseline, raw produce -> consume, one hop (ms):   {percentiles(baseline)}")
+        print(f"eddy, ingestion -> prediction, two hops (ms):     {percentiles(e2e)}")
+        print(f"eddy, inference processing per batch (ms):        {percentiles(processing)}")
+        print(json.dumps({"rate": args.rate, "seconds": args.seconds}))
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(60)
+
+
+if __name__ == "__main__":
+    main()
