@@ -13,7 +13,6 @@ Run: ``.venv/bin/python -m bench.bench_latency [--rate 500] [--seconds 20]``. Bo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -31,7 +30,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.serde import registry_client
 from shared.settings import REPO_ROOT, Settings
-from shared.stack import read_stack
+from shared.stack import EMBEDDED_FETCH_WAIT_MS, read_stack
 
 
 def percentiles(values: list[float]) -> str:
@@ -58,7 +57,7 @@ def measure_pipeline(settings: Settings, seconds: float) -> tuple[list[float], l
     e2e, processing = [], []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for msg in consumer.consume(500, 0.1):
+        for msg in consumer.consume(500, 0) or consumer.consume(1, 0.01):
             if msg.error():
                 continue
             p = decode(msg.value(), ctx)
@@ -92,7 +91,7 @@ def measure_baseline(settings: Settings, rate: float, seconds: float) -> list[fl
     latencies = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for msg in consumer.consume(500, 0.1):
+        for msg in consumer.consume(500, 0) or consumer.consume(1, 0.01):
             if not msg.error():
                 latencies.append((time.time() - struct.unpack(">d", msg.value())[0]) * 1000)
     stop.set()
@@ -106,10 +105,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--fetch-wait-ms", type=int, default=0, help="fetch.wait.max.ms (0: the stack's default)")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp()) / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
     env["EDDY_STATE_DIR"] = str(state)
+    if args.fetch_wait_ms:
+        env["EDDY_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)
+    fetch_wait = args.fetch_wait_ms or EMBEDDED_FETCH_WAIT_MS
     up = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "up", "--demo", "--rate", str(args.rate), "--label-delay", "1"],
         env=env,
@@ -119,10 +122,10 @@ def main() -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while read_stack(state) is None and time.monotonic() < deadline:
+        while not (read_stack(state) or {}).get("ready") and time.monotonic() < deadline:
             time.sleep(0.2)
         stack = read_stack(state)
-        if stack is None:
+        if not stack or not stack.get("ready"):
             raise SystemExit("the stack did not start")
         settings = Settings(
             bootstrap_servers=stack["bootstrap_servers"], schema_registry_url=stack["schema_registry_url"]
@@ -138,11 +141,13 @@ def main() -> None:
             ),
             "?",
         )
-        print(f"machine: {os.cpu_count()} cores, {cpu}; embedded stack; demo feed at {args.rate:.0f} events/s")
+        print(
+            f"machine: {os.cpu_count()} cores, {cpu}; embedded stack; demo feed at {args.rate:.0f} events/s; "
+            f"fetch.wait.max.ms={fetch_wait}"
+        )
         print(f"baseline, raw produce -> consume, one hop (ms):   {percentiles(baseline)}")
         print(f"eddy, ingestion -> prediction, two hops (ms):     {percentiles(e2e)}")
         print(f"eddy, inference processing per batch (ms):        {percentiles(processing)}")
-        print(json.dumps({"rate": args.rate, "seconds": args.seconds}))
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(60)

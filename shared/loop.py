@@ -152,7 +152,7 @@ class StreamLoop:
         log.info("consuming", extra={"topics": self.topics})
         try:
             while not stop.is_set():
-                messages = self.consumer.consume(self.batch_size, self.batch_timeout_s)
+                messages = self.next_batch()
                 if messages:
                     self.process(messages)
                 elif self._on_idle:
@@ -160,6 +160,19 @@ class StreamLoop:
                 self._report_lag()
         finally:
             self.close()
+
+    def next_batch(self) -> list[Message]:
+        """Whatever has arrived, up to ``batch_size``; waits up to ``batch_timeout_s`` only when nothing has.
+
+        Under load records pile up while the previous batch is handled, so batches fill by themselves; at
+        low rates a record is handled as soon as it arrives instead of waiting for a batch to fill.
+        """
+        messages = self.consumer.consume(self.batch_size, 0)
+        if not messages:
+            messages = self.consumer.consume(1, self.batch_timeout_s)
+            if messages:
+                messages += self.consumer.consume(self.batch_size - 1, 0)
+        return messages
 
     def process(self, messages: Sequence[Message]) -> None:
         """Handle one batch end to end; returns once its offsets are committed."""

@@ -68,7 +68,8 @@ class Settings:
         metadata={"env": "EDDY_SESSION_TIMEOUT_MS", "doc": "Consumer group session timeout (embedded stack: 6000)."},
     )
     fetch_wait_max_ms: int = field(
-        default=100, metadata={"env": "EDDY_FETCH_WAIT_MAX_MS", "doc": "Longest a fetch waits for data."}
+        default=100,
+        metadata={"env": "EDDY_FETCH_WAIT_MAX_MS", "doc": "Longest a fetch waits for data (embedded stack: 10)."},
     )
     batch_size: int = field(default=500, metadata={"env": "EDDY_BATCH_SIZE", "doc": "Records per micro-batch."})
     batch_timeout_s: float = field(

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = ("ingestion", "validation", "inference", "learning", "monitoring", "retraining")
 EMBEDDED_SESSION_TIMEOUT_MS = 6000
+EMBEDDED_FETCH_WAIT_MS = 10
 
 
 class StackError(RuntimeError):
@@ -87,7 +88,7 @@ class EmbeddedStack:
         self.supervisor = Supervisor(on_change=self.write_stack_file)
         self.embedded_broker = not env.get("EDDY_BOOTSTRAP_SERVERS")
         self.embedded_registry = not env.get("EDDY_SCHEMA_REGISTRY_URL")
-        self.info: dict[str, Any] = {}
+        self.ready = False
 
     # -- start ------------------------------------------------------------------------
 
@@ -102,6 +103,10 @@ class EmbeddedStack:
             port = int(self.env.get("EDDY_BROKER_PORT") or 0)
             self.broker, bootstrap = start_tansu(port, log_path=self.logs / "broker.log")
             settings = replace(settings, bootstrap_servers=bootstrap, session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS)
+            if not self.env.get("EDDY_FETCH_WAIT_MAX_MS"):
+                # Tansu answers a fetch only when fetch.wait.max.ms has passed, even with data ready.
+                settings = replace(settings, fetch_wait_max_ms=EMBEDDED_FETCH_WAIT_MS)
+            self.settings = settings
         contracts = load_contracts(settings.contracts_dir, settings.streams)
         topics = [t for s in contracts for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC]
         ensure_topics(settings, topics)
@@ -112,12 +117,9 @@ class EmbeddedStack:
             argv += ["--data-dir", str(self.state_dir / "schema-registry")]
             self.supervisor.add(Child("schema_registry", argv, {}, self.logs / "schema_registry.log", url))
             settings = replace(settings, schema_registry_url=url)
+            self.settings = settings
             wait_http(f"{url}/subjects", 30.0)
         self.settings = settings
-        self.info = {
-            "bootstrap_servers": settings.bootstrap_servers,
-            "schema_registry_url": settings.schema_registry_url,
-        }
         child_env = {**settings.kafka_env(), "EDDY_STATE_DIR": str(self.state_dir), "EDDY_LOG_FORMAT": "json"}
         for name in SERVICES:
             port = free_port()
@@ -127,6 +129,7 @@ class EmbeddedStack:
         if self.demo:
             argv = [sys.executable, "-m", "shared.cli", "demo-feed", *self.demo_args]
             self.supervisor.add(Child("demo-feed", argv, child_env, self.logs / "demo-feed.log"))
+        self.ready = True
         self.write_stack_file()
 
     def write_stack_file(self) -> None:
@@ -135,7 +138,9 @@ class EmbeddedStack:
             "state_dir": str(self.state_dir),
             "embedded_broker": self.embedded_broker,
             "broker_pid": self.broker.pid if self.broker else None,
-            **self.info,
+            "ready": self.ready,
+            "bootstrap_servers": self.settings.bootstrap_servers,
+            "schema_registry_url": self.settings.schema_registry_url,
             "services": {
                 c.name: {"url": c.url, "pid": c.pid, "restarts": c.restarts, "log": str(c.log_path)}
                 for c in self.supervisor.children

@@ -48,7 +48,7 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, str], 
 
         def healthy() -> bool:
             doc = read_stack(state)
-            if not doc:
+            if not doc or not doc["ready"]:
                 return False
             return all(service_health(doc["services"][s]["url"]).get("status") == "ok" for s in SERVICES)
 
@@ -190,7 +190,7 @@ def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path) -> None:
             cwd=REPO_ROOT,
         )
     try:
-        wait_until(lambda: read_stack(tmp_path / "state") is not None, 30, what="the stack file")
+        wait_until(lambda: (read_stack(tmp_path / "state") or {}).get("ready"), 30, what="the stack to be ready")
         tail = eddy_cli(env, "tail", "demo.predictions", "--max", "100", "--timeout", "60")
         elapsed = time.monotonic() - started
         records = [json.loads(line) for line in tail.stdout.splitlines()]
