@@ -221,10 +221,10 @@ def _produce_file(args: argparse.Namespace, kind: str) -> int:
     for line, record, raw in records:
         try:
             if kind == "events":
-                value = to_event(record, contract, received)
+                value = to_event(record, contract, received, settings.pii_key.encode())
                 key, ts = value[contract.id_field], value[contract.time_field]
             else:
-                value = to_feedback(record, contract.task, received)
+                value = to_feedback(record, contract.task, received, contract.label_field)
                 key, ts = value["event_id"], value["label_time_ms"]
             data = serde.encode(value)
         except (RecordError, ValueError) as exc:

@@ -9,7 +9,9 @@ no code.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,24 @@ class FeatureSpec:
     min: float | None = None
     max: float | None = None
     allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+
+    @property
+    def regex(self) -> re.Pattern[str] | None:
+        return _compiled(self.pattern) if self.pattern is not None else None
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@dataclass(frozen=True)
+class PiiSpec:
+    """Fields that never leave ingestion as they came: dropped, or replaced by a salted SHA-256."""
+
+    drop: tuple[str, ...] = ()
+    hash: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,9 @@ class StreamContract:
     task: str
     models: tuple[ModelSpec, ...]
     path: Path | None = field(default=None, compare=False)
+    label_field: str = "label"
+    allowed_lateness_ms: int = 24 * 3600 * 1000
+    pii: PiiSpec = field(default_factory=PiiSpec)
 
     @property
     def champion(self) -> ModelSpec:
@@ -130,11 +153,51 @@ def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
     task = label.get("task", "binary")
     if task not in TASKS:
         raise ContractError(f"label task {task!r} is not one of {sorted(TASKS)}")
+    label_field = label.get("field", "label")
+    if not isinstance(label_field, str) or not label_field:
+        raise ContractError("label field must be a non-empty string")
     names = {f.name for f in features}
     models = tuple(_model(m, names) for m in doc.get("models") or [])
     if not models:
         raise ContractError("a contract needs at least one model (the first is the champion)")
-    return StreamContract(name, event_schema, id_field, time_field, features, task, models, path)
+    lateness = parse_duration_ms(doc.get("allowed_lateness", "24h"), "allowed_lateness")
+    pii = _pii(doc.get("pii") or {}, schema_fields, {id_field, time_field} | names)
+    return StreamContract(
+        name, event_schema, id_field, time_field, features, task, models, path, label_field, lateness, pii
+    )
+
+
+def parse_duration_ms(value: Any, what: str = "duration") -> int:
+    """Milliseconds from ``500ms``, ``30s``, ``15m``, ``2h``, ``7d`` or a plain number of milliseconds.
+
+    >>> parse_duration_ms("90s"), parse_duration_ms("2h"), parse_duration_ms(250)
+    (90000, 7200000, 250)
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", str(value))
+    if not match:
+        raise ContractError(f"{what} {value!r} is not a duration like 500ms, 30s, 15m, 2h or 7d")
+    number, unit = float(match.group(1)), match.group(2)
+    return int(number * {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[unit])
+
+
+def _pii(doc: dict[str, Any], schema_fields: dict[str, Any], protected: set[str]) -> PiiSpec:
+    drop = tuple(doc.get("drop") or ())
+    hashed = tuple(doc.get("hash") or ())
+    for name in (*drop, *hashed):
+        if name in protected:
+            raise ContractError(f"pii field {name!r} is the id, the time or a feature: it cannot be dropped or hashed")
+    for name in hashed:
+        types = schema_fields.get(name)
+        if types is None:
+            raise ContractError(f"pii hash field {name!r} is not a field of the event schema")
+        if "string" not in (types if isinstance(types, list) else [types]):
+            raise ContractError(f"pii hash field {name!r} must be a string in the event schema (it holds the hash)")
+    for name in drop:
+        if name in schema_fields:
+            raise ContractError(f"pii drop field {name!r} must not be in the event schema: it never reaches Kafka")
+    return PiiSpec(drop, hashed)
 
 
 def _required(doc: dict[str, Any], key: str, kind: type) -> Any:
@@ -160,7 +223,15 @@ def _feature(name: str, spec: dict[str, Any] | None, schema_fields: dict[str, An
     if lo is not None and hi is not None and lo > hi:
         raise ContractError(f"feature {name!r}: min {lo} is above max {hi}")
     allowed = spec.get("allowed")
-    return FeatureSpec(name, ftype, required, lo, hi, tuple(allowed) if allowed is not None else None)
+    pattern = spec.get("pattern")
+    if pattern is not None:
+        if ftype != "string":
+            raise ContractError(f"feature {name!r}: a pattern applies to strings only")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ContractError(f"feature {name!r}: pattern {pattern!r} is not a regular expression: {exc}") from exc
+    return FeatureSpec(name, ftype, required, lo, hi, tuple(allowed) if allowed is not None else None, pattern)
 
 
 def _model(doc: dict[str, Any], feature_names: set[str]) -> ModelSpec:

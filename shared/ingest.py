@@ -7,6 +7,8 @@ whichever door it came through.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import time
@@ -27,11 +29,23 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def to_event(record: Any, contract: StreamContract, received_ms: int | None = None) -> dict[str, Any]:
+def hash_pii(value: str, key: bytes) -> str:
+    """A keyed SHA-256 (HMAC) of a PII value: joinable across events, not reversible without the key.
+
+    >>> hash_pii("4111-1111", b"k")[:16]
+    '5f46cefdb6c32729'
+    """
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def to_event(
+    record: Any, contract: StreamContract, received_ms: int | None = None, pii_key: bytes = b""
+) -> dict[str, Any]:
     """An event of ``contract``'s schema from a user record.
 
     A missing event id gets a UUID and a missing event time gets the time of
-    receipt; event times may be epoch milliseconds or ISO-8601 strings.
+    receipt; event times may be epoch milliseconds or ISO-8601 strings. PII
+    fields named by the contract are dropped, or replaced by ``hash_pii``.
 
     Examples
     --------
@@ -49,7 +63,8 @@ def to_event(record: Any, contract: StreamContract, received_ms: int | None = No
     if not isinstance(record, dict):
         raise RecordError(f"a record must be a JSON object, got {type(record).__name__}")
     fields = {f["name"]: f for f in contract.event_schema["fields"]}
-    unknown = [k for k in record if k not in fields]
+    dropped = contract.pii.drop
+    unknown = [k for k in record if k not in fields and k not in dropped]
     if unknown:
         raise RecordError(f"unknown field {unknown[0]!r} (stream {contract.name} has: {', '.join(fields)})")
     event: dict[str, Any] = {}
@@ -63,23 +78,26 @@ def to_event(record: Any, contract: StreamContract, received_ms: int | None = No
             value = spec["default"]
         else:
             value = _coerce(name, value, spec["type"])
+        if name in contract.pii.hash and value is not None:
+            value = hash_pii(str(value), pii_key)
         event[name] = value
     return event
 
 
-def to_feedback(record: Any, task: str, received_ms: int | None = None) -> dict[str, Any]:
-    """A ``Feedback`` record from a user record ``{"event_id": ..., "label": ...}``."""
+def to_feedback(record: Any, task: str, received_ms: int | None = None, label_field: str = "label") -> dict[str, Any]:
+    """A ``Feedback`` record from a user record ``{"event_id": ..., "<label_field>": ...}``."""
     if not isinstance(record, dict):
         raise RecordError(f"a label must be a JSON object, got {type(record).__name__}")
-    unknown = [k for k in record if k not in ("event_id", "label", "label_time_ms", "source")]
+    known = ("event_id", label_field, "label_time_ms", "source")
+    unknown = [k for k in record if k not in known]
     if unknown:
-        raise RecordError(f"unknown field {unknown[0]!r} (labels have: event_id, label, label_time_ms, source)")
+        raise RecordError(f"unknown field {unknown[0]!r} (labels have: {', '.join(known)})")
     event_id = record.get("event_id")
     if event_id in (None, ""):
         raise RecordError("event_id is required: a label must say which event it belongs to")
-    label = _clean(record.get("label"))
+    label = _clean(record.get(label_field))
     if label is None:
-        raise RecordError("label is required")
+        raise RecordError(f"{label_field} is required")
     if task == "regression" and isinstance(label, int | float) and not isinstance(label, bool):
         label = float(label)
     when = record.get("label_time_ms")

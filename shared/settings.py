@@ -95,6 +95,13 @@ class Settings:
             "doc": "How often learning writes its full checkpoint (model, join state, offsets).",
         },
     )
+    pii_key: str = field(
+        default="",
+        metadata={
+            "env": "EDDY_PII_KEY",
+            "doc": "Secret key of the keyed hash applied to the contract's pii.hash fields.",
+        },
+    )
     log_level: str = field(default="INFO", metadata={"env": "EDDY_LOG_LEVEL", "doc": "Python log level."})
     log_format: str = field(default="json", metadata={"env": "EDDY_LOG_FORMAT", "doc": "json or text."})
 

@@ -17,15 +17,17 @@ class Converted:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
-def convert(records: list[Any], contract: StreamContract, kind: str, received_ms: int) -> Converted:
+def convert(
+    records: list[Any], contract: StreamContract, kind: str, received_ms: int, pii_key: bytes = b""
+) -> Converted:
     """Each record as an event (``kind="events"``) or a label (``kind="feedback"``), or its error."""
     out = Converted()
     for index, record in enumerate(records):
         try:
             if kind == "events":
-                value = to_event(record, contract, received_ms)
+                value = to_event(record, contract, received_ms, pii_key)
             else:
-                value = to_feedback(record, contract.task, received_ms)
+                value = to_feedback(record, contract.task, received_ms, contract.label_field)
         except RecordError as exc:
             out.rejected.append((index, str(exc)))
             continue

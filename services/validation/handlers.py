@@ -59,6 +59,10 @@ def _check_feature(spec: FeatureSpec, value: Any) -> list[Violation]:
     if spec.allowed is not None and value not in spec.allowed:
         allowed = ", ".join(spec.allowed)
         return [Violation(spec.name, "allowed", value, f"{spec.name}={value!r} is not one of: {allowed}")]
+    regex = spec.regex
+    # Search semantics, as in JSON Schema: anchor the pattern with ^...$ to match the whole value.
+    if regex is not None and isinstance(value, str) and regex.search(value) is None:
+        return [Violation(spec.name, "pattern", value, f"{spec.name}={value!r} does not match {spec.pattern!r}")]
     return []
 
 
