@@ -326,6 +326,30 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# -- dead letters -----------------------------------------------------------------------------------
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from shared.dlq_tools import DlqError, format_entry, format_replay, read_dlq, replay_dlq
+
+    settings = resolve_settings()
+    stream = args.stream if args.action == "replay" else args.action
+    if args.action == "replay" and not args.stream:
+        raise CliError("eddy dlq replay S: name the stream")
+    _contract(settings, stream)
+    _check_kafka(settings)
+    try:
+        if args.action != "replay":
+            for entry in read_dlq(settings, stream, max_records=args.max):
+                print(entry.to_json() if args.json else format_entry(entry), flush=True)
+            return 0
+        result = replay_dlq(settings, stream, only_reasons=args.reason or None, dry_run=args.dry_run)
+    except DlqError as exc:
+        raise CliError(str(exc)) from exc
+    print(result.to_json() if args.json else format_replay(result))
+    return 0
+
+
 # -- demo feed ---------------------------------------------------------------------------------------
 
 
@@ -443,6 +467,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--run-id", default="")
     demo.set_defaults(func=cmd_demo_feed)
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="`eddy dlq S` shows dead letters and reasons; `eddy dlq replay S` sends them back through validation",
+    )
+    dlq.add_argument("action", metavar="S|replay", help="a stream name to show its DLQ, or `replay`")
+    dlq.add_argument("stream", nargs="?", help="with replay: the stream")
+    dlq.add_argument("--max", type=int, default=None, help="show at most N records")
+    dlq.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq.add_argument("--reason", action="append", help="with replay: only these reasons (prefix match; repeatable)")
+    dlq.add_argument("--dry-run", action="store_true", help="with replay: report, send nothing")
+    dlq.set_defaults(func=cmd_dlq)
 
     streams = sub.add_parser("streams", help="list, show or validate stream contracts")
     streams.add_argument("action", choices=["list", "show", "validate"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from shared import observability as obs
 from shared.dlq import DeadLetter
-from shared.producer import ConfirmedProducer, Headers
+from shared.producer import ConfirmedProducer, Delivery, Headers
 from shared.serde import SerdeError, SerdeRegistry, decode_key, encode_key
 from shared.topics import StreamTopics
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 Offsets = dict[tuple[str, int], int]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InRecord:
     """A decoded input record and where it came from."""
 
@@ -77,9 +78,13 @@ class InRecord:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutRecord:
-    """A record to produce. ``source`` is dead-lettered if the value cannot be encoded."""
+    """A record to produce. ``source`` is dead-lettered if the value cannot be encoded.
+
+    ``raw``, when given, is the value already in the Confluent wire format: it is sent as it is if its
+    schema id is the one registered for ``topic``, which saves re-encoding a record passed through unchanged.
+    """
 
     topic: str
     key: str | None
@@ -87,6 +92,7 @@ class OutRecord:
     headers: Headers | None = None
     timestamp_ms: int | None = None
     source: InRecord | None = None
+    raw: bytes | None = None
 
 
 @dataclass
@@ -127,6 +133,7 @@ class StreamLoop:
         on_batch_done: Callable[[Offsets], None] | None = None,
         on_idle: Callable[[], None] | None = None,
         health: obs.Health | None = None,
+        max_in_flight: int = 8,
     ) -> None:
         self.service = service
         self.consumer = consumer
@@ -143,6 +150,9 @@ class StreamLoop:
         self.health = health or obs.Health(service)
         self._last_lag_check = 0.0
         self._committed: Offsets = {}
+        # Batches produced but not yet acknowledged: their offsets are committed in order once they are.
+        self.max_in_flight = max(1, max_in_flight)
+        self._in_flight: deque[tuple[Delivery, Offsets]] = deque()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -155,8 +165,10 @@ class StreamLoop:
                 messages = self.next_batch()
                 if messages:
                     self.process(messages)
-                elif self._on_idle:
-                    self._on_idle()
+                else:
+                    self._settle()
+                    if self._on_idle:
+                        self._on_idle()
                 self._report_lag()
         finally:
             self.close()
@@ -175,16 +187,34 @@ class StreamLoop:
         return messages
 
     def process(self, messages: Sequence[Message]) -> None:
-        """Handle one batch end to end; returns once its offsets are committed."""
+        """Handle one batch: decode, handle, produce; its offsets are committed once its output is acknowledged.
+
+        Up to ``max_in_flight`` batches may await acknowledgement at once, so the loop does not stall on
+        every broker round trip; with ``max_in_flight=1`` this returns only after the commit.
+        """
         started = time.perf_counter()
         records, dead, offsets = self._decode(messages)
         result = self._handle(records)
+        delivery = self.producer.track()
         produced = self._produce(result.outputs, dead + result.dead)
-        self.producer.confirm()
-        self._on_batch_done(offsets)
+        self._in_flight.append((delivery, offsets))
+        self._settle(wait_for=len(self._in_flight) - self.max_in_flight + 1)
         obs.BATCH_SIZE.labels(self.service).observe(len(messages))
         obs.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.health.set(last_batch_at=time.time(), last_batch_size=len(messages), last_batch_out=produced)
+
+    def _settle(self, wait_for: int = 0) -> None:
+        """Commit, in order, the batches whose output is acknowledged; block until ``wait_for`` of them are."""
+        self.producer.poll(0)
+        settled = 0
+        while self._in_flight:
+            delivery, offsets = self._in_flight[0]
+            if not delivery.done and settled >= wait_for:
+                break
+            self.producer.wait(delivery)
+            self._in_flight.popleft()
+            self._on_batch_done(offsets)
+            settled += 1
 
     def commit(self, offsets: Offsets) -> None:
         if offsets:
@@ -193,6 +223,7 @@ class StreamLoop:
 
     def close(self) -> None:
         try:
+            self._settle(wait_for=len(self._in_flight))
             self.producer.confirm(10)
             if self._committed:
                 tps = [TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
@@ -261,7 +292,8 @@ class StreamLoop:
         counts: dict[str, int] = {}
         for out in outputs:
             try:
-                data = self.serdes.for_topic(out.topic).encode(out.value)
+                serde = self.serdes.for_topic(out.topic)
+                data = out.raw if out.raw is not None and serde.is_current(out.raw) else serde.encode(out.value)
             except SerdeError as exc:
                 if out.source is None:
                     raise
@@ -294,6 +326,11 @@ class StreamLoop:
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
+        # Commit what is acknowledged before the partitions move: the next owner starts after it.
+        self._settle(wait_for=len(self._in_flight))
+        if self._committed:
+            tps = [TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
+            consumer.commit(offsets=tps, asynchronous=False)
         for p in partitions:
             self._committed.pop((p.topic, p.partition), None)
 

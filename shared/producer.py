@@ -23,6 +23,31 @@ class DeliveryError(RuntimeError):
     """Some records were not acknowledged by the broker."""
 
 
+class Delivery:
+    """Acknowledgements still awaited for one batch's records."""
+
+    __slots__ = ("errors", "last_offsets", "pending")
+
+    def __init__(self, last_offsets: dict[tuple[str, int], int]) -> None:
+        self.pending = 0
+        self.errors: list[str] = []
+        self.last_offsets = last_offsets
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        self.pending -= 1
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err.str()}")
+            return
+        key = (msg.topic() or "", msg.partition() or 0)
+        offset = (msg.offset() or 0) + 1
+        if offset > self.last_offsets.get(key, 0):
+            self.last_offsets[key] = offset
+
+
 class ConfirmedProducer:
     """Thin wrapper over ``confluent_kafka.Producer`` that tracks delivery.
 
@@ -34,6 +59,12 @@ class ConfirmedProducer:
         self._producer = Producer(conf)
         self._errors: list[str] = []
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self._delivery: Delivery | None = None
+
+    def track(self) -> Delivery:
+        """Track the acknowledgements of every record produced from now until the next ``track()``."""
+        self._delivery = Delivery(self.last_offsets)
+        return self._delivery
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -52,6 +83,8 @@ class ConfirmedProducer:
         headers: Headers | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
+        delivery = self._delivery
+        callback = delivery.on_delivery if delivery is not None else self._on_delivery
         while True:
             try:
                 self._producer.produce(
@@ -60,8 +93,10 @@ class ConfirmedProducer:
                     key=key,
                     headers=cast(_KafkaHeaders | None, headers),
                     timestamp=timestamp_ms or 0,
-                    on_delivery=self._on_delivery,
+                    on_delivery=callback,
                 )
+                if delivery is not None:
+                    delivery.pending += 1
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
@@ -69,6 +104,22 @@ class ConfirmedProducer:
 
     def poll(self, timeout_s: float = 0.0) -> None:
         self._producer.poll(timeout_s)
+
+    def wait(self, delivery: Delivery, timeout_s: float = 30.0) -> None:
+        """Serve delivery reports until ``delivery`` is complete.
+
+        Raises
+        ------
+        DeliveryError
+            If any of its records failed, or ``timeout_s`` passed first.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not delivery.done:
+            if time.monotonic() >= deadline:
+                raise DeliveryError(f"{delivery.pending} records still unacknowledged after {timeout_s:.0f}s")
+            self._producer.poll(0.005)
+        if delivery.errors:
+            raise DeliveryError(f"{len(delivery.errors)} records not delivered, first: {delivery.errors[0]}")
 
     def confirm(self, timeout_s: float = 30.0) -> None:
         """Block until every record sent so far is acknowledged.
@@ -78,6 +129,7 @@ class ConfirmedProducer:
         DeliveryError
             If any record failed or ``timeout_s`` passed first.
         """
+        self._delivery = None
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))

@@ -24,7 +24,7 @@ PLATFORM_SCHEMAS = {
 
 # The DLQ keeps the original bytes untouched (they may not be Avro at all), with the
 # reasons in headers, as Kafka Connect's dead-letter queues do.
-RAW_TOPIC_KINDS = {"dlq"}
+RAW_TOPIC_KINDS = {"dlq", "raw"}
 
 
 @cache

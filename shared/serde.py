@@ -61,6 +61,10 @@ class TopicSerde:
         )
         self._deserializer = AvroDeserializer(client, schema_str)
 
+    def is_current(self, data: bytes) -> bool:
+        """Whether ``data`` is written with this topic's registered schema (so it can be sent unchanged)."""
+        return data[:5] == self._header
+
     def encode(self, value: dict[str, Any]) -> bytes:
         try:
             if self.codec == "confluent":
@@ -107,6 +111,30 @@ class TopicSerde:
         return parsed
 
 
+class JsonSerde:
+    """Values of ``S.raw``: one JSON object per record, as users' own producers write them."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def is_current(self, data: bytes) -> bool:
+        return False
+
+    def encode(self, value: dict[str, Any]) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if not data:
+            raise SerdeError("empty value")
+        try:
+            value = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SerdeError(f"not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise SerdeError(f"a raw record must be a JSON object, got {type(value).__name__}")
+        return value
+
+
 class SerdeRegistry:
     """One ``TopicSerde`` per topic, created lazily and registered at first use."""
 
@@ -123,11 +151,14 @@ class SerdeRegistry:
             raise ValueError(f"EDDY_SERDE must be 'fast' or 'confluent', not {self.codec!r}")
         self._schemas_dir = schemas_dir
         self._contracts = contracts
-        self._serdes: dict[str, TopicSerde] = {}
+        self._serdes: dict[str, TopicSerde | JsonSerde] = {}
 
-    def for_topic(self, topic: str) -> TopicSerde:
+    def for_topic(self, topic: str) -> TopicSerde | JsonSerde:
         serde = self._serdes.get(topic)
         if serde is None:
+            if topic.endswith(".raw"):
+                serde = self._serdes[topic] = JsonSerde(topic)
+                return serde
             schema = value_schema(topic, self._schemas_dir, self._contracts)
             if schema is None:
                 raise KeyError(f"topic {topic!r} carries raw bytes, not Avro")

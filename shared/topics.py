@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 MODEL_EVENTS_TOPIC = "eddy.model-events"
 
@@ -24,6 +25,11 @@ class StreamTopics:
     @property
     def events(self) -> str:
         return f"{self.stream}.events"
+
+    @property
+    def raw(self) -> str:
+        """JSON records to be converted to Avro events by the ingestion bridge."""
+        return f"{self.stream}.raw"
 
     @property
     def validated(self) -> str:
@@ -55,6 +61,7 @@ class StreamTopics:
 
     def all(self) -> list[str]:
         return [
+            self.raw,
             self.events,
             self.validated,
             self.dlq,
@@ -68,7 +75,13 @@ class StreamTopics:
     @staticmethod
     def stream_of(topic: str) -> str:
         """The stream a per-stream topic belongs to (everything before the last dot)."""
-        stream, sep, _ = topic.rpartition(".")
-        if not sep:
-            raise ValueError(f"{topic!r} is not a stream topic (expected STREAM.KIND)")
-        return stream
+        return _stream_of(topic)
+
+
+@cache
+def _stream_of(topic: str) -> str:
+    # Called for every record on the hot path, for a handful of distinct topics.
+    stream, sep, _ = topic.rpartition(".")
+    if not sep:
+        raise ValueError(f"{topic!r} is not a stream topic (expected STREAM.KIND)")
+    return stream

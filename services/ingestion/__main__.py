@@ -1,4 +1,8 @@
-"""Run the ingestion gateway: ``python -m services.ingestion``."""
+"""Run the ingestion service: ``python -m services.ingestion``.
+
+Two doors in one process: the HTTP gateway, and the Kafka bridge from ``S.raw``
+(JSON) to ``S.events`` (Avro), in a thread beside it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from aiohttp import web
 from confluent_kafka import Producer
 
 from services.ingestion.app import Gateway
+from services.ingestion.bridge import BridgeRaw
+from services.ingestion.config import ingestion_config
+from shared.auth import ApiKeys
 from shared.kafka import producer_config
 from shared.service import bootstrap
 
@@ -20,9 +27,18 @@ log = logging.getLogger("services.ingestion")
 def main() -> int:
     # The gateway serves /metrics and /healthz from its own app, on its own port.
     ctx = bootstrap("ingestion", serve=False)
-    producer = Producer(producer_config(ctx.settings, **{"queue.buffering.max.messages": 200_000}))
-    gateway = Gateway(ctx.contracts, ctx.serdes, producer, ctx.health)
-    asyncio.run(_serve(gateway, ctx.settings.http_host, ctx.settings.http_port, ctx.stop))
+    config = ingestion_config()
+    pii_key = ctx.settings.pii_key.encode()
+    producer = Producer(producer_config(ctx.settings, **{"queue.buffering.max.messages": config.queue_max + 10_000}))
+    gateway = Gateway(ctx.contracts, ctx.serdes, producer, ctx.health, config, ApiKeys.from_env(), pii_key)
+    bridge = ctx.stream_loop(ctx.topics("raw"), BridgeRaw(ctx.contracts, pii_key))
+    bridge_thread = threading.Thread(target=bridge.run, args=(ctx.stop,), name="bridge")
+    bridge_thread.start()
+    try:
+        asyncio.run(_serve(gateway, ctx.settings.http_host, ctx.settings.http_port, ctx.stop))
+    finally:
+        ctx.stop.set()
+        bridge_thread.join(30)
     return 0
 
 

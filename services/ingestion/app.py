@@ -1,7 +1,8 @@
-"""The HTTP API: ``POST /v1/streams/{stream}/events`` and ``.../feedback``.
+"""The HTTP API: ``POST /v1/streams/{stream}/events`` and ``.../feedback``, and ``GET /openapi.json``.
 
 A request is answered only after the broker acknowledged every accepted record,
-so a 200 means durably in Kafka.
+so a 200 means durably in Kafka. A request that would overfill the producer
+queue is refused whole (429), so nothing of it is half-sent.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.ingestion import metrics
+from services.ingestion.config import IngestionConfig
+from services.ingestion.dedup import DedupWindow
 from services.ingestion.handlers import BodyError, convert, parse_body
+from services.ingestion.openapi import openapi
+from shared.auth import ApiKeys
+from shared.contracts import StreamContract
 from shared.ingest import INGESTED_AT_HEADER, now_ms
 from shared.observability import Health
 from shared.serde import SerdeError, SerdeRegistry
@@ -25,16 +31,31 @@ from shared.topics import StreamTopics
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 10_000
-MAX_BODY_BYTES = 16 * 1024 * 1024
+
+class KafkaDeliveryError(RuntimeError):
+    pass
 
 
 class Gateway:
-    def __init__(self, contracts: dict, serdes: SerdeRegistry, producer: Producer, health: Health) -> None:
+    def __init__(
+        self,
+        contracts: dict[str, StreamContract],
+        serdes: SerdeRegistry,
+        producer: Producer,
+        health: Health,
+        config: IngestionConfig | None = None,
+        keys: ApiKeys | None = None,
+        pii_key: bytes = b"",
+    ) -> None:
         self.contracts = contracts
         self.serdes = serdes
         self.producer = producer
         self.health = health
+        self.config = config or IngestionConfig()
+        self.keys = keys or ApiKeys()
+        self.pii_key = pii_key
+        self.dedup = DedupWindow(self.config.dedup_window_s, self.config.dedup_max_ids)
+        self._openapi = openapi(contracts)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="delivery", daemon=True)
 
@@ -43,9 +64,10 @@ class Gateway:
             self.producer.poll(0.05)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[json_errors])
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[json_errors])
         app.router.add_post("/v1/streams/{stream}/events", self.events)
         app.router.add_post("/v1/streams/{stream}/feedback", self.feedback)
+        app.router.add_get("/openapi.json", self.openapi)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics)
         app.on_startup.append(self._start)
@@ -68,14 +90,30 @@ class Gateway:
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.json_response(self._openapi)
+
     async def events(self, request: web.Request) -> web.Response:
         return await self._ingest(request, "events")
 
     async def feedback(self, request: web.Request) -> web.Response:
         return await self._ingest(request, "feedback")
 
+    def _authorize(self, request: web.Request) -> web.Response | None:
+        if not self.keys.enabled:
+            return None
+        role = self.keys.role_of(request.headers)
+        if role is None:
+            return error(401, "an API key is required (X-API-Key header or Authorization: Bearer)")
+        if not ApiKeys.allows(role, "producer"):
+            return error(403, f"the {role} role may not send records")
+        return None
+
     async def _ingest(self, request: web.Request, kind: str) -> web.Response:
         started = time.perf_counter()
+        refused = self._authorize(request)
+        if refused is not None:
+            return refused
         stream = request.match_info["stream"]
         contract = self.contracts.get(stream)
         if contract is None:
@@ -84,53 +122,75 @@ class Gateway:
             records = parse_body(await request.read())
         except BodyError as exc:
             return error(400, str(exc))
-        if len(records) > MAX_BATCH:
-            return error(413, f"{len(records)} records in one request; the limit is {MAX_BATCH}")
+        if len(records) > self.config.max_batch:
+            return error(413, f"{len(records)} records in one request; the limit is {self.config.max_batch}")
+        if len(self.producer) + len(records) > self.config.queue_max:
+            metrics.RECORDS.labels(stream, kind, "throttled").inc(len(records))
+            return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
         received = now_ms()
-        converted = convert(records, contract, kind, received)
-        topic = getattr(StreamTopics(stream), kind)
+        converted = convert(records, contract, kind, received, self.pii_key)
+        outcome = await self._produce(contract, kind, converted.accepted, received)
+        if isinstance(outcome, web.Response):
+            return outcome
+        rejected, duplicates = outcome
+        rejected.update(dict(converted.rejected))
+        id_field = contract.id_field if kind == "events" else "event_id"
+        results = _results(len(records), converted.accepted, rejected, duplicates, id_field)
+        accepted = len(records) - len(rejected)
+        metrics.RECORDS.labels(stream, kind, "accepted").inc(accepted - len(duplicates))
+        metrics.RECORDS.labels(stream, kind, "duplicate").inc(len(duplicates))
+        metrics.RECORDS.labels(stream, kind, "rejected").inc(len(rejected))
+        metrics.REQUEST_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        status = 200 if not rejected else (422 if accepted == 0 else 207)
+        body = {"accepted": accepted, "rejected": len(rejected), "duplicates": len(duplicates), "results": results}
+        return web.json_response(body, status=status)
+
+    async def _produce(
+        self, contract: StreamContract, kind: str, accepted: list[tuple[int, dict[str, Any]]], received: int
+    ) -> tuple[dict[int, str], set[int]] | web.Response:
+        """Produce the accepted records and await their acknowledgement; duplicates are not produced."""
+        topic = getattr(StreamTopics(contract.name), kind)
         serde = self.serdes.for_topic(topic)
-        rejected = dict(converted.rejected)
-        futures: list[asyncio.Future[None]] = []
         loop = asyncio.get_running_loop()
-        for index, value in converted.accepted:
+        now = time.monotonic()
+        rejected: dict[int, str] = {}
+        duplicates: set[int] = set()
+        ids: list[str] = []
+        in_request: set[str] = set()
+        futures: list[asyncio.Future[None]] = []
+        header: list[tuple[str, str | bytes | None]] = [(INGESTED_AT_HEADER, str(received).encode())]
+        for index, value in accepted:
+            key = value["event_id"] if kind == "feedback" else value[contract.id_field]
+            if kind == "events" and (key in in_request or self.dedup.seen(key, now)):
+                duplicates.add(index)
+                continue
             try:
                 data = serde.encode(value)
             except SerdeError as exc:
                 rejected[index] = str(exc)
                 continue
-            future: asyncio.Future[None] = loop.create_future()
-            key = value["event_id"] if kind == "feedback" else value[contract.id_field]
             timestamp = value["label_time_ms"] if kind == "feedback" else value[contract.time_field]
+            future: asyncio.Future[None] = loop.create_future()
             try:
                 self.producer.produce(
-                    topic,
-                    data,
-                    key.encode(),
-                    headers=[(INGESTED_AT_HEADER, str(received).encode())],
-                    timestamp=timestamp,
-                    on_delivery=_resolver(loop, future),
+                    topic, data, key.encode(), headers=header, timestamp=timestamp, on_delivery=_resolver(loop, future)
                 )
             except BufferError:
+                # The capacity check above makes this rare (another request raced us); what was sent is
+                # acknowledged and remembered, so a retry does not produce it twice.
+                await asyncio.gather(*futures, return_exceptions=True)
+                self.dedup.remember(ids, time.monotonic())
                 return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
             futures.append(future)
+            in_request.add(key)
+            ids.append(key)
         try:
             await asyncio.gather(*futures)
         except KafkaDeliveryError as exc:
             return error(503, f"Kafka did not acknowledge the records: {exc}")
-        results = _results(
-            len(records), converted.accepted, rejected, contract.id_field if kind == "events" else "event_id"
-        )
-        accepted = len(records) - len(rejected)
-        metrics.RECORDS.labels(stream, kind, "accepted").inc(accepted)
-        metrics.RECORDS.labels(stream, kind, "rejected").inc(len(rejected))
-        metrics.REQUEST_SECONDS.labels(kind).observe(time.perf_counter() - started)
-        status = 200 if not rejected else (422 if accepted == 0 else 207)
-        return web.json_response({"accepted": accepted, "rejected": len(rejected), "results": results}, status=status)
-
-
-class KafkaDeliveryError(RuntimeError):
-    pass
+        if kind == "events":
+            self.dedup.remember(ids, time.monotonic())
+        return rejected, duplicates
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
@@ -149,13 +209,19 @@ def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> 
 
 
 def _results(
-    count: int, accepted: list[tuple[int, dict[str, Any]]], rejected: dict[int, str], id_field: str
+    count: int,
+    accepted: list[tuple[int, dict[str, Any]]],
+    rejected: dict[int, str],
+    duplicates: set[int],
+    id_field: str,
 ) -> list[dict[str, Any]]:
     ids = {i: v[id_field] for i, v in accepted}
-    out = []
+    out: list[dict[str, Any]] = []
     for index in range(count):
         if index in rejected:
             out.append({"index": index, "status": "rejected", "error": rejected[index]})
+        elif index in duplicates:
+            out.append({"index": index, "status": "duplicate", "event_id": ids[index]})
         else:
             out.append({"index": index, "status": "accepted", "event_id": ids[index]})
     return out
@@ -174,7 +240,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error(exc.status, exc.reason if exc.status != 413 else f"body larger than {MAX_BODY_BYTES} bytes")
+        return error(exc.status, exc.reason if exc.status != 413 else "request body too large")
     except Exception:
         log.exception("request failed")
         return error(500, "internal error; see the ingestion log")

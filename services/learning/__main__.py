@@ -19,6 +19,8 @@ def main() -> int:
         on_assign=service.on_assign,
         on_batch_done=lambda offsets: service.on_batch_done(offsets, loop),
         on_idle=service.on_idle,
+        # Checkpoints must see every batch's output acknowledged: one batch in flight at a time.
+        max_in_flight=1,
     )
     # Publish at start too: a crash between checkpoint and publish, or a new broker, leaves inference behind.
     service.publish(force=True)

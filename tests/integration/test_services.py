@@ -24,13 +24,13 @@ pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def service(name: str, settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+def service(name: str, settings: Settings, tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
     port = free_port()
     log = tmp_path / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
-            env=service_env(settings, EDDY_HTTP_PORT=str(port), EDDY_SERVICE_NAME=name),
+            env=service_env(settings, EDDY_HTTP_PORT=str(port), EDDY_SERVICE_NAME=name, **env),
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
@@ -147,3 +147,18 @@ def test_cli_user_errors_are_one_line(
     assert done.returncode == 2, done.stderr
     err = done.stderr.decode().strip()
     assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_cli_dlq_show_and_replay(settings: Settings, tmp_path: Path) -> None:
+    (stream,) = settings.streams
+    create_topics(settings)
+    (tmp_path / "bad.jsonl").write_text('{"x0": 1, "colour": "red"}\n')
+    eddy(settings, "produce", stream, str(tmp_path / "bad.jsonl"))
+    shown = eddy(settings, "dlq", stream, "--max", "5", "--json")
+    assert shown.returncode == 0, shown.stderr
+    (entry,) = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert entry["reason"] == "rejected" and "colour" in entry["error_message"]
+    replay = eddy(settings, "dlq", "replay", stream, "--dry-run", "--json")
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["dry_run"] is True
+    assert eddy(settings, "dlq", "nope").returncode == 2

@@ -43,3 +43,25 @@ def test_batch_routes_valid_and_dead_letters_invalid() -> None:
     assert headers["eddy.dlq.source.offset"] == b"8"
     assert b"x0=99.0 is above the maximum 10.0" in headers["eddy.dlq.error.message"]
     assert b'"rule": "max"' in headers["eddy.dlq.violations"]
+
+
+def test_compiled_checker_agrees_with_the_rules() -> None:
+    from services.validation.handlers import CompiledChecker
+
+    contract = demo_contract()
+    checker = CompiledChecker(contract)
+    cases = [
+        event(1),
+        event(2, region=None),
+        event(3, x0=10.0, x1=0.0),
+        event(4, x0=10.000001),
+        event(5, x1=-0.0),
+        event(6, x2=math.nan),
+        event(7, x2=-math.inf),
+        event(8, x1=None),
+        event(9, region="mars"),
+        event(10, event_id=""),
+        event(11, event_time_ms=-5),
+    ]
+    for value in cases:
+        assert checker(value) == check_record(value, contract), value
