@@ -263,6 +263,7 @@ class FeatureProfile:
         "nulls",
         "numeric",
         "other",
+        "published",
         "sketch",
         "top_k",
         "type",
@@ -285,6 +286,8 @@ class FeatureProfile:
         self.categories: dict[str, int] = {}
         self.other = 0
         self.top_k = top_k
+        # A FeatureStats record published without its sketch: the only source of quantiles and bins then.
+        self.published: dict[str, Any] | None = None
 
     def update(self, value: Any) -> None:
         """Count one value; ``None`` is a null."""
@@ -327,7 +330,8 @@ class FeatureProfile:
     def quantiles(self, qs: Sequence[float] = QUANTILES) -> dict[float, float]:
         """Estimated quantiles by rank; empty for categories or when no value was seen."""
         if self.sketch is None:
-            return {}
+            stored = {p["q"]: p["value"] for p in self.published["quantiles"]} if self.published else {}
+            return {q: stored[q] for q in qs if q in stored}
         return dict(zip(qs, self.sketch.quantiles(qs), strict=False))
 
     def bin_edges(self, n: int = 10) -> list[float]:
@@ -336,8 +340,12 @@ class FeatureProfile:
         With :func:`bin_of` they define ``len(edges) + 1`` open-ended bins, so a
         later value beyond the reference's range still lands in an end bin.
         Ties (a discrete or constant feature) merge bins instead of making empty ones.
+        A profile rebuilt from a record published without its sketch only knows
+        the published edges, and returns them whatever ``n``.
         """
-        if self.sketch is None or n < 2:
+        if self.sketch is None:
+            return list(self.published["bin_edges"]) if self.published else []
+        if n < 2:
             return []
         edges: list[float] = []
         for edge in self.sketch.quantiles([i / n for i in range(1, n)]):
@@ -347,7 +355,10 @@ class FeatureProfile:
 
     def bin_fractions(self, edges: Sequence[float]) -> list[float]:
         """Estimated share of the non-null values in each bin of ``edges``: PSI's expected side."""
-        return self.sketch.fractions(edges) if self.sketch is not None else []
+        if self.sketch is None:
+            published = self.published
+            return list(published["bin_fractions"]) if published and published["bin_edges"] == list(edges) else []
+        return self.sketch.fractions(edges)
 
     def category_counts(self) -> tuple[dict[str, int], int]:
         """The ``top_k`` most frequent categories (ties by name) and the count of everything else."""
@@ -355,7 +366,10 @@ class FeatureProfile:
         return dict(ranked[: self.top_k]), self.other + sum(c for _, c in ranked[self.top_k :])
 
     def merge(self, other: FeatureProfile) -> None:
-        """Add a profile of the same feature built elsewhere (another replica, another window)."""
+        """Add a profile of the same feature built elsewhere (another replica, another window).
+
+        Quantiles merge only when both sides have a sketch; a view rebuilt without one keeps its own.
+        """
         if (other.name, other.type) != (self.name, self.type):
             raise ValueError(f"cannot merge {other.name}:{other.type} into {self.name}:{self.type}")
         n = self.count + other.count
@@ -375,8 +389,8 @@ class FeatureProfile:
         if len(self.categories) > 2 * self.top_k:
             self._fold(self.top_k)
 
-    def to_record(self, bins: int = 10) -> dict[str, Any]:
-        """The ``FeatureStats`` Avro record."""
+    def to_record(self, bins: int = 10, include_sketch: bool = True) -> dict[str, Any]:
+        """The ``FeatureStats`` Avro record; the sketch is about ``4 * k`` doubles (some 6 KB at ``k=200``)."""
         has_numbers = self.numeric and self.count > 0
         edges = self.bin_edges(bins) if has_numbers else []
         categories, other = self.category_counts()
@@ -394,12 +408,15 @@ class FeatureProfile:
             "bin_fractions": self.bin_fractions(edges) if has_numbers else [],
             "categories": categories,
             "other": other,
-            "sketch": self.sketch.to_state() if self.sketch is not None else None,
+            "sketch": self.sketch.to_state() if self.sketch is not None and include_sketch else None,
         }
 
     @classmethod
     def from_record(cls, record: dict[str, Any], top_k: int = 50) -> FeatureProfile:
-        """Rebuild from a ``FeatureStats`` record: every statistic, and the sketch, come back."""
+        """Rebuild from a ``FeatureStats`` record: every statistic, and the sketch if it was published.
+
+        Without a sketch the profile is a read-only view: quantiles and bins are the published ones.
+        """
         profile = cls(record["name"], record["type"], top_k=max(top_k, len(record["categories"]), 1))
         profile.count = int(record["count"])
         profile.nulls = int(record["nulls"])
@@ -410,6 +427,8 @@ class FeatureProfile:
             profile.min, profile.max = float(record["min"]), float(record["max"])
         if profile.numeric and record.get("sketch") is not None:
             profile.sketch = QuantileSketch.from_state(record["sketch"])
+        elif profile.numeric:
+            profile.sketch, profile.published = None, record
         profile.categories = {str(k): int(v) for k, v in record["categories"].items()}
         profile.other = int(record["other"])
         return profile
@@ -469,8 +488,13 @@ class StreamProfile:
             span = self.offsets.setdefault(partition, [first, last])
             span[0], span[1] = min(span[0], first), max(span[1], last)
 
-    def to_record(self, kind: str, now_ms: int, bins: int = 10) -> dict[str, Any]:
-        """The ``io.eddy.DataProfile`` Avro record, to publish keyed by ``f"{stream}:{kind}"``."""
+    def to_record(self, kind: str, now_ms: int, bins: int = 10, include_sketches: bool = True) -> dict[str, Any]:
+        """The ``io.eddy.DataProfile`` Avro record, to publish keyed by ``f"{stream}:{kind}"``.
+
+        Sketches make up most of the record (about 6 KB per numeric feature at
+        ``k=200``); leave them out for streams with hundreds of numeric
+        features, to stay under Kafka's 1 MB message limit.
+        """
         return {
             "stream": self.stream,
             "kind": kind,
@@ -481,7 +505,7 @@ class StreamProfile:
                 {"partition": p, "first_offset": first, "last_offset": last}
                 for p, (first, last) in sorted(self.offsets.items())
             ],
-            "features": [f.to_record(bins) for f in self.features.values()],
+            "features": [f.to_record(bins, include_sketches) for f in self.features.values()],
         }
 
     @classmethod
@@ -526,6 +550,7 @@ class ProfileTracker:
         bins: int = 10,
         sketch_k: int = 200,
         top_k: int = 50,
+        include_sketches: bool = True,
     ) -> None:
         if reference_size < 0:
             raise ValueError(f"reference_size must be >= 0, not {reference_size}")
@@ -533,6 +558,7 @@ class ProfileTracker:
         self.reference_size = reference_size
         self.interval_s = interval_s
         self.bins = bins
+        self.include_sketches = include_sketches
         self.running = StreamProfile.from_contract(contract, sketch_k=sketch_k, top_k=top_k)
         self.reference: StreamProfile | None = None
         self._reference_due = False
@@ -589,4 +615,6 @@ class ProfileTracker:
         self._reference_due = True
 
     def _message(self, profile: StreamProfile, kind: str, now_ms: int) -> ProfileMessage:
-        return ProfileMessage(f"{self.stream}:{kind}", profile.to_record(kind, now_ms, self.bins))
+        return ProfileMessage(
+            f"{self.stream}:{kind}", profile.to_record(kind, now_ms, self.bins, self.include_sketches)
+        )

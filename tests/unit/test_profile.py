@@ -319,3 +319,19 @@ def test_schema_documents_every_field() -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(profile_module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_a_profile_published_without_sketches_still_gives_its_quantiles_and_bins() -> None:
+    tracker = ProfileTracker(demo_contract(), reference_size=0, include_sketches=False)
+    tracker.observe_values(demo_events(2_000))
+    (message,) = tracker.due(now=1.0)
+    value = message.value
+    assert all(f["sketch"] is None for f in value["features"])
+    with_sketches = tracker.running.to_record("running", now_ms=1_000)
+    assert len(json.dumps(value)) < len(json.dumps(with_sketches)) / 5
+    view = StreamProfile.from_record(avro_round_trip(value))
+    x1, original = view.features["x1"], tracker.running.features["x1"]
+    assert x1.quantiles() == original.quantiles()
+    edges = x1.bin_edges()
+    assert edges == original.bin_edges() and x1.bin_fractions(edges) == original.bin_fractions(edges)
+    assert view.to_record("running", now_ms=1_000) == value
