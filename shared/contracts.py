@@ -216,7 +216,10 @@ def _feature(name: str, spec: dict[str, Any] | None, schema_fields: dict[str, An
         raise ContractError(f"feature {name!r} is not a field of the event schema")
     avro_types = schema_fields[name] if isinstance(schema_fields[name], list) else [schema_fields[name]]
     compatible = {"double": {"double", "float", "int", "long"}, "long": {"int", "long"}}.get(ftype, {ftype})
-    if not any(isinstance(t, str) and t in compatible for t in avro_types):
+    # Every branch but null must fit the feature's type: a union that also holds a string would let
+    # records through that no numeric rule can check.
+    branches = [t for t in avro_types if t != "null"]
+    if not branches or not all(isinstance(t, str) and t in compatible for t in branches):
         raise ContractError(f"feature {name!r} is {ftype} in the contract but {avro_types} in the schema")
     required = bool(spec.get("required", True))
     lo, hi = spec.get("min"), spec.get("max")

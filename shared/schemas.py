@@ -20,6 +20,7 @@ PLATFORM_SCHEMAS = {
     "labeled": "labeled.avsc",
     "alerts": "alert.avsc",
     "models": "model_snapshot.avsc",
+    "profiles": "profile.avsc",
 }
 
 # The DLQ keeps the original bytes untouched (they may not be Avro at all), with the

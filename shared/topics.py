@@ -56,6 +56,11 @@ class StreamTopics:
         return f"{self.stream}.alerts"
 
     @property
+    def profiles(self) -> str:
+        """Data profiles published by validation: the reference (first N records) and the running one."""
+        return f"{self.stream}.profiles"
+
+    @property
     def models(self) -> str:
         return f"{self.stream}.models"
 
@@ -70,6 +75,7 @@ class StreamTopics:
             self.labeled,
             self.alerts,
             self.models,
+            self.profiles,
         ]
 
     @staticmethod

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.validation import metrics
+from services.validation.config import ValidationConfig
+from services.validation.profile import ProfileTracker
 from shared.contracts import FeatureSpec, StreamContract
 from shared.dlq import Violation
 from shared.loop import BatchResult, InRecord, OutRecord
@@ -42,22 +45,26 @@ def check_record(value: dict[str, Any], contract: StreamContract) -> list[Violat
 
 
 def _check_feature(spec: FeatureSpec, value: Any) -> list[Violation]:
+    """The first rule ``value`` breaks, in the order type, finite, range, allowed, pattern (one per feature)."""
     if value is None:
         if spec.required:
             return [Violation(spec.name, "required", None, f"{spec.name} is required")]
         return []
     if spec.type in ("double", "long"):
-        number = float(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return [Violation(spec.name, "type", value, f"{spec.name} must be a number, got {type(value).__name__}")]
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
         if not math.isfinite(number):
             return [Violation(spec.name, "finite", value, f"{spec.name} must be a finite number")]
-        out = []
         if spec.min is not None and number < spec.min:
-            out.append(Violation(spec.name, "min", value, f"{spec.name}={value} is below the minimum {spec.min}"))
+            return [Violation(spec.name, "min", value, f"{spec.name}={value} is below the minimum {spec.min}")]
         if spec.max is not None and number > spec.max:
-            out.append(Violation(spec.name, "max", value, f"{spec.name}={value} is above the maximum {spec.max}"))
-        return out
+            return [Violation(spec.name, "max", value, f"{spec.name}={value} is above the maximum {spec.max}")]
     if spec.allowed is not None and value not in spec.allowed:
-        allowed = ", ".join(spec.allowed)
+        allowed = ", ".join(str(a) for a in spec.allowed)
         return [Violation(spec.name, "allowed", value, f"{spec.name}={value!r} is not one of: {allowed}")]
     regex = spec.regex
     # Search semantics, as in JSON Schema: anchor the pattern with ^...$ to match the whole value.
@@ -78,7 +85,13 @@ class CompiledChecker:
         self.contract = contract
         inf = math.inf
         self._numeric = tuple(
-            (f.name, f.required, -inf if f.min is None else f.min, inf if f.max is None else f.max)
+            (
+                f.name,
+                f.required,
+                -inf if f.min is None else f.min,
+                inf if f.max is None else f.max,
+                frozenset(f.allowed) if f.allowed is not None else None,
+            )
             for f in contract.features
             if f.type in ("double", "long")
         )
@@ -98,14 +111,22 @@ class CompiledChecker:
         event_time = value.get(self.contract.time_field)
         if type(event_time) is not int or event_time <= 0:
             return False
-        for name, required, lo, hi in self._numeric:
+        for name, required, lo, hi, allowed in self._numeric:
             x = value.get(name)
             if x is None:
                 if required:
                     return False
                 continue
+            kind = type(x)
+            if kind is not float and kind is not int:
+                return False
             # NaN fails every comparison and inf - inf is NaN: one test covers range and finiteness.
-            if not lo <= x <= hi or x - x != 0:
+            try:
+                if not lo <= x <= hi or x - x != 0:
+                    return False
+            except OverflowError:  # an int too large for a float
+                return False
+            if allowed is not None and x not in allowed:
                 return False
         for name, required, allowed, regex in self._other:
             x = value.get(name)
@@ -121,13 +142,49 @@ class CompiledChecker:
 
 
 class ValidateBatch:
-    """The validation handler: route each decoded event to S.validated or the DLQ."""
+    """The validation handler: route each decoded event to S.validated or the DLQ, and profile the valid ones.
 
-    def __init__(self, contracts: dict[str, StreamContract]) -> None:
+    Profiles (``profile.py``) go to S.profiles: the reference once the first
+    ``reference_size`` valid records were seen, the running one every interval.
+    """
+
+    def __init__(
+        self,
+        contracts: dict[str, StreamContract],
+        config: ValidationConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.contracts = contracts
+        self.config = config = config or ValidationConfig()
+        self.clock = clock
         self.checkers = {name: CompiledChecker(contract) for name, contract in contracts.items()}
+        self.profiles = {
+            name: ProfileTracker(contract, reference_size=config.reference_size, interval_s=config.profile_interval_s)
+            for name, contract in contracts.items()
+        }
 
     def __call__(self, records: Sequence[InRecord]) -> BatchResult:
+        result = self._route(records)
+        self._profile(result.outputs)
+        return result
+
+    def _profile(self, outputs: list[OutRecord]) -> None:
+        # Called only once the whole batch was routed: a batch retried record by record is not counted twice.
+        valid: dict[str, list[InRecord]] = {}
+        for out in outputs:
+            if out.source is not None:
+                valid.setdefault(out.source.stream, []).append(out.source)
+        now = self.clock()
+        for stream, tracker in self.profiles.items():
+            records = valid.get(stream, [])
+            if records and tracker.reference_complete and self.config.profile_every > 1:
+                records = records[:: self.config.profile_every]
+            if records:
+                tracker.observe(records)
+            topic = StreamTopics(stream).profiles
+            outputs.extend(OutRecord(topic, m.key, m.value) for m in tracker.due(now))
+
+    def _route(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
         outputs, dead = result.outputs, result.dead
         for record in records:

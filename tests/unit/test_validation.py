@@ -31,8 +31,9 @@ def test_batch_routes_valid_and_dead_letters_invalid() -> None:
     good = record("demo.events", event(1), offset=7)
     bad = record("demo.events", event(2, x0=99.0), offset=8, raw=b"original-bytes")
     result = handler([good, bad])
-    assert [o.topic for o in result.outputs] == ["demo.validated"]
-    out = result.outputs[0]
+    validated = [o for o in result.outputs if o.topic == "demo.validated"]
+    assert len(validated) == 1
+    out = validated[0]
     assert out.key == "e1" and out.timestamp_ms == event(1)["event_time_ms"] and out.source is good
     (letter,) = result.dead
     assert letter.dlq_topic == "demo.dlq"
@@ -65,3 +66,21 @@ def test_compiled_checker_agrees_with_the_rules() -> None:
     ]
     for value in cases:
         assert checker(value) == check_record(value, contract), value
+
+
+def test_profiles_published_reference_once_and_running_by_interval() -> None:
+    from services.validation.config import ValidationConfig
+
+    now = [1000.0]
+    handler = ValidateBatch({"demo": demo_contract()}, ValidationConfig(reference_size=10), clock=lambda: now[0])
+    first = handler([record("demo.events", event(i), offset=i) for i in range(5)])
+    kinds = [o.key for o in first.outputs if o.topic == "demo.profiles"]
+    assert kinds == ["demo:running"]
+    second = handler([record("demo.events", event(i), offset=i) for i in range(5, 20)])
+    kinds = [o.key for o in second.outputs if o.topic == "demo.profiles"]
+    assert kinds == ["demo:reference"]  # the running one waits for its interval
+    reference = next(o.value for o in second.outputs if o.key == "demo:reference")
+    assert reference["records"] == 10
+    now[0] += 11
+    third = handler([record("demo.events", event(21), offset=21)])
+    assert [o.key for o in third.outputs if o.topic == "demo.profiles"] == ["demo:running"]
