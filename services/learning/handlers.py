@@ -63,6 +63,9 @@ class LearnerState:
     # the event ids a crashed predecessor already emitted past that point: learned again, not emitted again.
     labeled_offsets: dict[str, int] = field(default_factory=dict)
     suppress: set[str] = field(default_factory=set)
+    # The newest event time seen (predictions) and label time seen: the clocks lateness is measured on.
+    event_watermark_ms: int = 0
+    label_watermark_ms: int = 0
 
     def forget_inputs(self) -> None:
         """Keep the model but drop what refers to a Kafka cluster that is gone."""
@@ -109,6 +112,7 @@ class Learner:
                     self._on_label(record, result)
             except Exception as exc:
                 result.dead.append(record.dead("learning", "learn_error", exc, f"{type(exc).__name__}: {exc}"))
+        self._expire(result)
         self._bound(result)
         metrics.JOIN_STATE.labels(self.contract.name, "predictions").set(len(self.state.pending_predictions))
         metrics.JOIN_STATE.labels(self.contract.name, "labels").set(len(self.state.pending_labels))
@@ -123,6 +127,7 @@ class Learner:
         if event_id in self.state.learned or event_id in self.state.pending_predictions:
             metrics.DUPLICATES.labels(self.contract.name, "prediction").inc()
             return
+        self.state.event_watermark_ms = max(self.state.event_watermark_ms, value["event_time_ms"])
         label = self.state.pending_labels.pop(event_id, None)
         if label is None:
             self.state.pending_predictions[event_id] = value
@@ -141,6 +146,7 @@ class Learner:
             result.dead.append(record.dead("learning", "bad_label", exc))
             return
         value = {**value, "label": label, "_raw": record.raw, "_coords": (record.partition, record.offset)}
+        self.state.label_watermark_ms = max(self.state.label_watermark_ms, value["label_time_ms"])
         prediction = self.state.pending_predictions.pop(event_id, None)
         if prediction is None:
             self.state.pending_labels[event_id] = value
@@ -182,6 +188,26 @@ class Learner:
             "joined_at_ms": now_ms,
         }
         return OutRecord(self.topics.labeled, prediction["event_id"], example, timestamp_ms=prediction["event_time_ms"])
+
+    def _expire(self, result: BatchResult) -> None:
+        """Forget what is later than the contract's allowed lateness (pending entries are in arrival order).
+
+        A prediction nobody labelled within the lateness is dropped from the join state; a label
+        whose prediction never came within it is dead-lettered as ``late_label``, never lost silently.
+        """
+        state, lateness, stream = self.state, self.contract.allowed_lateness_ms, self.contract.name
+        pending = state.pending_predictions
+        while pending and next(iter(pending.values()))["event_time_ms"] < state.event_watermark_ms - lateness:
+            pending.popitem(last=False)
+            metrics.EVICTED.labels(stream, "predictions").inc()
+        labels = state.pending_labels
+        while labels and next(iter(labels.values()))["label_time_ms"] < state.label_watermark_ms - lateness:
+            _, label = labels.popitem(last=False)
+            partition, offset = label["_coords"]
+            record = InRecord(self.topics.feedback, partition, offset, label["event_id"], {}, 0, [], label["_raw"])
+            message = f"no prediction for {label['event_id']} within the allowed lateness ({lateness} ms)"
+            result.dead.append(record.dead("learning", "late_label", message=message))
+            metrics.EVICTED.labels(stream, "labels").inc()
 
     def _bound(self, result: BatchResult) -> None:
         """Keep memory bounded; an unjoined label pushed out is dead-lettered, never silently dropped."""

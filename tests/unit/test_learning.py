@@ -158,3 +158,19 @@ def test_already_emitted_examples_are_learned_but_not_emitted_again() -> None:
     assert lrn([pred(1), lab(1)]).outputs == []
     assert lrn.state.model.learned_count == 1 and not lrn.state.suppress
     assert len(lrn([pred(2), lab(2)]).outputs) == 1
+
+
+def test_allowed_lateness_expires_the_join_state() -> None:
+    from dataclasses import replace
+
+    lrn = learner()
+    lrn.contract = replace(lrn.contract, allowed_lateness_ms=1000)
+    old_prediction = pred(1, event_time_ms=1_000)
+    lrn([old_prediction, lab(2)])  # a label with no prediction yet (label_time 1_700_000_001_002)
+    assert "e1" in lrn.state.pending_predictions and "e2" in lrn.state.pending_labels
+    late = record("demo.feedback", {**label(3), "label_time_ms": 1_700_000_010_000}, offset=3)
+    result = lrn([pred(4, event_time_ms=5_000), late])
+    assert "e1" not in lrn.state.pending_predictions  # older than 5_000 - 1_000
+    (letter,) = result.dead
+    assert letter.reason == "late_label" and letter.value == b"label-2"
+    assert "e2" not in lrn.state.pending_labels and "e3" in lrn.state.pending_labels
