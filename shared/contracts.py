@@ -223,6 +223,13 @@ def _feature(name: str, spec: dict[str, Any] | None, schema_fields: dict[str, An
         raise ContractError(f"feature {name!r} is {ftype} in the contract but {avro_types} in the schema")
     required = bool(spec.get("required", True))
     lo, hi = spec.get("min"), spec.get("max")
+    for bound, value in (("min", lo), ("max", hi)):
+        if value is None:
+            continue
+        if ftype not in ("double", "long"):
+            raise ContractError(f"feature {name!r}: {bound} applies to numeric features only")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ContractError(f"feature {name!r}: {bound} must be a number, got {value!r}")
     if lo is not None and hi is not None and lo > hi:
         raise ContractError(f"feature {name!r}: min {lo} is above max {hi}")
     allowed = spec.get("allowed")

@@ -14,6 +14,7 @@ can make the loop crash, so no input can make it crash-loop.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from shared import observability as obs
-from shared.dlq import DeadLetter
+from shared.dlq import HEADER_PREFIX, DeadLetter
 from shared.producer import ConfirmedProducer, Delivery, Headers
 from shared.serde import SerdeError, SerdeRegistry, decode_key, encode_key
 from shared.topics import StreamTopics
@@ -33,6 +34,10 @@ from shared.topics import StreamTopics
 log = logging.getLogger(__name__)
 
 Offsets = dict[tuple[str, int], int]
+
+# Below Kafka's default 1 MB record limit, with room for keys and headers.
+MAX_RECORD_BYTES = 900_000
+TRUNCATED_KEEP_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -299,12 +304,24 @@ class StreamLoop:
                     raise
                 dead.append(out.source.dead(self.service, "unencodable_output", exc))
                 continue
+            if len(data) > MAX_RECORD_BYTES and out.source is not None:
+                message = f"output of {len(data)} bytes is over the {MAX_RECORD_BYTES}-byte record limit"
+                dead.append(out.source.dead(self.service, "too_large", message=message))
+                continue
             self.producer.produce(out.topic, data, encode_key(out.key), out.headers, out.timestamp_ms)
             counts[out.topic] = counts.get(out.topic, 0) + 1
         for topic, count in counts.items():
             obs.RECORDS_OUT.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
         for letter in dead:
-            self.producer.produce(letter.dlq_topic, letter.value, letter.key, letter.dlq_headers(), letter.timestamp_ms)
+            value, headers = letter.value, letter.dlq_headers()
+            if value is not None and len(value) > MAX_RECORD_BYTES:
+                # Kafka would refuse it and the batch could never commit: keep a prefix, the size and the hash.
+                headers += [
+                    (HEADER_PREFIX + "truncated_from_bytes", str(len(value)).encode()),
+                    (HEADER_PREFIX + "sha256", hashlib.sha256(value).hexdigest().encode()),
+                ]
+                value = value[:TRUNCATED_KEEP_BYTES]
+            self.producer.produce(letter.dlq_topic, value, letter.key, headers, letter.timestamp_ms)
             obs.DEAD_LETTERS.labels(self.service, StreamTopics.stream_of(letter.topic), letter.reason).inc()
             log.info(
                 "dead letter",

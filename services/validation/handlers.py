@@ -134,7 +134,10 @@ class CompiledChecker:
                 if required:
                     return False
                 continue
-            if allowed is not None and x not in allowed:
+            try:
+                if allowed is not None and x not in allowed:
+                    return False
+            except TypeError:  # an unhashable value is not an allowed category
                 return False
             if regex is not None and isinstance(x, str) and regex.search(x) is None:
                 return False

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -58,12 +59,6 @@ PRODUCE_TIMEOUT_S = 120.0
 READ_TIMEOUT_S = 180.0
 REGIONS = (None, "north", "south", "east", "west")
 
-HUGE_BUG = (
-    "product bug: the validation loop dies on an input value larger than its producer's message.max.bytes "
-    "(default 1,000,000): producing the dead letter raises KafkaException(MSG_SIZE_TOO_LARGE), which "
-    "ConfirmedProducer.produce and StreamLoop._produce do not catch, so the process exits 1 (and under a "
-    "supervisor crash-loops, since the batch is replayed)"
-)
 
 VALID = "valid"
 # kind -> (reason, stage, field named by the violations header or None)
@@ -77,6 +72,9 @@ EXPECTED: dict[str, tuple[str, str, str | None]] = {
     "empty": ("undecodable", "deserialize", None),
     "huge": ("undecodable", "deserialize", None),
 }
+
+# The decoder's error for the kinds that can fail in one way only.
+KNOWN_DETAIL = {"wrong_type": "SchemaResolutionError", "empty": "empty value"}
 
 
 @dataclass(frozen=True)
@@ -274,10 +272,19 @@ def read_back(
     return out
 
 
-def reason_table(rows: Counter[tuple[str, str]], planned: Counter[str]) -> str:
-    lines = ["| kind | sent | reason | dead letters |", "|---|---:|---|---:|"]
-    for (kind, reason), count in sorted(rows.items()):
-        lines.append(f"| {kind} | {planned[kind]} | {reason} | {count} |")
+def detail(headers: dict[str, str]) -> str:
+    """What exactly went wrong, in a few words: the violated fields, or the decoder's error."""
+    if "violations" in headers:
+        return "violations: " + ", ".join(v["field"] for v in json.loads(headers["violations"]))
+    message = headers["error.message"]
+    match = re.match(r"cannot decode \S+ value: (\w+)", message)
+    return match.group(1) if match else message.split("(")[0].strip()[:40]
+
+
+def reason_table(rows: Counter[tuple[str, str, str]], planned: Counter[str]) -> str:
+    lines = ["| kind | sent | eddy.dlq.reason | detail | dead letters |", "|---|---:|---|---|---:|"]
+    for (kind, reason, what), count in sorted(rows.items()):
+        lines.append(f"| {kind} | {planned[kind]} | {reason} | {what} | {count} |")
     return "\n".join(lines)
 
 
@@ -287,8 +294,7 @@ def reason_table(rows: Counter[tuple[str, str]], planned: Counter[str]) -> str:
 @pytest.mark.parametrize(
     "huge_count",
     [
-        pytest.param(HUGE_COUNT, id="with-huge-values", marks=pytest.mark.xfail(strict=True, reason=HUGE_BUG)),
-        # The same accounting without the values that crash the service, so everything else stays checked meanwhile.
+        pytest.param(HUGE_COUNT, id="with-huge-values"),
         pytest.param(0, id="without-huge-values"),
     ],
 )
@@ -334,7 +340,7 @@ def test_every_record_is_validated_or_dead_lettered_exactly_once(
     assert sorted(v["event_id"] for v in back.validated) == valid_ids
 
     # Every dead letter: its original key and bytes, where it came from, and a reason that fits the breakage.
-    reasons: Counter[tuple[str, str]] = Counter()
+    reasons: Counter[tuple[str, str, str]] = Counter()
     sources = set()
     for msg in back.dlq:
         key = msg.key() or b""
@@ -342,14 +348,16 @@ def test_every_record_is_validated_or_dead_lettered_exactly_once(
         p = by_key[key]
         headers = read_dlq_headers(msg.headers())
         assert headers.get("reason"), f"dead letter {key!r} has no eddy.dlq.reason header: {headers}"
-        reasons[(p.kind, headers["reason"])] += 1
+        reasons[(p.kind, headers["reason"], detail(headers))] += 1
         assert headers["source.topic"] == topics.events
         assert (int(headers["source.partition"]), int(headers["source.offset"])) == landed[key]
         sources.add((headers["source.partition"], headers["source.offset"]))
         assert p.kind != VALID, f"valid record {key!r} was dead-lettered: {headers}"
         reason, stage, field = EXPECTED[p.kind]
         assert (headers["reason"], headers["stage"]) == (reason, stage), (p.kind, headers)
-        assert headers["error.message"]
+        assert headers["error.message"] and headers["error.class"]
+        if p.kind in KNOWN_DETAIL:
+            assert detail(headers) == KNOWN_DETAIL[p.kind], (p.kind, headers["error.message"])
         if field is not None:
             assert [v["field"] for v in json.loads(headers["violations"])] == [field], headers
         if p.kind != "huge":
@@ -361,4 +369,4 @@ def test_every_record_is_validated_or_dead_lettered_exactly_once(
     print(reason_table(reasons, sent_by_kind))
     for kind, count in sent_by_kind.items():
         if kind != VALID:
-            assert sum(n for (k, _), n in reasons.items() if k == kind) == count, kind
+            assert sum(n for (k, _, _), n in reasons.items() if k == kind) == count, kind

@@ -24,8 +24,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.validation.handlers import ValidateBatch, check_record
-from shared.contracts import FeatureSpec, ModelSpec, StreamContract, load_contract
+from services.validation.handlers import CompiledChecker, ValidateBatch, check_record
+from shared.contracts import ContractError, FeatureSpec, ModelSpec, StreamContract, load_contract
 from shared.dlq import read_dlq_headers
 from shared.loop import InRecord
 from shared.topics import StreamTopics
@@ -45,10 +45,24 @@ AVRO_TYPES = {"double": "double", "long": "long", "string": "string", "boolean":
 # Patterns as users write them: anchored and not (search semantics), with classes, counts and flags.
 PATTERNS = (r"^[a-z]+$", r"^[A-Z]{2}-\d{3}$", r"\d", r"^id_", r"@", r"(?i)^(yes|no)$", r"x$", r"^.{2,4}$")
 BOUND = 1e6
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 ABSENT = object()  # marks a feature left out of the record altogether
+
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
 
 
 # -- contracts ----------------------------------------------------------------------------------------------------
+
+
+def in_range(ftype: str, lo: float | None, hi: float | None) -> st.SearchStrategy[Any]:
+    """Finite numbers of ``ftype`` within [lo, hi] (a long's bounds are generated as ints)."""
+    if ftype == "double":
+        return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    return st.integers(LONG_MIN if lo is None else int(lo), LONG_MAX if hi is None else int(hi))
 
 
 @st.composite
@@ -61,7 +75,10 @@ def numeric_spec(draw: st.DrawFn, name: str, ftype: str) -> FeatureSpec:
     lo, hi = draw(st.none() | bound), draw(st.none() | bound)
     if lo is not None and hi is not None and lo > hi:
         lo, hi = hi, lo
-    return FeatureSpec(name, ftype, draw(st.booleans()), lo, hi)
+    allowed = None
+    if draw(st.integers(0, 3)) == 0:  # a numeric category list now and then, within the bounds
+        allowed = tuple(draw(st.lists(in_range(ftype, lo, hi), min_size=1, max_size=5, unique=True)))
+    return FeatureSpec(name, ftype, draw(st.booleans()), lo, hi, allowed)
 
 
 @st.composite
@@ -107,14 +124,12 @@ def contracts(draw: st.DrawFn, name: str = "s0") -> StreamContract:
 
 def conforming_value(spec: FeatureSpec) -> st.SearchStrategy[Any]:
     """Values that satisfy every rule of ``spec`` (never None)."""
-    if spec.type == "double":
-        return st.floats(spec.min, spec.max, allow_nan=False, allow_infinity=False)
-    if spec.type == "long":
-        return st.integers(spec.min, spec.max)  # type: ignore[arg-type]  # long bounds are generated as ints
+    if spec.allowed is not None:
+        return st.sampled_from(spec.allowed)  # generated within the bounds and matching the pattern
+    if spec.type in ("double", "long"):
+        return in_range(spec.type, spec.min, spec.max)
     if spec.type == "boolean":
         return st.booleans()
-    if spec.allowed is not None:
-        return st.sampled_from(spec.allowed)
     if spec.pattern is not None:
         return st.from_regex(spec.pattern)
     return st.text(max_size=12)
@@ -124,7 +139,7 @@ def conforming_value(spec: FeatureSpec) -> st.SearchStrategy[Any]:
 def conforming_record(draw: st.DrawFn, contract: StreamContract) -> dict[str, Any]:
     record: dict[str, Any] = {
         contract.id_field: draw(st.text(min_size=1, max_size=12).filter(str.strip)),
-        contract.time_field: draw(st.integers(1, 2**63 - 1)),
+        contract.time_field: draw(st.integers(1, LONG_MAX)),
         "note": draw(st.none() | st.text(max_size=5)),
     }
     for spec in contract.features:
@@ -144,8 +159,21 @@ class Breakage:
     value: Any  # ABSENT: the field is removed from the record
 
 
+def numeric_room(spec: FeatureSpec) -> bool:
+    """Whether some in-range value of ``spec`` is not in its allowed list."""
+    assert spec.allowed is not None
+    if spec.type == "double":
+        return spec.min is None or spec.max is None or spec.min < spec.max
+    lo = LONG_MIN if spec.min is None else int(spec.min)
+    hi = LONG_MAX if spec.max is None else int(spec.max)
+    return hi - lo + 1 > len(spec.allowed)
+
+
 def breakages(spec: FeatureSpec) -> list[st.SearchStrategy[Breakage]]:
-    """Every way to break ``spec`` with a single violation, as strategies."""
+    """Every way to break ``spec`` with a single violation, as strategies.
+
+    A feature reports only its first broken rule, in the order type, finite, min, max, allowed, pattern.
+    """
     out: list[st.SearchStrategy[Breakage]] = []
 
     def of(rule: str, values: st.SearchStrategy[Any]) -> None:
@@ -153,24 +181,25 @@ def breakages(spec: FeatureSpec) -> list[st.SearchStrategy[Breakage]]:
 
     if spec.required:
         of("required", st.sampled_from([None, ABSENT]))
-    if spec.type == "double":
-        of("finite", st.sampled_from([math.nan, math.inf, -math.inf]))
+    if spec.type in ("double", "long"):
+        of("type", st.booleans() | st.text(max_size=5) | st.lists(st.integers(), max_size=2) | st.just({}))
+        if spec.type == "double":
+            of("finite", st.sampled_from([math.nan, math.inf, -math.inf]))
         if spec.min is not None:
-            of("min", st.floats(max_value=spec.min, exclude_max=True, allow_nan=False, allow_infinity=False))
+            below = spec.min - 1 if spec.type == "long" else spec.min
+            of("min", in_range(spec.type, None, below).filter(lambda x: x < spec.min))
         if spec.max is not None:
-            of("max", st.floats(min_value=spec.max, exclude_min=True, allow_nan=False, allow_infinity=False))
-    if spec.type == "long":
-        if spec.min is not None:
-            of("min", st.integers(max_value=int(spec.min) - 1, min_value=-(2**63)))
-        if spec.max is not None:
-            of("max", st.integers(min_value=int(spec.max) + 1, max_value=2**63 - 1))
-    if spec.type == "string":
-        if spec.allowed is not None:
-            allowed = spec.allowed
+            above = spec.max + 1 if spec.type == "long" else spec.max
+            of("max", in_range(spec.type, above, None).filter(lambda x: x > spec.max))
+    if spec.allowed is not None:
+        allowed = spec.allowed
+        if spec.type == "string":
             of("allowed", st.text(max_size=12).filter(lambda s: s not in allowed))
-        elif spec.pattern is not None:
-            regex = re.compile(spec.pattern)
-            of("pattern", st.text(max_size=12).filter(lambda s: regex.search(s) is None))
+        elif spec.type != "boolean" and numeric_room(spec):
+            of("allowed", in_range(spec.type, spec.min, spec.max).filter(lambda x: x not in allowed))
+    elif spec.pattern is not None:
+        regex = re.compile(spec.pattern)
+        of("pattern", st.text(max_size=12).filter(lambda s: regex.search(s) is None))
     return out
 
 
@@ -199,7 +228,7 @@ def broken_record(
 ) -> tuple[dict[str, Any], list[Breakage]]:
     """A conforming record with one to ``max_breaks`` fields broken, and what was broken."""
     record = draw(conforming_record(contract))
-    per_field = [s for s in id_and_time_breakages(contract)] + [
+    per_field = [*id_and_time_breakages(contract)] + [
         st.one_of(*b) for b in (breakages(f) for f in contract.features) if b
     ]
     chosen = draw(st.lists(st.sampled_from(range(len(per_field))), min_size=1, max_size=max_breaks, unique=True))
@@ -215,6 +244,37 @@ def same_value(a: Any, b: Any) -> bool:
 
 def declared(contract: StreamContract) -> list[str]:
     return [contract.id_field, contract.time_field, *(f.name for f in contract.features)]
+
+
+def avro_typed_value(ftype: str) -> st.SearchStrategy[Any]:
+    """Any value Avro can decode for a nullable field of ``ftype``: None, NaN, infinities and extremes included."""
+    values: dict[str, st.SearchStrategy[Any]] = {
+        "double": st.floats(),
+        "long": st.integers(LONG_MIN, LONG_MAX),
+        "string": st.text(),
+        "boolean": st.booleans(),
+    }
+    return st.none() | values[ftype]
+
+
+@st.composite
+def any_record(draw: st.DrawFn, contract: StreamContract) -> dict[str, Any]:
+    """Conforming, broken, conforming but for some JSON-like feature values, Avro-typed anything, JSON-like anything."""
+    kind = draw(st.sampled_from(["conforming", "broken", "mutated", "avro", "json"]))
+    if kind == "conforming":
+        return draw(conforming_record(contract))
+    if kind == "mutated":  # valid id and time, so a fast path cannot stop before the odd values
+        record = draw(conforming_record(contract))
+        for spec in contract.features:
+            if draw(st.booleans()):
+                record[spec.name] = draw(json_values)
+        return record
+    if kind == "broken":
+        return draw(broken_record(contract, max_breaks=6))[0]
+    if kind == "avro":
+        record = {contract.id_field: draw(st.text()), contract.time_field: draw(st.integers(LONG_MIN, LONG_MAX))}
+        return record | {f.name: draw(avro_typed_value(f.type)) for f in contract.features}
+    return {name: draw(json_values) for name in declared(contract)}
 
 
 # -- properties of check_record -----------------------------------------------------------------------------------
@@ -267,24 +327,13 @@ def test_violations_come_in_contract_order_and_name_only_declared_fields(data: s
     assert len(fields) == len(set(fields))  # at most one violation per field
 
 
-def avro_typed_value(ftype: str) -> st.SearchStrategy[Any]:
-    """Any value Avro can decode for a nullable field of ``ftype``: None, NaN, infinities and extremes included."""
-    values: dict[str, st.SearchStrategy[Any]] = {
-        "double": st.floats(),
-        "long": st.integers(-(2**63), 2**63 - 1),
-        "string": st.text(),
-        "boolean": st.booleans(),
-    }
-    return st.none() | values[ftype]
-
-
 @PROPERTY
 @given(st.data())
 def test_check_record_never_raises_on_any_decodable_record(data: st.DataObject) -> None:
     contract = data.draw(contracts())
     record: dict[str, Any] = {
         contract.id_field: data.draw(st.text()),
-        contract.time_field: data.draw(st.integers(-(2**63), 2**63 - 1)),
+        contract.time_field: data.draw(st.integers(LONG_MIN, LONG_MAX)),
     }
     for spec in contract.features:
         record[spec.name] = data.draw(avro_typed_value(spec.type))
@@ -294,29 +343,45 @@ def test_check_record_never_raises_on_any_decodable_record(data: st.DataObject) 
         json.dumps(v.as_dict())  # the DLQ header must always be serialisable
 
 
-json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
-    max_leaves=8,
-)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, TypeError, OverflowError),
-    reason="product bug: _check_feature calls float(value) on double/long features without a type check, so a "
-    "string ('abc'), list, dict or huge int (10**400) raises instead of giving a violation",
-)
-@settings(PROPERTY, report_multiple_bugs=False)
+@PROPERTY
 @given(st.data())
 def test_check_record_never_raises_on_any_json_like_values(data: st.DataObject) -> None:
     contract = data.draw(contracts())
     record = {name: data.draw(json_values) for name in declared(contract)}
     violations = check_record(record, contract)
     assert {v.field for v in violations} <= set(declared(contract))
+    found = {(v.field, v.rule) for v in violations}
+    for spec in contract.features:
+        value = record[spec.name]
+        if spec.type in ("double", "long") and value is not None and type(value) not in (int, float):
+            assert (spec.name, "type") in found, (spec, value)
+    for v in violations:
+        json.dumps(v.as_dict())
 
 
-# -- the contract generator agrees with load_contract -----------------------------------------------------------
+@PROPERTY
+@given(st.data())
+def test_the_compiled_checker_agrees_with_check_record(data: st.DataObject) -> None:
+    contract = data.draw(contracts())
+    record = data.draw(any_record(contract))
+    assert CompiledChecker(contract)(record) == check_record(record, contract)
+
+
+@settings(PROPERTY, report_multiple_bugs=False)
+@given(st.data())
+def test_the_compiled_checker_agrees_when_one_feature_holds_an_odd_value(data: st.DataObject) -> None:
+    """A valid record but for one feature holding any JSON-like value, containers included."""
+    contract = data.draw(contracts())
+    record = data.draw(conforming_record(contract))
+    spec = data.draw(st.sampled_from(contract.features))
+    containers = st.lists(json_values, max_size=2) | st.dictionaries(st.text(max_size=3), json_values, max_size=2)
+    record[spec.name] = data.draw(containers | json_values)
+    expected = check_record(record, contract)
+    assert [v.field for v in expected] in ([], [spec.name])
+    assert CompiledChecker(contract)(record) == expected
+
+
+# -- generated contracts and load_contract ------------------------------------------------------------------------
 
 
 def contract_yaml(contract: StreamContract) -> dict[str, Any]:
@@ -352,60 +417,36 @@ def test_generated_contracts_are_what_load_contract_reads(contract: StreamContra
         assert load_contract(Path(tmp) / "s.yaml") == contract
 
 
-def write_contract(directory: Path, features: dict[str, Any], schema_fields: list[dict[str, Any]]) -> Path:
-    schema = {"type": "record", "name": "Event", "fields": [*schema_fields]}
-    (directory / "events.avsc").write_text(json.dumps(schema))
+FOREIGN_BRANCH = {"double": "string", "long": "double", "string": "long", "boolean": "string"}
+
+
+@settings(PROPERTY, max_examples=20)
+@given(st.sampled_from(sorted(AVRO_TYPES)), st.booleans())
+def test_load_contract_refuses_a_feature_whose_avro_union_admits_another_type(ftype: str, nullable: bool) -> None:
+    """Otherwise a record could decode with a value that no rule of the feature can check."""
+    union = ["null", AVRO_TYPES[ftype], FOREIGN_BRANCH[ftype]] if nullable else [AVRO_TYPES[ftype], "int"]
+    if union[-1] == "int" and ftype in ("double", "long"):
+        union[-1] = "string"
+    schema = {
+        "type": "record",
+        "name": "Event",
+        "fields": [
+            {"name": "event_id", "type": "string"},
+            {"name": "event_time_ms", "type": "long"},
+            {"name": "x", "type": union},
+        ],
+    }
     doc = {
         "stream": "s0",
         "event_schema": "events.avsc",
-        "features": features,
+        "features": {"x": {"type": ftype}},
         "models": [{"name": "m", "pipeline": [{"linear_model.LogisticRegression": {}}]}],
     }
-    (directory / "s.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return directory / "s.yaml"
-
-
-BASE_FIELDS: list[dict[str, Any]] = [{"name": "event_id", "type": "string"}, {"name": "event_time_ms", "type": "long"}]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: load_contract accepts 'allowed' on a double/long feature, and check_record ignores it "
-    "(the numeric branch of _check_feature returns before the allowed check)",
-)
-@settings(PROPERTY, max_examples=30, report_multiple_bugs=False)
-@given(
-    st.lists(st.integers(0, 100), min_size=1, max_size=4, unique=True),
-    st.integers(0, 100),
-    st.sampled_from(["double", "long"]),
-)
-def test_a_rule_load_contract_accepts_is_enforced(allowed: list[int], value: int, ftype: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_contract(
-            Path(tmp), {"x": {"type": ftype, "allowed": allowed}}, [*BASE_FIELDS, {"name": "x", "type": ftype}]
-        )
-        contract = load_contract(path)  # a ContractError here would also be a fine answer, and fail the xfail
-    number = float(value) if ftype == "double" else value
-    rules = [v.rule for v in check_record({"event_id": "e", "event_time_ms": 1, "x": number}, contract)]
-    assert rules == ([] if value in allowed else ["allowed"])
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="product bug: load_contract accepts a double feature whose Avro type is a union that also holds a "
-    "string; such a record decodes, and check_record raises ValueError from float(value) instead of reporting it",
-)
-@settings(PROPERTY, max_examples=30, report_multiple_bugs=False)
-@given(st.text(alphabet="abcxyz", min_size=1, max_size=6))
-def test_a_record_of_an_accepted_schema_never_makes_check_record_raise(text: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        union = {"name": "x", "type": ["null", "double", "string"], "default": None}
-        contract = load_contract(write_contract(Path(tmp), {"x": {"type": "double"}}, [*BASE_FIELDS, union]))
-    record = {"event_id": "e", "event_time_ms": 1, "x": text}
-    assert fastavro.validate(record, fastavro.parse_schema(contract.event_schema, named_schemas={}))
-    check_record(record, contract)
+        (Path(tmp) / "events.avsc").write_text(json.dumps(schema))
+        (Path(tmp) / "s.yaml").write_text(yaml.safe_dump(doc))
+        with pytest.raises(ContractError, match="'x'"):
+            load_contract(Path(tmp) / "s.yaml")
 
 
 # -- properties of ValidateBatch ----------------------------------------------------------------------------------
@@ -436,14 +477,20 @@ def test_validate_batch_outputs_plus_dead_letters_are_the_inputs_in_order(
 ) -> None:
     streams, records = batch
     result = ValidateBatch(streams)(records)
-    assert len(result.outputs) + len(result.dead) == len(records)
-    out_offsets = [o.source.offset for o in result.outputs if o.source is not None]
+    validated_topics = {StreamTopics(s).validated for s in streams}
+    validated = [o for o in result.outputs if o.topic in validated_topics]
+    # Anything else is a data profile of a stream, derived from the batch and tied to no input record.
+    others = [o for o in result.outputs if o.topic not in validated_topics]
+    assert all(o.topic in {StreamTopics(s).profiles for s in streams} and o.source is None for o in others)
+
+    assert len(validated) + len(result.dead) == len(records)
+    out_offsets = [o.source.offset for o in validated if o.source is not None]
     dead_offsets = [d.offset for d in result.dead]
-    assert len(out_offsets) == len(result.outputs)
+    assert len(out_offsets) == len(validated)
     assert out_offsets == sorted(out_offsets) and dead_offsets == sorted(dead_offsets)
     assert sorted(out_offsets + dead_offsets) == [r.offset for r in records]
     by_offset = {r.offset: r for r in records}
-    for out in result.outputs:
+    for out in validated:
         source = by_offset[out.source.offset] if out.source is not None else None
         assert source is not None and out.source is source
         contract = streams[source.stream]
