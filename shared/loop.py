@@ -246,6 +246,7 @@ class StreamLoop:
         dead: list[DeadLetter] = []
         offsets: Offsets = {}
         counts: dict[str, int] = {}
+        serdes: dict[str, Any] = {}
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -263,8 +264,11 @@ class StreamLoop:
                 [(str(h[0]), h[1] if isinstance(h[1], bytes) else b"") for h in raw_headers] if raw_headers else []
             )
             key = decode_key(msg.key())
+            serde = serdes.get(topic)
+            if serde is None:
+                serde = serdes[topic] = self.serdes.for_topic(topic)
             try:
-                value = self.serdes.for_topic(topic).decode(raw)
+                value = serde.decode(raw)
             except SerdeError as exc:
                 letter = InRecord(topic, partition, offset, key, {}, msg.timestamp()[1], headers, raw)
                 dead.append(letter.dead("deserialize", "undecodable", exc))
@@ -295,9 +299,12 @@ class StreamLoop:
 
     def _produce(self, outputs: list[OutRecord], dead: list[DeadLetter]) -> int:
         counts: dict[str, int] = {}
+        serdes: dict[str, Any] = {}
         for out in outputs:
             try:
-                serde = self.serdes.for_topic(out.topic)
+                serde = serdes.get(out.topic)
+                if serde is None:
+                    serde = serdes[out.topic] = self.serdes.for_topic(out.topic)
                 data = out.raw if out.raw is not None and serde.is_current(out.raw) else serde.encode(out.value)
             except SerdeError as exc:
                 if out.source is None:

@@ -19,7 +19,7 @@ class ValidationConfig:
 
     reference_size: int = 1000
     profile_interval_s: float = 10.0
-    profile_every: int = 4
+    profile_every: int = 16
 
 
 def validation_config() -> ValidationConfig:
