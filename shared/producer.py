@@ -57,23 +57,15 @@ class ConfirmedProducer:
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self._producer = Producer(conf)
-        self._errors: list[str] = []
         self.last_offsets: dict[tuple[str, int], int] = {}
+        # Records produced outside any tracked batch report here; confirm() checks it.
+        self._untracked = Delivery(self.last_offsets)
         self._delivery: Delivery | None = None
 
     def track(self) -> Delivery:
         """Track the acknowledgements of every record produced from now until the next ``track()``."""
         self._delivery = Delivery(self.last_offsets)
         return self._delivery
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._errors.append(f"{msg.topic()}: {err.str()}")
-            return
-        key = (msg.topic() or "", msg.partition() or 0)
-        offset = (msg.offset() or 0) + 1
-        if offset > self.last_offsets.get(key, 0):
-            self.last_offsets[key] = offset
 
     def produce(
         self,
@@ -83,8 +75,7 @@ class ConfirmedProducer:
         headers: Headers | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
-        delivery = self._delivery
-        callback = delivery.on_delivery if delivery is not None else self._on_delivery
+        delivery = self._delivery or self._untracked
         while True:
             try:
                 self._producer.produce(
@@ -93,10 +84,9 @@ class ConfirmedProducer:
                     key=key,
                     headers=cast(_KafkaHeaders | None, headers),
                     timestamp=timestamp_ms or 0,
-                    on_delivery=callback,
+                    on_delivery=delivery.on_delivery,
                 )
-                if delivery is not None:
-                    delivery.pending += 1
+                delivery.pending += 1
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
@@ -135,8 +125,8 @@ class ConfirmedProducer:
             remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
             if remaining == 0 or time.monotonic() >= deadline:
                 break
-        if self._errors:
-            errors, self._errors = self._errors, []
+        if self._untracked.errors:
+            errors, self._untracked.errors = self._untracked.errors, []
             raise DeliveryError(f"{len(errors)} records not delivered, first: {errors[0]}")
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout_s:.0f}s")

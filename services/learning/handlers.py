@@ -16,6 +16,7 @@ from typing import Any
 
 from services.learning import metrics
 from shared.contracts import StreamContract
+from shared.dlq import DeadLetter
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.models import ModelState
 from shared.topics import StreamTopics
@@ -203,11 +204,15 @@ class Learner:
         labels = state.pending_labels
         while labels and next(iter(labels.values()))["label_time_ms"] < state.label_watermark_ms - lateness:
             _, label = labels.popitem(last=False)
-            partition, offset = label["_coords"]
-            record = InRecord(self.topics.feedback, partition, offset, label["event_id"], {}, 0, [], label["_raw"])
             message = f"no prediction for {label['event_id']} within the allowed lateness ({lateness} ms)"
-            result.dead.append(record.dead("learning", "late_label", message=message))
-            metrics.EVICTED.labels(stream, "labels").inc()
+            result.dead.append(self._dead_label(label, "late_label", message))
+
+    def _dead_label(self, label: dict[str, Any], reason: str, message: str) -> DeadLetter:
+        """A pending label given up on, dead-lettered with its original bytes and coordinates."""
+        partition, offset = label["_coords"]
+        record = InRecord(self.topics.feedback, partition, offset, label["event_id"], {}, 0, [], label["_raw"])
+        metrics.EVICTED.labels(self.contract.name, "labels").inc()
+        return record.dead("learning", reason, message=message)
 
     def _bound(self, result: BatchResult) -> None:
         """Keep memory bounded; an unjoined label pushed out is dead-lettered, never silently dropped."""
@@ -217,11 +222,7 @@ class Learner:
             metrics.EVICTED.labels(stream, "predictions").inc()
         while len(state.pending_labels) > limits.max_pending:
             _, label = state.pending_labels.popitem(last=False)
-            partition, offset = label["_coords"]
-            record = InRecord(self.topics.feedback, partition, offset, label["event_id"], {}, 0, [], label["_raw"])
-            result.dead.append(
-                record.dead("learning", "join_expired", message="no prediction arrived before the join state filled")
-            )
-            metrics.EVICTED.labels(stream, "labels").inc()
+            message = "no prediction arrived before the join state filled"
+            result.dead.append(self._dead_label(label, "join_expired", message))
         while len(state.learned) > limits.max_remembered:
             state.learned.popitem(last=False)
