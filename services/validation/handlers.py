@@ -161,6 +161,7 @@ class ValidateBatch:
         self.config = config = config or ValidationConfig()
         self.clock = clock
         self.checkers = {name: CompiledChecker(contract) for name, contract in contracts.items()}
+        self.validated = {name: StreamTopics(name).validated for name in contracts}
         self.profiles = {
             name: ProfileTracker(contract, reference_size=config.reference_size, interval_s=config.profile_interval_s)
             for name, contract in contracts.items()
@@ -208,7 +209,7 @@ class ValidateBatch:
             # Re-keyed by event_id whatever the producer used, so every topic of the stream co-partitions.
             outputs.append(
                 OutRecord(
-                    StreamTopics(stream).validated,
+                    self.validated[stream],
                     value[contract.id_field],
                     value,
                     record.headers,
