@@ -104,11 +104,15 @@ class Monitor:
         name = "rolling_mae" if self.contract.task == "regression" else "rolling_accuracy"
         metrics.QUALITY.labels(self.contract.name, model, str(version), name).set(watch.quality.get())
         error = _error(self.contract.task, y, y_pred)
+        before = float(watch.detector.estimation)
         watch.detector.update(error)
-        return self._alert_transition(watch, model, record, error)
+        # ADWIN flags any change in the mean error; only a rise is concept drift. A fall is the model
+        # recovering (after online learning adapted), which must not raise the alert again.
+        worse = watch.detector.drift_detected and float(watch.detector.estimation) > before
+        return self._alert_transition(watch, model, record, worse)
 
-    def _alert_transition(self, watch: ModelWatch, model: str, record: InRecord, error: float) -> dict[str, Any] | None:
-        if watch.detector.drift_detected and watch.seen >= self.config.min_examples:
+    def _alert_transition(self, watch: ModelWatch, model: str, record: InRecord, worse: bool) -> dict[str, Any] | None:
+        if worse and watch.seen >= self.config.min_examples:
             watch.last_drift_at = watch.seen
             metrics.DRIFTS.labels(self.contract.name, model).inc()
             if watch.firing_since is None:

@@ -1,4 +1,3 @@
-import itertools
 import json
 import random
 from typing import Any
@@ -42,10 +41,9 @@ def test_concept_drift_fires_once_then_resolves() -> None:
     recovered = [rng.random() < 0.95 for _ in range(6000)]
     alerts = run(monitor, good + bad + recovered)
     statuses = [a["status"] for a in alerts]
-    assert statuses[0] == "firing"
-    assert statuses.count("firing") == statuses.count("resolved") or statuses[-1] == "firing"
-    # never two firing in a row: de-duplicated while the condition persists
-    assert all(a != b for a, b in itertools.pairwise(statuses))
+    # One drift, one alert: de-duplicated while it persists, and the recovery (the error falling again,
+    # which ADWIN also flags as a change) resolves it instead of raising it again.
+    assert statuses == ["firing", "resolved"]
     first = alerts[0]
     assert first["kind"] == "concept_drift" and first["subject"] == "default"
     assert 3000 <= first["last_offset"] < 4500
