@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from shared.settings import Settings
@@ -102,3 +104,37 @@ def cluster_id(settings: Settings, timeout_s: float = 10.0) -> str:
     """The broker cluster's id: checkpoints from another cluster do not apply here."""
     metadata = admin_client(settings).list_topics(timeout=timeout_s)
     return str(metadata.cluster_id or "unknown")
+
+
+def scan(
+    settings: Settings,
+    topics: list[str],
+    start: dict[str, int] | None = None,
+    quiet_s: float = 1.0,
+    timeout_s: float = 60.0,
+) -> Iterator[Message]:
+    """Every record of ``topics`` from ``start`` ("topic:partition" -> offset; default: the beginning).
+
+    Reads without a consumer group and stops once nothing new arrived for ``quiet_s``, so it needs no
+    "latest" offset from the broker (the embedded one reports it wrong). Missing topics are skipped.
+    """
+    start = start or {}
+    consumer = Consumer(consumer_config(settings, f"eddy-scan-{uuid.uuid4().hex[:8]}"))
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        consumer.assign(
+            [
+                TopicPartition(t, p, start.get(f"{t}:{p}", OFFSET_BEGINNING))
+                for t in topics
+                if t in metadata.topics
+                for p in sorted(metadata.topics[t].partitions)
+            ]
+        )
+        last = began = time.monotonic()
+        while time.monotonic() - last < quiet_s and time.monotonic() - began < timeout_s:
+            messages = [m for m in consumer.consume(1000, 0.1) if not m.error()]
+            if messages:
+                last = time.monotonic()
+            yield from messages
+    finally:
+        consumer.close()

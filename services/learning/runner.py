@@ -17,8 +17,8 @@ examples a predecessor already wrote past the checkpoint are found in
 from __future__ import annotations
 
 import logging
+import math
 import time
-import uuid
 from collections.abc import Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from services.learning import checkpoint, metrics
 from services.learning.config import join_limits
 from services.learning.handlers import Learner, LearnerState
-from shared.kafka import cluster_id, consumer_config
+from shared.kafka import cluster_id, scan
 from shared.loop import BatchResult, InRecord, Offsets, StreamLoop
 from shared.models import ModelState
 from shared.service import ServiceContext, code_version
@@ -63,25 +63,13 @@ class LearningService:
         log.info("restored checkpoint", extra={"stream": stream, "learned": saved.state.model.learned_count})
         return saved.state
 
-    def _already_emitted(self, stream: str, start: dict[str, int], quiet_s: float = 1.0) -> set[str]:
+    def _already_emitted(self, stream: str, start: dict[str, int]) -> set[str]:
         """Event ids in S.labeled after ``start``: what a crashed predecessor wrote after the checkpoint."""
         topic = StreamTopics(stream).labeled
-        consumer = Consumer(consumer_config(self.ctx.settings, f"eddy-learning-scan-{uuid.uuid4().hex[:8]}"))
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            consumer.assign(
-                [TopicPartition(topic, p, start.get(f"{topic}:{p}", OFFSET_BEGINNING)) for p in sorted(partitions)]
-            )
-            serde = self.ctx.serdes.for_topic(topic)
-            seen: set[str] = set()
-            last = time.monotonic()
-            while time.monotonic() - last < quiet_s:
-                messages = [m for m in consumer.consume(1000, 0.1) if not m.error()]
-                if messages:
-                    last = time.monotonic()
-                seen.update(serde.decode(m.value())["event_id"] for m in messages)
-        finally:
-            consumer.close()
+        serde = self.ctx.serdes.for_topic(topic)
+        # No time limit: a scan cut short would let labeled examples be written twice.
+        written = scan(self.ctx.settings, [topic], start, timeout_s=math.inf)
+        seen = {serde.decode(m.value())["event_id"] for m in written}
         if seen:
             log.info(
                 "labeled examples already written after the checkpoint", extra={"stream": stream, "count": len(seen)}
