@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -44,6 +43,7 @@ from pathlib import Path
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from bench.machine import describe
 from shared.embedded import free_port, start_tansu
 from shared.kafka import consumer_config
 from shared.settings import REPO_ROOT, Settings
@@ -284,16 +284,6 @@ def count_events(bootstrap: str, topic: str, expect: int) -> int:
     return seen
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 # -- report -----------------------------------------------------------------------------------------------------
 
 
@@ -405,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     fixed = next(r for r in runs if r.target == "eddy gateway" and r.mode == "fixed rate")
     print()
     print(
-        f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; embedded broker "
+        f"machine: {describe()}; embedded broker "
         f"(Tansu), registry, ingestion, baseline server and this client all on loopback, unpinned"
     )
     print(

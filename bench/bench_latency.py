@@ -27,6 +27,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
+from bench.machine import describe
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.serde import registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -133,16 +134,8 @@ def main() -> None:
         time.sleep(args.warmup)
         e2e, processing = measure_pipeline(settings, args.seconds)
         baseline = measure_baseline(settings, args.rate, args.seconds)
-        cpu = next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if "model name" in line
-            ),
-            "?",
-        )
         print(
-            f"machine: {os.cpu_count()} cores, {cpu}; embedded stack; demo feed at {args.rate:.0f} events/s; "
+            f"machine: {describe()}; embedded stack; demo feed at {args.rate:.0f} events/s; "
             f"fetch.wait.max.ms={fetch_wait}"
         )
         print(f"baseline, raw produce -> consume, one hop (ms):   {percentiles(baseline)}")

@@ -13,8 +13,6 @@ Run: ``.venv/bin/python -m bench.bench_pipeline [--records 50000]``. Bounded in 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench.machine import describe
 from services.inference.handlers import PredictBatch, ServingModel
 from services.validation.handlers import ValidateBatch
 from shared.contracts import load_contracts
@@ -171,9 +170,7 @@ def main() -> None:
         models = {STREAM: ServingModel.fresh(contracts[STREAM])}
         inference = run_loop(settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions)
 
-        cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((line.split(":", 1)[1].strip() for line in cpu_lines if "model name" in line), "?")
-        print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, broker Tansu (embedded)")
+        print(f"machine: {describe()}, broker Tansu (embedded)")
         print(f"records: {n}")
         print(f"{'stage':<46} {'records/s':>12}")
         print(f"{'produce Avro events (ConfirmedProducer + serde)':<46} {produce_rate:>12,.0f}")
