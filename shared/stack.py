@@ -119,7 +119,6 @@ class EmbeddedStack:
             settings = replace(settings, schema_registry_url=url)
             self.settings = settings
             wait_http(f"{url}/subjects", 30.0)
-        self.settings = settings
         child_env = {**settings.kafka_env(), "EDDY_STATE_DIR": str(self.state_dir), "EDDY_LOG_FORMAT": "json"}
         for name in SERVICES:
             port = free_port()

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from shared.contracts import load_contracts
+from shared.embedded import free_port
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
-from shared.settings import Settings
+from shared.settings import REPO_ROOT, Settings
+from shared.stack import wait_http
 from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 
 
@@ -73,6 +80,37 @@ def read_topic(
     finally:
         consumer.close()
     return out
+
+
+@contextmanager
+def service(
+    name: str, settings: Settings, tmp_path: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """``python -m services.<name>`` against the test broker and registry, on a free port, until healthy.
+
+    Yields the process, its base URL and its log file; the log's tail is printed when it stops.
+    """
+    from tests.conftest import service_env
+
+    port = free_port()
+    log = tmp_path / f"{name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=service_env(settings, EDDY_HTTP_PORT=str(port), EDDY_SERVICE_NAME=name, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", 40)
+        yield proc, url, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        print(log.read_text()[-3000:])
 
 
 def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.5, what: str = "condition") -> None:

@@ -20,12 +20,9 @@ import re
 import signal
 import struct
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +34,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Pro
 from confluent_kafka.schema_registry import Schema
 
 from shared.dlq import read_dlq_headers
-from shared.embedded import free_port
 from shared.kafka import consumer_config, producer_config
 from shared.serde import registry_client
 from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
 from shared.topics import StreamTopics
-from tests.conftest import service_env
-from tests.helpers import create_topics, serdes_for
+from tests.helpers import create_topics, serdes_for, service
 
 pytestmark = pytest.mark.integration
 
@@ -95,29 +89,6 @@ class Readback:
 
 
 # -- the service process ----------------------------------------------------------------------------------------
-
-
-@contextmanager
-def service(name: str, settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """``python -m services.<name>`` against the test broker; yields the process, its URL and its log file."""
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=service_env(settings, EDDY_HTTP_PORT=str(port), EDDY_SERVICE_NAME=name),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", 40)
-        yield proc, url, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 def log_tail(log: Path, chars: int = 3000) -> str:

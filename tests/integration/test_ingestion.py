@@ -11,8 +11,7 @@ import pytest
 from shared.dlq import read_dlq_headers
 from shared.settings import Settings
 from shared.topics import StreamTopics
-from tests.helpers import create_topics, produce_raw, read_topic
-from tests.integration.test_services import service
+from tests.helpers import create_topics, produce_raw, read_topic, service
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +24,7 @@ def test_api_keys_roles_limits_and_openapi(settings: Settings, tmp_path: Path) -
     (stream,) = settings.streams
     create_topics(settings)
     env = {"EDDY_API_KEYS": "pk:producer,vk:viewer,ok:operator", "EDDY_INGEST_MAX_BATCH": "10"}
-    with service("ingestion", settings, tmp_path, **env) as (_, url):
+    with service("ingestion", settings, tmp_path, **env) as (_, url, _log):
         post = f"{url}/v1/streams/{stream}/events"
         assert httpx.post(post, json=events(1)).status_code == 401
         assert httpx.post(post, json=events(1), headers={"X-API-Key": "nope"}).status_code == 401
@@ -49,7 +48,7 @@ def test_api_keys_roles_limits_and_openapi(settings: Settings, tmp_path: Path) -
 def test_duplicates_within_the_window_are_acknowledged_once(settings: Settings, tmp_path: Path) -> None:
     (stream,) = settings.streams
     create_topics(settings)
-    with service("ingestion", settings, tmp_path) as (_, url):
+    with service("ingestion", settings, tmp_path) as (_, url, _log):
         post = f"{url}/v1/streams/{stream}/events"
         first = httpx.post(post, json=events(5, "d"), timeout=10).json()
         assert first["accepted"] == 5 and first["duplicates"] == 0
@@ -65,7 +64,7 @@ def test_duplicates_within_the_window_are_acknowledged_once(settings: Settings, 
 def test_full_producer_queue_refuses_the_whole_request_with_429(settings: Settings, tmp_path: Path) -> None:
     (stream,) = settings.streams
     create_topics(settings)
-    with service("ingestion", settings, tmp_path, EDDY_INGEST_QUEUE_MAX="50") as (_, url):
+    with service("ingestion", settings, tmp_path, EDDY_INGEST_QUEUE_MAX="50") as (_, url, _log):
         busy = httpx.post(f"{url}/v1/streams/{stream}/events", json=events(100, "q"), timeout=10)
         assert busy.status_code == 429 and busy.headers["Retry-After"] == "1"
         ok = httpx.post(f"{url}/v1/streams/{stream}/events", json=events(40, "q"), timeout=10)

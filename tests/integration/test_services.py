@@ -6,44 +6,17 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shared.embedded import free_port
 from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
 from shared.topics import StreamTopics
 from tests.conftest import service_env
-from tests.helpers import create_topics, read_topic
+from tests.helpers import create_topics, read_topic, service
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def service(name: str, settings: Settings, tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = free_port()
-    log = tmp_path / f"{name}.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=service_env(settings, EDDY_HTTP_PORT=str(port), EDDY_SERVICE_NAME=name, **env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", 40)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        print(log.read_text()[-3000:])
 
 
 def eddy(settings: Settings, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
@@ -60,7 +33,7 @@ def eddy(settings: Settings, *args: str, stdin: bytes | None = None, **env: str)
 def test_gateway_accepts_rejects_and_acknowledges(settings: Settings, tmp_path: Path) -> None:
     (stream,) = settings.streams
     create_topics(settings)
-    with service("ingestion", settings, tmp_path) as (proc, url):
+    with service("ingestion", settings, tmp_path) as (proc, url, _):
         events = [{"event_id": f"h{i}", "x0": 1, "x1": 2, "x2": 3} for i in range(20)]
         r = httpx.post(f"{url}/v1/streams/{stream}/events", json=events, timeout=10)
         assert r.status_code == 200, r.text
@@ -90,7 +63,7 @@ def test_gateway_accepts_rejects_and_acknowledges(settings: Settings, tmp_path: 
 @pytest.mark.parametrize("name", ["validation", "inference", "learning", "monitoring", "retraining"])
 def test_sigterm_stops_cleanly_with_exit_0(name: str, settings: Settings, tmp_path: Path) -> None:
     create_topics(settings)
-    with service(name, settings, tmp_path) as (proc, url):
+    with service(name, settings, tmp_path) as (proc, url, _):
         health = httpx.get(f"{url}/healthz").json()
         assert health["service"] == name
         proc.send_signal(signal.SIGTERM)
