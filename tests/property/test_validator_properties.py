@@ -69,7 +69,8 @@ def in_range(ftype: str, lo: float | None, hi: float | None) -> st.SearchStrateg
 def numeric_spec(draw: st.DrawFn, name: str, ftype: str) -> FeatureSpec:
     bound: st.SearchStrategy[float] | st.SearchStrategy[int]
     if ftype == "double":
-        bound = st.floats(-BOUND, BOUND, allow_nan=False, allow_infinity=False)
+        # + 0.0 turns -0.0 into 0.0: bounds 0.0 and -0.0 compare equal yet make st.floats(0.0, -0.0) invalid.
+        bound = st.floats(-BOUND, BOUND, allow_nan=False, allow_infinity=False).map(lambda x: x + 0.0)
     else:
         bound = st.integers(-int(BOUND), int(BOUND))
     lo, hi = draw(st.none() | bound), draw(st.none() | bound)
