@@ -3,8 +3,9 @@
 Stages, each consuming N records already in a topic and producing N:
 
 - baseline: confluent-kafka consume -> produce of raw bytes (what the broker and client can do);
-- validation of a 10-feature stream (bench/streams/bench10.yaml): StreamLoop + Avro decode + contract check,
-  forwarding the original bytes;
+- validation of a 10-feature stream (bench/streams/bench10.yaml), as the service runs it: StreamLoop with the
+  native fast lane forwarding valid records undecoded; then with the lane off (Avro decode + contract check in
+  Python), with both codecs;
 - inference: StreamLoop + Avro decode + predict_proba_many (StandardScaler | LogisticRegression) + encode.
 
 Run: ``.venv/bin/python -m bench.bench_pipeline [--records 50000]``. Bounded in count and time.
@@ -21,16 +22,18 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from statistics import median
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.machine import describe
 from services.inference.handlers import PredictBatch, ServingModel
+from services.validation.fastlane import NATIVE, FastValidation
 from services.validation.handlers import ValidateBatch
 from shared.contracts import load_contracts
 from shared.embedded import free_port, start_tansu
 from shared.kafka import consumer_config, ensure_topics, producer_config
-from shared.loop import Handler, StreamLoop
+from shared.loop import FastLane, Handler, StreamLoop
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -75,7 +78,7 @@ def count_topic(settings: Settings, topic: str, expect: int, skip: int = 0) -> f
     return time.perf_counter() - (first or time.perf_counter())
 
 
-def run_baseline(settings: Settings, source: str, sink: str, n: int) -> float:
+def run_baseline(settings: Settings, source: str, sink: str, n: int, skip: int = 0) -> float:
     """A bare passthrough: consume, produce the same bytes, commit asynchronously; no per-batch flush."""
     consumer = Consumer(consumer_config(settings, f"raw-{uuid.uuid4().hex[:6]}"))
     producer = Producer(producer_config(settings))
@@ -99,16 +102,24 @@ def run_baseline(settings: Settings, source: str, sink: str, n: int) -> float:
 
     thread = threading.Thread(target=relay)
     thread.start()
-    elapsed = count_topic(settings, sink, n)
+    elapsed = count_topic(settings, sink, skip + n, skip)
     thread.join(60)
     consumer.close()
     return n / elapsed
 
 
 def run_loop(
-    settings: Settings, serdes: SerdeRegistry, source: str, handler: Handler, n: int, sink: str, skip: int = 0
+    settings: Settings,
+    serdes: SerdeRegistry,
+    source: str,
+    handler: Handler,
+    n: int,
+    sink: str,
+    skip: int = 0,
+    fast_lane: FastLane | None = None,
 ) -> float:
     loop = StreamLoop(
+        fast_lane=fast_lane,
         service="bench",
         consumer=Consumer(consumer_config(settings, f"loop-{uuid.uuid4().hex[:6]}")),
         producer=ConfirmedProducer(producer_config(settings)),
@@ -128,6 +139,7 @@ def run_loop(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3, help="baseline / fast-lane pairs, interleaved")
     args = parser.parse_args()
     n = args.records
     tmp = Path(tempfile.mkdtemp())
@@ -162,22 +174,36 @@ def main() -> None:
         producer.confirm()
         produce_rate = n / (time.perf_counter() - started)
 
-        raw = run_baseline(settings, topics.events, "bench.raw-out", n)
-        validation = run_loop(settings, serdes, topics.events, ValidateBatch(contracts), n, topics.validated)
-        # The reference codec writes to the same topic; its clock starts at the first record after the first run's.
+        # Each run writes after the earlier runs' records; its clock starts at its own first record.
+        raws: list[float] = []
+        fasts: list[float] = []
+        for r in range(args.rounds):
+            raws.append(run_baseline(settings, topics.events, "bench.raw-out", n, r * n))
+            handler = ValidateBatch(contracts)
+            lane = FastValidation(handler, {topics.events: serdes.schema_id(topics.events)})
+            if not lane.streams:
+                print(f"WARNING: the fast lane is off (native extension built: {NATIVE})")
+            fasts.append(run_loop(settings, serdes, topics.events, handler, n, topics.validated, r * n, lane))
+        done = args.rounds * n
+        python = run_loop(settings, serdes, topics.events, ValidateBatch(contracts), n, topics.validated, done)
         reference = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts, codec="confluent")
-        validation_ref = run_loop(settings, reference, topics.events, ValidateBatch(contracts), n, topics.validated, n)
+        confluent = run_loop(
+            settings, reference, topics.events, ValidateBatch(contracts), n, topics.validated, done + n
+        )
         models = {STREAM: ServingModel.fresh(contracts[STREAM])}
         inference = run_loop(settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions)
 
         print(f"machine: {describe()}, broker Tansu (embedded)")
-        print(f"records: {n}")
+        print(f"records: {n} per run; {args.rounds} rounds of baseline then fast-lane validation")
+        print(f"{'round':<8} {'baseline/s':>12} {'validation/s':>14} {'ratio':>7}")
+        for r, (raw, fast) in enumerate(zip(raws, fasts, strict=True), 1):
+            print(f"{r:<8} {raw:>12,.0f} {fast:>14,.0f} {fast / raw:>7.0%}")
+        ratio = median(f / b for f, b in zip(fasts, raws, strict=True))
+        print(f"{'median':<8} {median(raws):>12,.0f} {median(fasts):>14,.0f} {ratio:>7.0%}")
         print(f"{'stage':<46} {'records/s':>12}")
         print(f"{'produce Avro events (ConfirmedProducer + serde)':<46} {produce_rate:>12,.0f}")
-        print(f"{'baseline: raw bytes consume -> produce':<46} {raw:>12,.0f}")
-        print(f"{'validation, confluent AvroSerializer codec':<46} {validation_ref:>12,.0f}")
-        print(f"{'validation / baseline':<46} {validation / raw:>12.0%}")
-        print(f"{'validation (StreamLoop, decode+check+encode)':<46} {validation:>12,.0f}")
+        print(f"{'validation, lane off: fastavro decode + check':<46} {python:>12,.0f}")
+        print(f"{'validation, lane off, confluent codec':<46} {confluent:>12,.0f}")
         print(f"{'inference (StreamLoop, decode+predict+encode)':<46} {inference:>12,.0f}")
     finally:
         registry.terminate()

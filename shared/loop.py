@@ -18,10 +18,10 @@ import hashlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -107,6 +107,30 @@ class BatchResult:
 
 
 Handler = Callable[[Sequence[InRecord]], BatchResult]
+
+# (key, timestamp_ms) of a record sent on unchanged.
+Forward = tuple[bytes | None, int]
+# Where a topic's records go, and per record a Forward or None.
+Routed = tuple[str, list[Forward | None]]
+
+
+class FastLane(Protocol):
+    """Routes the common case of a batch without decoding it (validation's ``FastValidation``).
+
+    ``route`` names the topic the records of ``topic`` are sent on to, and
+    answers per value a ``Forward`` for a record it vouches for, or None for a
+    record that must be decoded and handled. A systematic sample of the
+    forwarded records, one in ``sample_every``, is shown to ``observe`` as
+    (value, partition, offset), for profiling.
+    """
+
+    sample_every: int
+
+    def route(self, topic: str, values: Sequence[bytes | None]) -> Routed: ...
+
+    def observe(self, topic: str, sample: Sequence[tuple[bytes, int, int]]) -> None: ...
+
+
 ErrorPolicy = Callable[[Exception, InRecord], DeadLetter]
 
 
@@ -139,6 +163,7 @@ class StreamLoop:
         on_idle: Callable[[], None] | None = None,
         health: obs.Health | None = None,
         max_in_flight: int = 8,
+        fast_lane: FastLane | None = None,
     ) -> None:
         self.service = service
         self.consumer = consumer
@@ -158,6 +183,11 @@ class StreamLoop:
         # Batches produced but not yet acknowledged: their offsets are committed in order once they are.
         self.max_in_flight = max(1, max_in_flight)
         self._in_flight: deque[tuple[Delivery, Offsets]] = deque()
+        # Kept from the rebalance callbacks: asking the consumer costs a lock round trip per batch.
+        self._assignment: dict[tuple[str, int], TopicPartition] = {}
+        self.fast_lane = fast_lane
+        # Records the fast lane has sent on so far.
+        self.forwarded_total = 0
 
     # -- the loop -----------------------------------------------------------------
 
@@ -198,15 +228,21 @@ class StreamLoop:
         every broker round trip; with ``max_in_flight=1`` this returns only after the commit.
         """
         started = time.perf_counter()
-        records, dead, offsets = self._decode(messages)
-        result = self._handle(records)
+        accepted, offsets = self._accept(messages)
         delivery = self.producer.track()
-        produced = self._produce(result.outputs, dead + result.dead)
+        forwarded = 0
+        if self.fast_lane is not None:
+            accepted, forwarded = self._forward(accepted, self.fast_lane)
+        records, dead = self._decode(accepted)
+        result = self._handle(records)
+        produced = forwarded + self._produce(result.outputs, dead + result.dead)
         self._in_flight.append((delivery, offsets))
         self._settle(wait_for=len(self._in_flight) - self.max_in_flight + 1)
         obs.BATCH_SIZE.labels(self.service).observe(len(messages))
         obs.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.health.set(last_batch_at=time.time(), last_batch_size=len(messages), last_batch_out=produced)
+        if self.fast_lane is not None:
+            self.health.set(forwarded_total=self.forwarded_total)
 
     def _settle(self, wait_for: int = 0) -> None:
         """Commit, in order, the batches whose output is acknowledged; block until ``wait_for`` of them are."""
@@ -241,23 +277,75 @@ class StreamLoop:
 
     # -- steps ----------------------------------------------------------------------
 
-    def _decode(self, messages: Sequence[Message]) -> tuple[list[InRecord], list[DeadLetter], Offsets]:
-        records: list[InRecord] = []
-        dead: list[DeadLetter] = []
-        offsets: Offsets = {}
-        counts: dict[str, int] = {}
-        serdes: dict[str, Any] = {}
+    def _accept(self, messages: Sequence[Message]) -> tuple[list[Message], Offsets]:
+        """The batch's records without consumer errors, and the offsets to commit once it is done.
+
+        The offsets are the consumer's positions: batches are handled in the order they were consumed, so
+        after this batch every assigned partition's position is just past its last record handled so far.
+        """
+        accepted: list[Message] = []
         for msg in messages:
             err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume error", extra={"error": err.str()})
-                    if err.fatal():
-                        raise RuntimeError(f"fatal consumer error: {err.str()}")
+            if err is None:
+                accepted.append(msg)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consume error", extra={"error": err.str()})
+                if err.fatal():
+                    raise RuntimeError(f"fatal consumer error: {err.str()}")
+        offsets: Offsets = {}
+        if accepted:
+            for tp in self.consumer.position(list(self._assignment.values())):
+                if tp.offset >= 0:
+                    offsets[(tp.topic, tp.partition)] = tp.offset
+        counts = Counter(msg.topic() for msg in accepted) if len(self.topics) > 1 else {self.topics[0]: len(accepted)}
+        for topic, count in counts.items():
+            if topic and count:
+                obs.RECORDS_IN.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
+        return accepted, offsets
+
+    def _forward(self, messages: list[Message], lane: FastLane) -> tuple[list[Message], int]:
+        """Send on the records ``lane`` vouches for; the others are returned for decode and the handler.
+
+        Forwarded records are produced before the handler's output for the same batch: within one batch,
+        records of different event ids may reach the output in a different order than they came.
+        """
+        by_topic: dict[str, list[Message]] = {}
+        if len(self.topics) == 1:
+            by_topic[self.topics[0]] = messages
+        else:
+            for msg in messages:
+                by_topic.setdefault(msg.topic() or "", []).append(msg)
+        rest: list[Message] = []
+        produce = self.producer.produce
+        every = max(1, lane.sample_every)
+        forwarded = 0
+        for topic, batch in by_topic.items():
+            values = [msg.value() for msg in batch]
+            out_topic, verdicts = lane.route(topic, values)
+            sent: list[Message] = []
+            for msg, value, verdict in zip(batch, values, verdicts, strict=True):
+                if verdict is None or len(value) > MAX_RECORD_BYTES:  # type: ignore[arg-type]
+                    rest.append(msg)
+                    continue
+                produce(out_topic, value, verdict[0], msg.headers(), verdict[1])  # type: ignore[arg-type]
+                sent.append(msg)
+            if not sent:
                 continue
+            obs.RECORDS_OUT.labels(self.service, StreamTopics.stream_of(out_topic), out_topic).inc(len(sent))
+            first = (every - self.forwarded_total % every) % every
+            self.forwarded_total += len(sent)
+            forwarded += len(sent)
+            if first < len(sent):
+                sample = [(m.value(), m.partition(), m.offset()) for m in sent[first::every]]
+                lane.observe(topic, sample)  # type: ignore[arg-type]
+        return rest, forwarded
+
+    def _decode(self, messages: Sequence[Message]) -> tuple[list[InRecord], list[DeadLetter]]:
+        records: list[InRecord] = []
+        dead: list[DeadLetter] = []
+        serdes: dict[str, Any] = {}
+        for msg in messages:
             topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            offsets[(topic, partition)] = offset + 1
-            counts[topic] = counts.get(topic, 0) + 1
             raw = msg.value() or b""
             raw_headers = msg.headers()
             headers: Headers = (
@@ -274,12 +362,12 @@ class StreamLoop:
                 dead.append(letter.dead("deserialize", "undecodable", exc))
                 continue
             records.append(InRecord(topic, partition, offset, key, value, msg.timestamp()[1], headers, raw))
-        for topic, count in counts.items():
-            obs.RECORDS_IN.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
-        return records, dead, offsets
+        return records, dead
 
     def _handle(self, records: list[InRecord]) -> BatchResult:
-        if not records:
+        # With a fast lane the handler runs for every batch, even one the lane forwarded whole, so that its
+        # periodic work (validation's profiles) keeps its pace.
+        if not records and self.fast_lane is None:
             return BatchResult()
         try:
             return self.handler(records)
@@ -345,6 +433,7 @@ class StreamLoop:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
+        self._assignment.update(((p.topic, p.partition), TopicPartition(p.topic, p.partition)) for p in partitions)
         if self._on_assign:
             self._on_assign(consumer, partitions)
 
@@ -357,6 +446,7 @@ class StreamLoop:
             consumer.commit(offsets=tps, asynchronous=False)
         for p in partitions:
             self._committed.pop((p.topic, p.partition), None)
+            self._assignment.pop((p.topic, p.partition), None)
 
     def _report_lag(self) -> None:
         now = time.monotonic()
@@ -365,7 +455,7 @@ class StreamLoop:
         self._last_lag_check = now
         lag: dict[str, int] = {}
         try:
-            for tp in self.consumer.position(self.consumer.assignment()):
+            for tp in self.consumer.position(list(self._assignment.values())):
                 if tp.offset < 0:
                     continue
                 # Cached watermarks come from fetch responses: right even where ListOffsets is not.

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
-_KafkaHeaders = list[tuple[str, str | bytes | None]]
 
 
 class DeliveryError(RuntimeError):
@@ -24,24 +23,35 @@ class DeliveryError(RuntimeError):
 
 
 class Delivery:
-    """Acknowledgements still awaited for one batch's records."""
+    """Acknowledgements still awaited for one batch's records.
 
-    __slots__ = ("errors", "last_offsets", "pending")
+    With ``last_offsets`` it also records, per (topic, partition), the offset after the last delivered record.
+    """
 
-    def __init__(self, last_offsets: dict[tuple[str, int], int]) -> None:
+    __slots__ = ("errors", "last_offsets", "on_delivery", "pending")
+
+    def __init__(self, last_offsets: dict[tuple[str, int], int] | None = None) -> None:
         self.pending = 0
         self.errors: list[str] = []
         self.last_offsets = last_offsets
+        # One callback runs per record: the cheaper one when offsets are not wanted.
+        self.on_delivery = self._counted if last_offsets is None else self._counted_with_offsets
 
     @property
     def done(self) -> bool:
         return self.pending == 0
 
-    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def _counted(self, err: KafkaError | None, msg: Message) -> None:
+        self.pending -= 1
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _counted_with_offsets(self, err: KafkaError | None, msg: Message) -> None:
         self.pending -= 1
         if err is not None:
             self.errors.append(f"{msg.topic()}: {err.str()}")
             return
+        assert self.last_offsets is not None
         key = (msg.topic() or "", msg.partition() or 0)
         offset = (msg.offset() or 0) + 1
         if offset > self.last_offsets.get(key, 0):
@@ -51,20 +61,22 @@ class Delivery:
 class ConfirmedProducer:
     """Thin wrapper over ``confluent_kafka.Producer`` that tracks delivery.
 
-    ``last_offsets`` keeps, per (topic, partition), the offset after the last
-    delivered record: the learner stores it in its checkpoints.
+    With ``track_offsets``, ``last_offsets`` keeps, per (topic, partition), the
+    offset after the last delivered record: the learner stores it in its
+    checkpoints. Other services leave it off, which saves work on every record.
     """
 
-    def __init__(self, conf: dict[str, Any]) -> None:
+    def __init__(self, conf: dict[str, Any], track_offsets: bool = False) -> None:
         self._producer = Producer(conf)
         self.last_offsets: dict[tuple[str, int], int] = {}
+        self.track_offsets = track_offsets
         # Records produced outside any tracked batch report here; confirm() checks it.
         self._untracked = Delivery(self.last_offsets)
         self._delivery: Delivery | None = None
 
     def track(self) -> Delivery:
         """Track the acknowledgements of every record produced from now until the next ``track()``."""
-        self._delivery = Delivery(self.last_offsets)
+        self._delivery = Delivery(self.last_offsets if self.track_offsets else None)
         return self._delivery
 
     def produce(
@@ -80,11 +92,11 @@ class ConfirmedProducer:
             try:
                 self._producer.produce(
                     topic,
-                    value=value,
-                    key=key,
-                    headers=cast(_KafkaHeaders | None, headers),
-                    timestamp=timestamp_ms or 0,
+                    value,
+                    key,
                     on_delivery=delivery.on_delivery,
+                    timestamp=timestamp_ms or 0,
+                    headers=headers,  # type: ignore[arg-type]  # list is invariant; the stub wants str | bytes | None
                 )
                 delivery.pending += 1
                 return

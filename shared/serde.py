@@ -165,6 +165,13 @@ class SerdeRegistry:
             serde = self._serdes[topic] = TopicSerde(self.client, topic, schema, self.codec)
         return serde
 
+    def schema_id(self, topic: str) -> int:
+        """The id ``topic``'s value schema is registered under."""
+        serde = self.for_topic(topic)
+        if not isinstance(serde, TopicSerde):
+            raise KeyError(f"topic {topic!r} carries JSON, not Avro")
+        return serde.schema_id
+
     def register(self, topics: Iterable[str]) -> None:
         """Register the schemas of ``topics`` now, so start-up fails fast if the registry refuses them."""
         for topic in topics:

@@ -38,6 +38,8 @@ log = logging.getLogger("services.learning")
 class LearningService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        # Checkpoints record the end of the learner's S.labeled output (see checkpoint()).
+        ctx.producer.track_offsets = True
         self.cluster = cluster_id(ctx.settings)
         self.code_version = code_version()
         limits = join_limits()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from services.validation.config import validation_config
+from services.validation.fastlane import FastValidation
 from services.validation.handlers import ValidateBatch
 from services.validation.reference import published_references
 from shared.service import bootstrap
@@ -12,10 +13,16 @@ from shared.service import bootstrap
 
 def main() -> int:
     ctx = bootstrap("validation")
-    handler = ValidateBatch(ctx.contracts, validation_config())
+    config = validation_config()
+    handler = ValidateBatch(ctx.contracts, config)
     for stream, record in published_references(ctx.settings, ctx.serdes, list(ctx.contracts)).items():
         handler.profiles[stream].restore_reference(record)
-    loop = ctx.stream_loop(ctx.topics("events"), handler)
+    events = ctx.topics("events")
+    lane = None
+    if config.fast_lane:
+        lane = FastValidation(handler, {topic: ctx.serdes.schema_id(topic) for topic in events})
+    ctx.health.set(fast_lane=lane.streams if lane else [])
+    loop = ctx.stream_loop(events, handler, fast_lane=lane)
     loop.run(ctx.stop)
     return 0
 

@@ -181,7 +181,7 @@ class ValidateBatch:
         now = self.clock()
         for stream, tracker in self.profiles.items():
             records = valid.get(stream, [])
-            if records and tracker.reference_complete and self.config.profile_every > 1:
+            if records and not tracker.taking_reference and self.config.profile_every > 1:
                 records = records[:: self.config.profile_every]
             if records:
                 tracker.observe(records)

@@ -33,6 +33,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema
 
+from services.validation.fastlane import NATIVE
 from shared.dlq import read_dlq_headers
 from shared.kafka import consumer_config, producer_config
 from shared.serde import registry_client
@@ -295,6 +296,10 @@ def test_every_record_is_validated_or_dead_lettered_exactly_once(
         os.kill(pid, 0)
         health = httpx.get(f"{url}/healthz", timeout=5).json()
         assert health["status"] == "ok", health
+        # Past the reference profile, valid records went through the native fast lane, as in production.
+        assert health["fast_lane"] == ([stream] if NATIVE else []), health
+        if NATIVE:
+            assert health["forwarded_total"] > n_valid // 2, health
         text = log.read_text(errors="replace")
         assert "Traceback" not in text, log_tail(log)
         assert '"level": "error"' not in text and '"level": "critical"' not in text, log_tail(log)

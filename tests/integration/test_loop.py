@@ -7,17 +7,37 @@ import threading
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from services.validation.config import ValidationConfig
+from services.validation.fastlane import NATIVE, FastValidation
 from services.validation.handlers import ValidateBatch
 from shared.contracts import load_contracts
 from shared.dlq import read_dlq_headers
 from shared.kafka import consumer_config, producer_config
-from shared.loop import StreamLoop
+from shared.loop import FastLane, StreamLoop
 from shared.producer import ConfirmedProducer
+from shared.serde import SerdeRegistry
 from shared.settings import Settings
 from shared.topics import StreamTopics
 from tests.helpers import create_topics, produce_raw, produce_values, read_topic, serdes_for
 
 pytestmark = pytest.mark.integration
+
+# Validation as the service runs it, with the native fast lane, and without it: every record through Python.
+LANES = pytest.mark.parametrize(
+    "fast", [pytest.param(True, marks=pytest.mark.skipif(not NATIVE, reason="no _fastcheck")), False]
+)
+
+
+def validation(settings: Settings, serdes: SerdeRegistry, fast: bool) -> tuple[ValidateBatch, FastLane | None]:
+    """The handler, and the lane when ``fast``; the reference is kept small so that the lane soon takes over."""
+    topics = StreamTopics(settings.streams[0])
+    handler = ValidateBatch(
+        load_contracts(settings.contracts_dir, settings.streams), ValidationConfig(reference_size=5)
+    )
+    lane = FastValidation(handler, {topics.events: serdes.schema_id(topics.events)}) if fast else None
+    if fast:
+        assert lane is not None and lane.streams == [settings.streams[0]]
+    return handler, lane
 
 
 def event(i: int, **kw: object) -> dict[str, object]:
@@ -32,7 +52,8 @@ def event(i: int, **kw: object) -> dict[str, object]:
     }
 
 
-def test_validation_loop_routes_everything_and_commits(settings: Settings) -> None:
+@LANES
+def test_validation_loop_routes_everything_and_commits(settings: Settings, fast: bool) -> None:
     (stream,) = settings.streams
     topics = StreamTopics(stream)
     create_topics(settings)
@@ -47,15 +68,17 @@ def test_validation_loop_routes_everything_and_commits(settings: Settings) -> No
     ]
     produce_raw(settings, topics.events, poison)
 
-    contracts = load_contracts(settings.contracts_dir, settings.streams)
     group = f"it-validation-{stream}"
+    serdes = serdes_for(settings)
+    handler, lane = validation(settings, serdes, fast)
     loop = StreamLoop(
         service="validation",
         consumer=Consumer(consumer_config(settings, group)),
         producer=ConfirmedProducer(producer_config(settings)),
-        serdes=serdes_for(settings),
+        serdes=serdes,
         topics=[topics.events],
-        handler=ValidateBatch(contracts),
+        handler=handler,
+        fast_lane=lane,
     )
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,))
@@ -67,6 +90,7 @@ def test_validation_loop_routes_everything_and_commits(settings: Settings) -> No
         stop.set()
         thread.join(15)
     assert not thread.is_alive()
+    assert (loop.forwarded_total > 0) == fast
     assert sorted(v["event_id"] for v in validated) == sorted(e["event_id"] for e in good)
     assert len(dlq) == 9
     reasons = {}
@@ -85,23 +109,26 @@ def test_validation_loop_routes_everything_and_commits(settings: Settings) -> No
     assert sum(tp.offset for tp in committed if tp.offset >= 0) == 59
 
 
-def test_loop_stops_between_batches_without_losing_input(settings: Settings) -> None:
+@LANES
+def test_loop_stops_between_batches_without_losing_input(settings: Settings, fast: bool) -> None:
     """Stop mid-stream, start again in the same group: every event is validated, none missing."""
     (stream,) = settings.streams
     topics = StreamTopics(stream)
     create_topics(settings)
     produce_values(settings, topics.events, [event(i) for i in range(3000)])
-    contracts = load_contracts(settings.contracts_dir, settings.streams)
 
     def run_for(seconds: float) -> None:
+        serdes = serdes_for(settings)
+        handler, lane = validation(settings, serdes, fast)
         loop = StreamLoop(
             service="validation",
             consumer=Consumer(consumer_config(settings, f"it-restart-{stream}")),
             producer=ConfirmedProducer(producer_config(settings)),
-            serdes=serdes_for(settings),
+            serdes=serdes,
             topics=[topics.events],
-            handler=ValidateBatch(contracts),
+            handler=handler,
             batch_size=100,
+            fast_lane=lane,
         )
         stop = threading.Event()
         threading.Timer(seconds, stop.set).start()

@@ -1,0 +1,201 @@
+"""Validation's fast lane: valid events are forwarded without being decoded.
+
+Most events are valid. For those, decoding the Avro body into a dict only to
+forward the same bytes costs more than everything else validation does (see
+docs/benchmarks.md). The fast lane compiles each stream's schema and contract
+into a flat field program that a small C extension (``_fastcheck.c``) runs over
+the raw bytes of a whole batch. It answers, per record, "certainly valid" (with
+the event id as the key and the event time) or "not sure"; the records it is
+not sure about take the ordinary path, decode and ``check_record``, which alone
+decides what is invalid and why. So the rules and their messages still live in
+one place, and a record the native code cannot read (an older writer schema, a
+nested field, a number too large to compare exactly) is merely slower.
+
+The lane stands aside, and every record takes the ordinary path, when the C
+extension was not built (no compiler at install time), for streams whose
+schema it cannot walk (nested records, arrays, maps, logical types, unions
+other than ``[null, T]``), and until a stream's reference profile is complete.
+
+Examples
+--------
+>>> from shared.contracts import load_contract
+>>> from shared.settings import REPO_ROOT
+>>> demo = load_contract(REPO_ROOT / "schemas/streams/demo.yaml")
+>>> [op[:4] for op in compile_program(demo)[:3]]  # (name, kind, null branch, role)
+[('event_id', 6, -1, 1), ('event_time_ms', 3, -1, 2), ('x0', 5, 0, 3)]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from services.validation.handlers import ValidateBatch
+from shared.contracts import FeatureSpec, StreamContract
+from shared.loop import Forward, Routed
+from shared.topics import StreamTopics
+
+try:
+    from services.validation import _fastcheck  # type: ignore[attr-defined]
+except ImportError:  # built at install time when a C compiler is there; the lane stands aside without it
+    _fastcheck = None
+
+log = logging.getLogger(__name__)
+
+NATIVE = _fastcheck is not None
+
+# Op kinds and roles, as numbered in _fastcheck.c.
+KINDS = {
+    "null": 0,
+    "boolean": 1,
+    "int": 2,
+    "long": 3,
+    "float": 4,
+    "double": 5,
+    "string": 6,
+    "bytes": 7,
+    "enum": 8,
+    "fixed": 9,
+}
+OTHER, ID, TIME, FEATURE = 0, 1, 2, 3
+
+Op = tuple[str, int, int, int, bool, bool, float, float, Any, Any, Any, int]
+
+
+class Unsupported(ValueError):
+    """A schema or contract the native checker does not walk: its records take the ordinary path."""
+
+
+def compile_program(contract: StreamContract) -> list[Op]:
+    """The field program of ``contract``'s event schema, one op per field in schema order.
+
+    Raises
+    ------
+    Unsupported
+        With the reason, for a schema the native checker cannot walk.
+    """
+    schema = contract.event_schema
+    named: dict[str, dict[str, Any]] = {}
+    features = {f.name: f for f in contract.features}
+    fields = schema.get("fields", [])
+    names = {f["name"] for f in fields}
+    for feature in contract.features:
+        if feature.name not in names and feature.required:
+            raise Unsupported(f"required feature {feature.name!r} is not in the schema")
+    ops: list[Op] = []
+    for field in fields:
+        name = field["name"]
+        null_index, kind, extra = _field_type(field["type"], named, schema.get("namespace"))
+        role = OTHER
+        if name == contract.id_field:
+            role = ID
+        elif name == contract.time_field:
+            role = TIME
+        if name in features:
+            if role != OTHER:
+                raise Unsupported(f"{name!r} is both a feature and the {'id' if role == ID else 'time'} field")
+            role = FEATURE
+        if role == ID and kind != KINDS["string"]:
+            raise Unsupported(f"id field {name!r} is not a string")
+        if role == TIME and kind not in (KINDS["int"], KINDS["long"]):
+            raise Unsupported(f"time field {name!r} is not an int or a long")
+        spec: FeatureSpec | None = features.get(name)
+        numeric = spec is not None and spec.type in ("double", "long")
+        ops.append(
+            (
+                name,
+                kind,
+                null_index,
+                role,
+                numeric,
+                spec is not None and spec.required,
+                -math.inf if spec is None or spec.min is None else float(spec.min),
+                math.inf if spec is None or spec.max is None else float(spec.max),
+                frozenset(spec.allowed) if spec is not None and spec.allowed is not None else None,
+                spec.regex.search if spec is not None and spec.regex is not None else None,
+                extra if kind == KINDS["enum"] else None,
+                extra if kind == KINDS["fixed"] else 0,
+            )
+        )
+    return ops
+
+
+def _field_type(avro: Any, named: dict[str, dict[str, Any]], namespace: str | None) -> tuple[int, int, Any]:
+    """(null branch index or -1, kind, enum symbols or fixed size) of a field's type."""
+    null_index = -1
+    if isinstance(avro, list):
+        if len(avro) != 2 or "null" not in avro or avro[0] == avro[1]:
+            raise Unsupported(f"union {avro} is not [null, T]")
+        null_index = avro.index("null")
+        avro = avro[1 - null_index]
+    if isinstance(avro, str) and avro not in KINDS:
+        if avro not in named:
+            raise Unsupported(f"type {avro!r} is not a primitive, enum or fixed defined before")
+        avro = named[avro]
+    if isinstance(avro, dict):
+        if "logicalType" in avro:
+            raise Unsupported(f"logical type {avro['logicalType']!r} (decoded into a Python object)")
+        kind_name = avro.get("type")
+        if kind_name in ("enum", "fixed"):
+            space = avro.get("namespace", namespace)
+            for alias in (avro["name"], f"{space}.{avro['name']}" if space else avro["name"]):
+                named[alias] = avro
+            if kind_name == "enum":
+                return null_index, KINDS["enum"], tuple(avro["symbols"])
+            return null_index, KINDS["fixed"], int(avro["size"])
+        if isinstance(kind_name, str) and kind_name in KINDS and kind_name not in ("enum", "fixed"):
+            return null_index, KINDS[kind_name], None
+        raise Unsupported(f"type {kind_name!r} (nested records, arrays and maps are not walked)")
+    if avro == "null" and null_index >= 0:
+        raise Unsupported("union of null with null")
+    return null_index, KINDS[avro], None
+
+
+class FastValidation:
+    """The fast lane for ``ValidateBatch`` (``shared.loop.FastLane``).
+
+    ``schema_ids`` maps each stream's events topic to the id its current schema
+    is registered under: only records written with it are vouched for.
+    """
+
+    def __init__(self, handler: ValidateBatch, schema_ids: dict[str, int]) -> None:
+        self.handler = handler
+        self.sample_every = max(1, handler.config.profile_every)
+        self.checkers: dict[str, Any] = {}
+        for stream, contract in handler.contracts.items():
+            events = StreamTopics(stream).events
+            if _fastcheck is None or events not in schema_ids:
+                continue
+            try:
+                ops = compile_program(contract)
+            except Unsupported as exc:
+                log.info("fast lane off for stream", extra={"stream": stream, "reason": str(exc)})
+                continue
+            header = struct.pack(">bI", 0, schema_ids[events])
+            self.checkers[events] = _fastcheck.Checker(header, ops)
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams the lane vouches for."""
+        return sorted(StreamTopics.stream_of(t) for t in self.checkers)
+
+    def route(self, topic: str, values: Sequence[bytes | None]) -> Routed:
+        stream = StreamTopics.stream_of(topic)
+        checker = self.checkers.get(topic)
+        if checker is None or self.handler.profiles[stream].taking_reference:
+            # The reference profile takes the first N valid records exactly: let the handler see each one.
+            return "", [None] * len(values)
+        verdicts: list[Forward | None] = checker.check(values)
+        return StreamTopics(stream).validated, verdicts
+
+    def observe(self, topic: str, sample: Sequence[tuple[bytes, int, int]]) -> None:
+        decoded = self.checkers[topic].decode([value for value, _, _ in sample])
+        tracker = self.handler.profiles[StreamTopics.stream_of(topic)]
+        tracker.observe_many(
+            [value for value in decoded if value is not None],
+            [(p, o) for (_, p, o), value in zip(sample, decoded, strict=True) if value is not None],
+            topic,
+        )
