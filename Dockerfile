@@ -1,5 +1,7 @@
 # One image for every eddy service: `docker run eddy <service>` runs python -m services.<service>.
 FROM python:3.11-slim AS build
+# A compiler for validation's native fast lane (services/validation/_fastcheck.c); the runtime image needs none.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared shared
