@@ -30,10 +30,11 @@ from bench.machine import describe
 from services.inference.handlers import PredictBatch, ServingModel
 from services.validation.fastlane import NATIVE, FastValidation
 from services.validation.handlers import ValidateBatch
-from shared.contracts import load_contracts
+from shared.contracts import StreamContract, load_contracts
 from shared.embedded import free_port, start_tansu
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.loop import FastLane, Handler, StreamLoop
+from shared.models import build_estimator, class_key
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -136,6 +137,62 @@ def run_loop(
     return n / elapsed
 
 
+def run_naive(
+    settings: Settings, serdes: SerdeRegistry, source: str, sink: str, contract: StreamContract, limit: int, flush: bool
+) -> tuple[float, int]:
+    """The textbook per-message loop: poll one, decode, ``predict_proba_one``, encode, produce one.
+
+    With ``flush`` each prediction is flushed before the next message is read (at-least-once, one record at a
+    time); without, the producer batches in the background. Returns (records/s, records) over at most ``limit``
+    records or 20 s, whichever comes first.
+    """
+    consumer = Consumer(consumer_config(settings, f"naive-{uuid.uuid4().hex[:6]}"))
+    producer = Producer(producer_config(settings))
+    consumer.subscribe([source])
+    # Written to a topic of its own, with the predictions topic's schema.
+    decoder, encoder = serdes.for_topic(source), serdes.for_topic(StreamTopics(STREAM).predictions)
+    spec = contract.champion
+    model = build_estimator(spec)
+    done, started = 0, 0.0
+    deadline = time.perf_counter() + TIME_LIMIT_S
+    while done < limit and time.perf_counter() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        if not started:
+            started = time.perf_counter()
+            deadline = min(deadline, started + 20)
+        event = decoder.decode(msg.value())
+        proba = model.predict_proba_one({name: event.get(name) for name in spec.features})
+        prediction = {
+            "event_id": event["event_id"],
+            "stream": STREAM,
+            "model_name": spec.name,
+            "model_version": 1,
+            "model_learned": 0,
+            "served": True,
+            "prediction": max(proba, key=proba.get) if proba else None,
+            "probabilities": {class_key(c): float(p) for c, p in proba.items()} or None,
+            "features": {name: event.get(name) for name in spec.features},
+            "event_time_ms": event["event_time_ms"],
+            "predicted_at_ms": int(time.time() * 1000),
+            "latency_ms": 0.0,
+            "ingested_at_ms": None,
+            "source_partition": msg.partition(),
+            "source_offset": msg.offset(),
+        }
+        producer.produce(sink, encoder.encode(prediction), msg.key())
+        if flush:
+            producer.flush(10)
+        else:
+            producer.poll(0)
+        done += 1
+    producer.flush(30)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return done / elapsed, done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=50_000)
@@ -163,7 +220,7 @@ def main() -> None:
         )
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
         topics = StreamTopics(STREAM)
-        ensure_topics(settings, [*topics.all(), "bench.raw-out"])
+        ensure_topics(settings, [*topics.all(), "bench.raw-out", "bench.naive-out"])
         serdes = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts)
         serde = serdes.for_topic(topics.events)
         producer = ConfirmedProducer(producer_config(settings))
@@ -192,6 +249,9 @@ def main() -> None:
         )
         models = {STREAM: ServingModel.fresh(contracts[STREAM])}
         inference = run_loop(settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions)
+        contract = contracts[STREAM]
+        naive_flush = run_naive(settings, reference, topics.validated, "bench.naive-out", contract, n, flush=True)
+        naive_async = run_naive(settings, serdes, topics.validated, "bench.naive-out", contract, n, flush=False)
 
         print(f"machine: {describe()}, broker Tansu (embedded)")
         print(f"records: {n} per run; {args.rounds} rounds of baseline then fast-lane validation")
@@ -205,6 +265,11 @@ def main() -> None:
         print(f"{'validation, lane off: fastavro decode + check':<46} {python:>12,.0f}")
         print(f"{'validation, lane off, confluent codec':<46} {confluent:>12,.0f}")
         print(f"{'inference (StreamLoop, decode+predict+encode)':<46} {inference:>12,.0f}")
+        for label, (rate, count) in (
+            ("naive per message, Confluent serde, flush each", naive_flush),
+            ("naive per message, fast codec, no flush", naive_async),
+        ):
+            print(f"{label:<46} {rate:>12,.0f}  ({count} records; inference is {inference / rate:.1f}x)")
     finally:
         registry.terminate()
         broker.terminate()

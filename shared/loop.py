@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from shared import observability as obs
 from shared.dlq import HEADER_PREFIX, DeadLetter
 from shared.producer import ConfirmedProducer, Delivery, Headers
-from shared.serde import SerdeError, SerdeRegistry, decode_key, encode_key
+from shared.serde import SerdeError, SerdeRegistry, encode_key
 from shared.topics import StreamTopics
 
 log = logging.getLogger(__name__)
@@ -343,25 +343,35 @@ class StreamLoop:
     def _decode(self, messages: Sequence[Message]) -> tuple[list[InRecord], list[DeadLetter]]:
         records: list[InRecord] = []
         dead: list[DeadLetter] = []
-        serdes: dict[str, Any] = {}
-        for msg in messages:
-            topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
-            raw = msg.value() or b""
-            raw_headers = msg.headers()
-            headers: Headers = (
-                [(str(h[0]), h[1] if isinstance(h[1], bytes) else b"") for h in raw_headers] if raw_headers else []
-            )
-            key = decode_key(msg.key())
-            serde = serdes.get(topic)
-            if serde is None:
-                serde = serdes[topic] = self.serdes.for_topic(topic)
-            try:
-                value = serde.decode(raw)
-            except SerdeError as exc:
-                letter = InRecord(topic, partition, offset, key, {}, msg.timestamp()[1], headers, raw)
-                dead.append(letter.dead("deserialize", "undecodable", exc))
-                continue
-            records.append(InRecord(topic, partition, offset, key, value, msg.timestamp()[1], headers, raw))
+        by_topic: dict[str, list[Message]] = {}
+        if len(self.topics) == 1:
+            by_topic[self.topics[0]] = list(messages)
+        else:
+            for msg in messages:
+                by_topic.setdefault(msg.topic() or "", []).append(msg)
+        for topic, batch in by_topic.items():
+            raws = [msg.value() for msg in batch]
+            for msg, raw, value in zip(batch, raws, self.serdes.for_topic(topic).decode_many(raws), strict=True):
+                raw_headers = msg.headers()
+                headers: Headers = (
+                    [(str(h[0]), h[1] if isinstance(h[1], bytes) else b"") for h in raw_headers] if raw_headers else []
+                )
+                key = msg.key()
+                record = InRecord(
+                    topic,
+                    msg.partition(),  # type: ignore[arg-type]
+                    msg.offset(),  # type: ignore[arg-type]
+                    None if key is None else key.decode("utf-8", errors="replace"),
+                    value,  # type: ignore[arg-type]
+                    msg.timestamp()[1],
+                    headers,
+                    raw or b"",
+                )
+                if isinstance(value, SerdeError):
+                    record.value = {}
+                    dead.append(record.dead("deserialize", "undecodable", value))
+                else:
+                    records.append(record)
         return records, dead
 
     def _handle(self, records: list[InRecord]) -> BatchResult:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from river import compose
 
@@ -119,17 +120,29 @@ def predict_batch(estimator: Any, task: str, rows: list[Features]) -> list[tuple
     """
     if task == "regression":
         return [(_finite(y), None) for y in _regress(estimator, rows)]
-    return [_decide(p) for p in _probabilities(estimator, rows)]
+    frame = _probability_frame(estimator, rows)
+    if frame is None:
+        return [_decide(dict(estimator.predict_proba_one(x))) for x in rows]
+    values = frame.to_numpy(dtype=float)
+    if values.shape[1] == 0:
+        return [(None, None)] * len(rows)
+    if np.isnan(values).any():
+        return [_decide(dict(zip(frame.columns, row, strict=True))) for row in values.tolist()]
+    # The common case, a whole batch at once: the first most probable class wins, as in _decide.
+    classes = [_scalar(c) for c in frame.columns]
+    keys = [class_key(c) for c in classes]
+    best = values.argmax(axis=1).tolist()
+    return [(classes[b], dict(zip(keys, row, strict=True))) for b, row in zip(best, values.tolist(), strict=True)]
 
 
-def _probabilities(estimator: Any, rows: list[Features]) -> list[dict[Any, float]]:
+def _probability_frame(estimator: Any, rows: list[Features]) -> pd.DataFrame | None:
     if len(rows) > 1 and hasattr(estimator, "predict_proba_many"):
         try:
-            frame = estimator.predict_proba_many(pd.DataFrame(rows))
-            return [{c: float(v) for c, v in zip(frame.columns, values, strict=True)} for values in frame.to_numpy()]
+            frame: pd.DataFrame = estimator.predict_proba_many(pd.DataFrame(rows))
+            return frame
         except NotImplementedError:
-            pass  # some pipeline step has no batch path: fall back to one by one
-    return [dict(estimator.predict_proba_one(x)) for x in rows]
+            pass  # some pipeline step has no batch path: one by one
+    return None
 
 
 def _regress(estimator: Any, rows: list[Features]) -> list[Any]:

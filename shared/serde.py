@@ -8,8 +8,10 @@ compatibly without breaking consumers.
 
 Two codecs write the same bytes:
 
-- ``fast`` (the default): fastavro's schemaless reader and writer, with the
-  schemas cached per id. About 4x faster than the next one (docs/benchmarks.md).
+- ``fast`` (the default): for flat schemas, eddy's native codec
+  (``shared/native.py``) for records of the current schema id, and fastavro's
+  schemaless reader and writer for everything else, with the schemas cached
+  per id. Several times faster than the next one (docs/benchmarks.md).
 - ``confluent``: confluent-kafka's own ``AvroSerializer`` / ``AvroDeserializer``.
   It is the reference the fast codec is tested against, byte for byte; set
   ``EDDY_SERDE=confluent`` to use it.
@@ -21,7 +23,7 @@ import io
 import json
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from shared import native
 from shared.contracts import StreamContract
 from shared.schemas import subject_for, value_schema
 
@@ -60,6 +63,7 @@ class TopicSerde:
             client, schema_str, conf={"auto.register.schemas": False, "use.schema.id": self.schema_id}
         )
         self._deserializer = AvroDeserializer(client, schema_str)
+        self._native_decoder, self._native_encoder = _native_codec(self._header, json.loads(schema_str), codec)
 
     def is_current(self, data: bytes) -> bool:
         """Whether ``data`` is written with this topic's registered schema (so it can be sent unchanged)."""
@@ -71,6 +75,10 @@ class TopicSerde:
                 data = self._serializer(value, self._ctx)
                 assert data is not None
                 return data
+            if self._native_encoder is not None:
+                data = self._native_encoder.encode(value)
+                if data is not None:
+                    return data
             out = io.BytesIO()
             out.write(self._header)
             fastavro.schemaless_writer(out, self._reader, value)
@@ -79,6 +87,28 @@ class TopicSerde:
             raise SerdeError(f"cannot encode record for {self.topic}: {type(exc).__name__}: {exc}") from exc
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
+        if self._native_decoder is not None:
+            decoded = self._native_decoder.decode((data,))[0]
+            if decoded is not None:
+                return decoded
+        return self._decode_slowly(data)
+
+    def decode_many(self, values: Sequence[bytes | None]) -> list[dict[str, Any] | SerdeError]:
+        """``decode`` each value; a value that does not decode gives its ``SerdeError`` in its place."""
+        decoded: list[Any] = (
+            self._native_decoder.decode(values) if self._native_decoder is not None else [None] * len(values)
+        )
+        for i, value in enumerate(decoded):
+            if value is None:
+                try:
+                    decoded[i] = self._decode_slowly(values[i])
+                except SerdeError as exc:
+                    decoded[i] = exc
+        return decoded
+
+    def _decode_slowly(self, data: bytes | None) -> dict[str, Any]:
+        # Everything the native walker does not read entirely (other schema ids, bad bytes): fastavro decodes it,
+        # or says what is wrong with it.
         if not data:
             raise SerdeError("empty value")
         if len(data) < 5 or data[0] != 0:
@@ -111,6 +141,21 @@ class TopicSerde:
         return parsed
 
 
+def _native_codec(header: bytes, schema: dict[str, Any], codec: str) -> tuple[Any, Any]:
+    """The native decoder and encoder of ``schema``, each None where the native code does not handle it."""
+    if codec != "fast" or not native.NATIVE:
+        return None, None
+    try:
+        decoder = native.checker(header, native.decode_program(schema))
+    except native.Unsupported:
+        decoder = None
+    try:
+        encoder = native.encoder(header, schema)
+    except native.Unsupported:
+        encoder = None
+    return decoder, encoder
+
+
 class JsonSerde:
     """Values of ``S.raw``: one JSON object per record, as users' own producers write them."""
 
@@ -122,6 +167,15 @@ class JsonSerde:
 
     def encode(self, value: dict[str, Any]) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
+
+    def decode_many(self, values: Sequence[bytes | None]) -> list[dict[str, Any] | SerdeError]:
+        out: list[dict[str, Any] | SerdeError] = []
+        for data in values:
+            try:
+                out.append(self.decode(data))
+            except SerdeError as exc:
+                out.append(exc)
+        return out
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if not data:

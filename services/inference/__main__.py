@@ -1,10 +1,16 @@
-"""Run the inference service: ``python -m services.inference``."""
+"""Run the inference service: ``python -m services.inference``.
+
+Two doors in one process: the stream loop from S.validated in the main thread, and the synchronous
+prediction API (``http.py``) in a thread beside it, both answering with the same serving models.
+"""
 
 from __future__ import annotations
 
 import sys
 
+from services.inference.config import inference_config
 from services.inference.handlers import PredictBatch, ServingModel
+from services.inference.http import start_predict_api
 from services.inference.snapshots import SnapshotWatcher
 from shared.service import bootstrap
 
@@ -15,9 +21,11 @@ def main() -> int:
     watcher = SnapshotWatcher(ctx.settings, ctx.contracts, ctx.serdes, models)
     watcher.start()
     loop = ctx.stream_loop(ctx.topics("validated"), PredictBatch(ctx.contracts, models))
+    api = start_predict_api(ctx, PredictBatch(ctx.contracts, models), inference_config())
     try:
         loop.run(ctx.stop)
     finally:
+        api.stop()
         watcher.stop()
     return 0
 

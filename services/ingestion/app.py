@@ -24,6 +24,7 @@ from services.ingestion.handlers import BodyError, convert, parse_body
 from services.ingestion.openapi import openapi
 from shared.auth import ApiKeys
 from shared.contracts import StreamContract
+from shared.http import error, json_errors, refused
 from shared.ingest import INGESTED_AT_HEADER, now_ms
 from shared.observability import Health
 from shared.serde import SerdeError, SerdeRegistry
@@ -100,8 +101,7 @@ class Gateway:
         return await self._ingest(request, "feedback")
 
     def _authorize(self, request: web.Request) -> web.Response | None:
-        if not self.keys.enabled:
-            return None
+        return refused(self.keys, request, "producer", "send records")
         role = self.keys.role_of(request.headers)
         if role is None:
             return error(401, "an API key is required (X-API-Key header or Authorization: Bearer)")
@@ -227,20 +227,3 @@ def _results(
     return out
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error is JSON with a message, including aiohttp's own (404, 413) and crashes (500)."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return error(exc.status, exc.reason if exc.status != 413 else "request body too large")
-    except Exception:
-        log.exception("request failed")
-        return error(500, "internal error; see the ingestion log")

@@ -3,7 +3,7 @@
 Most events are valid. For those, decoding the Avro body into a dict only to
 forward the same bytes costs more than everything else validation does (see
 docs/benchmarks.md). The fast lane compiles each stream's schema and contract
-into a flat field program that a small C extension (``_fastcheck.c``) runs over
+into a flat field program that a small C extension (``shared/_avro_native.c``) runs over
 the raw bytes of a whole batch. It answers, per record, "certainly valid" (with
 the event id as the key and the event time) or "not sure"; the records it is
 not sure about take the ordinary path, decode and ``check_record``, which alone
@@ -36,37 +36,10 @@ from typing import Any
 from services.validation.handlers import ValidateBatch
 from shared.contracts import FeatureSpec, StreamContract
 from shared.loop import Forward, Routed
+from shared.native import FEATURE, ID, KINDS, NATIVE, OTHER, TIME, Op, Unsupported, checker, field_type
 from shared.topics import StreamTopics
 
-try:
-    from services.validation import _fastcheck  # type: ignore[attr-defined]
-except ImportError:  # built at install time when a C compiler is there; the lane stands aside without it
-    _fastcheck = None
-
 log = logging.getLogger(__name__)
-
-NATIVE = _fastcheck is not None
-
-# Op kinds and roles, as numbered in _fastcheck.c.
-KINDS = {
-    "null": 0,
-    "boolean": 1,
-    "int": 2,
-    "long": 3,
-    "float": 4,
-    "double": 5,
-    "string": 6,
-    "bytes": 7,
-    "enum": 8,
-    "fixed": 9,
-}
-OTHER, ID, TIME, FEATURE = 0, 1, 2, 3
-
-Op = tuple[str, int, int, int, bool, bool, float, float, Any, Any, Any, int]
-
-
-class Unsupported(ValueError):
-    """A schema or contract the native checker does not walk: its records take the ordinary path."""
 
 
 def compile_program(contract: StreamContract) -> list[Op]:
@@ -88,7 +61,7 @@ def compile_program(contract: StreamContract) -> list[Op]:
     ops: list[Op] = []
     for field in fields:
         name = field["name"]
-        null_index, kind, extra = _field_type(field["type"], named, schema.get("namespace"))
+        null_index, kind, extra = field_type(field["type"], named, schema.get("namespace"))
         role = OTHER
         if name == contract.id_field:
             role = ID
@@ -123,37 +96,6 @@ def compile_program(contract: StreamContract) -> list[Op]:
     return ops
 
 
-def _field_type(avro: Any, named: dict[str, dict[str, Any]], namespace: str | None) -> tuple[int, int, Any]:
-    """(null branch index or -1, kind, enum symbols or fixed size) of a field's type."""
-    null_index = -1
-    if isinstance(avro, list):
-        if len(avro) != 2 or "null" not in avro or avro[0] == avro[1]:
-            raise Unsupported(f"union {avro} is not [null, T]")
-        null_index = avro.index("null")
-        avro = avro[1 - null_index]
-    if isinstance(avro, str) and avro not in KINDS:
-        if avro not in named:
-            raise Unsupported(f"type {avro!r} is not a primitive, enum or fixed defined before")
-        avro = named[avro]
-    if isinstance(avro, dict):
-        if "logicalType" in avro:
-            raise Unsupported(f"logical type {avro['logicalType']!r} (decoded into a Python object)")
-        kind_name = avro.get("type")
-        if kind_name in ("enum", "fixed"):
-            space = avro.get("namespace", namespace)
-            for alias in (avro["name"], f"{space}.{avro['name']}" if space else avro["name"]):
-                named[alias] = avro
-            if kind_name == "enum":
-                return null_index, KINDS["enum"], tuple(avro["symbols"])
-            return null_index, KINDS["fixed"], int(avro["size"])
-        if isinstance(kind_name, str) and kind_name in KINDS and kind_name not in ("enum", "fixed"):
-            return null_index, KINDS[kind_name], None
-        raise Unsupported(f"type {kind_name!r} (nested records, arrays and maps are not walked)")
-    if avro == "null" and null_index >= 0:
-        raise Unsupported("union of null with null")
-    return null_index, KINDS[avro], None
-
-
 class FastValidation:
     """The fast lane for ``ValidateBatch`` (``shared.loop.FastLane``).
 
@@ -167,7 +109,7 @@ class FastValidation:
         self.checkers: dict[str, Any] = {}
         for stream, contract in handler.contracts.items():
             events = StreamTopics(stream).events
-            if _fastcheck is None or events not in schema_ids:
+            if not NATIVE or events not in schema_ids:
                 continue
             try:
                 ops = compile_program(contract)
@@ -175,7 +117,7 @@ class FastValidation:
                 log.info("fast lane off for stream", extra={"stream": stream, "reason": str(exc)})
                 continue
             header = struct.pack(">bI", 0, schema_ids[events])
-            self.checkers[events] = _fastcheck.Checker(header, ops)
+            self.checkers[events] = checker(header, ops)
 
     @property
     def streams(self) -> list[str]:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 # Validation as the service runs it, with the native fast lane, and without it: every record through Python.
 LANES = pytest.mark.parametrize(
-    "fast", [pytest.param(True, marks=pytest.mark.skipif(not NATIVE, reason="no _fastcheck")), False]
+    "fast", [pytest.param(True, marks=pytest.mark.skipif(not NATIVE, reason="no native extension")), False]
 )
 
 

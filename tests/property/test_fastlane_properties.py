@@ -19,12 +19,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.validation.fastlane import NATIVE, _fastcheck, compile_program
+from services.validation.fastlane import compile_program
 from services.validation.handlers import check_record
+from shared.native import NATIVE, checker
 from shared.contracts import StreamContract
 from tests.property.test_validator_properties import PROPERTY, any_record, conforming_record, contracts
 
-pytestmark = pytest.mark.skipif(not NATIVE, reason="the _fastcheck extension was not built (no C compiler)")
+pytestmark = pytest.mark.skipif(not NATIVE, reason="the native extension was not built (no C compiler)")
 
 HEADER = struct.pack(">bI", 0, 7)
 EXACT_INT = 2**53
@@ -97,32 +98,32 @@ def assert_agrees(contract: StreamContract, checker: Any, data: bytes, complete:
 @given(st.data())
 def test_the_lane_agrees_with_the_ordinary_path(data: st.DataObject) -> None:
     contract = data.draw(contracts())
-    checker = _fastcheck.Checker(HEADER, compile_program(contract))
+    walker = checker(HEADER, compile_program(contract))
     record = data.draw(any_record(contract))
     encoded = encode(contract, record)
     if encoded is not None:
-        assert_agrees(contract, checker, encoded)
+        assert_agrees(contract, walker, encoded)
 
 
 @PROPERTY
 @given(st.data())
 def test_every_conforming_record_is_vouched_for(data: st.DataObject) -> None:
     contract = data.draw(contracts())
-    checker = _fastcheck.Checker(HEADER, compile_program(contract))
+    walker = checker(HEADER, compile_program(contract))
     record = data.draw(conforming_record(contract))
     encoded = encode(contract, record)
     assert encoded is not None
     expected = python_path(contract, encoded)
     assert expected is not None
     if not left_to_python(contract, expected):
-        assert checker.check([encoded]) == [(expected[contract.id_field].encode(), expected[contract.time_field])]
+        assert walker.check([encoded]) == [(expected[contract.id_field].encode(), expected[contract.time_field])]
 
 
 @PROPERTY
 @given(st.data())
 def test_corrupted_bytes_are_never_vouched_for_wrongly(data: st.DataObject) -> None:
     contract = data.draw(contracts())
-    checker = _fastcheck.Checker(HEADER, compile_program(contract))
+    walker = checker(HEADER, compile_program(contract))
     encoded = encode(contract, data.draw(conforming_record(contract)))
     assert encoded is not None
     raw = bytearray(encoded)
@@ -139,4 +140,4 @@ def test_corrupted_bytes_are_never_vouched_for_wrongly(data: st.DataObject) -> N
         raw[at:at] = data.draw(st.binary(min_size=1, max_size=8))
     else:
         raw[1:5] = struct.pack(">I", data.draw(st.integers(0, 2**32 - 1).filter(lambda i: i != 7)))
-    assert_agrees(contract, checker, bytes(raw), complete=False)
+    assert_agrees(contract, walker, bytes(raw), complete=False)

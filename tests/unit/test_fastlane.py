@@ -16,7 +16,7 @@ from services.validation.handlers import ValidateBatch
 from shared.contracts import StreamContract
 from tests.unit.records import demo_contract, event
 
-native = pytest.mark.skipif(not NATIVE, reason="the _fastcheck extension was not built (no C compiler)")
+native = pytest.mark.skipif(not NATIVE, reason="the native extension was not built (no C compiler)")
 SCHEMA_ID = 41
 
 

@@ -1,5 +1,9 @@
 /*
- * The native half of validation's fast lane (see fastlane.py).
+ * eddy's native Avro helpers, for flat records (see shared/native.py):
+ *
+ * - Checker: the native half of validation's fast lane (services/validation/fastlane.py),
+ *   and a decoder for the records it vouches for;
+ * - Encoder: writes a dict as Avro, byte for byte as fastavro does (inference's predictions).
  *
  * A Checker walks the Avro body of each value against a flat field program
  * compiled in Python from the stream's schema and contract, and answers
@@ -44,6 +48,7 @@ typedef struct {
     unsigned char header[5];
     Op *ops;
     Py_ssize_t n_ops;
+    int has_id, has_time; /* a program without them only decodes */
 } Checker;
 
 typedef struct {
@@ -291,7 +296,7 @@ static int check_one(const Checker *self, const unsigned char *data, Py_ssize_t 
             Py_DECREF(str);
         }
     }
-    return c.p == c.end && have_key && have_time;
+    return c.p == c.end && have_key == self->has_id && have_time == self->has_time;
 }
 
 static PyObject *Checker_check(Checker *self, PyObject *values) {
@@ -389,6 +394,7 @@ static int Checker_init(Checker *self, PyObject *args, PyObject *Py_UNUSED(kwds)
         return -1;
     }
     clear_ops(self);
+    self->has_id = self->has_time = 0;
     memcpy(self->header, header, 5);
     Py_ssize_t n = PyList_GET_SIZE(ops);
     self->ops = PyMem_Calloc(n ? n : 1, sizeof(Op));
@@ -407,6 +413,8 @@ static int Checker_init(Checker *self, PyObject *args, PyObject *Py_UNUSED(kwds)
             return -1;
         }
         self->n_ops = i + 1;
+        self->has_id |= op->role == R_ID;
+        self->has_time |= op->role == R_TIME;
         Py_INCREF(name);
         op->name = name;
         op->allowed = optional(allowed);
@@ -436,7 +444,7 @@ static PyMethodDef Checker_methods[] = {
 
 static PyTypeObject CheckerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "services.validation._fastcheck.Checker",
+    .tp_name = "shared._avro_native.Checker",
     .tp_basicsize = sizeof(Checker),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A compiled field program that vouches for valid Avro records without decoding them.",
@@ -446,18 +454,271 @@ static PyTypeObject CheckerType = {
     .tp_methods = Checker_methods,
 };
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Encoder: a dict to Avro, for flat records whose fields are primitives, unions of primitives, or maps of those.
+ * Anything it does not expect (a missing field, a value of another type, an int beyond 64 bits) makes encode()
+ * return None, and the caller falls back to fastavro, which raises the proper error or handles the odd case.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+#define MAX_BRANCHES 8
+
+typedef struct {
+    int n;                     /* 0: not a union; else the number of branches */
+    int kinds[MAX_BRANCHES];   /* the kind, or each branch's kind, in schema order */
+} ValueType;
+
+typedef struct {
+    PyObject *name;
+    int is_map;
+    ValueType type; /* of the field, or of the map's values */
+    int map_nullable; /* a [null, map] union: index of null, or -1 */
+} Field;
+
+typedef struct {
+    PyObject_HEAD
+    unsigned char header[5];
+    Field *fields;
+    Py_ssize_t n_fields;
+} Encoder;
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buffer;
+
+static int grow(Buffer *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 1;
+    Py_ssize_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra) cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) return 0;
+    b->data = data;
+    b->cap = cap;
+    return 1;
+}
+
+static int put(Buffer *b, const void *src, Py_ssize_t n) {
+    if (!grow(b, n)) return 0;
+    memcpy(b->data + b->len, src, n);
+    b->len += n;
+    return 1;
+}
+
+static int put_long(Buffer *b, int64_t value) {
+    uint64_t z = ((uint64_t)value << 1) ^ (uint64_t)(value >> 63);
+    unsigned char out[10];
+    int n = 0;
+    while (z >= 0x80) {
+        out[n++] = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    out[n++] = (unsigned char)z;
+    return put(b, out, n);
+}
+
+static int put_double(Buffer *b, double x) {
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    unsigned char out[8];
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(bits >> (8 * i));
+    return put(b, out, 8);
+}
+
+static int put_string(Buffer *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(s, &n);
+    if (utf8 == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    return put_long(b, n) && put(b, utf8, n);
+}
+
+/* Whether ``value`` is written as ``kind``: the branch fastavro picks is the first that accepts it. */
+static int accepts(int kind, PyObject *value) {
+    switch (kind) {
+    case K_NULL: return value == Py_None;
+    case K_BOOLEAN: return PyBool_Check(value);
+    case K_INT:
+    case K_LONG: return PyLong_CheckExact(value);
+    case K_FLOAT:
+    case K_DOUBLE: return PyFloat_CheckExact(value) || PyLong_CheckExact(value);
+    case K_STRING: return PyUnicode_CheckExact(value);
+    default: return 0;
+    }
+}
+
+static int put_primitive(Buffer *b, int kind, PyObject *value) {
+    switch (kind) {
+    case K_NULL: return 1;
+    case K_BOOLEAN: {
+        unsigned char byte = value == Py_True;
+        return put(b, &byte, 1);
+    }
+    case K_INT:
+    case K_LONG: {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (kind == K_INT && (x < INT32_MIN || x > INT32_MAX)) return 0;
+        return put_long(b, x);
+    }
+    case K_DOUBLE: {
+        double x = PyFloat_CheckExact(value) ? PyFloat_AS_DOUBLE(value) : PyLong_AsDouble(value);
+        if (x == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return put_double(b, x);
+    }
+    case K_STRING: return put_string(b, value);
+    default: return 0;
+    }
+}
+
+static int put_value(Buffer *b, const ValueType *t, PyObject *value) {
+    if (t->n == 0) return accepts(t->kinds[0], value) && put_primitive(b, t->kinds[0], value);
+    for (int i = 0; i < t->n; i++) {
+        if (accepts(t->kinds[i], value)) return put_long(b, i) && put_primitive(b, t->kinds[i], value);
+    }
+    return 0;
+}
+
+static int put_field(Buffer *b, const Field *f, PyObject *value) {
+    if (!f->is_map) return put_value(b, &f->type, value);
+    if (f->map_nullable >= 0) {
+        if (value == Py_None) return put_long(b, f->map_nullable);
+        if (!put_long(b, 1 - f->map_nullable)) return 0;
+    }
+    if (!PyDict_CheckExact(value)) return 0;
+    Py_ssize_t n = PyDict_GET_SIZE(value);
+    if (n > 0) {
+        if (!put_long(b, n)) return 0;
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(value, &pos, &key, &item)) {
+            if (!PyUnicode_CheckExact(key) || !put_string(b, key) || !put_value(b, &f->type, item)) return 0;
+        }
+    }
+    return put_long(b, 0);
+}
+
+static PyObject *Encoder_encode(Encoder *self, PyObject *record) {
+    if (!PyDict_Check(record)) Py_RETURN_NONE;
+    Buffer b = {NULL, 0, 0};
+    int ok = put(&b, self->header, 5);
+    for (Py_ssize_t i = 0; ok && i < self->n_fields; i++) {
+        PyObject *value = PyDict_GetItemWithError(record, self->fields[i].name);
+        ok = value != NULL && put_field(&b, &self->fields[i], value);
+    }
+    PyErr_Clear();
+    PyObject *out = ok ? PyBytes_FromStringAndSize(b.data, b.len) : Py_NewRef(Py_None);
+    PyMem_Free(b.data);
+    return out;
+}
+
+static int parse_value_type(PyObject *spec, ValueType *t) {
+    /* An int (a primitive kind) or a tuple of ints (a union's branch kinds). */
+    if (PyLong_Check(spec)) {
+        t->n = 0;
+        t->kinds[0] = (int)PyLong_AsLong(spec);
+        return !PyErr_Occurred();
+    }
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 1 || PyTuple_GET_SIZE(spec) > MAX_BRANCHES) return 0;
+    t->n = (int)PyTuple_GET_SIZE(spec);
+    for (int i = 0; i < t->n; i++) {
+        t->kinds[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, i));
+        if (PyErr_Occurred()) return 0;
+    }
+    return 1;
+}
+
+static void Encoder_clear(Encoder *self) {
+    for (Py_ssize_t i = 0; i < self->n_fields; i++) Py_CLEAR(self->fields[i].name);
+    PyMem_Free(self->fields);
+    self->fields = NULL;
+    self->n_fields = 0;
+}
+
+/* Encoder(header: bytes, fields: list[(name, is_map, map_null_index, type)]); built by shared/native.py. */
+static int Encoder_init(Encoder *self, PyObject *args, PyObject *Py_UNUSED(kwds)) {
+    const char *header;
+    Py_ssize_t header_len;
+    PyObject *fields;
+    if (!PyArg_ParseTuple(args, "y#O!", &header, &header_len, &PyList_Type, &fields)) return -1;
+    if (header_len != 5) {
+        PyErr_SetString(PyExc_ValueError, "the header is the 5-byte Confluent wire-format prefix");
+        return -1;
+    }
+    Encoder_clear(self);
+    memcpy(self->header, header, 5);
+    Py_ssize_t n = PyList_GET_SIZE(fields);
+    self->fields = PyMem_Calloc(n ? n : 1, sizeof(Field));
+    if (self->fields == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Field *f = &self->fields[i];
+        PyObject *name, *type;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(fields, i), "UpiO;a field is (name, is_map, map_null_index, type)",
+                              &name, &f->is_map, &f->map_nullable, &type))
+            return -1;
+        Py_INCREF(name);
+        f->name = name;
+        self->n_fields = i + 1;
+        if (!parse_value_type(type, &f->type)) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "field %zd has a malformed type", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void Encoder_dealloc(Encoder *self) {
+    Encoder_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Encoder_methods[] = {
+    {"encode", (PyCFunction)Encoder_encode, METH_O,
+     "encode(record) -> bytes in the wire format, or None when fastavro should handle the record."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "shared._avro_native.Encoder",
+    .tp_basicsize = sizeof(Encoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Writes flat records as Avro, byte for byte as fastavro does.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Encoder_init,
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_methods = Encoder_methods,
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fastcheck", "Native record checks for validation's fast lane.", -1, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "_avro_native", "Native Avro checks, decoding and encoding of flat records.", -1, NULL, NULL, NULL, NULL,
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__fastcheck(void) {
-    if (PyType_Ready(&CheckerType) < 0) return NULL;
+PyMODINIT_FUNC PyInit__avro_native(void) {
+    if (PyType_Ready(&CheckerType) < 0 || PyType_Ready(&EncoderType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     Py_INCREF(&CheckerType);
     if (PyModule_AddObject(m, "Checker", (PyObject *)&CheckerType) < 0) {
         Py_DECREF(&CheckerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&EncoderType);
+    if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
+        Py_DECREF(&EncoderType);
         Py_DECREF(m);
         return NULL;
     }
