@@ -27,7 +27,7 @@ from statistics import median
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.machine import describe
-from services.inference.handlers import PredictBatch, ServingModel
+from services.inference.handlers import PredictBatch, fresh_models
 from services.validation.fastlane import NATIVE, FastValidation
 from services.validation.handlers import ValidateBatch
 from shared.contracts import StreamContract, load_contracts
@@ -247,7 +247,7 @@ def main() -> None:
         confluent = run_loop(
             settings, reference, topics.events, ValidateBatch(contracts), n, topics.validated, done + n
         )
-        models = {STREAM: ServingModel.fresh(contracts[STREAM])}
+        models = fresh_models(contracts)
         inference = run_loop(settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions)
         contract = contracts[STREAM]
         naive_flush = run_naive(settings, reference, topics.validated, "bench.naive-out", contract, n, flush=True)

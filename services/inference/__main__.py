@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from services.inference.config import inference_config
-from services.inference.handlers import PredictBatch, ServingModel
+from services.inference.handlers import PredictBatch, fresh_models
 from services.inference.http import start_predict_api
 from services.inference.snapshots import SnapshotWatcher
 from shared.service import bootstrap
@@ -17,7 +17,7 @@ from shared.service import bootstrap
 
 def main() -> int:
     ctx = bootstrap("inference")
-    models = {name: ServingModel.fresh(contract) for name, contract in ctx.contracts.items()}
+    models = fresh_models(ctx.contracts)
     watcher = SnapshotWatcher(ctx.settings, ctx.contracts, ctx.serdes, models)
     watcher.start()
     loop = ctx.stream_loop(ctx.topics("validated"), PredictBatch(ctx.contracts, models))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.inference import metrics
-from shared.contracts import StreamContract
+from shared.contracts import ModelSpec, StreamContract
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.models import ModelState, build_estimator, predict_batch
 from shared.topics import StreamTopics
@@ -27,8 +27,9 @@ class ServingModel:
     task: str
 
     @classmethod
-    def fresh(cls, contract: StreamContract) -> ServingModel:
-        spec = contract.champion
+    def fresh(cls, contract: StreamContract, spec: ModelSpec | None = None) -> ServingModel:
+        """A new, untrained model of ``spec`` (the champion by default)."""
+        spec = spec or contract.champion
         return cls(spec.name, 1, 0, build_estimator(spec), spec.features, contract.task)
 
     @classmethod
@@ -40,18 +41,31 @@ class ServingModel:
         return version != self.version or learned > self.learned
 
 
+# Per stream, the models that predict it by name: the contract's first model is the champion, whose
+# predictions are served; the others are challengers, predicting in shadow.
+StreamModels = dict[str, dict[str, ServingModel]]
+
+
+def fresh_models(contracts: dict[str, StreamContract]) -> StreamModels:
+    """Untrained models for every model of every contract, the champion first."""
+    return {name: {spec.name: ServingModel.fresh(c, spec) for spec in c.models} for name, c in contracts.items()}
+
+
 class PredictBatch:
     """The inference handler.
 
-    ``models`` maps stream to the current :class:`ServingModel`; the snapshot
-    watcher replaces entries while this handler runs, and each batch uses the
-    model it read at its start.
+    ``models`` holds the current :class:`ServingModel` of every model of every
+    stream; the snapshot watcher replaces entries while this handler runs, and
+    each batch uses the models it read at its start. Every model predicts every
+    record: the champion's prediction is the served answer, each challenger's is
+    logged with ``served`` false, so that it is evaluated and learns from the
+    same labels without ever answering.
     """
 
     def __init__(
         self,
         contracts: dict[str, StreamContract],
-        models: dict[str, ServingModel],
+        models: StreamModels,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.contracts = contracts
@@ -65,12 +79,16 @@ class PredictBatch:
             by_stream[record.stream].append(record)
         result = BatchResult()
         for stream, batch in by_stream.items():
-            result.outputs.extend(self._predict(stream, batch, started_ms))
+            champion = self.contracts[stream].champion.name
+            # The champion first: its predictions are the answers, in the order of the records.
+            for name, model in sorted(self.models[stream].items(), key=lambda kv: kv[0] != champion):
+                result.outputs.extend(self._predict(stream, model, name == champion, batch, started_ms))
         return result
 
-    def _predict(self, stream: str, batch: list[InRecord], started_ms: float) -> list[OutRecord]:
+    def _predict(
+        self, stream: str, model: ServingModel, served: bool, batch: list[InRecord], started_ms: float
+    ) -> list[OutRecord]:
         contract = self.contracts[stream]
-        model = self.models[stream]
         rows = [{name: r.value.get(name) for name in model.features} for r in batch]
         answers = predict_batch(model.estimator, model.task, rows)
         now_ms = self.clock() * 1000
@@ -87,7 +105,7 @@ class PredictBatch:
                 "model_name": model.name,
                 "model_version": model.version,
                 "model_learned": model.learned,
-                "served": True,
+                "served": served,
                 "prediction": prediction,
                 "probabilities": probabilities,
                 "features": features,

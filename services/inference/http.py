@@ -204,7 +204,8 @@ class PredictApi:
         for out, data in encoded:
             self.producer.produce(out.topic, data, encode_key(out.key), out.headers, out.timestamp_ms)
         self.producer.wait(delivery)
-        return [out.value for out in outputs]
+        # The champion's predictions come first, one per event: they are the answers (challengers' are logged).
+        return [out.value for out in outputs if out.value["served"]]
 
 
 class ServerThread:

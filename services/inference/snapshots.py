@@ -10,7 +10,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from services.inference import metrics
-from services.inference.handlers import ServingModel
+from services.inference.handlers import ServingModel, StreamModels
 from shared.contracts import StreamContract
 from shared.kafka import consumer_config
 from shared.models import SnapshotError, load_snapshot_estimator
@@ -33,7 +33,7 @@ class SnapshotWatcher:
         settings: Settings,
         contracts: dict[str, StreamContract],
         serdes: SerdeRegistry,
-        models: dict[str, ServingModel],
+        models: StreamModels,
     ) -> None:
         self.contracts = contracts
         self.serdes = serdes
@@ -77,7 +77,7 @@ class SnapshotWatcher:
                 except SerdeError:
                     log.exception("undecodable snapshot skipped")
                     continue
-                newest[record["stream"]] = record  # only the last of a batch matters
+                newest[f"{record['stream']}/{record['model_name']}"] = record  # only the last of a batch matters
             for record in newest.values():
                 self._apply(record)
             if messages:
@@ -93,11 +93,12 @@ class SnapshotWatcher:
         return True
 
     def _apply(self, record: dict) -> None:
-        stream = record["stream"]
+        stream, name = record["stream"], record["model_name"]
         contract = self.contracts.get(stream)
-        current = self.models.get(stream)
-        if contract is None or record["model_name"] != contract.champion.name:
-            return
+        spec = next((m for m in contract.models if m.name == name), None) if contract is not None else None
+        if contract is None or spec is None:
+            return  # a model this process does not run
+        current = self.models[stream].get(name)
         if current is not None and not current.is_older_than(record["model_version"], record["learned_count"]):
             return
         try:
@@ -105,13 +106,8 @@ class SnapshotWatcher:
         except SnapshotError:
             log.exception("snapshot rejected")
             return
-        self.models[stream] = ServingModel(
-            record["model_name"],
-            record["model_version"],
-            record["learned_count"],
-            estimator,
-            contract.champion.features,
-            contract.task,
+        self.models[stream][name] = ServingModel(
+            name, record["model_version"], record["learned_count"], estimator, spec.features, contract.task
         )
         metrics.SNAPSHOT_SWAPS.labels(stream, record["model_name"]).inc()
         metrics.SNAPSHOT_LEARNED.labels(stream, record["model_name"]).set(record["learned_count"])

@@ -225,5 +225,3 @@ def _results(
         else:
             out.append({"index": index, "status": "accepted", "event_id": ids[index]})
     return out
-
-

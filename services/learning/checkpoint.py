@@ -22,8 +22,8 @@ class Checkpoint:
     state: LearnerState
 
 
-def checkpoint_path(state_dir: Path, stream: str) -> Path:
-    return state_dir / "learning" / f"{stream}.ckpt"
+def checkpoint_path(state_dir: Path, stream: str, model: str) -> Path:
+    return state_dir / "learning" / stream / f"{model}.ckpt"
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:

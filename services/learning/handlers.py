@@ -16,7 +16,6 @@ from typing import Any
 
 from services.learning import metrics
 from shared.contracts import StreamContract
-from shared.dlq import DeadLetter
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.models import ModelState
 from shared.topics import StreamTopics
@@ -86,7 +85,13 @@ class JoinLimits:
 
 
 class Learner:
-    """The learning handler for one stream."""
+    """The learning handler for one model of a stream.
+
+    It joins labels with that model's own predictions (served or in shadow) and
+    learns each label once. Labels that cannot be learned (unusable, duplicate,
+    later than the allowed lateness) are dead-lettered by the ``champion``'s
+    learner only, so that each is dead-lettered once however many models learn.
+    """
 
     def __init__(
         self,
@@ -94,11 +99,13 @@ class Learner:
         state: LearnerState,
         limits: JoinLimits = JoinLimits(),
         clock: Callable[[], float] = time.time,
+        champion: bool = True,
     ) -> None:
         self.contract = contract
         self.state = state
         self.limits = limits
         self.clock = clock
+        self.champion = champion
         self.topics = StreamTopics(contract.name)
 
     def __call__(self, records: Sequence[InRecord]) -> BatchResult:
@@ -121,9 +128,8 @@ class Learner:
 
     def _on_prediction(self, record: InRecord, result: BatchResult) -> None:
         value = record.value
-        # Shadow predictions are evaluated elsewhere; only the served answer is joined and learned here.
-        if not value["served"] or value["model_name"] != self.state.model.spec.name:
-            return
+        if value["model_name"] != self.state.model.spec.name:
+            return  # another model's prediction: its own learner joins it
         event_id = value["event_id"]
         if event_id in self.state.learned or event_id in self.state.pending_predictions:
             metrics.DUPLICATES.labels(self.contract.name, "prediction").inc()
@@ -139,12 +145,18 @@ class Learner:
         value = record.value
         event_id = value["event_id"]
         if event_id in self.state.learned or event_id in self.state.pending_labels:
-            metrics.DUPLICATES.labels(self.contract.name, "label").inc()
+            if self.champion:
+                metrics.DUPLICATES.labels(self.contract.name, "label").inc()
+                message = (
+                    f"a label for {event_id} was already {'learned' if event_id in self.state.learned else 'received'}"
+                )
+                result.dead.append(record.dead("learning", "duplicate_label", message=message))
             return
         try:
             label = coerce_label(value["label"], self.contract.task)
         except LabelError as exc:
-            result.dead.append(record.dead("learning", "bad_label", exc))
+            if self.champion:
+                result.dead.append(record.dead("learning", "bad_label", exc))
             return
         value = {**value, "label": label, "_raw": record.raw, "_coords": (record.partition, record.offset)}
         self.state.label_watermark_ms = max(self.state.label_watermark_ms, value["label_time_ms"])
@@ -205,14 +217,16 @@ class Learner:
         while labels and next(iter(labels.values()))["label_time_ms"] < state.label_watermark_ms - lateness:
             _, label = labels.popitem(last=False)
             message = f"no prediction for {label['event_id']} within the allowed lateness ({lateness} ms)"
-            result.dead.append(self._dead_label(label, "late_label", message))
+            self._dead_label(label, "late_label", message, result)
 
-    def _dead_label(self, label: dict[str, Any], reason: str, message: str) -> DeadLetter:
-        """A pending label given up on, dead-lettered with its original bytes and coordinates."""
+    def _dead_label(self, label: dict[str, Any], reason: str, message: str, result: BatchResult) -> None:
+        """A pending label given up on, dead-lettered (by the champion's learner) with its bytes and coordinates."""
+        if not self.champion:
+            return
         partition, offset = label["_coords"]
         record = InRecord(self.topics.feedback, partition, offset, label["event_id"], {}, 0, [], label["_raw"])
         metrics.EVICTED.labels(self.contract.name, "labels").inc()
-        return record.dead("learning", reason, message=message)
+        result.dead.append(record.dead("learning", reason, message=message))
 
     def _bound(self, result: BatchResult) -> None:
         """Keep memory bounded; an unjoined label pushed out is dead-lettered, never silently dropped."""
@@ -223,6 +237,6 @@ class Learner:
         while len(state.pending_labels) > limits.max_pending:
             _, label = state.pending_labels.popitem(last=False)
             message = "no prediction arrived before the join state filled"
-            result.dead.append(self._dead_label(label, "join_expired", message))
+            self._dead_label(label, "join_expired", message, result)
         while len(state.learned) > limits.max_remembered:
             state.learned.popitem(last=False)

@@ -1,6 +1,11 @@
 """The learning service around its pure handlers: restore, checkpoint, publish.
 
-One learner per stream, the single writer of its model lineage.
+One learner per model of each stream (the champion and every challenger), the
+single writer of that model's lineage. Every learner of a stream reads the same
+input; each joins labels with its own model's predictions (a challenger's are
+shadow predictions, logged with its own features) and keeps its own checkpoint.
+Only the champion's learner dead-letters labels (late, duplicate, unusable), so
+that each such label is dead-lettered once.
 
 - After each batch whose labeled examples are acknowledged, and at most every
   ``EDDY_SNAPSHOT_INTERVAL_S``, it publishes the model to ``S.models`` for
@@ -26,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from services.learning import checkpoint, metrics
 from services.learning.config import join_limits
 from services.learning.handlers import Learner, LearnerState
+from shared.contracts import ModelSpec
 from shared.kafka import cluster_id, scan
 from shared.loop import BatchResult, InRecord, Offsets, StreamLoop
 from shared.models import ModelState
@@ -38,50 +44,63 @@ log = logging.getLogger("services.learning")
 class LearningService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        # Checkpoints record the end of the learner's S.labeled output (see checkpoint()).
+        # Checkpoints record the end of the learners' S.labeled output (see checkpoint()).
         ctx.producer.track_offsets = True
         self.cluster = cluster_id(ctx.settings)
         self.code_version = code_version()
         limits = join_limits()
-        self.learners = {name: Learner(c, self._restore(name), limits) for name, c in ctx.contracts.items()}
-        self._published: dict[str, int] = {}
+        self.learners: dict[tuple[str, str], Learner] = {}
+        for stream, contract in ctx.contracts.items():
+            for spec in contract.models:
+                state = self._restore(stream, spec)
+                self.learners[(stream, spec.name)] = Learner(
+                    contract, state, limits, champion=spec is contract.champion
+                )
+        self._published: dict[tuple[str, str], int] = {}
         self._last_snapshot = 0.0
         self._last_checkpoint = time.monotonic()
         self._dirty = False
-        for stream, learner in self.learners.items():
-            learner.state.suppress |= self._already_emitted(stream, learner.state.labeled_offsets)
+        for (stream, model), learner in self.learners.items():
+            learner.state.suppress |= self._already_emitted(stream, model, learner.state.labeled_offsets)
 
-    def _restore(self, stream: str) -> LearnerState:
-        path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream)
+    def _restore(self, stream: str, spec: ModelSpec) -> LearnerState:
+        path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, spec.name)
         saved = checkpoint.load(path)
-        contract = self.ctx.contracts[stream]
+        where = {"stream": stream, "model": spec.name}
         if saved is None:
-            log.info("no checkpoint: fresh model", extra={"stream": stream})
-            return LearnerState(ModelState.fresh(stream, contract.champion))
+            log.info("no checkpoint: fresh model", extra=where)
+            return LearnerState(ModelState.fresh(stream, spec))
         if saved.cluster_id != self.cluster:
             # A new cluster holds none of the input the offsets point into; keep what the model learned.
             log.warning("checkpoint from another Kafka cluster: keeping the model, re-reading input from the start")
             saved.state.forget_inputs()
-        log.info("restored checkpoint", extra={"stream": stream, "learned": saved.state.model.learned_count})
+        log.info("restored checkpoint", extra={**where, "learned": saved.state.model.learned_count})
         return saved.state
 
-    def _already_emitted(self, stream: str, start: dict[str, int]) -> set[str]:
-        """Event ids in S.labeled after ``start``: what a crashed predecessor wrote after the checkpoint."""
+    def _already_emitted(self, stream: str, model: str, start: dict[str, int]) -> set[str]:
+        """Ids of ``model`` in S.labeled after ``start``: what a crashed predecessor wrote after the checkpoint."""
         topic = StreamTopics(stream).labeled
         serde = self.ctx.serdes.for_topic(topic)
         # No time limit: a scan cut short would let labeled examples be written twice.
         written = scan(self.ctx.settings, [topic], start, timeout_s=math.inf)
-        seen = {serde.decode(m.value())["event_id"] for m in written}
+        seen = {
+            example["event_id"]
+            for example in map(serde.decode, (m.value() for m in written))
+            if example["model_name"] == model
+        }
         if seen:
             log.info(
-                "labeled examples already written after the checkpoint", extra={"stream": stream, "count": len(seen)}
+                "labeled examples already written after the checkpoint",
+                extra={"stream": stream, "model": model, "count": len(seen)},
             )
         return seen
 
     def handle(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
-        for stream, learner in self.learners.items():
-            mine = [r for r in records if r.stream == stream]
+        for (stream, _), learner in self.learners.items():
+            offsets = learner.state.offsets
+            # A learner whose checkpoint is ahead of the others' has seen some of this input already.
+            mine = [r for r in records if r.stream == stream and r.offset >= offsets.get(f"{r.topic}:{r.partition}", 0)]
             if mine:
                 one = learner(mine)
                 result.outputs.extend(one.outputs)
@@ -89,19 +108,28 @@ class LearningService:
         return result
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Offsets come from the checkpoint, not from the group: they are what the saved model has seen.
+        # Offsets come from the checkpoints, not from the group: they are what the saved models have seen.
+        # The learners of a stream may have been checkpointed at different points (a challenger added
+        # later starts from the beginning): the earliest wins, and handle() skips what each has seen.
         for p in partitions:
-            offsets = self.learners[StreamTopics.stream_of(p.topic)].state.offsets
-            p.offset = offsets.get(f"{p.topic}:{p.partition}", OFFSET_BEGINNING)
+            key = f"{p.topic}:{p.partition}"
+            saved = [lrn.state.offsets.get(key) for lrn in self._of_stream(StreamTopics.stream_of(p.topic))]
+            p.offset = OFFSET_BEGINNING if not saved or None in saved else min(o for o in saved if o is not None)
         consumer.assign(partitions)
 
     def on_batch_done(self, offsets: Offsets, loop: StreamLoop) -> None:
         # Every consumed record counts, including undecodable ones the loop dead-lettered.
         for (topic, partition), offset in offsets.items():
-            self.learners[StreamTopics.stream_of(topic)].state.offsets[f"{topic}:{partition}"] = offset
+            for learner in self._of_stream(StreamTopics.stream_of(topic)):
+                state = learner.state
+                key = f"{topic}:{partition}"
+                state.offsets[key] = max(offset, state.offsets.get(key, 0))
         self._dirty = True
         self._when_due()
         loop.commit(offsets)
+
+    def _of_stream(self, stream: str) -> list[Learner]:
+        return [learner for (s, _), learner in self.learners.items() if s == stream]
 
     def on_idle(self) -> None:
         # Idle moments come between every trickle of input: the intervals still apply, so a quiet
@@ -120,7 +148,7 @@ class LearningService:
         self._last_checkpoint = time.monotonic()
         self._dirty = False
         produced = self.ctx.producer.last_offsets
-        for stream, learner in self.learners.items():
+        for (stream, model), learner in self.learners.items():
             state = learner.state
             labeled = StreamTopics(stream).labeled
             for (topic, partition), offset in produced.items():
@@ -129,7 +157,7 @@ class LearningService:
                     state.labeled_offsets[key] = max(offset, state.labeled_offsets.get(key, 0))
             started = time.perf_counter()
             checkpoint.save(
-                checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream),
+                checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, model),
                 checkpoint.Checkpoint(self.cluster, state),
             )
             metrics.CHECKPOINT_SECONDS.labels(stream).observe(time.perf_counter() - started)
@@ -137,15 +165,18 @@ class LearningService:
     def publish(self, force: bool = False) -> None:
         """Publish the model of every learner that learned something since its last snapshot."""
         self._last_snapshot = time.monotonic()
-        for stream, learner in self.learners.items():
+        for (stream, name), learner in self.learners.items():
             model = learner.state.model
-            if not force and self._published.get(stream) == model.learned_count:
+            if not force and self._published.get((stream, name)) == model.learned_count:
                 continue
             model.source_offsets = dict(learner.state.offsets)
             topic = StreamTopics(stream).models
             data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.code_version))
             self.ctx.producer.produce(topic, data, model.spec.name.encode())
-            self._published[stream] = model.learned_count
+            self._published[(stream, name)] = model.learned_count
             metrics.SNAPSHOTS.labels(stream, model.spec.name).inc()
         self.ctx.producer.confirm()
-        self.ctx.health.set(learned={s: lrn.state.model.learned_count for s, lrn in self.learners.items()})
+        self.ctx.health.set(
+            learned={s: lrn.state.model.learned_count for (s, _), lrn in self.learners.items() if lrn.champion},
+            learned_by_model={f"{s}/{m}": lrn.state.model.learned_count for (s, m), lrn in self.learners.items()},
+        )

@@ -1,6 +1,8 @@
+import dataclasses
 from typing import Any
 
-from services.inference.handlers import PredictBatch, ServingModel
+from services.inference.handlers import PredictBatch, ServingModel, fresh_models
+from shared.contracts import ModelSpec
 from shared.models import ModelState, build_estimator, predict_batch
 from tests.unit.records import demo_contract, event, record
 
@@ -26,7 +28,7 @@ def trained_state() -> ModelState:
 
 def test_predictions_carry_model_features_and_coordinates() -> None:
     contract = demo_contract()
-    models = {"demo": ServingModel.fresh(contract)}
+    models = fresh_models({"demo": contract})
     handler = PredictBatch({"demo": contract}, models, clock=Clock())
     result = handler([record("demo.validated", event(i), offset=i, partition=2) for i in range(3)])
     assert len(result.outputs) == 3 and not result.dead
@@ -44,9 +46,9 @@ def test_predictions_carry_model_features_and_coordinates() -> None:
 
 def test_swapped_model_is_used_for_the_next_batch() -> None:
     contract = demo_contract()
-    models = {"demo": ServingModel.fresh(contract)}
+    models = fresh_models({"demo": contract})
     handler = PredictBatch({"demo": contract}, models)
-    models["demo"] = ServingModel.from_state(trained_state(), "binary")
+    models["demo"]["default"] = ServingModel.from_state(trained_state(), "binary")
     high = handler([record("demo.validated", event(1, x0=9.0, x1=1.0, x2=1.0))]).outputs[0].value
     assert high["model_learned"] == 200
     assert high["prediction"] is True and high["probabilities"]["true"] > 0.5
@@ -79,3 +81,21 @@ def test_serving_model_ordering() -> None:
     assert m.is_older_than(1, 11)
     assert not m.is_older_than(1, 10)
     assert m.is_older_than(2, 0)
+
+
+def test_challengers_predict_in_shadow_on_their_own_features() -> None:
+    contract = demo_contract()
+    challenger = ModelSpec("tree", (("tree.HoeffdingTreeClassifier", {}),), ("x0", "x1"))
+    contract = dataclasses.replace(contract, models=(*contract.models, challenger))
+    handler = PredictBatch({"demo": contract}, fresh_models({"demo": contract}))
+    outputs = handler([record("demo.validated", event(i), offset=i) for i in range(3)]).outputs
+    # The champion's answers first, in record order, then the challenger's shadow predictions.
+    assert [(o.value["model_name"], o.value["served"], o.key) for o in outputs] == [
+        ("default", True, "e0"),
+        ("default", True, "e1"),
+        ("default", True, "e2"),
+        ("tree", False, "e0"),
+        ("tree", False, "e1"),
+        ("tree", False, "e2"),
+    ]
+    assert outputs[3].value["features"] == {"x0": 1.0, "x1": 2.0}

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 import services.inference.http as http_module
 from services.inference.config import InferenceConfig, inference_config
-from services.inference.handlers import PredictBatch, ServingModel
+from services.inference.handlers import PredictBatch, fresh_models
 from services.inference.http import PredictApi, ServerThread
 from shared.auth import ApiKeys
 from shared.producer import Delivery, DeliveryError
@@ -64,7 +64,7 @@ def post(api: PredictApi, body: Any, headers: dict[str, str] | None = None) -> t
 
 def api_with(producer: FakeProducer, **kw: Any) -> PredictApi:
     contract = demo_contract()
-    predict = PredictBatch({"demo": contract}, {"demo": ServingModel.fresh(contract)})
+    predict = PredictBatch({"demo": contract}, fresh_models({"demo": contract}))
     return PredictApi({"demo": contract}, JsonSerdes(), predict, producer, **kw)  # type: ignore[arg-type]
 
 

@@ -66,15 +66,25 @@ def test_duplicates_are_never_learned_twice() -> None:
     lrn = learner()
     lrn([pred(5), lab(5)])
     again = lrn([pred(5), lab(5), pred(5)])
-    assert again.outputs == [] and again.dead == []
+    assert again.outputs == []
+    # The duplicate label is dead-lettered with its reason; the duplicate prediction is only counted.
+    assert [(d.reason, d.value) for d in again.dead] == [("duplicate_label", b"label-5")]
     assert lrn.state.model.learned_count == 1
 
 
-def test_shadow_and_other_models_are_not_joined() -> None:
+def test_other_models_predictions_are_not_joined() -> None:
     lrn = learner()
-    lrn([pred(6, served=False), pred(7, model="challenger"), lab(6), lab(7)])
+    lrn([pred(7, model="challenger"), lab(7)])
     assert lrn.state.model.learned_count == 0
-    assert set(lrn.state.pending_labels) == {"e6", "e7"}
+    assert set(lrn.state.pending_labels) == {"e7"}
+
+
+def test_a_challenger_learns_from_its_shadow_predictions_and_dead_letters_nothing() -> None:
+    lrn = learner()
+    lrn.champion = False
+    result = lrn([pred(6, served=False), lab(6), lab(6), lab(9, "maybe")])
+    assert lrn.state.model.learned_count == 1 and len(result.outputs) == 1
+    assert result.dead == []  # the champion's learner dead-letters the duplicate and the bad label
 
 
 def test_bad_label_goes_to_dlq() -> None:
@@ -132,7 +142,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     lrn = learner()
     lrn([pred(1), lab(1), pred(2)])
     lrn.state.offsets["demo.predictions:0"] = 3
-    path = checkpoint.checkpoint_path(tmp_path, "demo")
+    path = checkpoint.checkpoint_path(tmp_path, "demo", "default")
     checkpoint.save(path, checkpoint.Checkpoint("cluster-a", lrn.state))
     restored = checkpoint.load(path)
     assert restored is not None and restored.cluster_id == "cluster-a"
