@@ -61,7 +61,7 @@ class ModelSpec:
     """A declarative river pipeline: ``[{"preprocessing.StandardScaler": {}}, ...]``."""
 
     name: str
-    pipeline: tuple[tuple[str, dict[str, Any]], ...]
+    pipeline: tuple[tuple[str, dict[str, Any] | list[Any]], ...]
     features: tuple[str, ...]
 
     def to_json(self) -> str:
@@ -244,6 +244,21 @@ def _feature(name: str, spec: dict[str, Any] | None, schema_fields: dict[str, An
     return FeatureSpec(name, ftype, required, lo, hi, tuple(allowed) if allowed is not None else None, pattern)
 
 
+def _check_parameter_names(params: Any, model: str) -> None:
+    """Refuse parameter names YAML turned into something else, above all ``on:`` (feature_extraction.Agg)."""
+    if isinstance(params, list):
+        for item in params:
+            _check_parameter_names(item, model)
+    elif isinstance(params, dict):
+        for key, value in params.items():
+            if not isinstance(key, str):
+                raise ContractError(
+                    f"model {model!r}: parameter name {key!r} is not a string; YAML reads on, off, yes and no "
+                    f"as booleans, so quote such names ('on': ...)"
+                )
+            _check_parameter_names(value, model)
+
+
 def _model(doc: dict[str, Any], feature_names: set[str]) -> ModelSpec:
     name = _required(doc, "name", str)
     steps = []
@@ -251,7 +266,9 @@ def _model(doc: dict[str, Any], feature_names: set[str]) -> ModelSpec:
         if not isinstance(step, dict) or len(step) != 1:
             raise ContractError(f"model {name!r}: each pipeline step is a one-key mapping 'module.Class: {{params}}'")
         ((estimator, params),) = step.items()
-        steps.append((str(estimator), dict(params or {})))
+        _check_parameter_names(params, name)
+        # A mapping gives keyword arguments; a list gives positional ones (compose.TransformerUnion, compose.Select).
+        steps.append((str(estimator), list(params) if isinstance(params, list) else dict(params or {})))
     if not steps:
         raise ContractError(f"model {name!r}: the pipeline is empty")
     features = tuple(doc.get("features") or sorted(feature_names))

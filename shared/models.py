@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from river import compose
+from river.base import AnomalyDetector
 
 from shared.contracts import ModelSpec
 
@@ -73,7 +74,7 @@ def build_estimator(spec: ModelSpec) -> Any:
     return steps[0] if len(steps) == 1 else compose.Pipeline(*steps)
 
 
-def _instantiate(name: str, params: dict[str, Any], model: str) -> Any:
+def _instantiate(name: str, params: dict[str, Any] | list[Any], model: str) -> Any:
     module_name, _, class_name = name.rpartition(".")
     if module_name.split(".")[0] not in ALLOWED_MODULES or not class_name:
         modules = ", ".join(sorted(ALLOWED_MODULES))
@@ -85,9 +86,10 @@ def _instantiate(name: str, params: dict[str, Any], model: str) -> Any:
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise ModelSpecError(f"model {model!r}: river.{module_name} has no class {class_name!r}")
-    kwargs = {k: _param(v, model) for k, v in params.items()}
+    args = [_param(v, model) for v in params] if isinstance(params, list) else []
+    kwargs = {k: _param(v, model) for k, v in params.items()} if isinstance(params, dict) else {}
     try:
-        return cls(**kwargs)
+        return cls(*args, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ModelSpecError(f"model {model!r}: bad parameters for {name}: {exc}") from exc
 
@@ -97,7 +99,7 @@ def _param(value: Any, model: str) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         ((key, params),) = value.items()
         if isinstance(key, str) and key.split(".")[0] in ALLOWED_MODULES and "." in key:
-            return _instantiate(key, dict(params or {}), model)
+            return _instantiate(key, params if isinstance(params, list) else dict(params or {}), model)
     return value
 
 
@@ -118,6 +120,8 @@ def predict_batch(estimator: Any, task: str, rows: list[Features]) -> list[tuple
     Returns ``(prediction, probabilities)`` per row; probabilities are None for
     regression. A classifier that has seen no class yet predicts None.
     """
+    if is_anomaly_detector(estimator):
+        return [_anomaly(estimator.score_one(x)) for x in rows]
     if task == "regression":
         return [(_finite(y), None) for y in _regress(estimator, rows)]
     frame = _probability_frame(estimator, rows)
@@ -140,8 +144,8 @@ def _probability_frame(estimator: Any, rows: list[Features]) -> pd.DataFrame | N
         try:
             frame: pd.DataFrame = estimator.predict_proba_many(pd.DataFrame(rows))
             return frame
-        except NotImplementedError:
-            pass  # some pipeline step has no batch path: one by one
+        except (NotImplementedError, AttributeError):
+            pass  # some pipeline step (feature_extraction.Agg, say) has no batch path: one by one
     return None
 
 
@@ -149,9 +153,29 @@ def _regress(estimator: Any, rows: list[Features]) -> list[Any]:
     if len(rows) > 1 and hasattr(estimator, "predict_many"):
         try:
             return list(estimator.predict_many(pd.DataFrame(rows)))
-        except NotImplementedError:
+        except (NotImplementedError, AttributeError):
             pass
     return [estimator.predict_one(x) for x in rows]
+
+
+def is_anomaly_detector(estimator: Any) -> bool:
+    """Whether ``estimator`` (or its pipeline's last step) is an unsupervised anomaly detector."""
+    final = list(estimator.steps.values())[-1] if isinstance(estimator, compose.Pipeline) else estimator
+    return isinstance(final, AnomalyDetector)
+
+
+def learn(estimator: Any, x: Features, y: Any) -> None:
+    """Learn one labeled example; an anomaly detector learns the features only (it is unsupervised)."""
+    if is_anomaly_detector(estimator):
+        estimator.learn_one(x)
+    else:
+        estimator.learn_one(x, y)
+
+
+def _anomaly(score: float) -> tuple[Scalar, dict[str, float] | None]:
+    # An anomaly detector answers a binary task: its score, clipped to [0, 1], is the probability of "true".
+    p = min(1.0, max(0.0, float(score))) if math.isfinite(score) else 1.0
+    return p >= 0.5, {"false": 1.0 - p, "true": p}
 
 
 def _decide(proba: dict[Any, float]) -> tuple[Scalar, dict[str, float] | None]:

@@ -17,7 +17,7 @@ from typing import Any
 from services.learning import metrics
 from shared.contracts import StreamContract
 from shared.loop import BatchResult, InRecord, OutRecord
-from shared.models import ModelState
+from shared.models import ModelState, learn
 from shared.topics import StreamTopics
 
 
@@ -176,7 +176,7 @@ class Learner:
     def _join(self, prediction: dict[str, Any], label: dict[str, Any]) -> OutRecord:
         model = self.state.model
         features = prediction["features"]
-        model.estimator.learn_one(features, label["label"])
+        learn(model.estimator, features, label["label"])
         # Counted and remembered only once learn_one returned: a failure leaves the label unlearned.
         model.learned_count += 1
         now_ms = int(self.clock() * 1000)
