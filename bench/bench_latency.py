@@ -28,8 +28,9 @@ from pathlib import Path
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bench.machine import describe
+from shared.contracts import load_contracts
 from shared.kafka import consumer_config, ensure_topics, producer_config
-from shared.serde import registry_client
+from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
 from shared.stack import EMBEDDED_FETCH_WAIT_MS, read_stack
 
@@ -41,6 +42,12 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {qs[49]:7.1f}  p95 {qs[94]:7.1f}  p99 {qs[98]:7.1f}  (n={len(values)})"
 
 
+def serdes(settings: Settings) -> SerdeRegistry:
+    """eddy's own codec for the demo stream's topics (Confluent's deserializer would load the bench process)."""
+    contracts = load_contracts(REPO_ROOT / "schemas/streams", ("demo",))
+    return SerdeRegistry(registry_client(settings.schema_registry_url), REPO_ROOT / "schemas", contracts)
+
+
 def tail_from_end(settings: Settings, topic: str) -> Consumer:
     consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:6]}"))
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -49,24 +56,63 @@ def tail_from_end(settings: Settings, topic: str) -> Consumer:
 
 
 def measure_pipeline(settings: Settings, seconds: float) -> tuple[list[float], list[float]]:
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
-
     consumer = tail_from_end(settings, "demo.predictions")
-    decode = AvroDeserializer(registry_client(settings.schema_registry_url))
-    ctx = SerializationContext("demo.predictions", MessageField.VALUE)
+    decode = serdes(settings).for_topic("demo.predictions").decode
     e2e, processing = [], []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for msg in consumer.consume(500, 0) or consumer.consume(1, 0.01):
             if msg.error():
                 continue
-            p = decode(msg.value(), ctx)
-            if p and p["ingested_at_ms"]:
+            p = decode(msg.value())
+            if p["ingested_at_ms"]:
                 e2e.append(p["predicted_at_ms"] - p["ingested_at_ms"])
                 processing.append(p["latency_ms"])
     consumer.close()
     return e2e, processing
+
+
+def measure_freshness(settings: Settings, seconds: float) -> list[float]:
+    """Per label: from its produce time to the first served prediction by a model that has learned it (ms).
+
+    A label at offset o of ``demo.feedback`` partition p is reflected by the first snapshot whose
+    ``source_offsets`` for that partition are past o; it is visible once a served prediction carries
+    that snapshot's (or a later) learned count.
+    """
+    topics = ["demo.feedback", "demo.models", "demo.predictions"]
+    consumers = [tail_from_end(settings, t) for t in topics]
+    registry = serdes(settings)
+    labels: list[tuple[int, int, float]] = []  # partition, offset, produced at (ms)
+    snapshots: list[tuple[int, dict[str, int]]] = []  # learned count, source offsets
+    first_served: dict[int, float] = {}  # learned count -> first predicted_at_ms
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for topic, consumer in zip(topics, consumers, strict=True):
+            for msg in consumer.consume(500, 0.005):
+                if msg.error():
+                    continue
+                if topic == "demo.feedback":
+                    labels.append((msg.partition() or 0, msg.offset() or 0, float(msg.timestamp()[1])))
+                    continue
+                value = registry.for_topic(topic).decode(msg.value())
+                if topic == "demo.models" and value["model_name"] == "default":
+                    snapshots.append((value["learned_count"], value["source_offsets"]))
+                elif topic == "demo.predictions" and value["served"]:
+                    learned = value["model_learned"]
+                    first_served.setdefault(learned, float(value["predicted_at_ms"]))
+    for consumer in consumers:
+        consumer.close()
+    served = sorted(first_served.items())
+    freshness = []
+    for partition, offset, produced in labels:
+        key = f"demo.feedback:{partition}"
+        learned = next((n for n, offsets in snapshots if offsets.get(key, 0) > offset), None)
+        if learned is None:
+            continue  # not yet in a snapshot when the window closed
+        visible = next((at for n, at in served if n >= learned), None)
+        if visible is not None:
+            freshness.append(visible - produced)
+    return freshness
 
 
 def measure_baseline(settings: Settings, rate: float, seconds: float) -> list[float]:
@@ -132,7 +178,11 @@ def main() -> None:
             bootstrap_servers=stack["bootstrap_servers"], schema_registry_url=stack["schema_registry_url"]
         )
         time.sleep(args.warmup)
+        fresh: list[float] = []
+        freshness = threading.Thread(target=lambda: fresh.extend(measure_freshness(settings, args.seconds)))
+        freshness.start()
         e2e, processing = measure_pipeline(settings, args.seconds)
+        freshness.join(args.seconds + 30)
         baseline = measure_baseline(settings, args.rate, args.seconds)
         print(
             f"machine: {describe()}; embedded stack; demo feed at {args.rate:.0f} events/s; "
@@ -141,6 +191,7 @@ def main() -> None:
         print(f"baseline, raw produce -> consume, one hop (ms):   {percentiles(baseline)}")
         print(f"eddy, ingestion -> prediction, two hops (ms):     {percentiles(e2e)}")
         print(f"eddy, inference processing per batch (ms):        {percentiles(processing)}")
+        print(f"freshness, label produced -> served by a model that learned it (ms): {percentiles(fresh)}")
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(60)
