@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,7 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contracts import load_contracts
 from shared.embedded import free_port
@@ -32,12 +35,24 @@ def create_topics(settings: Settings) -> None:
     ensure_topics(settings, [t for s in settings.streams for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC])
 
 
+class ValueWriter:
+    """Avro values to one topic, keyed by ``key_field``, through one producer kept open between sends."""
+
+    def __init__(self, settings: Settings, topic: str, key_field: str = "event_id") -> None:
+        self.topic = topic
+        self.key_field = key_field
+        self.serde = serdes_for(settings).for_topic(topic)
+        self.producer = ConfirmedProducer(producer_config(settings))
+
+    def send(self, values: list[dict[str, Any]]) -> None:
+        """Produce ``values`` in order; return once the broker acknowledged every one."""
+        for value in values:
+            self.producer.produce(self.topic, self.serde.encode(value), str(value[self.key_field]).encode(), None, None)
+        self.producer.confirm()
+
+
 def produce_values(settings: Settings, topic: str, values: list[dict[str, Any]], key_field: str = "event_id") -> None:
-    serde = serdes_for(settings).for_topic(topic)
-    producer = ConfirmedProducer(producer_config(settings))
-    for value in values:
-        producer.produce(topic, serde.encode(value), str(value[key_field]).encode(), None, None)
-    producer.confirm()
+    ValueWriter(settings, topic, key_field).send(values)
 
 
 def produce_raw(settings: Settings, topic: str, items: list[tuple[bytes | None, bytes | None]]) -> None:
@@ -120,3 +135,76 @@ def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.5, what: 
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def sample_events(start: int, count: int) -> list[dict[str, Any]]:
+    """Demo-stream events ``ev{start}``, ``ev{start+1}``, ... with features cycling over 0..9 and event times of now."""
+    now = int(time.time() * 1000)
+    return [
+        {
+            "event_id": f"ev{i}",
+            "event_time_ms": now + i,
+            "x0": float(i % 10),
+            "x1": float((i * 7) % 10),
+            "x2": float((i * 3) % 10),
+            "region": "north",
+        }
+        for i in range(start, start + count)
+    ]
+
+
+def sample_labels(start: int, count: int) -> list[dict[str, Any]]:
+    """The S.feedback labels of :func:`sample_events` with the same indices."""
+    now = int(time.time() * 1000)
+    return [
+        {"event_id": f"ev{i}", "label": (i % 10) + ((i * 7) % 10) > 8, "label_time_ms": now, "source": "test"}
+        for i in range(start, start + count)
+    ]
+
+
+def latest_snapshot_learned(settings: Settings, stream: str, model: str | None = None) -> int:
+    """The highest ``learned_count`` among the snapshots on S.models, of ``model`` if named (-1: none)."""
+    snapshots = read_topic(settings, StreamTopics(stream).models, timeout_s=10, quiet_s=0.5)
+    return max((s["learned_count"] for s in snapshots if model in (None, s["model_name"])), default=-1)
+
+
+def metric(url: str, name: str, **labels: str) -> float | None:
+    """The sum of the samples called ``name`` on ``url``/metrics whose labels include ``labels`` (None: none)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    ]
+    return sum(values) if values else None
+
+
+def log_records(log: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a service log (a line still being written, or not JSON, is skipped)."""
+    records = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            records.append(doc)
+    return records
+
+
+def assignment_changes(log: Path) -> list[tuple[str, set[str]]]:
+    """The consumer-group ``assigned`` and ``revoked`` events a StreamLoop logged, in order."""
+    return [
+        (doc["msg"], set(doc.get("partitions", [])))
+        for doc in log_records(log)
+        if doc.get("msg") in ("assigned", "revoked") and doc.get("logger") == "shared.loop"
+    ]
+
+
+def current_assignment(log: Path) -> set[str]:
+    """The "topic:partition"s a StreamLoop holds now, according to its log."""
+    held: set[str] = set()
+    for kind, partitions in assignment_changes(log):
+        held = held | partitions if kind == "assigned" else held - partitions
+    return held

@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,7 +19,14 @@ from shared.settings import REPO_ROOT, Settings
 from shared.stack import pid_alive, read_stack, service_health
 from shared.topics import StreamTopics
 from tests.conftest import service_env
-from tests.helpers import produce_values, read_topic, wait_until
+from tests.helpers import (
+    latest_snapshot_learned,
+    produce_values,
+    read_topic,
+    sample_events,
+    sample_labels,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -70,34 +76,6 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, str], 
         assert code == 0
 
 
-def events(start: int, count: int) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    return [
-        {
-            "event_id": f"ev{i}",
-            "event_time_ms": now + i,
-            "x0": float(i % 10),
-            "x1": float((i * 7) % 10),
-            "x2": float((i * 3) % 10),
-            "region": "north",
-        }
-        for i in range(start, start + count)
-    ]
-
-
-def labels(start: int, count: int) -> list[dict[str, Any]]:
-    now = int(time.time() * 1000)
-    return [
-        {"event_id": f"ev{i}", "label": (i % 10) + ((i * 7) % 10) > 8, "label_time_ms": now, "source": "test"}
-        for i in range(start, start + count)
-    ]
-
-
-def latest_snapshot_learned(settings: Settings, stream: str) -> int:
-    snapshots = read_topic(settings, StreamTopics(stream).models, timeout_s=10, quiet_s=0.5)
-    return max((s["learned_count"] for s in snapshots), default=-1)
-
-
 def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str], Path], settings: Settings) -> None:
     env, state = stack
     (stream,) = settings.streams
@@ -110,8 +88,8 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     assert all(v["url"].startswith("http://127.0.0.1:") for s, v in status["services"].items() if s in SERVICES)
 
     # Phase 1: 5,000 events and their labels; exactly one prediction, one labeled example, one learning each.
-    produce_values(settings, topics.events, events(0, 5000))
-    produce_values(settings, topics.feedback, labels(0, 5000))
+    produce_values(settings, topics.events, sample_events(0, 5000))
+    produce_values(settings, topics.feedback, sample_labels(0, 5000))
     predictions = read_topic(settings, topics.predictions, expect=5000, timeout_s=120)
     labeled = read_topic(settings, topics.labeled, expect=5000, timeout_s=120)
     wait_until(lambda: latest_snapshot_learned(settings, stream) == 5000, 60, what="a snapshot with 5,000 learned")
@@ -127,11 +105,11 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     # Phase 2: load runs while inference and learning are SIGKILLed; the supervisor restarts them.
     def feed() -> None:
         for start in range(5000, 10000, 250):
-            produce_values(settings, topics.events, events(start, 250))
+            produce_values(settings, topics.events, sample_events(start, 250))
             if start >= 5250:
-                produce_values(settings, topics.feedback, labels(start - 250, 250))
+                produce_values(settings, topics.feedback, sample_labels(start - 250, 250))
             time.sleep(0.2)
-        produce_values(settings, topics.feedback, labels(9750, 250))
+        produce_values(settings, topics.feedback, sample_labels(9750, 250))
 
     feeder = threading.Thread(target=feed)
     feeder.start()
