@@ -50,7 +50,7 @@ class ServiceContext:
         """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching."""
         return StreamLoop(
             service=self.name,
-            consumer=self.consumer(f"eddy-{self.name}"),
+            consumer=self.consumer(f"{self.settings.group_prefix}-{self.name}"),
             producer=self.producer,
             serdes=self.serdes,
             topics=topics,

@@ -57,6 +57,13 @@ class Settings:
     service_name: str = field(
         default="eddy", metadata={"env": "EDDY_SERVICE_NAME", "doc": "Name used in logs, metrics and groups."}
     )
+    group_prefix: str = field(
+        default="eddy",
+        metadata={
+            "env": "EDDY_GROUP_PREFIX",
+            "doc": "Services consume in groups named PREFIX-SERVICE; deployments sharing a cluster need their own.",
+        },
+    )
     http_host: str = field(
         default="127.0.0.1", metadata={"env": "EDDY_HTTP_HOST", "doc": "Address of the /metrics and /healthz server."}
     )
@@ -130,6 +137,7 @@ class Settings:
             "EDDY_PARTITIONS": str(self.partitions),
             "EDDY_REPLICATION_FACTOR": str(self.replication_factor),
             "EDDY_STREAMS": ",".join(self.streams),
+            "EDDY_GROUP_PREFIX": self.group_prefix,
         }
 
 

@@ -87,6 +87,8 @@ def settings(bootstrap_servers: str, registry_url: str, stream_dir: tuple[Path, 
         streams=(name,),
         session_timeout_ms=6000,
         partitions=4,
+        # Each test's services in groups of their own: members a previous test killed cannot slow its rebalances.
+        group_prefix=f"eddy-{name}",
     )
 
 

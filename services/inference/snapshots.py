@@ -14,6 +14,7 @@ from services.inference.handlers import ServingModel, StreamModels
 from shared.contracts import StreamContract
 from shared.kafka import consumer_config
 from shared.models import SnapshotError, load_snapshot_estimator
+from shared.observability import Health
 from shared.serde import SerdeError, SerdeRegistry
 from shared.settings import Settings
 from shared.topics import StreamTopics
@@ -34,10 +35,13 @@ class SnapshotWatcher:
         contracts: dict[str, StreamContract],
         serdes: SerdeRegistry,
         models: StreamModels,
+        health: Health | None = None,
     ) -> None:
         self.contracts = contracts
         self.serdes = serdes
         self.models = models
+        self.health = health or Health("inference")
+        self.report()
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
         conf = consumer_config(settings, f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}")
@@ -58,6 +62,15 @@ class SnapshotWatcher:
         self._thread.start()
         if not self.caught_up.wait(wait_s):
             log.warning("snapshot catch-up still running; serving the models loaded so far")
+
+    def report(self) -> None:
+        """Show the serving models in /healthz: replicas serving the same lineage report the same."""
+        serving = {
+            f"{stream}/{name}": {"version": model.version, "learned": model.learned}
+            for stream, models in self.models.items()
+            for name, model in models.items()
+        }
+        self.health.set(serving=serving)
 
     def stop(self) -> None:
         self._stop.set()
@@ -109,6 +122,7 @@ class SnapshotWatcher:
         self.models[stream][name] = ServingModel(
             name, record["model_version"], record["learned_count"], estimator, spec.features, contract.task
         )
+        self.report()
         metrics.SNAPSHOT_SWAPS.labels(stream, record["model_name"]).inc()
         metrics.SNAPSHOT_LEARNED.labels(stream, record["model_name"]).set(record["learned_count"])
         metrics.SNAPSHOT_AGE.labels(stream).set(max(0.0, time.time() - record["created_at_ms"] / 1000))

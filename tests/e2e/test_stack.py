@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from services.learning import checkpoint
 from shared.settings import REPO_ROOT, Settings
 from shared.stack import pid_alive, read_stack, service_health
 from shared.topics import StreamTopics
@@ -99,7 +100,7 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     assert len(labeled) == 5000 and len({x["event_id"] for x in labeled}) == 5000
     assert {p["event_id"] for p in predictions} == {f"ev{i}" for i in range(5000)}
 
-    checkpoint_file = state / "learning" / f"{stream}.ckpt"
+    checkpoint_file = checkpoint.checkpoint_path(state, stream, "default")
     wait_until(checkpoint_file.exists, 30, what="a learner checkpoint after phase 1")
 
     # Phase 2: load runs while inference and learning are SIGKILLed; the supervisor restarts them.

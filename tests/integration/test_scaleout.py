@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shared.contracts import load_contracts
@@ -115,6 +116,9 @@ def test_two_inference_replicas_share_partitions_and_serve_one_model(settings: S
                 30,
                 what=f"replica {replica} serving the {FIRST_BATCH}-label snapshot",
             )
+        # Both report the same lineage in /healthz too.
+        serving = [httpx.get(f"{url}/healthz", timeout=5).json()["serving"] for url, _ in replicas.values()]
+        assert serving[0] == serving[1] and serving[0][f"{stream}/{champion}"] == {"version": 1, "learned": FIRST_BATCH}
 
         # A second batch: whichever replica answers, the answer comes from the same model.
         produce_values(settings, topics.validated, sample_events(FIRST_BATCH, SECOND_BATCH))
