@@ -3,7 +3,8 @@
  *
  * - Checker: the native half of validation's fast lane (services/validation/fastlane.py),
  *   and a decoder for the records it vouches for;
- * - Encoder: writes a dict as Avro, byte for byte as fastavro does (inference's predictions).
+ * - Codec: writes a dict as Avro, byte for byte as fastavro does, and reads it back, for records
+ *   whose fields are primitives, unions of primitives and maps of those (predictions, labeled examples).
  *
  * A Checker walks the Avro body of each value against a flat field program
  * compiled in Python from the stream's schema and contract, and answers
@@ -455,7 +456,7 @@ static PyTypeObject CheckerType = {
 };
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Encoder: a dict to Avro, for flat records whose fields are primitives, unions of primitives, or maps of those.
+ * Codec: a dict to Avro and back, for flat records whose fields are primitives, unions of primitives, or maps.
  * Anything it does not expect (a missing field, a value of another type, an int beyond 64 bits) makes encode()
  * return None, and the caller falls back to fastavro, which raises the proper error or handles the odd case.
  * ------------------------------------------------------------------------------------------------------------- */
@@ -479,7 +480,7 @@ typedef struct {
     unsigned char header[5];
     Field *fields;
     Py_ssize_t n_fields;
-} Encoder;
+} Codec;
 
 typedef struct {
     char *data;
@@ -606,7 +607,7 @@ static int put_field(Buffer *b, const Field *f, PyObject *value) {
     return put_long(b, 0);
 }
 
-static PyObject *Encoder_encode(Encoder *self, PyObject *record) {
+static PyObject *Codec_encode(Codec *self, PyObject *record) {
     if (!PyDict_Check(record)) Py_RETURN_NONE;
     Buffer b = {NULL, 0, 0};
     int ok = put(&b, self->header, 5);
@@ -636,15 +637,132 @@ static int parse_value_type(PyObject *spec, ValueType *t) {
     return 1;
 }
 
-static void Encoder_clear(Encoder *self) {
+/* Reading: the value of a field, as fastavro would return it; NULL (error cleared) when the bytes do not fit. */
+static PyObject *read_primitive(Cursor *c, int kind) {
+    const unsigned char *s;
+    int64_t x;
+    switch (kind) {
+    case K_NULL: Py_RETURN_NONE;
+    case K_BOOLEAN:
+        if (c->p >= c->end || *c->p > 1) return NULL;
+        return PyBool_FromLong(*c->p++);
+    case K_INT:
+    case K_LONG:
+        if (!read_long(c, &x) || (kind == K_INT && (x < INT32_MIN || x > INT32_MAX))) return NULL;
+        return PyLong_FromLongLong(x);
+    case K_DOUBLE:
+        if (!read_fixed(c, 8, &s)) return NULL;
+        return PyFloat_FromDouble(read_le_double(s));
+    case K_STRING: {
+        if (!read_long(c, &x) || x < 0 || x > (int64_t)(c->end - c->p)) return NULL;
+        if (!read_fixed(c, (Py_ssize_t)x, &s)) return NULL;
+        PyObject *str = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)x, NULL);
+        if (str == NULL) PyErr_Clear();
+        return str;
+    }
+    default: return NULL;
+    }
+}
+
+static PyObject *read_value(Cursor *c, const ValueType *t) {
+    if (t->n == 0) return read_primitive(c, t->kinds[0]);
+    int64_t branch;
+    if (!read_long(c, &branch) || branch < 0 || branch >= t->n) return NULL;
+    return read_primitive(c, t->kinds[branch]);
+}
+
+static PyObject *read_map(Cursor *c, const ValueType *t) {
+    PyObject *map = PyDict_New();
+    if (map == NULL) return NULL;
+    for (;;) {
+        int64_t count, size;
+        if (!read_long(c, &count)) goto fail;
+        if (count == 0) return map;
+        if (count < 0) { /* a block with its size in bytes, which is not needed here */
+            count = -count;
+            if (!read_long(c, &size)) goto fail;
+        }
+        for (int64_t i = 0; i < count; i++) {
+            PyObject *key = read_primitive(c, K_STRING);
+            PyObject *value = key ? read_value(c, t) : NULL;
+            int failed = value == NULL || PyDict_SetItem(map, key, value) < 0;
+            Py_XDECREF(key);
+            Py_XDECREF(value);
+            if (failed) goto fail;
+        }
+    }
+fail:
+    PyErr_Clear();
+    Py_DECREF(map);
+    return NULL;
+}
+
+static PyObject *read_field(Cursor *c, const Field *f) {
+    if (!f->is_map) return read_value(c, &f->type);
+    if (f->map_nullable >= 0) {
+        int64_t branch;
+        if (!read_long(c, &branch) || (branch != 0 && branch != 1)) return NULL;
+        if (branch == f->map_nullable) Py_RETURN_NONE;
+    }
+    return read_map(c, &f->type);
+}
+
+static PyObject *decode_one(Codec *self, PyObject *item) {
+    if (!PyBytes_Check(item)) return NULL;
+    const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(item);
+    Py_ssize_t len = PyBytes_GET_SIZE(item);
+    if (len < 5 || memcmp(data, self->header, 5) != 0) return NULL;
+    Cursor c = {data + 5, data + len};
+    PyObject *record = PyDict_New();
+    if (record == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < self->n_fields; i++) {
+        PyObject *value = read_field(&c, &self->fields[i]);
+        int failed = value == NULL || PyDict_SetItem(record, self->fields[i].name, value) < 0;
+        Py_XDECREF(value);
+        if (failed) {
+            PyErr_Clear();
+            Py_DECREF(record);
+            return NULL;
+        }
+    }
+    if (c.p != c.end) {
+        Py_DECREF(record);
+        return NULL;
+    }
+    return record;
+}
+
+static PyObject *Codec_decode(Codec *self, PyObject *values) {
+    PyObject *seq = PySequence_Fast(values, "decode() takes a sequence of bytes");
+    if (seq == NULL) return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *record = decode_one(self, items[i]);
+        if (record == NULL) {
+            PyErr_Clear();
+            record = Py_NewRef(Py_None);
+        }
+        PyList_SET_ITEM(out, i, record);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+static void Codec_clear(Codec *self) {
     for (Py_ssize_t i = 0; i < self->n_fields; i++) Py_CLEAR(self->fields[i].name);
     PyMem_Free(self->fields);
     self->fields = NULL;
     self->n_fields = 0;
 }
 
-/* Encoder(header: bytes, fields: list[(name, is_map, map_null_index, type)]); built by shared/native.py. */
-static int Encoder_init(Encoder *self, PyObject *args, PyObject *Py_UNUSED(kwds)) {
+/* Codec(header: bytes, fields: list[(name, is_map, map_null_index, type)]); built by shared/native.py. */
+static int Codec_init(Codec *self, PyObject *args, PyObject *Py_UNUSED(kwds)) {
     const char *header;
     Py_ssize_t header_len;
     PyObject *fields;
@@ -653,7 +771,7 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *Py_UNUSED(kwds)
         PyErr_SetString(PyExc_ValueError, "the header is the 5-byte Confluent wire-format prefix");
         return -1;
     }
-    Encoder_clear(self);
+    Codec_clear(self);
     memcpy(self->header, header, 5);
     Py_ssize_t n = PyList_GET_SIZE(fields);
     self->fields = PyMem_Calloc(n ? n : 1, sizeof(Field));
@@ -678,27 +796,29 @@ static int Encoder_init(Encoder *self, PyObject *args, PyObject *Py_UNUSED(kwds)
     return 0;
 }
 
-static void Encoder_dealloc(Encoder *self) {
-    Encoder_clear(self);
+static void Codec_dealloc(Codec *self) {
+    Codec_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyMethodDef Encoder_methods[] = {
-    {"encode", (PyCFunction)Encoder_encode, METH_O,
+static PyMethodDef Codec_methods[] = {
+    {"encode", (PyCFunction)Codec_encode, METH_O,
      "encode(record) -> bytes in the wire format, or None when fastavro should handle the record."},
+    {"decode", (PyCFunction)Codec_decode, METH_O,
+     "decode(values) -> list: per value, the record (a dict), or None when fastavro should handle it."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject EncoderType = {
+static PyTypeObject CodecType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "shared._avro_native.Encoder",
-    .tp_basicsize = sizeof(Encoder),
+    .tp_name = "shared._avro_native.Codec",
+    .tp_basicsize = sizeof(Codec),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Writes flat records as Avro, byte for byte as fastavro does.",
+    .tp_doc = "Writes flat records as Avro, byte for byte as fastavro does, and reads them back.",
     .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)Encoder_init,
-    .tp_dealloc = (destructor)Encoder_dealloc,
-    .tp_methods = Encoder_methods,
+    .tp_init = (initproc)Codec_init,
+    .tp_dealloc = (destructor)Codec_dealloc,
+    .tp_methods = Codec_methods,
 };
 
 static struct PyModuleDef module = {
@@ -707,7 +827,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__avro_native(void) {
-    if (PyType_Ready(&CheckerType) < 0 || PyType_Ready(&EncoderType) < 0) return NULL;
+    if (PyType_Ready(&CheckerType) < 0 || PyType_Ready(&CodecType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     Py_INCREF(&CheckerType);
@@ -716,9 +836,9 @@ PyMODINIT_FUNC PyInit__avro_native(void) {
         Py_DECREF(m);
         return NULL;
     }
-    Py_INCREF(&EncoderType);
-    if (PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0) {
-        Py_DECREF(&EncoderType);
+    Py_INCREF(&CodecType);
+    if (PyModule_AddObject(m, "Codec", (PyObject *)&CodecType) < 0) {
+        Py_DECREF(&CodecType);
         Py_DECREF(m);
         return NULL;
     }

@@ -6,8 +6,9 @@ program compiled here from the schema instead. It serves three callers:
 
 - validation's fast lane (``services/validation/fastlane.py``) checks records
   against their contract without decoding them;
-- ``shared.serde`` decodes and encodes records of flat schemas with it, and
-  falls back to fastavro for anything the native code does not vouch for.
+- ``shared.serde`` decodes and encodes records with it (flat records, maps of
+  primitives), and falls back to fastavro for anything the native code does
+  not vouch for.
 
 The extension is optional: it is built at install time when a C compiler is
 there, and without it (``NATIVE`` is False) everything runs on fastavro.
@@ -46,7 +47,7 @@ KINDS = {
     "fixed": 9,
 }
 OTHER, ID, TIME, FEATURE = 0, 1, 2, 3
-# Kinds a union branch or map value may have in the encoder.
+# Kinds a field, union branch or map value may have in the codec.
 ENCODABLE = ("null", "boolean", "int", "long", "double", "string")
 
 # (name, kind, null_index, role, numeric, required, lo, hi, allowed, search, symbols, size)
@@ -117,7 +118,7 @@ def decode_program(schema: dict[str, Any]) -> list[Op]:
 
 
 def encoder_fields(schema: dict[str, Any]) -> list[tuple[str, bool, int, Any]]:
-    """The encoder program of ``schema``: per field (name, is_map, null index of a [null, map] union, type).
+    """The codec program of ``schema``: per field (name, is_map, null index of a [null, map] union, type).
 
     A type is a kind, or a tuple of kinds for a union of primitives.
     """
@@ -162,8 +163,8 @@ def checker(header: bytes, ops: list[Op]) -> Any:
     return _avro_native.Checker(header, ops)
 
 
-def encoder(header: bytes, schema: dict[str, Any]) -> Any:
-    """A native ``Encoder`` for ``schema``."""
+def codec(header: bytes, schema: dict[str, Any]) -> Any:
+    """A native ``Codec`` for ``schema``: ``encode`` one record, ``decode`` a list of values."""
     if _avro_native is None:
         raise Unsupported("the native extension was not built")
-    return _avro_native.Encoder(header, encoder_fields(schema))
+    return _avro_native.Codec(header, encoder_fields(schema))

@@ -107,6 +107,9 @@ class Learner:
         self.clock = clock
         self.champion = champion
         self.topics = StreamTopics(contract.name)
+        # Looked up once: labels() costs more than the update itself.
+        self._learned = metrics.LEARNED.labels(contract.name, state.model.spec.name)
+        self._label_delay = metrics.LABEL_DELAY.labels(contract.name)
 
     def __call__(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
@@ -181,10 +184,8 @@ class Learner:
         model.learned_count += 1
         now_ms = int(self.clock() * 1000)
         self.state.learned[prediction["event_id"]] = now_ms
-        metrics.LEARNED.labels(self.contract.name, model.spec.name).inc()
-        metrics.LABEL_DELAY.labels(self.contract.name).observe(
-            max(0.0, (label["label_time_ms"] - prediction["event_time_ms"]) / 1000)
-        )
+        self._learned.inc()
+        self._label_delay.observe(max(0.0, (label["label_time_ms"] - prediction["event_time_ms"]) / 1000))
         example = {
             "event_id": prediction["event_id"],
             "stream": self.contract.name,

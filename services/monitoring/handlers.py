@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,9 @@ class ModelWatch:
     firing_since: int | None = None
     last_drift_at: int = 0
     first_offset: int = -1
+    # This version's metric children, looked up once: labels() costs more than the update itself.
+    labeled_counter: Any = None
+    quality_gauge: Any = None
 
     def __post_init__(self) -> None:
         base = rmetrics.MAE if self.task == "regression" else rmetrics.Accuracy
@@ -62,11 +65,13 @@ class Monitor:
         self.topics = StreamTopics(contract.name)
         self.watches: dict[tuple[str, int], ModelWatch] = {}
         self._labeled_ids: OrderedDict[str, None] = OrderedDict()
+        self._e2e_latency = metrics.E2E_LATENCY.labels(contract.name)
 
     def __call__(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
+        for topic, count in Counter(record.topic for record in records).items():
+            metrics.EVENTS.labels(self.contract.name, topic).inc(count)
         for record in records:
-            metrics.EVENTS.labels(self.contract.name, record.topic).inc()
             if record.topic == self.topics.predictions:
                 self._on_prediction(record.value)
             elif record.topic == self.topics.labeled:
@@ -78,9 +83,7 @@ class Monitor:
     def _on_prediction(self, value: dict[str, Any]) -> None:
         ingested = value.get("ingested_at_ms")
         if ingested:
-            metrics.E2E_LATENCY.labels(self.contract.name).observe(
-                max(0.0, (value["predicted_at_ms"] - ingested) / 1000)
-            )
+            self._e2e_latency.observe(max(0.0, (value["predicted_at_ms"] - ingested) / 1000))
 
     def _on_labeled(self, record: InRecord) -> dict[str, Any] | None:
         value = record.value
@@ -94,15 +97,17 @@ class Monitor:
         watch = self.watches.get((model, version))
         if watch is None:
             watch = self.watches[(model, version)] = ModelWatch(self.contract.task, self.config.quality_window)
+            name = "rolling_mae" if self.contract.task == "regression" else "rolling_accuracy"
+            watch.labeled_counter = metrics.LABELED.labels(self.contract.name, model, str(version))
+            watch.quality_gauge = metrics.QUALITY.labels(self.contract.name, model, str(version), name)
         if watch.first_offset < 0:
             watch.first_offset = record.offset
         watch.seen += 1
         y, y_pred = value["label"], value["prediction"]
         if y_pred is not None:
             watch.quality.update(y, y_pred)
-        metrics.LABELED.labels(self.contract.name, model, str(version)).inc()
-        name = "rolling_mae" if self.contract.task == "regression" else "rolling_accuracy"
-        metrics.QUALITY.labels(self.contract.name, model, str(version), name).set(watch.quality.get())
+        watch.labeled_counter.inc()
+        watch.quality_gauge.set(watch.quality.get())
         error = _error(self.contract.task, y, y_pred)
         before = float(watch.detector.estimation)
         watch.detector.update(error)
