@@ -29,6 +29,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bench.machine import describe
 from shared.contracts import load_contracts
+from shared.embedded import start_tansu
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -160,6 +161,14 @@ def main() -> None:
     if args.fetch_wait_ms:
         env["EDDY_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)
     fetch_wait = args.fetch_wait_ms or EMBEDDED_FETCH_WAIT_MS
+    # The same one-hop baseline first on a broker with nothing else running: what a hop costs unloaded.
+    broker, servers = start_tansu()
+    try:
+        idle = Settings(bootstrap_servers=servers, fetch_wait_max_ms=fetch_wait, session_timeout_ms=6000)
+        idle_hop = measure_baseline(idle, args.rate, min(args.seconds, 10.0))
+    finally:
+        broker.terminate()
+        broker.wait(10)
     up = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "up", "--demo", "--rate", str(args.rate), "--label-delay", "1"],
         env=env,
@@ -174,8 +183,12 @@ def main() -> None:
         stack = read_stack(state)
         if not stack or not stack.get("ready"):
             raise SystemExit("the stack did not start")
+        # The stack's own client settings, so that the baseline hop is measured as the services consume.
         settings = Settings(
-            bootstrap_servers=stack["bootstrap_servers"], schema_registry_url=stack["schema_registry_url"]
+            bootstrap_servers=stack["bootstrap_servers"],
+            schema_registry_url=stack["schema_registry_url"],
+            fetch_wait_max_ms=fetch_wait,
+            session_timeout_ms=6000,
         )
         time.sleep(args.warmup)
         fresh: list[float] = []
@@ -188,6 +201,7 @@ def main() -> None:
             f"machine: {describe()}; embedded stack; demo feed at {args.rate:.0f} events/s; "
             f"fetch.wait.max.ms={fetch_wait}"
         )
+        print(f"baseline, one hop, idle broker, no stack (ms):    {percentiles(idle_hop)}")
         print(f"baseline, raw produce -> consume, one hop (ms):   {percentiles(baseline)}")
         print(f"eddy, ingestion -> prediction, two hops (ms):     {percentiles(e2e)}")
         print(f"eddy, inference processing per batch (ms):        {percentiles(processing)}")
