@@ -300,34 +300,25 @@ static int check_one(const Checker *self, const unsigned char *data, Py_ssize_t 
     return c.p == c.end && have_key == self->has_id && have_time == self->has_time;
 }
 
-static PyObject *Checker_check(Checker *self, PyObject *values) {
-    PyObject *seq = PySequence_Fast(values, "check() takes a sequence of bytes");
+/* Per value of a sequence, ``one(self, value)``: a new reference, or NULL for "not this one" (None in the list).
+ * Only running out of memory is an error; any other failure of ``one`` just means None. */
+typedef PyObject *(*PerValue)(void *self, PyObject *value);
+
+static PyObject *each_value(PyObject *values, PerValue one, void *self) {
+    PyObject *seq = PySequence_Fast(values, "a sequence of bytes values is expected");
     if (seq == NULL) return NULL;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     PyObject *out = PyList_New(count);
-    if (out == NULL) {
-        Py_DECREF(seq);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = items[i];
-        PyObject *result = Py_None;
-        Verdict v = {NULL, 0, 0};
-        if (PyBytes_Check(item) &&
-            check_one(self, (const unsigned char *)PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &v, NULL)) {
-            PyObject *key = PyBytes_FromStringAndSize((const char *)v.key, v.key_len);
-            PyObject *time = key ? PyLong_FromLongLong(v.time) : NULL;
-            result = time ? PyTuple_Pack(2, key, time) : NULL;
-            Py_XDECREF(key);
-            Py_XDECREF(time);
-            if (result == NULL) {
-                Py_DECREF(out);
-                Py_DECREF(seq);
-                return NULL;
+    for (Py_ssize_t i = 0; out != NULL && i < count; i++) {
+        PyObject *result = one(self, items[i]);
+        if (result == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_MemoryError)) {
+                Py_CLEAR(out);
+                break;
             }
-        } else {
-            Py_INCREF(Py_None);
+            PyErr_Clear();
+            result = Py_NewRef(Py_None);
         }
         PyList_SET_ITEM(out, i, result);
     }
@@ -335,35 +326,32 @@ static PyObject *Checker_check(Checker *self, PyObject *values) {
     return out;
 }
 
-static PyObject *Checker_decode(Checker *self, PyObject *values) {
-    PyObject *seq = PySequence_Fast(values, "decode() takes a sequence of bytes");
-    if (seq == NULL) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyObject *out = PyList_New(count);
-    if (out == NULL) {
-        Py_DECREF(seq);
+static PyObject *check_value(void *self, PyObject *item) {
+    Verdict v = {NULL, 0, 0};
+    if (!PyBytes_Check(item) ||
+        !check_one(self, (const unsigned char *)PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &v, NULL))
         return NULL;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = items[i];
-        PyObject *record = PyDict_New();
-        if (record == NULL) {
-            Py_DECREF(out);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        Verdict v = {NULL, 0, 0};
-        if (!PyBytes_Check(item) ||
-            !check_one(self, (const unsigned char *)PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &v, record)) {
-            Py_DECREF(record);
-            Py_INCREF(Py_None);
-            record = Py_None;
-        }
-        PyList_SET_ITEM(out, i, record);
-    }
-    Py_DECREF(seq);
-    return out;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)v.key, v.key_len);
+    PyObject *time = key ? PyLong_FromLongLong(v.time) : NULL;
+    PyObject *result = time ? PyTuple_Pack(2, key, time) : NULL;
+    Py_XDECREF(key);
+    Py_XDECREF(time);
+    return result;
+}
+
+static PyObject *decode_checked_value(void *self, PyObject *item) {
+    Verdict v = {NULL, 0, 0};
+    PyObject *record = PyBytes_Check(item) ? PyDict_New() : NULL;
+    if (record != NULL &&
+        !check_one(self, (const unsigned char *)PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), &v, record))
+        Py_CLEAR(record);
+    return record;
+}
+
+static PyObject *Checker_check(Checker *self, PyObject *values) { return each_value(values, check_value, self); }
+
+static PyObject *Checker_decode(Checker *self, PyObject *values) {
+    return each_value(values, decode_checked_value, self);
 }
 
 static void clear_ops(Checker *self) {
@@ -707,7 +695,8 @@ static PyObject *read_field(Cursor *c, const Field *f) {
     return read_map(c, &f->type);
 }
 
-static PyObject *decode_one(Codec *self, PyObject *item) {
+static PyObject *decode_value(void *codec, PyObject *item) {
+    Codec *self = codec;
     if (!PyBytes_Check(item)) return NULL;
     const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(item);
     Py_ssize_t len = PyBytes_GET_SIZE(item);
@@ -732,27 +721,7 @@ static PyObject *decode_one(Codec *self, PyObject *item) {
     return record;
 }
 
-static PyObject *Codec_decode(Codec *self, PyObject *values) {
-    PyObject *seq = PySequence_Fast(values, "decode() takes a sequence of bytes");
-    if (seq == NULL) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyObject *out = PyList_New(count);
-    if (out == NULL) {
-        Py_DECREF(seq);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *record = decode_one(self, items[i]);
-        if (record == NULL) {
-            PyErr_Clear();
-            record = Py_NewRef(Py_None);
-        }
-        PyList_SET_ITEM(out, i, record);
-    }
-    Py_DECREF(seq);
-    return out;
-}
+static PyObject *Codec_decode(Codec *self, PyObject *values) { return each_value(values, decode_value, self); }
 
 static void Codec_clear(Codec *self) {
     for (Py_ssize_t i = 0; i < self->n_fields; i++) Py_CLEAR(self->fields[i].name);

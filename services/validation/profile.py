@@ -499,13 +499,7 @@ class StreamProfile:
         for name, update in self._updaters:
             update(get(name))
         if offset is not None and partition is not None:
-            span = self.offsets.get(partition)
-            if span is None:
-                self.offsets[partition] = [offset, offset]
-            elif offset < span[0]:
-                span[0] = offset
-            elif offset > span[1]:
-                span[1] = offset
+            self._cover(partition, offset)
 
     def update_many(
         self, records: Sequence[dict[str, Any]], coordinates: Sequence[tuple[int, int]] | None = None
@@ -517,13 +511,17 @@ class StreamProfile:
         for name, feature in self.features.items():
             feature.update_many([record.get(name) for record in records])
         for partition, offset in coordinates or ():
-            span = self.offsets.get(partition)
-            if span is None:
-                self.offsets[partition] = [offset, offset]
-            elif offset < span[0]:
-                span[0] = offset
-            elif offset > span[1]:
-                span[1] = offset
+            self._cover(partition, offset)
+
+    def _cover(self, partition: int, offset: int) -> None:
+        """Widen the span of offsets profiled in ``partition`` to include ``offset``."""
+        span = self.offsets.get(partition)
+        if span is None:
+            self.offsets[partition] = [offset, offset]
+        elif offset < span[0]:
+            span[0] = offset
+        elif offset > span[1]:
+            span[1] = offset
 
     def merge(self, other: StreamProfile) -> None:
         """Add another profile of the same stream (for example another replica's partitions)."""
