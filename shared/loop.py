@@ -309,12 +309,7 @@ class StreamLoop:
         Forwarded records are produced before the handler's output for the same batch: within one batch,
         records of different event ids may reach the output in a different order than they came.
         """
-        by_topic: dict[str, list[Message]] = {}
-        if len(self.topics) == 1:
-            by_topic[self.topics[0]] = messages
-        else:
-            for msg in messages:
-                by_topic.setdefault(msg.topic() or "", []).append(msg)
+        by_topic = self._by_topic(messages)
         rest: list[Message] = []
         produce = self.producer.produce
         every = max(1, lane.sample_every)
@@ -340,16 +335,19 @@ class StreamLoop:
                 lane.observe(topic, sample)  # type: ignore[arg-type]
         return rest, forwarded
 
+    def _by_topic(self, messages: Sequence[Message]) -> dict[str, list[Message]]:
+        """The batch split by topic (decoding and the fast lane work a topic at a time)."""
+        if len(self.topics) == 1:
+            return {self.topics[0]: list(messages)}
+        by_topic: dict[str, list[Message]] = {}
+        for msg in messages:
+            by_topic.setdefault(msg.topic() or "", []).append(msg)
+        return by_topic
+
     def _decode(self, messages: Sequence[Message]) -> tuple[list[InRecord], list[DeadLetter]]:
         records: list[InRecord] = []
         dead: list[DeadLetter] = []
-        by_topic: dict[str, list[Message]] = {}
-        if len(self.topics) == 1:
-            by_topic[self.topics[0]] = list(messages)
-        else:
-            for msg in messages:
-                by_topic.setdefault(msg.topic() or "", []).append(msg)
-        for topic, batch in by_topic.items():
+        for topic, batch in self._by_topic(messages).items():
             raws = [msg.value() for msg in batch]
             for msg, raw, value in zip(batch, raws, self.serdes.for_topic(topic).decode_many(raws), strict=True):
                 raw_headers = msg.headers()

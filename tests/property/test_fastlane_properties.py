@@ -67,8 +67,9 @@ def left_to_python(contract: StreamContract, value: dict[str, Any]) -> bool:
 
 
 def same(a: Any, b: Any) -> bool:
+    """Equal values of the same types, dicts with their keys in the same order, NaN equal to NaN."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return type(a) is type(b) and a == b

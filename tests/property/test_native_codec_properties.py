@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from shared import native
 from shared.settings import REPO_ROOT
+from tests.property.test_fastlane_properties import same
 from tests.property.test_validator_properties import PROPERTY
 
 pytestmark = pytest.mark.skipif(not native.NATIVE, reason="the native extension was not built (no C compiler)")
@@ -57,6 +58,20 @@ def values_of(avro: Any) -> st.SearchStrategy[Any]:
     }[avro]
 
 
+def draw_record(path: Any, data: st.DataObject) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The schema in ``path`` and a record drawn for it."""
+    schema = json.loads(path.read_text())
+    return schema, {f["name"]: data.draw(values_of(f["type"])) for f in schema["fields"]}
+
+
+def beyond_64_bits(record: dict[str, Any]) -> bool:
+    """Whether an int of ``record`` is too large for a long (fastavro then writes it in the double branch)."""
+    scalars: list[Any] = []
+    for value in record.values():
+        scalars.extend(value.values() if isinstance(value, dict) else [value])
+    return any(type(v) is int and not -(2**63) <= v < 2**63 for v in scalars)
+
+
 def fastavro_bytes(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
     out = io.BytesIO()
     out.write(HEADER)
@@ -73,8 +88,7 @@ def test_the_platform_schemas_that_matter_are_encoded_natively() -> None:
 @PROPERTY
 @given(data=st.data())
 def test_native_bytes_equal_fastavro_bytes(path: Any, data: st.DataObject) -> None:
-    schema = json.loads(path.read_text())
-    record = {f["name"]: data.draw(values_of(f["type"])) for f in schema["fields"]}
+    schema, record = draw_record(path, data)
     encoded = native.codec(HEADER, schema).encode(record)
     if encoded is not None:
         assert encoded == fastavro_bytes(schema, record)
@@ -84,19 +98,9 @@ def test_native_bytes_equal_fastavro_bytes(path: Any, data: st.DataObject) -> No
 @PROPERTY
 @given(data=st.data())
 def test_ordinary_records_are_not_declined(path: Any, data: st.DataObject) -> None:
-    schema = json.loads(path.read_text())
-    record = {f["name"]: data.draw(values_of(f["type"])) for f in schema["fields"]}
-    ordinary = json.dumps(record, default=str)  # no int beyond 64 bits, where fastavro picks the double branch
-    if any(type(v) is int and not -(2**63) <= v < 2**63 for v in _scalars(record)):
-        return
-    assert native.codec(HEADER, schema).encode(record) is not None, ordinary
-
-
-def _scalars(record: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
-    for value in record.values():
-        out.extend(value.values() if isinstance(value, dict) else [value])
-    return out
+    schema, record = draw_record(path, data)
+    if not beyond_64_bits(record):
+        assert native.codec(HEADER, schema).encode(record) is not None, json.dumps(record, default=str)
 
 
 def test_missing_fields_and_foreign_types_are_left_to_fastavro() -> None:
@@ -110,9 +114,8 @@ def test_missing_fields_and_foreign_types_are_left_to_fastavro() -> None:
 @PROPERTY
 @given(data=st.data())
 def test_native_decoding_equals_fastavro_decoding(path: Any, data: st.DataObject) -> None:
-    schema = json.loads(path.read_text())
-    record = {f["name"]: data.draw(values_of(f["type"])) for f in schema["fields"]}
-    if any(type(v) is int and not -(2**63) <= v < 2**63 for v in _scalars(record)):
+    schema, record = draw_record(path, data)
+    if beyond_64_bits(record):
         return
     encoded = fastavro_bytes(schema, record)
     body = io.BytesIO(encoded[5:])
@@ -120,11 +123,3 @@ def test_native_decoding_equals_fastavro_decoding(path: Any, data: st.DataObject
     assert same(native.codec(HEADER, schema).decode([encoded])[0], expected)
     # Cut short or with bytes to spare, a record is left to fastavro (which refuses it).
     assert native.codec(HEADER, schema).decode([encoded[:-1], encoded + b"\x00"]) == [None, None]
-
-
-def same(a: Any, b: Any) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return True
-    return type(a) is type(b) and a == b
