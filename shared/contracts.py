@@ -18,6 +18,8 @@ from typing import Any
 import fastavro
 import yaml
 
+from shared.monitoring_spec import MonitoringSpec, parse_monitoring
+
 FEATURE_TYPES = {"double", "long", "string", "boolean"}
 TASKS = {"binary", "multiclass", "regression"}
 
@@ -84,6 +86,7 @@ class StreamContract:
     label_field: str = "label"
     allowed_lateness_ms: int = 24 * 3600 * 1000
     pii: PiiSpec = field(default_factory=PiiSpec)
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
 
     @property
     def champion(self) -> ModelSpec:
@@ -162,8 +165,12 @@ def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
         raise ContractError("a contract needs at least one model (the first is the champion)")
     lateness = parse_duration_ms(doc.get("allowed_lateness", "24h"), "allowed_lateness")
     pii = _pii(doc.get("pii") or {}, schema_fields, {id_field, time_field} | names)
+    try:
+        monitoring = parse_monitoring(doc.get("monitoring"), {f.name: f.type for f in features})
+    except ValueError as exc:
+        raise ContractError(str(exc)) from exc
     return StreamContract(
-        name, event_schema, id_field, time_field, features, task, models, path, label_field, lateness, pii
+        name, event_schema, id_field, time_field, features, task, models, path, label_field, lateness, pii, monitoring
     )
 
 

@@ -12,11 +12,15 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+# An extra HTTP route: query parameters in, (status, content type, body) out.
+Route = Callable[[dict[str, str]], tuple[int, str, bytes]]
 
 RECORDS_IN = Counter("eddy_records_in_total", "Records consumed.", ["service", "stream", "topic"])
 RECORDS_OUT = Counter("eddy_records_out_total", "Records produced.", ["service", "stream", "topic"])
@@ -96,16 +100,19 @@ class Health:
 
 
 def serve_http(
-    host: str, port: int, health: Health, extra_routes: dict[str, Callable[[], tuple[int, str, bytes]]] | None = None
+    host: str, port: int, health: Health, extra_routes: dict[str, Route] | None = None
 ) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` and ``/healthz`` from a daemon thread; returns the server (its port is bound)."""
+    """Serve ``/metrics``, ``/healthz`` and ``extra_routes`` from a daemon thread; returns the server (port bound).
+
+    A route gets the request's query parameters (the first value of each).
+    """
     routes = dict(extra_routes or {})
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest())
             elif path == "/healthz":
@@ -113,7 +120,8 @@ def serve_http(
                 code = 503 if doc["status"] == "failing" else 200
                 self._send(code, "application/json", json.dumps(doc).encode())
             elif path in routes:
-                self._send(*routes[path]())
+                params = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
+                self._send(*routes[path](params))
             else:
                 self._send(404, "application/json", b'{"error": "not found"}')
 

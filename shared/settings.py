@@ -78,6 +78,14 @@ class Settings:
         default=100,
         metadata={"env": "EDDY_FETCH_WAIT_MAX_MS", "doc": "Longest a fetch waits for data (embedded stack: 10)."},
     )
+    background_fetch_wait_max_ms: int = field(
+        default=500,
+        metadata={
+            "env": "EDDY_BACKGROUND_FETCH_WAIT_MAX_MS",
+            "doc": "Fetch wait of consumers off the prediction path: learning, monitoring, retraining, snapshot "
+            "followers (embedded stack: 100).",
+        },
+    )
     batch_size: int = field(default=500, metadata={"env": "EDDY_BATCH_SIZE", "doc": "Records per micro-batch."})
     batch_timeout_s: float = field(
         default=0.05, metadata={"env": "EDDY_BATCH_TIMEOUT_S", "doc": "Longest wait to fill a micro-batch."}
@@ -131,6 +139,7 @@ class Settings:
             "EDDY_SCHEMA_REGISTRY_URL": self.schema_registry_url,
             "EDDY_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
             "EDDY_FETCH_WAIT_MAX_MS": str(self.fetch_wait_max_ms),
+            "EDDY_BACKGROUND_FETCH_WAIT_MAX_MS": str(self.background_fetch_wait_max_ms),
             "EDDY_STATE_DIR": str(self.state_dir),
             "EDDY_SCHEMAS_DIR": str(self.schemas_dir),
             "EDDY_CONTRACTS_DIR": str(self.contracts_dir),

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SERVICES = ("ingestion", "validation", "inference", "learning", "monitoring", "retraining")
 EMBEDDED_SESSION_TIMEOUT_MS = 6000
 EMBEDDED_FETCH_WAIT_MS = 10
+EMBEDDED_BACKGROUND_FETCH_WAIT_MS = 100
 
 
 class StackError(RuntimeError):
@@ -106,6 +107,10 @@ class EmbeddedStack:
             if not self.env.get("EDDY_FETCH_WAIT_MAX_MS"):
                 # Tansu answers a fetch only when fetch.wait.max.ms has passed, even with data ready.
                 settings = replace(settings, fetch_wait_max_ms=EMBEDDED_FETCH_WAIT_MS)
+            if not self.env.get("EDDY_BACKGROUND_FETCH_WAIT_MAX_MS"):
+                # Short waits cost Tansu CPU (ten idle consumers at 10 ms take a third of a core), so only
+                # the prediction path gets them.
+                settings = replace(settings, background_fetch_wait_max_ms=EMBEDDED_BACKGROUND_FETCH_WAIT_MS)
             self.settings = settings
         contracts = load_contracts(settings.contracts_dir, settings.streams)
         topics = [t for s in contracts for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC]

@@ -86,6 +86,7 @@ def settings(bootstrap_servers: str, registry_url: str, stream_dir: tuple[Path, 
         contracts_dir=contracts,
         streams=(name,),
         session_timeout_ms=6000,
+        background_fetch_wait_max_ms=100,
         partitions=4,
         # Each test's services in groups of their own: members a previous test killed cannot slow its rebalances.
         group_prefix=f"eddy-{name}",

@@ -94,6 +94,7 @@ class PredictBatch:
         now_ms = self.clock() * 1000
         latency_ms = now_ms - started_ms
         topic = StreamTopics(stream).predictions
+        segment_field = contract.monitoring.segment
         outputs = []
         for record, features, (prediction, probabilities) in zip(batch, rows, answers, strict=True):
             event_id = record.value[contract.id_field]
@@ -115,8 +116,25 @@ class PredictBatch:
                 "ingested_at_ms": int(ingested) if ingested and ingested.isdigit() else None,
                 "source_partition": record.partition,
                 "source_offset": record.offset,
+                "segment": segment_of(record.value, segment_field),
             }
             outputs.append(OutRecord(topic, event_id, value, timestamp_ms=event_time, source=record))
         metrics.PREDICTIONS.labels(stream, model.name, str(model.version)).inc(len(outputs))
         metrics.PREDICTION_LATENCY.labels(stream).observe(latency_ms / 1000)
         return outputs
+
+
+def segment_of(value: dict[str, Any], segment_field: str | None) -> str | None:
+    """The event's segment as a string (booleans as ``true``/``false``, like profiles); None without one.
+
+    >>> segment_of({"region": "north"}, "region"), segment_of({"vip": True}, "vip"), segment_of({}, None)
+    ('north', 'true', None)
+    """
+    if segment_field is None:
+        return None
+    raw = value.get(segment_field)
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)

@@ -44,7 +44,11 @@ class SnapshotWatcher:
         self.report()
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
-        conf = consumer_config(settings, f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}")
+        conf = consumer_config(
+            settings,
+            f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}",
+            **{"fetch.wait.max.ms": settings.background_fetch_wait_max_ms},
+        )
         self._consumer = Consumer(conf)
         self._topics = [StreamTopics(s).models for s in contracts]
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)

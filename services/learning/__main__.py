@@ -10,7 +10,7 @@ from shared.service import bootstrap
 
 
 def main() -> int:
-    ctx = bootstrap("learning")
+    ctx = bootstrap("learning", background=True)
     service = LearningService(ctx)
     loop: StreamLoop
     loop = ctx.stream_loop(

@@ -200,6 +200,7 @@ class Learner:
             "predicted_at_ms": prediction["predicted_at_ms"],
             "label_time_ms": label["label_time_ms"],
             "joined_at_ms": now_ms,
+            "segment": prediction.get("segment"),
         }
         return OutRecord(self.topics.labeled, prediction["event_id"], example, timestamp_ms=prediction["event_time_ms"])
 

@@ -1,4 +1,4 @@
-"""Monitoring metrics (labelled by stream, model and version)."""
+"""Monitoring metrics, labelled by stream, model and version like every eddy metric."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -10,8 +10,19 @@ E2E_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 QUALITY = Gauge(
-    "eddy_model_quality", "Rolling model quality over labeled events.", ["stream", "model", "version", "metric"]
+    "eddy_model_quality",
+    "Model quality over the sliding window of labeled examples; segment 'all' or one segment's value.",
+    ["stream", "model", "version", "metric", "segment"],
 )
 LABELED = Counter("eddy_model_labeled_total", "Labeled examples seen.", ["stream", "model", "version"])
+LABEL_COVERAGE = Gauge("eddy_label_coverage", "Share of a model's predictions that got a label.", ["stream", "model"])
+FEATURE_PSI = Gauge(
+    "eddy_feature_psi", "PSI of the last window of a feature against the reference.", ["stream", "feature"]
+)
+FEATURE_DETECTIONS = Counter(
+    "eddy_feature_drift_detections", "Changes the streaming detector saw in a feature's values.", ["stream", "feature"]
+)
+PREDICTION_PSI = Gauge("eddy_prediction_psi", "PSI of the last window of a model's scores.", ["stream", "model"])
 DRIFTS = Counter("eddy_concept_drifts_total", "Concept drifts detected on the error stream.", ["stream", "model"])
 ALERTS_FIRING = Gauge("eddy_alerts_firing", "Alerts currently firing.", ["stream", "kind"])
+ALERTS = Counter("eddy_alerts", "Alert records raised, by status.", ["stream", "kind", "status"])

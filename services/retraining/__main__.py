@@ -9,7 +9,7 @@ from shared.service import bootstrap
 
 
 def main() -> int:
-    ctx = bootstrap("retraining")
+    ctx = bootstrap("retraining", background=True)
     loop = ctx.stream_loop(ctx.topics("alerts"), RequestRetrain(ctx.contracts))
     loop.run(ctx.stop)
     return 0

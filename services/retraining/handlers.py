@@ -58,8 +58,10 @@ class RequestRetrain:
                         "value": alert["value"],
                         "evidence": {
                             "topic": alert["source_topic"],
+                            "partition": alert.get("source_partition", -1),
                             "first_offset": alert["first_offset"],
                             "last_offset": alert["last_offset"],
+                            "offsets": alert.get("offsets", []),
                         },
                     }
                 ),

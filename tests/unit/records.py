@@ -46,6 +46,7 @@ def prediction(i: int, served: bool = True, model: str = "default", **overrides:
         "ingested_at_ms": None,
         "source_partition": 0,
         "source_offset": i,
+        "segment": None,
     }
     return {**base, **overrides}
 

@@ -105,6 +105,6 @@ def test_service_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDDY_MONITORING_RESOLVE_AFTER", "34")
     assert join_limits().max_pending == 12
     assert monitor_config().resolve_after == 34
-    monkeypatch.setenv("EDDY_MONITORING_QUALITY_WINDOW", "wide")
-    with pytest.raises(ValueError, match="EDDY_MONITORING_QUALITY_WINDOW"):
+    monkeypatch.setenv("EDDY_MONITORING_HISTORY", "wide")
+    with pytest.raises(ValueError, match="EDDY_MONITORING_HISTORY"):
         monitor_config()

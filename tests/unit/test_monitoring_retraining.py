@@ -55,7 +55,8 @@ def test_no_alert_on_a_stable_stream_and_quality_gauge() -> None:
     rng = random.Random(2)
     monitor = Monitor(demo_contract())
     assert run(monitor, [rng.random() < 0.9 for _ in range(3000)]) == []
-    value = mon_metrics.QUALITY.labels("demo", "default", "1", "rolling_accuracy")._value.get()
+    monitor.tick()
+    value = mon_metrics.QUALITY.labels("demo", "default", "1", "accuracy", "all")._value.get()
     assert 0.8 < value < 1.0
 
 
@@ -63,7 +64,7 @@ def test_replayed_labeled_examples_count_once() -> None:
     monitor = Monitor(demo_contract())
     run(monitor, [True] * 10)
     run(monitor, [False] * 10)  # same event ids e0..e9, replayed
-    assert monitor.watches[("default", 1)].seen == 10
+    assert monitor.watches[("default", 1)].labeled == 10
 
 
 def alert(status: str = "firing", kind: str = "concept_drift", raised: int = 5) -> dict[str, Any]:
@@ -93,7 +94,8 @@ def test_retrain_requested_once_per_firing_alert() -> None:
     event = out[0].value
     assert out[0].topic == "eddy.model-events" and out[0].key == "demo"
     assert (event["event_type"], event["model_name"], event["model_version"]) == ("retrain_requested", "default", 3)
-    assert json.loads(event["details"])["evidence"] == {"topic": "demo.labeled", "first_offset": 1, "last_offset": 9}
+    evidence = json.loads(event["details"])["evidence"]
+    assert evidence == {"topic": "demo.labeled", "partition": -1, "first_offset": 1, "last_offset": 9, "offsets": []}
     assert handler([record("demo.alerts", alert("resolved"))]).outputs == []
     assert handler([record("demo.alerts", alert(kind="data_drift", raised=6))]).outputs == []
     assert len(handler([record("demo.alerts", alert(raised=7))]).outputs) == 1

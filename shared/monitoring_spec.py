@@ -1,0 +1,146 @@
+"""The ``monitoring:`` section of a stream contract: how its quality and drift are watched.
+
+.. code-block:: yaml
+
+    monitoring:
+      segment: region            # slice model quality by this feature (the bias check)
+      quality_window: 1000       # labeled examples per sliding quality window
+      concept_drift:             # river detector on each model's error stream
+        detector: adwin          # adwin | page_hinkley | kswin
+        params: {delta: 0.002}
+      data_drift:
+        window: 1000             # validated events per PSI window
+        psi_threshold: 0.2
+      prediction_drift:
+        window: 1000             # predictions per PSI window of the score distribution
+        psi_threshold: 0.2
+        warmup: 1000             # predictions skipped before the reference, while a new model settles
+
+Every key is optional; the defaults are above. A bad detector name or parameter
+fails at load time, like a bad model spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import drift
+
+DETECTORS: dict[str, Any] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN}
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A river drift detector by name, with its constructor parameters."""
+
+    name: str = "adwin"
+    params: tuple[tuple[str, Any], ...] = (("delta", 0.002),)
+
+    def build(self) -> Any:
+        return DETECTORS[self.name](**dict(self.params))
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    window: int = 1000
+    psi_threshold: float = 0.2
+    warmup: int = 0
+
+
+@dataclass(frozen=True)
+class MonitoringSpec:
+    """How a stream is monitored (all defaults when the contract has no ``monitoring:`` section)."""
+
+    segment: str | None = None
+    quality_window: int = 1000
+    concept_drift: DetectorSpec = field(default_factory=DetectorSpec)
+    data_drift: WindowSpec = field(default_factory=WindowSpec)
+    prediction_drift: WindowSpec = field(default_factory=lambda: WindowSpec(warmup=1000))
+
+
+def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
+    """The monitoring spec from a contract's ``monitoring:`` mapping; ``features`` maps name to type.
+
+    Raises
+    ------
+    ValueError
+        Naming the key that is wrong.
+
+    Examples
+    --------
+    >>> doc = {"segment": "region", "concept_drift": {"detector": "page_hinkley"}}
+    >>> spec = parse_monitoring(doc, {"region": "string"})
+    >>> spec.segment, spec.concept_drift.name, spec.data_drift.window
+    ('region', 'page_hinkley', 1000)
+    >>> parse_monitoring({"segment": "nope"}, {"x": "double"})
+    Traceback (most recent call last):
+    ...
+    ValueError: monitoring.segment 'nope' is not a feature of the contract
+    """
+    doc = doc or {}
+    if not isinstance(doc, dict):
+        raise ValueError("monitoring must be a mapping")
+    _no_unknown(doc, {"segment", "quality_window", "concept_drift", "data_drift", "prediction_drift"}, "monitoring")
+    segment = doc.get("segment")
+    if segment is not None and segment not in features:
+        raise ValueError(f"monitoring.segment {segment!r} is not a feature of the contract")
+    if segment is not None and features[segment] == "double":
+        raise ValueError(
+            f"monitoring.segment {segment!r} is a double: segments must be categories (string, boolean, long)"
+        )
+    default = MonitoringSpec()
+    return MonitoringSpec(
+        segment=segment,
+        quality_window=_positive(doc.get("quality_window", default.quality_window), "monitoring.quality_window"),
+        concept_drift=_detector(doc.get("concept_drift")),
+        data_drift=_window(doc.get("data_drift"), "monitoring.data_drift", default.data_drift),
+        prediction_drift=_window(doc.get("prediction_drift"), "monitoring.prediction_drift", default.prediction_drift),
+    )
+
+
+def _detector(doc: Any) -> DetectorSpec:
+    if doc is None:
+        return DetectorSpec()
+    if not isinstance(doc, dict):
+        raise ValueError("monitoring.concept_drift must be a mapping like {detector: adwin, params: {delta: 0.002}}")
+    _no_unknown(doc, {"detector", "params"}, "monitoring.concept_drift")
+    name = doc.get("detector", "adwin")
+    if name not in DETECTORS:
+        raise ValueError(f"monitoring.concept_drift.detector {name!r} is not one of {sorted(DETECTORS)}")
+    params = doc.get("params") or {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ValueError("monitoring.concept_drift.params must be a mapping of parameter names to values")
+    spec = DetectorSpec(name, tuple(sorted(params.items())))
+    try:
+        spec.build()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"monitoring.concept_drift: {name} does not take {params}: {exc}") from exc
+    return spec
+
+
+def _window(doc: Any, where: str, default: WindowSpec) -> WindowSpec:
+    if doc is None:
+        return default
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a mapping like {{window: 1000, psi_threshold: 0.2}}")
+    _no_unknown(doc, {"window", "psi_threshold", "warmup"}, where)
+    threshold = doc.get("psi_threshold", default.psi_threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
+        raise ValueError(f"{where}.psi_threshold must be a positive number, not {threshold!r}")
+    warmup = doc.get("warmup", default.warmup)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"{where}.warmup must be a whole number >= 0, not {warmup!r}")
+    return WindowSpec(_positive(doc.get("window", default.window), f"{where}.window"), float(threshold), warmup)
+
+
+def _positive(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 10:
+        raise ValueError(f"{where} must be a whole number >= 10, not {value!r}")
+    return value
+
+
+def _no_unknown(doc: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
