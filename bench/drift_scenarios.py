@@ -35,6 +35,7 @@ from shared.settings import REPO_ROOT
 
 REGIONS = ("north", "south", "east", "west")
 EXPECTED_KIND = {"abrupt": "concept_drift", "gradual": "concept_drift", "covariate": "data_drift"}
+GRADUAL_WIDTH = 1000
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def draws(kind: str, seed: int, change_at: int) -> Iterator[tuple[dict[str, floa
             yield _features(x), y
         yield from ((_features(x), y) for x, y in after)
     elif kind == "gradual":
-        stream = synth.ConceptDriftStream(before, after, position=change_at, width=1000, seed=seed)
+        stream = synth.ConceptDriftStream(before, after, position=change_at, width=GRADUAL_WIDTH, seed=seed)
         yield from ((_features(x), y) for x, y in stream)
     elif kind == "covariate":
         rng = random.Random(seed)
@@ -143,9 +144,14 @@ def _record(topic: str, offset: int, value: dict[str, Any]) -> InRecord:
     return InRecord(topic, 0, offset, value["event_id"], value, 0, [], b"")
 
 
+def change_begins(kind: str, change_at: int) -> int:
+    """Where the change starts: a gradual one is centred on ``change_at`` and blends in from half a width before."""
+    return change_at - GRADUAL_WIDTH // 2 if kind == "gradual" else change_at
+
+
 def first_detection(fired: list[Fired], kind: str, after: int) -> int | None:
     """Events from the change to the first firing alert of ``kind`` at or after it."""
     return next((f.index - after for f in fired if f.kind == kind and f.status == "firing" and f.index >= after), None)
 
 
-__all__ = ["EXPECTED_KIND", "Fired", "draws", "first_detection", "run"]
+__all__ = ["EXPECTED_KIND", "Fired", "change_begins", "draws", "first_detection", "run"]

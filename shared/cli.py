@@ -20,6 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from shared.contracts import ContractError, StreamContract, load_contract, load_contracts
 from shared.settings import Settings, settings_table
 
@@ -153,6 +155,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "schema_registry_url": stack["schema_registry_url"],
         "state_dir": stack["state_dir"],
         "services": services,
+        "streams": _monitoring(services.get("monitoring", {}).get("url")),
     }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -166,7 +169,39 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{name:<16} {health.get('status', '?'):<9} {info.get('pid') or '-':>7} {info['restarts']:>8} "
             f"{lag:>7}  {info.get('url') or ''}"
         )
+    for stream, board in doc["streams"].items():
+        _print_board(stream, board)
     return 0
+
+
+def _monitoring(url: str | None) -> dict[str, Any]:
+    """Each stream's dashboard document from the monitoring service ({} when it does not answer)."""
+    if not url:
+        return {}
+    try:
+        names = httpx.get(f"{url}/api/streams", timeout=3).json()["streams"]
+        return {s: httpx.get(f"{url}/api/dashboard", params={"stream": s}, timeout=3).json() for s in names}
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+
+
+def _print_board(stream: str, board: dict[str, Any]) -> None:
+    """Each model's current window metrics (and its worst segment), then the open alerts."""
+    print(f"\nstream {stream} ({board.get('task', '?')})")
+    models = board.get("models") or []
+    if not models:
+        print("  no labeled examples yet")
+    for m in models:
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in m["metrics"].items() if v is not None)
+        print(f"  {m['model']} v{m['version']} ({m['role']})  labeled {m['labeled']}  {shown}")
+        for segment, values in m.get("segments", {}).items():
+            seg = "  ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "labeled" and v is not None)
+            print(f"      {segment:<12} labeled {values.get('labeled', 0)}  {seg}")
+    alerts = board.get("alerts") or []
+    print(f"  open alerts: {len(alerts)}")
+    for a in alerts:
+        reading = f"{a['statistic']} {a['value']:.3f} (threshold {a['threshold']:g})"
+        print(f"    {a['kind']} {a['subject']}: {reading}; {a['window']}")
 
 
 # -- produce / feedback ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from services.learning import checkpoint
 from shared.settings import REPO_ROOT, Settings
 from shared.stack import pid_alive, read_stack, service_health
 from shared.topics import StreamTopics
+from tests.browser.chromium import artifacts_dir, find_chromium, parse_dom, render
 from tests.conftest import service_env
 from tests.helpers import (
     latest_snapshot_learned,
@@ -176,6 +177,7 @@ def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path) -> None:
         assert len(records) == 100, tail.stderr
         assert elapsed < 60
         assert all(r["stream"] == "demo" and r["model_name"] == "default" for r in records)
+        check_monitoring(env, tmp_path / "state")
         down = eddy_cli(env, "down")
         assert down.returncode == 0 and b"eddy stopped" in down.stdout
         assert up.wait(30) == 0
@@ -183,3 +185,30 @@ def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path) -> None:
         if up.poll() is None:
             up.kill()
         print((tmp_path / "up.log").read_text()[-2000:])
+
+
+def check_monitoring(env: dict[str, str], state: Path) -> None:
+    """The running demo's monitoring: window quality in `eddy status`, and a live dashboard in a real browser."""
+    url = read_stack(state)["services"]["monitoring"]["url"]
+
+    def board() -> dict:
+        import httpx
+
+        return httpx.get(f"{url}/api/dashboard", params={"stream": "demo"}, timeout=5).json()
+
+    wait_until(lambda: board().get("models") and board()["models"][0]["metrics"], 60, what="window quality")
+    doc = board()
+    assert doc["models"][0]["role"] == "champion" and "accuracy" in doc["models"][0]["metrics"]
+    assert set(doc["models"][0]["segments"]) <= {"north", "south", "east", "west"}
+    assert any(doc["series"]["throughput"]["predictions"])
+    status = eddy_cli(env, "status")
+    shown = status.stdout.decode()
+    assert status.returncode == 0 and "stream demo (binary)" in shown and "open alerts:" in shown
+    assert "accuracy" in shown, shown
+    if find_chromium() is None:
+        pytest.skip("no Chromium for the live dashboard check: apt-get install -y chromium")
+    dom = parse_dom(render(f"{url}/dashboard", artifacts_dir() / "dashboard-live.png"))
+    assert dom.find("body").attrs.get("data-ready") == "true"
+    for name in ("throughput", "latency", "quality-accuracy"):
+        charts = [c for c in dom.find_all("svg") if c.attrs.get("data-chart") == name]
+        assert charts and int(charts[0].attrs["data-points"]) > 0, name
