@@ -15,27 +15,22 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from bench.bench_pipeline import REGIONS, REGISTRY, STREAM, TIME_LIMIT_S
+from bench.bench_pipeline import REGIONS, STREAM, TIME_LIMIT_S, bench_stack
 from bench.machine import describe
 from services.monitoring.handlers import Monitor
 from shared.contracts import load_contracts
-from shared.embedded import free_port, start_tansu
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.loop import BatchResult, InRecord, StreamLoop
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
+from shared.settings import Settings
 from shared.topics import StreamTopics
 
 
@@ -101,24 +96,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     n = args.records
-    broker, servers = start_tansu()
-    port = free_port()
-    registry = subprocess.Popen(
-        [*REGISTRY, "--port", str(port), "--data-dir", str(Path(tempfile.mkdtemp()) / "sr")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/subjects", 30)
-        settings = Settings(
-            bootstrap_servers=servers,
-            schema_registry_url=url,
-            session_timeout_ms=6000,
-            streams=(STREAM,),
-            contracts_dir=REPO_ROOT / "bench" / "streams",
-        )
+    with bench_stack() as settings:
+        url = settings.schema_registry_url
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
         topics = StreamTopics(STREAM)
         ensure_topics(settings, topics.all())
@@ -139,9 +118,6 @@ def main() -> None:
         print(f"{'round':<7} {'loop only/s':>12} {'monitoring/s':>13} {'ratio':>6}")
         for r, (base, mon) in enumerate(zip(baselines, monitored, strict=True), 1):
             print(f"{r:<7} {base:>12,.0f} {mon:>13,.0f} {mon / base:>6.0%}")
-    finally:
-        registry.terminate()
-        broker.terminate()
 
 
 if __name__ == "__main__":

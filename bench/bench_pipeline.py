@@ -14,13 +14,14 @@ Run: ``.venv/bin/python -m bench.bench_pipeline [--records 50000]``. Bounded in 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 
@@ -59,6 +60,34 @@ def bench_event(i: int) -> dict[str, object]:
 
 
 REGISTRY = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1"]
+
+
+@contextmanager
+def bench_stack() -> Iterator[Settings]:
+    """A fresh embedded broker and schema registry for the bench stream; stopped on exit."""
+    broker, servers = start_tansu()
+    port = free_port()
+    registry = subprocess.Popen(
+        [*REGISTRY, "--port", str(port), "--data-dir", str(Path(tempfile.mkdtemp()) / "sr")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/subjects", 30)
+        yield Settings(
+            bootstrap_servers=servers,
+            schema_registry_url=url,
+            session_timeout_ms=6000,
+            streams=(STREAM,),
+            contracts_dir=REPO_ROOT / "bench" / "streams",
+        )
+    finally:
+        registry.terminate()
+        broker.terminate()
+        registry.wait(10)
+        broker.wait(10)
 
 
 def count_topic(settings: Settings, topic: str, expect: int, skip: int = 0) -> float:
@@ -199,25 +228,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="baseline / fast-lane pairs, interleaved")
     args = parser.parse_args()
     n = args.records
-    tmp = Path(tempfile.mkdtemp())
-    broker, servers = start_tansu()
-    port = free_port()
-    registry = subprocess.Popen(
-        [*REGISTRY, "--port", str(port), "--data-dir", str(tmp / "sr")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/subjects", 30)
-        settings = Settings(
-            bootstrap_servers=servers,
-            schema_registry_url=url,
-            session_timeout_ms=6000,
-            streams=(STREAM,),
-            contracts_dir=REPO_ROOT / "bench" / "streams",
-        )
+    with bench_stack() as settings:
+        url = settings.schema_registry_url
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
         topics = StreamTopics(STREAM)
         ensure_topics(settings, [*topics.all(), "bench.raw-out", "bench.naive-out"])
@@ -270,12 +282,6 @@ def main() -> None:
             ("naive per message, fast codec, no flush", naive_async),
         ):
             print(f"{label:<46} {rate:>12,.0f}  ({count} records; inference is {inference / rate:.1f}x)")
-    finally:
-        registry.terminate()
-        broker.terminate()
-        registry.wait(10)
-        broker.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
