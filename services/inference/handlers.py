@@ -11,7 +11,7 @@ from typing import Any
 from services.inference import metrics
 from shared.contracts import ModelSpec, StreamContract
 from shared.loop import BatchResult, InRecord, OutRecord
-from shared.models import ModelState, build_estimator, predict_batch
+from shared.models import ModelState, build_estimator, class_key, predict_batch
 from shared.topics import StreamTopics
 
 
@@ -130,11 +130,5 @@ def segment_of(value: dict[str, Any], segment_field: str | None) -> str | None:
     >>> segment_of({"region": "north"}, "region"), segment_of({"vip": True}, "vip"), segment_of({}, None)
     ('north', 'true', None)
     """
-    if segment_field is None:
-        return None
-    raw = value.get(segment_field)
-    if raw is None:
-        return None
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    return str(raw)
+    raw = value.get(segment_field) if segment_field is not None else None
+    return class_key(raw) if raw is not None else None

@@ -19,6 +19,7 @@ from river import drift
 
 from services.monitoring.alerts import Evidence, Reading
 from services.monitoring.psi import Binning, psi
+from shared.models import class_key
 from shared.monitoring_spec import WindowSpec
 
 CLEAR_RATIO = 0.5
@@ -36,11 +37,16 @@ class WindowedPsi:
     def __post_init__(self) -> None:
         self.counts = np.zeros(self.binning.size, dtype=np.int64)
 
+    def rebin(self, binning: Binning) -> None:
+        """Count the next windows against ``binning``; the last PSI and the condition carry over."""
+        self.binning = binning
+        self.counts = np.zeros(binning.size, dtype=np.int64)
+
     def add(self, values: Sequence[Any]) -> None:
         self.counts += self.binning.counts(values)
 
-    def close(self, threshold: float) -> bool | None:
-        """End the window: its PSI, and whether the condition now holds (None: unchanged, in the dead band)."""
+    def close(self, threshold: float) -> bool:
+        """End the window: its PSI, and whether the condition holds now (in the dead band: as it was)."""
         self.psi = psi(self.binning.expected, self.counts.tolist())
         self.counts[:] = 0
         if self.psi >= threshold:
@@ -132,7 +138,7 @@ class DataDrift:
                 trigger,
                 details={"adwin_detections": self.detections[name], "bins": watch.binning.size},
             )
-            judgements.append(Judgement("data_drift", name, bool(firing), reading))
+            judgements.append(Judgement("data_drift", name, firing, reading))
         self.in_window = 0
         self.evidence = Evidence(self.evidence.topic)
         return judgements
@@ -193,11 +199,12 @@ class ScoreDrift:
                 self.evidence,
                 trigger,
             )
-            judgement = Judgement("prediction_drift", self.model, bool(firing), reading)
+            judgement = Judgement("prediction_drift", self.model, firing, reading)
         binning = _categories(sample) if self.categorical else Binning.from_sample(sample)
-        drifting = self.watch.drifting if self.watch is not None else False
-        psi_value = self.watch.psi if self.watch is not None else None
-        self.watch = WindowedPsi(binning, psi=psi_value, drifting=drifting)
+        if self.watch is None:
+            self.watch = WindowedPsi(binning)
+        else:
+            self.watch.rebin(binning)
         self.evidence = Evidence(self.evidence.topic)
         return judgement
 
@@ -205,6 +212,6 @@ class ScoreDrift:
 def _categories(sample: Sequence[Any]) -> Binning:
     counts: dict[str, int] = {}
     for value in sample:
-        counts[str(value)] = counts.get(str(value), 0) + 1
+        counts[class_key(value)] = counts.get(class_key(value), 0) + 1
     keys = sorted(counts)
     return Binning([*(counts[k] / len(sample) for k in keys), 0.0, 0.0], None, {k: i for i, k in enumerate(keys)})

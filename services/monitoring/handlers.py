@@ -51,10 +51,13 @@ class ModelWatch:
         self.segments: dict[str, QualityWindow] = {}
         self.concept = ConceptWatch(spec.concept_drift, config.min_examples, config.resolve_after)
         self.evidence = Evidence(StreamTopics(contract.name).labeled)
-        self.labeled = 0
-        self._labeled = metrics.LABELED.labels(contract.name, model, str(version))
+        self.labeled_counter = metrics.LABELED.labels(contract.name, model, str(version))
         # Counters exist from the start at 0, so that Prometheus's increase() sees the first drift.
         metrics.DRIFTS.labels(contract.name, model)
+
+    @property
+    def labeled(self) -> int:
+        return self.window.seen
 
     @property
     def key(self) -> str:
@@ -63,7 +66,6 @@ class ModelWatch:
     def add(self, value: dict[str, Any], partition: int, offset: int) -> bool:
         """One labeled example; True when it revealed a rise of the error (concept drift)."""
         y, y_pred, probabilities = value["label"], value["prediction"], value["probabilities"]
-        self.labeled += 1
         self.window.add(y, y_pred, probabilities)
         segment = value.get("segment")
         if segment is not None:
@@ -182,7 +184,7 @@ class Monitor:
                     alerts.append(alert)
                     self._mark(alert)
         for watch, n in counted.items():
-            watch._labeled.inc(n)
+            watch.labeled_counter.inc(n)
         self.timeline.count("labeled", sum(counted.values()))
         return alerts
 
@@ -198,7 +200,7 @@ class Monitor:
             f"{spec.name}_mean_error",
             watch.concept.mean_error,
             float(dict(spec.params).get("delta", 0.0)),
-            f"{spec.name} on the error stream of {watch.key}; the last {len(watch.concept._recent)} errors averaged",
+            f"{spec.name} on the error stream of {watch.key}; the last {watch.concept.averaged} errors averaged",
             watch.evidence,
             (record.partition, record.offset),
             details={"model_version": watch.version, "examples_seen": watch.labeled, "rises": watch.concept.rises},

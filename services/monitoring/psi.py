@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.models import class_key
+
 EPSILON = 1e-4
 
 
@@ -91,6 +93,5 @@ class Binning:
             if value is None:
                 out[null] += 1
             else:
-                key = ("true" if value else "false") if isinstance(value, bool) else str(value)
-                out[self.categories.get(key, other)] += 1
+                out[self.categories.get(class_key(value), other)] += 1
         return out

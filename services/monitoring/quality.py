@@ -118,7 +118,6 @@ class ConceptWatch:
         self.min_examples = min_examples
         self.resolve_after = resolve_after
         self.seen = 0
-        self.errors = 0.0
         self.last_rise_at: int | None = None
         self.rises = 0
         self._recent: deque[float] = deque(maxlen=500)
@@ -126,6 +125,11 @@ class ConceptWatch:
     @property
     def drifting(self) -> bool:
         return self.last_rise_at is not None and self.seen - self.last_rise_at < self.resolve_after
+
+    @property
+    def averaged(self) -> int:
+        """How many recent errors :attr:`mean_error` averages."""
+        return len(self._recent)
 
     @property
     def mean_error(self) -> float:
