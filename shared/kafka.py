@@ -40,7 +40,8 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return conf
 
 
-def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(settings: Settings, group_id: str, background: bool = False, **overrides: Any) -> dict[str, Any]:
+    """A consumer's settings; a ``background`` one (off the prediction path) waits longer per fetch."""
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": settings.service_name,
@@ -50,7 +51,7 @@ def consumer_config(settings: Settings, group_id: str, **overrides: Any) -> dict
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(500, min(3000, settings.session_timeout_ms // 6)),
-        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+        "fetch.wait.max.ms": settings.background_fetch_wait_max_ms if background else settings.fetch_wait_max_ms,
         "partition.assignment.strategy": "range",
         "isolation.level": "read_uncommitted",
         "logger": client_log,
@@ -106,6 +107,24 @@ def cluster_id(settings: Settings, timeout_s: float = 10.0) -> str:
     return str(metadata.cluster_id or "unknown")
 
 
+def assign_from(consumer: Consumer, topics: list[str], start: dict[str, int] | None = None) -> None:
+    """Assign every partition of ``topics`` at ``start`` ("topic:partition" -> offset), else the beginning.
+
+    No group, no "latest" offset asked of the broker (the embedded one reports it wrong); missing
+    topics are skipped.
+    """
+    start = start or {}
+    metadata = consumer.list_topics(timeout=10)
+    consumer.assign(
+        [
+            TopicPartition(t, p, start.get(f"{t}:{p}", OFFSET_BEGINNING))
+            for t in topics
+            if t in metadata.topics
+            for p in sorted(metadata.topics[t].partitions)
+        ]
+    )
+
+
 def scan(
     settings: Settings,
     topics: list[str],
@@ -118,18 +137,9 @@ def scan(
     Reads without a consumer group and stops once nothing new arrived for ``quiet_s``, so it needs no
     "latest" offset from the broker (the embedded one reports it wrong). Missing topics are skipped.
     """
-    start = start or {}
     consumer = Consumer(consumer_config(settings, f"eddy-scan-{uuid.uuid4().hex[:8]}"))
     try:
-        metadata = consumer.list_topics(timeout=10)
-        consumer.assign(
-            [
-                TopicPartition(t, p, start.get(f"{t}:{p}", OFFSET_BEGINNING))
-                for t in topics
-                if t in metadata.topics
-                for p in sorted(metadata.topics[t].partitions)
-            ]
-        )
+        assign_from(consumer, topics, start)
         last = began = time.monotonic()
         while time.monotonic() - last < quiet_s and time.monotonic() - began < timeout_s:
             messages = [m for m in consumer.consume(1000, 0.1) if not m.error()]

@@ -7,12 +7,12 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from services.inference import metrics
 from services.inference.handlers import ServingModel, StreamModels
 from shared.contracts import StreamContract
-from shared.kafka import consumer_config
+from shared.kafka import assign_from, consumer_config
 from shared.models import SnapshotError, load_snapshot_estimator
 from shared.observability import Health
 from shared.serde import SerdeError, SerdeRegistry
@@ -44,25 +44,15 @@ class SnapshotWatcher:
         self.report()
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
-        conf = consumer_config(
-            settings,
-            f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}",
-            **{"fetch.wait.max.ms": settings.background_fetch_wait_max_ms},
-        )
-        self._consumer = Consumer(conf)
+        group = f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}"
+        self._consumer = Consumer(consumer_config(settings, group, background=True))
         self._topics = [StreamTopics(s).models for s in contracts]
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
         self._stop = threading.Event()
 
     def start(self, wait_s: float = 15.0) -> None:
         """Start following; return once existing snapshots are loaded (or ``wait_s`` passed)."""
-        metadata = self._consumer.list_topics(timeout=10)
-        partitions = [
-            TopicPartition(topic, p, OFFSET_BEGINNING)
-            for topic in self._topics
-            for p in sorted(metadata.topics[topic].partitions)
-        ]
-        self._consumer.assign(partitions)
+        assign_from(self._consumer, self._topics)
         self._thread.start()
         if not self.caught_up.wait(wait_s):
             log.warning("snapshot catch-up still running; serving the models loaded so far")

@@ -14,10 +14,10 @@ import queue
 import threading
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from shared.dlq import read_dlq_headers
-from shared.kafka import consumer_config
+from shared.kafka import assign_from, consumer_config
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,23 +28,14 @@ class ControlFeed:
 
     def __init__(self, settings: Settings, topics: list[str]) -> None:
         group = f"eddy-monitoring-control-{uuid.uuid4().hex[:8]}"  # required by the client, never joined
-        overrides = {"fetch.wait.max.ms": settings.background_fetch_wait_max_ms}
-        self._consumer = Consumer(consumer_config(settings, group, **overrides))
+        self._consumer = Consumer(consumer_config(settings, group, background=True))
         self._topics = topics
         self.records: queue.Queue[tuple[str, bytes, str | None]] = queue.Queue(maxsize=100_000)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="control-feed", daemon=True)
 
     def start(self) -> None:
-        metadata = self._consumer.list_topics(timeout=10)
-        self._consumer.assign(
-            [
-                TopicPartition(t, p, OFFSET_BEGINNING)
-                for t in self._topics
-                if t in metadata.topics
-                for p in sorted(metadata.topics[t].partitions)
-            ]
-        )
+        assign_from(self._consumer, self._topics)
         self._thread.start()
 
     def stop(self) -> None:
