@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.monitoring import metrics
+from shared.offsets import widen
 
 
 @dataclass
@@ -24,13 +25,7 @@ class Evidence:
     ranges: dict[int, list[int]] = field(default_factory=dict)
 
     def cover(self, partition: int, offset: int) -> None:
-        span = self.ranges.get(partition)
-        if span is None:
-            self.ranges[partition] = [offset, offset]
-        elif offset < span[0]:
-            span[0] = offset
-        elif offset > span[1]:
-            span[1] = offset
+        widen(self.ranges, partition, offset)
 
     def reset(self) -> None:
         self.ranges = {}

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 from shared.contracts import StreamContract
 from shared.loop import InRecord
+from shared.offsets import widen
 
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 NUMERIC_TYPES = frozenset({"double", "long"})
@@ -499,7 +500,7 @@ class StreamProfile:
         for name, update in self._updaters:
             update(get(name))
         if offset is not None and partition is not None:
-            self._cover(partition, offset)
+            widen(self.offsets, partition, offset)
 
     def update_many(
         self, records: Sequence[dict[str, Any]], coordinates: Sequence[tuple[int, int]] | None = None
@@ -511,17 +512,7 @@ class StreamProfile:
         for name, feature in self.features.items():
             feature.update_many([record.get(name) for record in records])
         for partition, offset in coordinates or ():
-            self._cover(partition, offset)
-
-    def _cover(self, partition: int, offset: int) -> None:
-        """Widen the span of offsets profiled in ``partition`` to include ``offset``."""
-        span = self.offsets.get(partition)
-        if span is None:
-            self.offsets[partition] = [offset, offset]
-        elif offset < span[0]:
-            span[0] = offset
-        elif offset > span[1]:
-            span[1] = offset
+            widen(self.offsets, partition, offset)
 
     def merge(self, other: StreamProfile) -> None:
         """Add another profile of the same stream (for example another replica's partitions)."""
