@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
@@ -57,7 +58,7 @@ def serdes(settings: Settings) -> SerdeRegistry:
 
 def tail_from_end(settings: Settings, topic: str, fetch_wait_ms: int | None = None) -> Consumer:
     """A reader of ``topic`` from its end; ``fetch_wait_ms`` for readers whose numbers come from record fields."""
-    overrides = {"fetch.wait.max.ms": fetch_wait_ms} if fetch_wait_ms else {}
+    overrides: dict[str, Any] = {"fetch.wait.max.ms": fetch_wait_ms} if fetch_wait_ms else {}
     consumer = Consumer(consumer_config(settings, f"bench-{uuid.uuid4().hex[:6]}", **overrides))
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])

@@ -40,7 +40,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return conf
 
 
-def consumer_config(settings: Settings, group_id: str, background: bool = False, **overrides: Any) -> dict[str, Any]:
+def consumer_config(settings: Settings, group_id: str, *, background: bool = False, **overrides: Any) -> dict[str, Any]:
     """A consumer's settings; a ``background`` one (off the prediction path) waits longer per fetch."""
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,

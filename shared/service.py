@@ -46,7 +46,7 @@ class ServiceContext:
     background: bool = False
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
-        return Consumer(consumer_config(self.settings, group_id, self.background, **overrides))
+        return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
 
     def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
         """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching."""
