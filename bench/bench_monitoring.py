@@ -17,17 +17,14 @@ import argparse
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer
-
-from bench.bench_pipeline import REGIONS, STREAM, TIME_LIMIT_S, bench_stack
+from bench.bench_pipeline import REGIONS, STREAM, TIME_LIMIT_S, bench_loop, bench_stack
 from bench.machine import describe
 from services.monitoring.handlers import Monitor
 from shared.contracts import load_contracts
-from shared.kafka import consumer_config, ensure_topics, producer_config
-from shared.loop import BatchResult, InRecord, StreamLoop
+from shared.kafka import ensure_topics, producer_config
+from shared.loop import BatchResult, InRecord
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import Settings
@@ -73,14 +70,7 @@ def run_counted(
             done.set()
         return result
 
-    loop = StreamLoop(
-        service="bench",
-        consumer=Consumer(consumer_config(settings, f"mon-{uuid.uuid4().hex[:6]}")),
-        producer=ConfirmedProducer(producer_config(settings)),
-        serdes=serdes,
-        topics=[topic],
-        handler=counting,
-    )
+    loop = bench_loop(settings, serdes, topic, counting)
     thread = threading.Thread(target=loop.run, args=(done,))
     thread.start()
     finished = done.wait(TIME_LIMIT_S)

@@ -138,6 +138,21 @@ def run_baseline(settings: Settings, source: str, sink: str, n: int, skip: int =
     return n / elapsed
 
 
+def bench_loop(
+    settings: Settings, serdes: SerdeRegistry, source: str, handler: Handler, fast_lane: FastLane | None = None
+) -> StreamLoop:
+    """eddy's StreamLoop on ``source`` in a consumer group of its own, as a service would run it."""
+    return StreamLoop(
+        fast_lane=fast_lane,
+        service="bench",
+        consumer=Consumer(consumer_config(settings, f"loop-{uuid.uuid4().hex[:6]}")),
+        producer=ConfirmedProducer(producer_config(settings)),
+        serdes=serdes,
+        topics=[source],
+        handler=handler,
+    )
+
+
 def run_loop(
     settings: Settings,
     serdes: SerdeRegistry,
@@ -148,15 +163,7 @@ def run_loop(
     skip: int = 0,
     fast_lane: FastLane | None = None,
 ) -> float:
-    loop = StreamLoop(
-        fast_lane=fast_lane,
-        service="bench",
-        consumer=Consumer(consumer_config(settings, f"loop-{uuid.uuid4().hex[:6]}")),
-        producer=ConfirmedProducer(producer_config(settings)),
-        serdes=serdes,
-        topics=[source],
-        handler=handler,
-    )
+    loop = bench_loop(settings, serdes, source, handler, fast_lane)
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,))
     thread.start()

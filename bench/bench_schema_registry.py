@@ -11,7 +11,7 @@ shows more of the server's capacity. It also times Confluent's
 
 Run::
 
-    .venv/bin/python bench/bench_schema_registry.py [--duration 5] [--write-docs docs/benchmarks.md]
+    .venv/bin/python -m bench.bench_schema_registry [--duration 5] [--write-docs docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.machine import cpu_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_RPS = 5000
@@ -281,17 +283,6 @@ def register_schemas(port: int, n: int) -> list[int]:
     return ids
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def interleaved(
     rounds: int,
     seconds: float,
@@ -317,7 +308,7 @@ def render(results: list[Result], args: argparse.Namespace, n_schemas: int) -> s
         "Command:",
         "",
         "```",
-        f".venv/bin/python bench/bench_schema_registry.py --duration {args.duration:g} --rounds {args.rounds}",
+        f".venv/bin/python -m bench.bench_schema_registry --duration {args.duration:g} --rounds {args.rounds}",
         "```",
         "",
         f"Machine: {os.cpu_count()} CPUs (`nproc`), {cpu_model()}, Python {platform.python_version()}, "
