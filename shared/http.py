@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from shared.auth import ApiKeys
+from shared.contracts import StreamContract
+from shared.ingest import BodyError, parse_body
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +43,27 @@ def refused(keys: ApiKeys, request: web.Request, needed: str, action: str) -> we
     if not ApiKeys.allows(role, needed):
         return error(403, f"the {role} role may not {action}")
     return None
+
+
+async def stream_batch(
+    request: web.Request, contracts: dict[str, StreamContract], keys: ApiKeys, action: str, max_batch: int
+) -> tuple[StreamContract, list[Any]] | web.Response:
+    """The contract and records of a ``POST /v1/streams/{stream}/...`` request, or the error to answer.
+
+    In order: 401/403 (the key may not ``action``), 404 (unknown stream), 400 (a body that is not
+    JSON records), 413 (more than ``max_batch`` records).
+    """
+    denied = refused(keys, request, "producer", action)
+    if denied is not None:
+        return denied
+    stream = request.match_info["stream"]
+    contract = contracts.get(stream)
+    if contract is None:
+        return error(404, f"unknown stream {stream!r}; known: {', '.join(sorted(contracts))}")
+    try:
+        records = parse_body(await request.read())
+    except BodyError as exc:
+        return error(400, str(exc))
+    if len(records) > max_batch:
+        return error(413, f"{len(records)} records in one request; the limit is {max_batch}")
+    return contract, records

@@ -31,8 +31,8 @@ from services.inference.handlers import PredictBatch
 from services.validation.handlers import check_record
 from shared.auth import ApiKeys
 from shared.contracts import StreamContract
-from shared.http import error, json_errors, refused
-from shared.ingest import INGESTED_AT_HEADER, BodyError, RecordError, now_ms, parse_body, to_event
+from shared.http import error, json_errors, stream_batch
+from shared.ingest import INGESTED_AT_HEADER, RecordError, now_ms, to_event
 from shared.kafka import producer_config
 from shared.loop import InRecord
 from shared.producer import ConfirmedProducer, DeliveryError
@@ -141,30 +141,14 @@ class PredictApi:
         except DeliveryError:
             log.exception("predictions still unacknowledged at shutdown")
 
-    def _authorize(self, request: web.Request) -> web.Response | None:
-        return refused(self.keys, request, "producer", "request predictions")
-        role = self.keys.role_of(request.headers)
-        if role is None:
-            return error(401, "an API key is required (X-API-Key header or Authorization: Bearer)")
-        if not ApiKeys.allows(role, "producer"):
-            return error(403, f"the {role} role may not request predictions")
-        return None
-
     async def predict(self, request: web.Request) -> web.Response:
         """``POST /v1/streams/{stream}/predict``: answers once the predictions are in Kafka."""
-        refused = self._authorize(request)
-        if refused is not None:
-            return refused
-        stream = request.match_info["stream"]
-        contract = self.contracts.get(stream)
-        if contract is None:
-            return error(404, f"unknown stream {stream!r}; known: {', '.join(sorted(self.contracts))}")
-        try:
-            records = parse_body(await request.read())
-        except BodyError as exc:
-            return error(400, str(exc))
-        if len(records) > self.config.http_max_batch:
-            return error(413, f"{len(records)} records in one request; the limit is {self.config.http_max_batch}")
+        batch = await stream_batch(
+            request, self.contracts, self.keys, "request predictions", self.config.http_max_batch
+        )
+        if isinstance(batch, web.Response):
+            return batch
+        contract, records = batch
         received = now_ms()
         checked = checked_events(records, contract, received, self.pii_key)
         try:

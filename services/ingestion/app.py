@@ -20,11 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from services.ingestion import metrics
 from services.ingestion.config import IngestionConfig
 from services.ingestion.dedup import DedupWindow
-from services.ingestion.handlers import BodyError, convert, parse_body
+from services.ingestion.handlers import convert
 from services.ingestion.openapi import openapi
 from shared.auth import ApiKeys
 from shared.contracts import StreamContract
-from shared.http import error, json_errors, refused
+from shared.http import error, json_errors, stream_batch
 from shared.ingest import INGESTED_AT_HEADER, now_ms
 from shared.observability import Health
 from shared.serde import SerdeError, SerdeRegistry
@@ -100,30 +100,13 @@ class Gateway:
     async def feedback(self, request: web.Request) -> web.Response:
         return await self._ingest(request, "feedback")
 
-    def _authorize(self, request: web.Request) -> web.Response | None:
-        return refused(self.keys, request, "producer", "send records")
-        role = self.keys.role_of(request.headers)
-        if role is None:
-            return error(401, "an API key is required (X-API-Key header or Authorization: Bearer)")
-        if not ApiKeys.allows(role, "producer"):
-            return error(403, f"the {role} role may not send records")
-        return None
-
     async def _ingest(self, request: web.Request, kind: str) -> web.Response:
         started = time.perf_counter()
-        refused = self._authorize(request)
-        if refused is not None:
-            return refused
-        stream = request.match_info["stream"]
-        contract = self.contracts.get(stream)
-        if contract is None:
-            return error(404, f"unknown stream {stream!r}; known: {', '.join(sorted(self.contracts))}")
-        try:
-            records = parse_body(await request.read())
-        except BodyError as exc:
-            return error(400, str(exc))
-        if len(records) > self.config.max_batch:
-            return error(413, f"{len(records)} records in one request; the limit is {self.config.max_batch}")
+        batch = await stream_batch(request, self.contracts, self.keys, "send records", self.config.max_batch)
+        if isinstance(batch, web.Response):
+            return batch
+        contract, records = batch
+        stream = contract.name
         if len(self.producer) + len(records) > self.config.queue_max:
             metrics.RECORDS.labels(stream, kind, "throttled").inc(len(records))
             return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
