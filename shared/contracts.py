@@ -19,6 +19,7 @@ import fastavro
 import yaml
 
 from shared.monitoring_spec import MonitoringSpec, parse_monitoring
+from shared.retraining_spec import RetrainingSpec, parse_retraining
 
 FEATURE_TYPES = {"double", "long", "string", "boolean"}
 TASKS = {"binary", "multiclass", "regression"}
@@ -87,10 +88,18 @@ class StreamContract:
     allowed_lateness_ms: int = 24 * 3600 * 1000
     pii: PiiSpec = field(default_factory=PiiSpec)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
+    retraining: RetrainingSpec = field(default_factory=RetrainingSpec)
 
     @property
     def champion(self) -> ModelSpec:
+        """The model that answers until the model registry says otherwise (see shared/roles.py)."""
         return self.models[0]
+
+    def model(self, name: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"stream {self.name!r} has no model {name!r}")
 
     def feature(self, name: str) -> FeatureSpec:
         for spec in self.features:
@@ -167,10 +176,23 @@ def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
     pii = _pii(doc.get("pii") or {}, schema_fields, {id_field, time_field} | names)
     try:
         monitoring = parse_monitoring(doc.get("monitoring"), {f.name: f.type for f in features})
+        retraining = parse_retraining(doc.get("retraining"), [m.name for m in models], task)
     except ValueError as exc:
         raise ContractError(str(exc)) from exc
     return StreamContract(
-        name, event_schema, id_field, time_field, features, task, models, path, label_field, lateness, pii, monitoring
+        name,
+        event_schema,
+        id_field,
+        time_field,
+        features,
+        task,
+        models,
+        path,
+        label_field,
+        lateness,
+        pii,
+        monitoring,
+        retraining,
     )
 
 

@@ -31,6 +31,7 @@ from shared.contracts import ModelSpec
 ALLOWED_MODULES = {
     "anomaly",
     "compose",
+    "dummy",
     "drift",
     "ensemble",
     "feature_extraction",

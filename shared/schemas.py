@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts import StreamContract
-from shared.topics import MODEL_EVENTS_TOPIC
+from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
 
 PLATFORM_SCHEMAS = {
     "predictions": "prediction.avsc",
@@ -48,6 +48,8 @@ def value_schema(topic: str, schemas_dir: Path, contracts: dict[str, StreamContr
     """
     if topic == MODEL_EVENTS_TOPIC:
         return load_schema(schemas_dir, "model_event.avsc")
+    if topic == MODEL_CANDIDATES_TOPIC:
+        return load_schema(schemas_dir, "model_candidate.avsc")
     stream, _, kind = topic.rpartition(".")
     if stream not in contracts:
         raise KeyError(f"topic {topic!r} belongs to no known stream (known: {', '.join(sorted(contracts))})")

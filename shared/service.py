@@ -24,7 +24,7 @@ from shared.loop import Handler, StreamLoop
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
-from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
+from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,7 +94,7 @@ def bootstrap(
         port = server.server_address[1]
         log.info("serving /metrics and /healthz", extra={"url": f"http://{settings.http_host}:{port}"})
     contracts = load_contracts(settings.contracts_dir, settings.streams)
-    topics = [t for s in contracts for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC]
+    topics = [t for s in contracts for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
     retry(lambda: ensure_topics(settings, topics), "create topics", stop)
     serdes = retry(
         lambda: _registered(settings, contracts, topics), f"register schemas at {settings.schema_registry_url}", stop

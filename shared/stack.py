@@ -25,7 +25,7 @@ from shared.embedded import free_port, start_tansu
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.supervisor import Child, Supervisor
-from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
+from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class EmbeddedStack:
                 settings = replace(settings, background_fetch_wait_max_ms=EMBEDDED_BACKGROUND_FETCH_WAIT_MS)
             self.settings = settings
         contracts = load_contracts(settings.contracts_dir, settings.streams)
-        topics = [t for s in contracts for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC]
+        topics = [t for s in contracts for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
         ensure_topics(settings, topics)
         if self.embedded_registry:
             port = int(self.env.get("EDDY_SCHEMA_REGISTRY_PORT") or 0) or free_port()

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from functools import cache
 
 MODEL_EVENTS_TOPIC = "eddy.model-events"
+# Challengers built by retraining, with their artifacts, for the model registry to register.
+MODEL_CANDIDATES_TOPIC = "eddy.model-candidates"
+PLATFORM_TOPICS = (MODEL_EVENTS_TOPIC, MODEL_CANDIDATES_TOPIC)
 
 
 @dataclass(frozen=True)

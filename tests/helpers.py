@@ -23,7 +23,7 @@ from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
 from shared.stack import wait_http
-from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
+from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 
 def serdes_for(settings: Settings) -> SerdeRegistry:
@@ -32,7 +32,7 @@ def serdes_for(settings: Settings) -> SerdeRegistry:
 
 
 def create_topics(settings: Settings) -> None:
-    ensure_topics(settings, [t for s in settings.streams for t in StreamTopics(s).all()] + [MODEL_EVENTS_TOPIC])
+    ensure_topics(settings, [t for s in settings.streams for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS))
 
 
 class ValueWriter:

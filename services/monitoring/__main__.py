@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from services.monitoring.config import monitor_config
-from services.monitoring.control import ControlFeed
 from services.monitoring.dashboard import dashboard_routes
 from services.monitoring.handlers import Monitor
+from shared.feed import SideFeed
 from shared.loop import BatchResult, InRecord
 from shared.serde import SerdeError
 from shared.service import ServiceContext, bootstrap
@@ -26,7 +26,9 @@ def main() -> int:
     ctx = bootstrap("monitoring", http_routes=dashboard_routes(monitors), background=True)
     config = monitor_config()
     monitors.update({name: Monitor(contract, config) for name, contract in ctx.contracts.items()})
-    control = ControlFeed(ctx.settings, ctx.topics("profiles") + ctx.topics("dlq") + [MODEL_EVENTS_TOPIC])
+    control = SideFeed(
+        ctx.settings, ctx.topics("profiles") + ctx.topics("dlq") + [MODEL_EVENTS_TOPIC], "monitoring-control"
+    )
     control.start()
 
     def apply_control() -> None:

@@ -1,9 +1,9 @@
-"""Follows the low-rate topics monitoring needs whole: S.profiles, S.dlq and eddy.model-events.
+"""Follows low-rate control topics whole (eddy.model-events, S.profiles, S.dlq, S.models) beside a service's loop.
 
-They are read from the beginning without a consumer group (a restarted monitor
-needs the reference profile again, and the embedded broker's "latest" offset
-cannot be trusted) by a background thread that only queues what it reads. The
-monitoring loop drains the queue between batches, so every state change still
+They are read from the beginning without a consumer group (a restarted service
+needs the whole history again, and the embedded broker's "latest" offset cannot
+be trusted) by a background thread that only queues what it reads. The
+service's loop drains the queue between batches, so every state change still
 happens on one thread.
 """
 
@@ -23,16 +23,16 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class ControlFeed:
+class SideFeed:
     """Queues ``(topic, value, reason)`` for every record of ``topics``; ``reason`` is a DLQ record's reason."""
 
-    def __init__(self, settings: Settings, topics: list[str]) -> None:
-        group = f"eddy-monitoring-control-{uuid.uuid4().hex[:8]}"  # required by the client, never joined
+    def __init__(self, settings: Settings, topics: list[str], name: str = "side-feed") -> None:
+        group = f"eddy-{name}-{uuid.uuid4().hex[:8]}"  # required by the client, never joined
         self._consumer = Consumer(consumer_config(settings, group, background=True))
         self._topics = topics
         self.records: queue.Queue[tuple[str, bytes, str | None]] = queue.Queue(maxsize=100_000)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="control-feed", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         assign_from(self._consumer, self._topics)
