@@ -210,6 +210,8 @@ class ModelState:
     version: int = 1
     learned_count: int = 0
     source_offsets: dict[str, int] = field(default_factory=dict)
+    # Where this version's online learning began ("topic:partition" -> offset); empty: from the beginning.
+    learned_from: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls, stream: str, spec: ModelSpec, version: int = 1) -> ModelState:
@@ -231,6 +233,7 @@ class ModelState:
             "artifact": artifact,
             "sha256": hashlib.sha256(artifact).hexdigest(),
             "source_offsets": dict(self.source_offsets),
+            "learned_from_offsets": dict(getattr(self, "learned_from", {})),
             "code_version": code_version,
         }
 

@@ -31,7 +31,10 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.contracts import StreamContract
 
 CHAMPION, CHALLENGER, SHADOW, ARCHIVED = "champion", "challenger", "shadow", "archived"
 ALIASES = (CHAMPION, CHALLENGER, SHADOW, ARCHIVED)
@@ -128,6 +131,11 @@ def default_roles(stream: str, model_names: list[str], canary: float = 0.0) -> S
     """
     aliases = {VersionKey(name, 1): CHAMPION if i == 0 else SHADOW for i, name in enumerate(model_names)}
     return StreamRoles(stream, aliases, canary)
+
+
+def contract_roles(contract: StreamContract) -> StreamRoles:
+    """:func:`default_roles` for a contract's models and canary share."""
+    return default_roles(contract.name, [m.name for m in contract.models], contract.retraining.canary)
 
 
 def roles_of_event(event: Mapping[str, Any]) -> StreamRoles | None:

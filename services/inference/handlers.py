@@ -12,6 +12,7 @@ from services.inference import metrics
 from shared.contracts import ModelSpec, StreamContract
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.models import ModelState, build_estimator, class_key, predict_batch
+from shared.roles import VersionKey, in_canary
 from shared.topics import StreamTopics
 
 
@@ -36,30 +37,59 @@ class ServingModel:
     def from_state(cls, state: ModelState, task: str) -> ServingModel:
         return cls(state.spec.name, state.version, state.learned_count, state.estimator, state.spec.features, task)
 
+    @property
+    def key(self) -> VersionKey:
+        return VersionKey(self.name, self.version)
+
     def is_older_than(self, version: int, learned: int) -> bool:
         """A snapshot replaces this one if it is another version, or the same version further along."""
         return version != self.version or learned > self.learned
 
 
-# Per stream, the models that predict it by name: the contract's first model is the champion, whose
-# predictions are served; the others are challengers, predicting in shadow.
-StreamModels = dict[str, dict[str, ServingModel]]
+@dataclass(frozen=True)
+class ServingSet:
+    """What predicts one stream, swapped in as a whole by a single reference assignment.
+
+    The champion answers; the challenger (if any) answers the canary share of
+    events, chosen by a hash of ``event_id`` (see :func:`shared.roles.in_canary`),
+    and predicts the rest in shadow; shadows predict every event and never answer.
+    Every model predicts every record, so each is evaluated on, and learns from,
+    the same labels.
+    """
+
+    champion: ServingModel
+    challenger: ServingModel | None = None
+    shadows: tuple[ServingModel, ...] = ()
+    canary: float = 0.0
+
+    @property
+    def models(self) -> tuple[ServingModel, ...]:
+        extra = (self.challenger,) if self.challenger is not None else ()
+        return (self.champion, *extra, *self.shadows)
+
+
+StreamModels = dict[str, ServingSet]
 
 
 def fresh_models(contracts: dict[str, StreamContract]) -> StreamModels:
-    """Untrained models for every model of every contract, the champion first."""
-    return {name: {spec.name: ServingModel.fresh(c, spec) for spec in c.models} for name, c in contracts.items()}
+    """Untrained version-1 models of every contract model, with the default roles (the first model answers)."""
+    return {
+        name: ServingSet(
+            ServingModel.fresh(c, c.champion),
+            shadows=tuple(ServingModel.fresh(c, spec) for spec in c.models[1:]),
+        )
+        for name, c in contracts.items()
+    }
 
 
 class PredictBatch:
     """The inference handler.
 
-    ``models`` holds the current :class:`ServingModel` of every model of every
-    stream; the snapshot watcher replaces entries while this handler runs, and
-    each batch uses the models it read at its start. Every model predicts every
-    record: the champion's prediction is the served answer, each challenger's is
-    logged with ``served`` false, so that it is evaluated and learns from the
-    same labels without ever answering.
+    ``models`` holds the current :class:`ServingSet` of every stream; the
+    snapshot watcher replaces it while this handler runs, and each batch uses
+    the set it read at its start. The champion's predictions come first, in the
+    order of the records; a prediction's ``served`` flag says whether it was the
+    answer.
     """
 
     def __init__(
@@ -79,14 +109,23 @@ class PredictBatch:
             by_stream[record.stream].append(record)
         result = BatchResult()
         for stream, batch in by_stream.items():
-            champion = self.contracts[stream].champion.name
-            # The champion first: its predictions are the answers, in the order of the records.
-            for name, model in sorted(self.models[stream].items(), key=lambda kv: kv[0] != champion):
-                result.outputs.extend(self._predict(stream, model, name == champion, batch, started_ms))
+            serving = self.models[stream]
+            canary: list[bool] | None = None
+            if serving.challenger is not None and serving.canary > 0:
+                id_field = self.contracts[stream].id_field
+                canary = [in_canary(str(r.value[id_field]), serving.canary) for r in batch]
+            for model in serving.models:
+                if model is serving.champion:
+                    served: list[bool] | bool = [not c for c in canary] if canary is not None else True
+                elif model is serving.challenger:
+                    served = canary if canary is not None else False
+                else:
+                    served = False
+                result.outputs.extend(self._predict(stream, model, served, batch, started_ms))
         return result
 
     def _predict(
-        self, stream: str, model: ServingModel, served: bool, batch: list[InRecord], started_ms: float
+        self, stream: str, model: ServingModel, served: list[bool] | bool, batch: list[InRecord], started_ms: float
     ) -> list[OutRecord]:
         contract = self.contracts[stream]
         rows = [{name: r.value.get(name) for name in model.features} for r in batch]
@@ -96,7 +135,8 @@ class PredictBatch:
         topic = StreamTopics(stream).predictions
         segment_field = contract.monitoring.segment
         outputs = []
-        for record, features, (prediction, probabilities) in zip(batch, rows, answers, strict=True):
+        flags = served if isinstance(served, list) else [served] * len(batch)
+        for record, features, (prediction, probabilities), answered in zip(batch, rows, answers, flags, strict=True):
             event_id = record.value[contract.id_field]
             event_time = record.value[contract.time_field]
             ingested = record.header("eddy.ingested_at_ms")
@@ -106,7 +146,7 @@ class PredictBatch:
                 "model_name": model.name,
                 "model_version": model.version,
                 "model_learned": model.learned,
-                "served": served,
+                "served": answered,
                 "prediction": prediction,
                 "probabilities": probabilities,
                 "features": features,

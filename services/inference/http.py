@@ -188,8 +188,9 @@ class PredictApi:
         for out, data in encoded:
             self.producer.produce(out.topic, data, encode_key(out.key), out.headers, out.timestamp_ms)
         self.producer.wait(delivery)
-        # The champion's predictions come first, one per event: they are the answers (challengers' are logged).
-        return [out.value for out in outputs if out.value["served"]]
+        # One served prediction per event (the champion's, or the challenger's on the canary share) is the answer.
+        served = {out.value["event_id"]: out.value for out in outputs if out.value["served"]}
+        return [served[event[contract.id_field]] for event in events]
 
 
 class ServerThread:

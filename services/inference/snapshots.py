@@ -1,4 +1,11 @@
-"""Follows S.models and hot-swaps newer snapshots into the serving map, without pausing prediction."""
+"""Follows S.models and eddy.model-events, and hot-swaps the serving set of each stream without pausing prediction.
+
+Snapshots bring model versions (from learning, as they learn, and from the
+model registry, when a version is registered); model events bring the alias
+table (which version is champion, challenger or shadow). Both are read by one
+thread, so a promotion and the snapshot it needs are applied in order; a
+version is only switched in once its model has arrived.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,25 @@ import uuid
 from confluent_kafka import Consumer
 
 from services.inference import metrics
-from services.inference.handlers import ServingModel, StreamModels
+from services.inference.handlers import ServingModel, ServingSet, StreamModels
 from shared.contracts import StreamContract
 from shared.kafka import assign_from, consumer_config
 from shared.models import SnapshotError, load_snapshot_estimator
 from shared.observability import Health
+from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey, contract_roles, roles_of_event
 from shared.serde import SerdeError, SerdeRegistry
 from shared.settings import Settings
-from shared.topics import StreamTopics
+from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 
 log = logging.getLogger(__name__)
 
 
 class SnapshotWatcher:
-    """Reads every stream's S.models from the beginning and keeps ``models`` on the newest snapshot.
+    """Reads every stream's S.models and eddy.model-events from the beginning and keeps ``models`` current.
 
     It reads without a consumer group: every inference replica must see every
-    snapshot, and starting from the beginning needs no trustworthy "latest" offset.
+    snapshot and alias change, and starting from the beginning needs no
+    trustworthy "latest" offset.
     """
 
     def __init__(
@@ -41,12 +50,17 @@ class SnapshotWatcher:
         self.serdes = serdes
         self.models = models
         self.health = health or Health("inference")
+        self.roles = {s: contract_roles(c) for s, c in contracts.items()}
+        # Every version this process holds a model for, whatever its alias: a promotion needs no wait.
+        self.loaded: dict[str, dict[VersionKey, ServingModel]] = {
+            s: {m.key: m for m in serving.models} for s, serving in models.items()
+        }
         self.report()
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
         group = f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}"
         self._consumer = Consumer(consumer_config(settings, group, background=True))
-        self._topics = [StreamTopics(s).models for s in contracts]
+        self._topics = [StreamTopics(s).models for s in contracts] + [MODEL_EVENTS_TOPIC]
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
         self._stop = threading.Event()
 
@@ -60,9 +74,9 @@ class SnapshotWatcher:
     def report(self) -> None:
         """Show the serving models in /healthz: replicas serving the same lineage report the same."""
         serving = {
-            f"{stream}/{name}": {"version": model.version, "learned": model.learned}
-            for stream, models in self.models.items()
-            for name, model in models.items()
+            f"{stream}/{model.name}": {"version": model.version, "learned": model.learned, "alias": alias}
+            for stream, current in self.models.items()
+            for model, alias in _aliased(current)
         }
         self.health.set(serving=serving)
 
@@ -75,18 +89,28 @@ class SnapshotWatcher:
         quiet_since = time.monotonic()
         while not self._stop.is_set():
             messages = self._consumer.consume(100, 0.1)
-            newest: dict[str, dict] = {}
+            newest: dict[tuple[str, str, int], dict] = {}
+            changed: set[str] = set()
             for msg in messages:
                 if msg.error():
                     continue
                 try:
                     record = self.serdes.for_topic(msg.topic() or "").decode(msg.value())
                 except SerdeError:
-                    log.exception("undecodable snapshot skipped")
+                    log.exception("undecodable snapshot or model event skipped")
                     continue
-                newest[f"{record['stream']}/{record['model_name']}"] = record  # only the last of a batch matters
+                if msg.topic() == MODEL_EVENTS_TOPIC:
+                    roles = roles_of_event(record)
+                    if roles is not None and roles.stream in self.roles:
+                        self.roles[roles.stream] = roles
+                        changed.add(roles.stream)
+                else:  # only the last snapshot of a version in a batch matters
+                    newest[(record["stream"], record["model_name"], record["model_version"])] = record
             for record in newest.values():
-                self._apply(record)
+                if self._load(record):
+                    changed.add(record["stream"])
+            for stream in changed:
+                self._serve(stream)
             if messages:
                 quiet_since = time.monotonic()
             elif not self.caught_up.is_set() and (self._at_end() or time.monotonic() - quiet_since > 1.0):
@@ -99,25 +123,57 @@ class SnapshotWatcher:
                 return False
         return True
 
-    def _apply(self, record: dict) -> None:
-        stream, name = record["stream"], record["model_name"]
+    def _load(self, record: dict) -> bool:
+        """Hold the snapshot's model if it is newer than the one held for its version."""
+        stream, name, version = record["stream"], record["model_name"], record["model_version"]
         contract = self.contracts.get(stream)
-        spec = next((m for m in contract.models if m.name == name), None) if contract is not None else None
-        if contract is None or spec is None:
-            return  # a model this process does not run
-        current = self.models[stream].get(name)
-        if current is not None and not current.is_older_than(record["model_version"], record["learned_count"]):
-            return
+        if contract is None or name not in {m.name for m in contract.models}:
+            return False  # a model this process does not run
+        key = VersionKey(name, version)
+        if self.roles[stream].alias_of(key) == ARCHIVED:
+            self.loaded[stream].pop(key, None)
+            return False
+        current = self.loaded[stream].get(key)
+        if current is not None and not current.is_older_than(version, record["learned_count"]):
+            return False
         try:
             estimator = load_snapshot_estimator(record)
         except SnapshotError:
             log.exception("snapshot rejected")
-            return
-        self.models[stream][name] = ServingModel(
-            name, record["model_version"], record["learned_count"], estimator, spec.features, contract.task
+            return False
+        spec = contract.model(name)
+        self.loaded[stream][key] = ServingModel(
+            name, version, record["learned_count"], estimator, spec.features, contract.task
         )
-        self.report()
-        metrics.SNAPSHOT_SWAPS.labels(stream, record["model_name"]).inc()
-        metrics.SNAPSHOT_LEARNED.labels(stream, record["model_name"]).set(record["learned_count"])
+        metrics.SNAPSHOT_SWAPS.labels(stream, name).inc()
+        metrics.SNAPSHOT_LEARNED.labels(stream, name).set(record["learned_count"])
         metrics.SNAPSHOT_AGE.labels(stream).set(max(0.0, time.time() - record["created_at_ms"] / 1000))
-        log.debug("snapshot swapped in", extra={"stream": stream, "learned": record["learned_count"]})
+        return True
+
+    def _serve(self, stream: str) -> None:
+        """Swap in the serving set the alias table asks for, as far as its models have arrived."""
+        roles, loaded, current = self.roles[stream], self.loaded[stream], self.models[stream]
+        for key, alias in roles.aliases.items():
+            if alias == ARCHIVED:
+                loaded.pop(key, None)
+        # Until the new champion's model arrives, the one serving keeps answering.
+        champion = loaded.get(roles.champion) or loaded.get(current.champion.key) or current.champion
+        challenger_key = roles.challenger
+        challenger = loaded.get(challenger_key) if challenger_key is not None else None
+        shadows = tuple(
+            loaded[k]
+            for k in roles.active
+            if k in loaded and k not in (champion.key, challenger_key) and roles.alias_of(k) is not None
+        )
+        serving = ServingSet(champion, challenger, shadows, roles.canary)
+        if serving != current:
+            self.models[stream] = serving
+            if champion.key != current.champion.key:
+                metrics.CHAMPION_SWITCHES.labels(stream).inc()
+                log.info("champion switched", extra={"stream": stream, "champion": str(champion.key)})
+            self.report()
+
+
+def _aliased(serving: ServingSet) -> list[tuple[ServingModel, str]]:
+    extra = [(serving.challenger, CHALLENGER)] if serving.challenger is not None else []
+    return [(serving.champion, CHAMPION), *extra, *((m, SHADOW) for m in serving.shadows)]

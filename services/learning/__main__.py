@@ -5,13 +5,17 @@ from __future__ import annotations
 import sys
 
 from services.learning.runner import LearningService
+from shared.feed import SideFeed
 from shared.loop import StreamLoop
 from shared.service import bootstrap
+from shared.topics import MODEL_EVENTS_TOPIC
 
 
 def main() -> int:
     ctx = bootstrap("learning", background=True)
-    service = LearningService(ctx)
+    feed = SideFeed(ctx.settings, [MODEL_EVENTS_TOPIC, *ctx.topics("models")], "learning-registry")
+    feed.start()
+    service = LearningService(ctx, feed)
     loop: StreamLoop
     loop = ctx.stream_loop(
         ctx.topics("predictions") + ctx.topics("feedback"),
@@ -27,6 +31,7 @@ def main() -> int:
     try:
         loop.run(ctx.stop)
     finally:
+        feed.stop()
         service.checkpoint()
         service.publish()
     return 0

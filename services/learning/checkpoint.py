@@ -22,8 +22,21 @@ class Checkpoint:
     state: LearnerState
 
 
-def checkpoint_path(state_dir: Path, stream: str, model: str) -> Path:
-    return state_dir / "learning" / stream / f"{model}.ckpt"
+def checkpoint_path(state_dir: Path, stream: str, model: str, version: int = 1) -> Path:
+    """Version 1 keeps the name it had before versions existed, so older checkpoints are still found."""
+    name = model if version == 1 else f"{model}@{version}"
+    return state_dir / "learning" / stream / f"{name}.ckpt"
+
+
+def saved_versions(state_dir: Path, stream: str, model: str) -> list[int]:
+    """The versions of ``model`` with a checkpoint on disk."""
+    folder = state_dir / "learning" / stream
+    versions = [1] if (folder / f"{model}.ckpt").exists() else []
+    for path in folder.glob(f"{model}@*.ckpt"):
+        suffix = path.stem.rpartition("@")[2]
+        if suffix.isdigit():
+            versions.append(int(suffix))
+    return sorted(versions)
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:

@@ -131,8 +131,9 @@ class Learner:
 
     def _on_prediction(self, record: InRecord, result: BatchResult) -> None:
         value = record.value
-        if value["model_name"] != self.state.model.spec.name:
-            return  # another model's prediction: its own learner joins it
+        model = self.state.model
+        if value["model_name"] != model.spec.name or value["model_version"] != model.version:
+            return  # another version's prediction: its own learner joins it
         event_id = value["event_id"]
         if event_id in self.state.learned or event_id in self.state.pending_predictions:
             metrics.DUPLICATES.labels(self.contract.name, "prediction").inc()
@@ -201,6 +202,7 @@ class Learner:
             "label_time_ms": label["label_time_ms"],
             "joined_at_ms": now_ms,
             "segment": prediction.get("segment"),
+            "served": prediction.get("served"),
         }
         return OutRecord(self.topics.labeled, prediction["event_id"], example, timestamp_ms=prediction["event_time_ms"])
 

@@ -1,11 +1,16 @@
 """The learning service around its pure handlers: restore, checkpoint, publish.
 
-One learner per model of each stream (the champion and every challenger), the
-single writer of that model's lineage. Every learner of a stream reads the same
-input; each joins labels with its own model's predictions (a challenger's are
-shadow predictions, logged with its own features) and keeps its own checkpoint.
-Only the champion's learner dead-letters labels (late, duplicate, unusable), so
-that each such label is dead-lettered once.
+One learner per active model version of each stream (the champion, the
+challenger and every shadow), the single writer of that version's lineage.
+Every learner of a stream reads the same input; each joins labels with its own
+version's predictions (logged with its own features) and keeps its own
+checkpoint. Only the champion's learner dead-letters labels (late, duplicate,
+unusable), so that each such label is dead-lettered once.
+
+Which versions are active comes from the model registry's alias table on
+``eddy.model-events``; a new version's starting model comes from the snapshot
+the registry publishes on ``S.models``. A new version learns from the input
+after the point where it joined (``learned_from``), archived ones stop.
 
 - After each batch whose labeled examples are acknowledged, and at most every
   ``EDDY_SNAPSHOT_INTERVAL_S``, it publishes the model to ``S.models`` for
@@ -32,44 +37,56 @@ from services.learning import checkpoint, metrics
 from services.learning.config import join_limits
 from services.learning.handlers import Learner, LearnerState
 from shared.contracts import ModelSpec
+from shared.feed import SideFeed
 from shared.kafka import cluster_id, scan
 from shared.loop import BatchResult, InRecord, Offsets, StreamLoop
-from shared.models import ModelState
+from shared.models import ModelState, SnapshotError, load_snapshot_estimator
+from shared.roles import ARCHIVED, VersionKey, contract_roles, roles_of_event
+from shared.serde import SerdeError
 from shared.service import ServiceContext, code_version
-from shared.topics import StreamTopics
+from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 
 log = logging.getLogger("services.learning")
 
 
 class LearningService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, feed: SideFeed | None = None) -> None:
         self.ctx = ctx
+        self.feed = feed
         # Checkpoints record the end of the learners' S.labeled output (see checkpoint()).
         ctx.producer.track_offsets = True
         self.cluster = cluster_id(ctx.settings)
         self.code_version = code_version()
-        limits = join_limits()
-        self.learners: dict[tuple[str, str], Learner] = {}
+        self.limits = join_limits()
+        self.roles = {s: contract_roles(c) for s, c in ctx.contracts.items()}
+        self.learners: dict[tuple[str, VersionKey], Learner] = {}
+        # Registered versions' starting models, from the registry's snapshots, until the alias table needs them.
+        self._registered: dict[tuple[str, VersionKey], dict] = {}
         for stream, contract in ctx.contracts.items():
             for spec in contract.models:
-                state = self._restore(stream, spec)
-                self.learners[(stream, spec.name)] = Learner(
-                    contract, state, limits, champion=spec is contract.champion
-                )
-        self._published: dict[tuple[str, str], int] = {}
+                for version in checkpoint.saved_versions(ctx.settings.state_dir, stream, spec.name) or [1]:
+                    self._add(stream, self._restore(stream, spec, version))
+        self._published: dict[tuple[str, VersionKey], int] = {}
         self._last_snapshot = 0.0
         self._last_checkpoint = time.monotonic()
         self._dirty = False
-        for (stream, model), learner in self.learners.items():
-            learner.state.suppress |= self._already_emitted(stream, model, learner.state.labeled_offsets)
+        for (stream, key), learner in self.learners.items():
+            learner.state.suppress |= self._already_emitted(stream, key, learner.state.labeled_offsets)
 
-    def _restore(self, stream: str, spec: ModelSpec) -> LearnerState:
-        path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, spec.name)
+    def _add(self, stream: str, state: LearnerState) -> Learner:
+        key = VersionKey(state.model.spec.name, state.model.version)
+        champion = key == self.roles[stream].champion
+        learner = Learner(self.ctx.contracts[stream], state, self.limits, champion=champion)
+        self.learners[(stream, key)] = learner
+        return learner
+
+    def _restore(self, stream: str, spec: ModelSpec, version: int) -> LearnerState:
+        path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, spec.name, version)
         saved = checkpoint.load(path)
-        where = {"stream": stream, "model": spec.name}
+        where = {"stream": stream, "model": f"{spec.name}@{version}"}
         if saved is None:
             log.info("no checkpoint: fresh model", extra=where)
-            return LearnerState(ModelState.fresh(stream, spec))
+            return LearnerState(ModelState.fresh(stream, spec, version))
         if saved.cluster_id != self.cluster:
             # A new cluster holds none of the input the offsets point into; keep what the model learned.
             log.warning("checkpoint from another Kafka cluster: keeping the model, re-reading input from the start")
@@ -77,8 +94,8 @@ class LearningService:
         log.info("restored checkpoint", extra={**where, "learned": saved.state.model.learned_count})
         return saved.state
 
-    def _already_emitted(self, stream: str, model: str, start: dict[str, int]) -> set[str]:
-        """Ids of ``model`` in S.labeled after ``start``: what a crashed predecessor wrote after the checkpoint."""
+    def _already_emitted(self, stream: str, key: VersionKey, start: dict[str, int]) -> set[str]:
+        """Ids of ``key`` in S.labeled after ``start``: what a crashed predecessor wrote after the checkpoint."""
         topic = StreamTopics(stream).labeled
         serde = self.ctx.serdes.for_topic(topic)
         # No time limit: a scan cut short would let labeled examples be written twice.
@@ -86,16 +103,96 @@ class LearningService:
         seen = {
             example["event_id"]
             for example in map(serde.decode, (m.value() for m in written))
-            if example["model_name"] == model
+            if (example["model_name"], example["model_version"]) == (key.name, key.version)
         }
         if seen:
             log.info(
                 "labeled examples already written after the checkpoint",
-                extra={"stream": stream, "model": model, "count": len(seen)},
+                extra={"stream": stream, "model": str(key), "count": len(seen)},
             )
         return seen
 
+    # -- versions coming and going ---------------------------------------------------------------------
+
+    def follow_registry(self) -> None:
+        """Apply what the side feed read: alias tables and registered versions' starting snapshots."""
+        if self.feed is None:
+            return
+        changed: set[str] = set()
+        for topic, value, _ in self.feed.drain():
+            try:
+                record = self.ctx.serdes.for_topic(topic).decode(value)
+            except SerdeError:
+                continue
+            if topic == MODEL_EVENTS_TOPIC:
+                roles = roles_of_event(record)
+                if roles is not None and roles.stream in self.roles:
+                    self.roles[roles.stream] = roles
+                    changed.add(roles.stream)
+            elif record["stream"] in self.roles and not record["source_offsets"]:
+                # Only the registry's snapshots start a version; learning's own carry offsets.
+                key = VersionKey(record["model_name"], record["model_version"])
+                self._registered[(record["stream"], key)] = record
+                changed.add(record["stream"])
+        for stream in changed:
+            self._apply_roles(stream)
+
+    def _apply_roles(self, stream: str) -> None:
+        roles = self.roles[stream]
+        contract = self.ctx.contracts[stream]
+        names = {m.name for m in contract.models}
+        for key in roles.active:
+            if (stream, key) in self.learners or key.name not in names:
+                continue
+            state = self._joining(stream, key)
+            if state is not None:
+                self._add(stream, state)
+                log.info("learning a new version", extra={"stream": stream, "model": str(key)})
+        for (s, key), learner in list(self.learners.items()):
+            if s != stream:
+                continue
+            if roles.alias_of(key) == ARCHIVED:
+                self._retire(stream, key)
+            else:
+                learner.champion = key == roles.champion
+
+    def _joining(self, stream: str, key: VersionKey) -> LearnerState | None:
+        """The state a version starts learning from: its checkpoint, else the registry's snapshot of it."""
+        spec = self.ctx.contracts[stream].model(key.name)
+        saved = checkpoint.load(checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version))
+        if saved is not None and saved.cluster_id == self.cluster:
+            return saved.state
+        record = self._registered.pop((stream, key), None)
+        if record is None:
+            return None  # its snapshot has not been read yet: the next drain brings it
+        try:
+            estimator = load_snapshot_estimator(record)
+        except SnapshotError:
+            log.exception("registered snapshot rejected", extra={"stream": stream, "model": str(key)})
+            return None
+        model = ModelState(stream, spec, estimator, key.version, record["learned_count"])
+        # It learns from the input after this point: what the stream's learners have read so far.
+        start: dict[str, int] = {}
+        for learner in self._of_stream(stream):
+            for partition, offset in learner.state.offsets.items():
+                start[partition] = max(offset, start.get(partition, 0))
+        model.learned_from = dict(start)
+        return LearnerState(model, offsets=dict(start))
+
+    def _retire(self, stream: str, key: VersionKey) -> None:
+        learner = self.learners.pop((stream, key))
+        path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version)
+        # Kept on disk under another name: an archived version can be inspected, and is never restored.
+        if path.exists():
+            path.replace(path.with_suffix(".archived"))
+        self._published.pop((stream, key), None)
+        log.info("version archived: stopped learning", extra={"stream": stream, "model": str(key)})
+        del learner
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
     def handle(self, records: Sequence[InRecord]) -> BatchResult:
+        self.follow_registry()
         result = BatchResult()
         for (stream, _), learner in self.learners.items():
             offsets = learner.state.offsets
@@ -132,6 +229,7 @@ class LearningService:
         return [learner for (s, _), learner in self.learners.items() if s == stream]
 
     def on_idle(self) -> None:
+        self.follow_registry()
         # Idle moments come between every trickle of input: the intervals still apply, so a quiet
         # stream is checkpointed within one interval and a busy one is not checkpointed constantly.
         self._when_due()
@@ -148,16 +246,16 @@ class LearningService:
         self._last_checkpoint = time.monotonic()
         self._dirty = False
         produced = self.ctx.producer.last_offsets
-        for (stream, model), learner in self.learners.items():
+        for (stream, key), learner in self.learners.items():
             state = learner.state
             labeled = StreamTopics(stream).labeled
             for (topic, partition), offset in produced.items():
                 if topic == labeled:
-                    key = f"{topic}:{partition}"
-                    state.labeled_offsets[key] = max(offset, state.labeled_offsets.get(key, 0))
+                    at = f"{topic}:{partition}"
+                    state.labeled_offsets[at] = max(offset, state.labeled_offsets.get(at, 0))
             started = time.perf_counter()
             checkpoint.save(
-                checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, model),
+                checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version),
                 checkpoint.Checkpoint(self.cluster, state),
             )
             metrics.CHECKPOINT_SECONDS.labels(stream).observe(time.perf_counter() - started)
@@ -165,18 +263,18 @@ class LearningService:
     def publish(self, force: bool = False) -> None:
         """Publish the model of every learner that learned something since its last snapshot."""
         self._last_snapshot = time.monotonic()
-        for (stream, name), learner in self.learners.items():
+        for (stream, key), learner in self.learners.items():
             model = learner.state.model
-            if not force and self._published.get((stream, name)) == model.learned_count:
+            if not force and self._published.get((stream, key)) == model.learned_count:
                 continue
             model.source_offsets = dict(learner.state.offsets)
             topic = StreamTopics(stream).models
             data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.code_version))
             self.ctx.producer.produce(topic, data, model.spec.name.encode())
-            self._published[(stream, name)] = model.learned_count
+            self._published[(stream, key)] = model.learned_count
             metrics.SNAPSHOTS.labels(stream, model.spec.name).inc()
         self.ctx.producer.confirm()
         self.ctx.health.set(
             learned={s: lrn.state.model.learned_count for (s, _), lrn in self.learners.items() if lrn.champion},
-            learned_by_model={f"{s}/{m}": lrn.state.model.learned_count for (s, m), lrn in self.learners.items()},
+            learned_by_model={f"{s}/{k}": lrn.state.model.learned_count for (s, k), lrn in self.learners.items()},
         )

@@ -1,7 +1,7 @@
 import dataclasses
 from typing import Any
 
-from services.inference.handlers import PredictBatch, ServingModel, fresh_models
+from services.inference.handlers import PredictBatch, ServingModel, ServingSet, fresh_models
 from shared.contracts import ModelSpec
 from shared.models import ModelState, build_estimator, predict_batch
 from tests.unit.records import demo_contract, event, record
@@ -48,7 +48,7 @@ def test_swapped_model_is_used_for_the_next_batch() -> None:
     contract = demo_contract()
     models = fresh_models({"demo": contract})
     handler = PredictBatch({"demo": contract}, models)
-    models["demo"]["default"] = ServingModel.from_state(trained_state(), "binary")
+    models["demo"] = ServingSet(ServingModel.from_state(trained_state(), "binary"))
     high = handler([record("demo.validated", event(1, x0=9.0, x1=1.0, x2=1.0))]).outputs[0].value
     assert high["model_learned"] == 200
     assert high["prediction"] is True and high["probabilities"]["true"] > 0.5
@@ -99,3 +99,22 @@ def test_challengers_predict_in_shadow_on_their_own_features() -> None:
         ("tree", False, "e2"),
     ]
     assert outputs[3].value["features"] == {"x0": 1.0, "x1": 2.0}
+
+
+def test_the_challenger_answers_its_canary_share_and_shadows_the_rest() -> None:
+    contract = demo_contract()
+    champion = ServingModel.fresh(contract)
+    challenger = dataclasses.replace(ServingModel.from_state(trained_state(), "binary"), version=2)
+    models = {"demo": ServingSet(champion, challenger, canary=0.3)}
+    handler = PredictBatch({"demo": contract}, models)
+    outputs = handler([record("demo.validated", event(i), offset=i) for i in range(400)]).outputs
+    served = [o.value for o in outputs if o.value["served"]]
+    # Exactly one answer per event, from one of the two versions, and the share close to the canary's.
+    assert sorted(v["event_id"] for v in served) == sorted(f"e{i}" for i in range(400))
+    by_challenger = [v for v in served if v["model_version"] == 2]
+    assert 0.2 < len(by_challenger) / 400 < 0.4
+    # The routing is a function of the event id: the same event goes the same way again.
+    again = handler([record("demo.validated", event(i), offset=i) for i in range(400)]).outputs
+    assert {o.value["event_id"] for o in again if o.value["served"] and o.value["model_version"] == 2} == {
+        v["event_id"] for v in by_challenger
+    }
