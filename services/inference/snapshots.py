@@ -16,13 +16,12 @@ import uuid
 
 from confluent_kafka import Consumer
 
-from services.inference import metrics
 from services.inference.handlers import ServingModel, ServingSet, StreamModels
+from services.inference.serving import ServingTable
 from shared.contracts import StreamContract
 from shared.kafka import assign_from, consumer_config
-from shared.models import SnapshotError, load_snapshot_estimator
 from shared.observability import Health
-from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey, contract_roles, roles_of_event
+from shared.roles import CHALLENGER, CHAMPION, SHADOW
 from shared.serde import SerdeError, SerdeRegistry
 from shared.settings import Settings
 from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
@@ -50,11 +49,7 @@ class SnapshotWatcher:
         self.serdes = serdes
         self.models = models
         self.health = health or Health("inference")
-        self.roles = {s: contract_roles(c) for s, c in contracts.items()}
-        # Every version this process holds a model for, whatever its alias: a promotion needs no wait.
-        self.loaded: dict[str, dict[VersionKey, ServingModel]] = {
-            s: {m.key: m for m in serving.models} for s, serving in models.items()
-        }
+        self.table = ServingTable(contracts, models)
         self.report()
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
@@ -100,17 +95,15 @@ class SnapshotWatcher:
                     log.exception("undecodable snapshot or model event skipped")
                     continue
                 if msg.topic() == MODEL_EVENTS_TOPIC:
-                    roles = roles_of_event(record)
-                    if roles is not None and roles.stream in self.roles:
-                        self.roles[roles.stream] = roles
-                        changed.add(roles.stream)
+                    if self.table.apply_event(record):
+                        changed.add(record["stream"])
                 else:  # only the last snapshot of a version in a batch matters
                     newest[(record["stream"], record["model_name"], record["model_version"])] = record
             for record in newest.values():
-                if self._load(record):
+                if self.table.load(record):
                     changed.add(record["stream"])
-            for stream in changed:
-                self._serve(stream)
+            if [stream for stream in changed if self.table.serve(stream)]:
+                self.report()
             if messages:
                 quiet_since = time.monotonic()
             elif not self.caught_up.is_set() and (self._at_end() or time.monotonic() - quiet_since > 1.0):
@@ -122,56 +115,6 @@ class SnapshotWatcher:
             if high > 0 and tp.offset < high:
                 return False
         return True
-
-    def _load(self, record: dict) -> bool:
-        """Hold the snapshot's model if it is newer than the one held for its version."""
-        stream, name, version = record["stream"], record["model_name"], record["model_version"]
-        contract = self.contracts.get(stream)
-        if contract is None or name not in {m.name for m in contract.models}:
-            return False  # a model this process does not run
-        key = VersionKey(name, version)
-        if self.roles[stream].alias_of(key) == ARCHIVED:
-            self.loaded[stream].pop(key, None)
-            return False
-        current = self.loaded[stream].get(key)
-        if current is not None and not current.is_older_than(version, record["learned_count"]):
-            return False
-        try:
-            estimator = load_snapshot_estimator(record)
-        except SnapshotError:
-            log.exception("snapshot rejected")
-            return False
-        spec = contract.model(name)
-        self.loaded[stream][key] = ServingModel(
-            name, version, record["learned_count"], estimator, spec.features, contract.task
-        )
-        metrics.SNAPSHOT_SWAPS.labels(stream, name).inc()
-        metrics.SNAPSHOT_LEARNED.labels(stream, name).set(record["learned_count"])
-        metrics.SNAPSHOT_AGE.labels(stream).set(max(0.0, time.time() - record["created_at_ms"] / 1000))
-        return True
-
-    def _serve(self, stream: str) -> None:
-        """Swap in the serving set the alias table asks for, as far as its models have arrived."""
-        roles, loaded, current = self.roles[stream], self.loaded[stream], self.models[stream]
-        for key, alias in roles.aliases.items():
-            if alias == ARCHIVED:
-                loaded.pop(key, None)
-        # Until the new champion's model arrives, the one serving keeps answering.
-        champion = loaded.get(roles.champion) or loaded.get(current.champion.key) or current.champion
-        challenger_key = roles.challenger
-        challenger = loaded.get(challenger_key) if challenger_key is not None else None
-        shadows = tuple(
-            loaded[k]
-            for k in roles.active
-            if k in loaded and k not in (champion.key, challenger_key) and roles.alias_of(k) is not None
-        )
-        serving = ServingSet(champion, challenger, shadows, roles.canary)
-        if serving != current:
-            self.models[stream] = serving
-            if champion.key != current.champion.key:
-                metrics.CHAMPION_SWITCHES.labels(stream).inc()
-                log.info("champion switched", extra={"stream": stream, "champion": str(champion.key)})
-            self.report()
 
 
 def _aliased(serving: ServingSet) -> list[tuple[ServingModel, str]]:
