@@ -1,0 +1,103 @@
+"""Recovery after an abrupt concept change, with the retraining loop closed and with it open.
+
+Run: ``.venv/bin/python -m bench.bench_retraining [--seeds 5] [--curves docs/retraining-curves.csv]``.
+
+The scenario: the demo stream's SEA concept switches abruptly (threshold 8 → 9.5) at event 10,000 of
+30,000; the champion is a Hoeffding tree, which keeps learning online but adapts slowly because its
+splits were grown for the old concept. Each seed runs twice through the same services' handlers
+(``bench/lifecycle.py``): with retraining (monitoring's drift alert → a challenger trained on the
+recent labels → shadow trial → promotion), and without it (online learning only).
+
+Recovery: labels after the change until the served answers' accuracy over the last 500 events,
+having dropped more than 2 points below its level just before the change, is back within 2 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+from bench.drift_scenarios import demo_contract, draws
+from bench.lifecycle import Run, run_lifecycle
+from bench.machine import describe
+from shared.contracts import ModelSpec, StreamContract
+
+CHANGE_AT = 10_000
+EVENTS = 30_000
+WINDOW = 500
+TOLERANCE = 0.02
+
+
+def tree_contract() -> StreamContract:
+    """The demo contract with a Hoeffding tree as its one model."""
+    contract = demo_contract()
+    tree = ModelSpec("default", (("tree.HoeffdingTreeClassifier", {}),), ("x0", "x1", "x2"))
+    return dataclasses.replace(contract, models=(tree,))
+
+
+def recovery(run: Run) -> tuple[float, int | None]:
+    """(accuracy just before the change, labels after it until back within the tolerance; None: never)."""
+    curve = run.windowed(WINDOW)
+    before = curve[CHANGE_AT - 1]
+    dropped = next((i for i in range(CHANGE_AT, len(curve)) if curve[i] < before - TOLERANCE), None)
+    if dropped is None:
+        return before, 0
+    back = next((i for i in range(dropped, len(curve)) if curve[i] >= before - TOLERANCE), None)
+    return before, None if back is None else back - CHANGE_AT
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--curves", type=Path, help="write both windowed-accuracy curves of seed 1 as CSV here")
+    args = parser.parse_args()
+    contract = tree_contract()
+    print(f"machine: {describe()}; SEA 8 -> 9.5 at event {CHANGE_AT:,} of {EVENTS:,}; Hoeffding tree champion")
+    print(f"recovery = labels after the change until the {WINDOW}-event served accuracy is within 2 points again")
+    print("| seed | accuracy before | recovery, retraining off | recovery, retraining on | ratio | decisions (on) |")
+    print("|---:|---:|---:|---:|---:|---|")
+    ratios = []
+    for seed in range(1, args.seeds + 1):
+        started = time.perf_counter()
+        off = run_lifecycle(contract, draws("abrupt", seed, CHANGE_AT), EVENTS, retraining=False)
+        on = run_lifecycle(contract, draws("abrupt", seed, CHANGE_AT), EVENTS, retraining=True)
+        before, off_labels = recovery(off)
+        _, on_labels = recovery(on)
+        horizon = EVENTS - CHANGE_AT
+        off_shown = f"{off_labels:,}" if off_labels is not None else f"> {horizon:,}"
+        on_shown = f"{on_labels:,}" if on_labels is not None else f"> {horizon:,}"
+        ratio = (on_labels if on_labels is not None else horizon) / max(1, off_labels if off_labels else horizon)
+        ratios.append(ratio)
+        decided = [
+            f"{d.event_type} {d.version} @{d.at - CHANGE_AT:+,}"
+            for d in on.decisions
+            if d.event_type in ("promoted", "rolled_back", "registered", "challenger_rejected", "archived")
+            and d.actor != "bench"
+            and d.at > 50
+        ]
+        print(
+            f"| {seed} | {before:.3f} | {off_shown} | {on_shown} | {ratio:.2f} | {'; '.join(decided) or '-'} |"
+            f"  ({time.perf_counter() - started:.0f} s)"
+        )
+        if seed == 1 and args.curves is not None:
+            write_curves(args.curves, off, on)
+    print(f"median ratio (on / off): {statistics.median(ratios):.2f}; target <= 0.50")
+
+
+def write_curves(path: Path, off: Run, on: Run) -> None:
+    """Every 100th event's windowed accuracy, both runs side by side."""
+    off_curve, on_curve = off.windowed(WINDOW), on.windowed(WINDOW)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["events_after_change", "accuracy_retraining_off", "accuracy_retraining_on"])
+        for i in range(0, min(len(off_curve), len(on_curve)), 100):
+            writer.writerow([i - CHANGE_AT, f"{off_curve[i]:.4f}", f"{on_curve[i]:.4f}"])
+
+
+if __name__ == "__main__":
+    main()
