@@ -108,14 +108,18 @@ class Lifecycle:
         """One batch of events and their labels through every service."""
         self.clock.now += 1.0
         c = self.contract
-        events = [{c.id_field: f"e{self.drawn + i}", c.time_field: self.drawn + i, **x} for i, (x, _) in enumerate(batch)]
+        events = [
+            {c.id_field: f"e{self.drawn + i}", c.time_field: self.drawn + i, **x} for i, (x, _) in enumerate(batch)
+        ]
         self.drawn += len(batch)
         validated = self._records(self.topics.validated, events)
         predictions = self._records(self.topics.predictions, [o.value for o in self.predict(validated).outputs])
         labels = self._records(
             self.topics.feedback,
-            [{"event_id": e[c.id_field], "label": y, "label_time_ms": e[c.time_field], "source": "bench"}
-             for e, (_, y) in zip(events, batch, strict=True)],
+            [
+                {"event_id": e[c.id_field], "label": y, "label_time_ms": e[c.time_field], "source": "bench"}
+                for e, (_, y) in zip(events, batch, strict=True)
+            ],
         )
         labeled_values: list[dict[str, Any]] = []
         for learner in self.learners.values():
@@ -126,7 +130,9 @@ class Lifecycle:
         for example in labeled_values:
             if example["served"]:
                 self.run.correct.append(example["prediction"] == truth[example["event_id"]])
-        alerts = self._records(self.topics.alerts, [o.value for o in self.monitor(validated + predictions + labeled).outputs])
+        alerts = self._records(
+            self.topics.alerts, [o.value for o in self.monitor(validated + predictions + labeled).outputs]
+        )
         if self.retraining is None:
             return
         outputs = self.retraining(labeled + alerts + self._take_events()).outputs
@@ -226,4 +232,4 @@ def run_lifecycle(
         return life.run
 
 
-__all__ = ["Decision", "Lifecycle", "Run", "run_lifecycle", "PROMOTED", "ROLLED_BACK"]
+__all__ = ["PROMOTED", "ROLLED_BACK", "Decision", "Lifecycle", "Run", "run_lifecycle"]

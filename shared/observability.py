@@ -21,6 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 # An extra HTTP route: query parameters in, (status, content type, body) out.
 Route = Callable[[dict[str, str]], tuple[int, str, bytes]]
+# A route keyed "POST /path" answers POST requests; it gets the request body (UTF-8) under this parameter.
+BODY_PARAM = "_body"
+MAX_POST_BYTES = 1_000_000
 
 RECORDS_IN = Counter("eddy_records_in_total", "Records consumed.", ["service", "stream", "topic"])
 RECORDS_OUT = Counter("eddy_records_out_total", "Records produced.", ["service", "stream", "topic"])
@@ -104,7 +107,9 @@ def serve_http(
 ) -> ThreadingHTTPServer:
     """Serve ``/metrics``, ``/healthz`` and ``extra_routes`` from a daemon thread; returns the server (port bound).
 
-    A route gets the request's query parameters (the first value of each).
+    A route gets the request's query parameters (the first value of each). Routes keyed ``"POST /path"``
+    answer POSTs to ``/path``, with the body as text under :data:`BODY_PARAM` (at most
+    :data:`MAX_POST_BYTES`); every other route answers GET only.
     """
     routes = dict(extra_routes or {})
 
@@ -124,6 +129,19 @@ def serve_http(
                 self._send(*routes[path](params))
             else:
                 self._send(404, "application/json", b'{"error": "not found"}')
+
+        def do_POST(self) -> None:
+            path, _, query = self.path.partition("?")
+            route = routes.get(f"POST {path}")
+            length = int(self.headers.get("Content-Length") or 0)
+            if route is None or length > MAX_POST_BYTES:
+                self.close_connection = True  # the body is left unread
+                code, error = (404, "not found") if route is None else (413, "request body too large")
+                self._send(code, "application/json", json.dumps({"error": error}).encode())
+                return
+            params = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
+            params[BODY_PARAM] = self.rfile.read(length).decode("utf-8", errors="replace")
+            self._send(*route(params))
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
             self.send_response(code)

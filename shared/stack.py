@@ -29,7 +29,8 @@ from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingestion", "validation", "inference", "learning", "monitoring", "retraining")
+# The model registry starts before inference: it publishes every stream's alias table and artifacts.
+SERVICES = ("ingestion", "validation", "model_registry", "inference", "learning", "monitoring", "retraining")
 EMBEDDED_SESSION_TIMEOUT_MS = 6000
 EMBEDDED_FETCH_WAIT_MS = 10
 EMBEDDED_BACKGROUND_FETCH_WAIT_MS = 100

@@ -8,7 +8,9 @@ from functools import cache
 MODEL_EVENTS_TOPIC = "eddy.model-events"
 # Challengers built by retraining, with their artifacts, for the model registry to register.
 MODEL_CANDIDATES_TOPIC = "eddy.model-candidates"
-PLATFORM_TOPICS = (MODEL_EVENTS_TOPIC, MODEL_CANDIDATES_TOPIC)
+# Dead letters of the platform topics (a candidate the registry cannot register), named like a stream's S.dlq.
+PLATFORM_DLQ_TOPIC = "eddy.dlq"
+PLATFORM_TOPICS = (MODEL_EVENTS_TOPIC, MODEL_CANDIDATES_TOPIC, PLATFORM_DLQ_TOPIC)
 
 
 @dataclass(frozen=True)

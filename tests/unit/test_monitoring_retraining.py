@@ -1,5 +1,6 @@
 import json
 import random
+from dataclasses import replace
 from typing import Any
 
 from services.monitoring import metrics as mon_metrics
@@ -98,4 +99,11 @@ def test_retrain_requested_once_per_firing_alert() -> None:
     assert evidence == {"topic": "demo.labeled", "partition": -1, "first_offset": 1, "last_offset": 9, "offsets": []}
     assert handler([record("demo.alerts", alert("resolved"))]).outputs == []
     assert handler([record("demo.alerts", alert(kind="data_drift", raised=6))]).outputs == []
+    # A new firing within the cooldown (labeled examples after a retrain) asks nothing ...
+    assert handler([record("demo.alerts", alert(raised=7))]).outputs == []
+    # ... and without a cooldown it asks again.
+    contract = demo_contract()
+    eager = replace(contract, retraining=replace(contract.retraining, cooldown=0))
+    handler = RequestRetrain({"demo": eager}, clock=lambda: 2.0)
+    assert len(handler([record("demo.alerts", alert())]).outputs) == 1
     assert len(handler([record("demo.alerts", alert(raised=7))]).outputs) == 1

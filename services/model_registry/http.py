@@ -1,0 +1,286 @@
+"""The registry's REST API, served beside ``/metrics`` and ``/healthz`` (``shared.observability.serve_http``).
+
+Reads: ``GET /api/models``, ``/api/models/show``, ``/api/models/diff``, ``/api/audit``.
+Changes: ``POST /api/models/promote``, ``/api/models/rollback``, ``/api/models/archive``, ``/api/retrain``.
+A change is one transaction, and its event is published before the answer
+(200), so it is in effect when the client hears back; 202 says it is decided
+but Kafka has not acknowledged it yet (it will be sent as soon as it can).
+Every answer is JSON; errors are ``{"error": message, "status": code}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from services.model_registry.handlers import Refused, Registry
+from services.model_registry.store import VersionRow
+from shared.observability import BODY_PARAM, Route
+from shared.roles import VersionKey
+
+log = logging.getLogger(__name__)
+
+Answer = tuple[int, str, bytes]
+MAX_AUDIT = 1000
+MAX_CHAIN = 100
+
+
+class RegistryApi:
+    """The routes; they answer 503 until :meth:`attach` gives them the registry (after start-up)."""
+
+    def __init__(self) -> None:
+        self.registry: Registry | None = None
+        self.publish: Callable[[], bool] = lambda: True
+
+    def attach(self, registry: Registry, publish: Callable[[], bool]) -> None:
+        self.publish = publish
+        self.registry = registry
+
+    def routes(self) -> dict[str, Route]:
+        return {
+            "/api/models": self._route(self.list_versions),
+            "/api/models/show": self._route(self.show),
+            "/api/models/diff": self._route(self.diff),
+            "/api/audit": self._route(self.audit),
+            "POST /api/models/promote": self._route(self.promote, post=True),
+            "POST /api/models/rollback": self._route(self.rollback, post=True),
+            "POST /api/models/archive": self._route(self.archive, post=True),
+            "POST /api/retrain": self._route(self.retrain, post=True),
+        }
+
+    def _route(self, action: Callable[[Registry, dict[str, Any]], tuple[int, Any]], post: bool = False) -> Route:
+        def serve(params: dict[str, str]) -> Answer:
+            registry = self.registry
+            if registry is None:
+                return _json(503, {"error": "the model registry is starting", "status": 503})
+            try:
+                args: dict[str, Any] = _body(params) if post else params
+                return _json(*action(registry, args))
+            except Refused as exc:
+                return _json(exc.status, {"error": exc.reason, "status": exc.status})
+            except Exception:
+                log.exception("request failed")
+                return _json(500, {"error": "internal error; see the model registry's log", "status": 500})
+
+        return serve
+
+    # -- reads ----------------------------------------------------------------------
+
+    def list_versions(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, args)
+        roles = registry.roles(stream)
+        versions = [
+            {
+                "version": str(row.key),
+                "name": row.name,
+                "number": row.version,
+                "alias": roles.alias_of(row.key),
+                "parent": row.parent,
+                "created_by": row.created_by,
+                "created_at_ms": row.created_at_ms,
+                "learned_count": row.learned_count,
+                "online_learned_count": row.online_learned_count,
+                "metrics": metrics_summary(row.metrics),
+                "reason": row.reason,
+                "sha256": row.sha256,
+                "size": row.size,
+            }
+            for row in registry.store.versions(stream)
+        ]
+        challenger = roles.challenger
+        doc = {"stream": stream, "champion": str(roles.champion), "canary": roles.canary, "versions": versions}
+        return 200, {**doc, "challenger": str(challenger) if challenger else None}
+
+    def show(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, args)
+        row = registry.row(stream, _key(args, "version"))
+        doc = row.to_doc()
+        doc["alias"] = registry.roles(stream).alias_of(row.key)
+        doc["lineage"] = [_ancestor(a, registry) for a in chain(registry, row)]
+        doc["audit"] = registry.store.audit(stream, MAX_AUDIT, row.key)
+        return 200, doc
+
+    def diff(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, args)
+        a, b = registry.row(stream, _key(args, "a")), registry.row(stream, _key(args, "b"))
+        spec_a, spec_b = flatten(json.loads(a.spec)), flatten(json.loads(b.spec))
+        changes = [
+            {"path": path, "a": spec_a.get(path), "b": spec_b.get(path)}
+            for path in sorted(spec_a.keys() | spec_b.keys())
+            if spec_a.get(path) != spec_b.get(path)
+        ]
+        metrics_a, metrics_b = flatten(a.metrics), flatten(b.metrics)
+        paths = sorted(metrics_a.keys() | metrics_b.keys())
+        metrics = {p: {"a": metrics_a.get(p), "b": metrics_b.get(p)} for p in paths}
+        chain_a, chain_b = [a, *chain(registry, a)], [b, *chain(registry, b)]
+        in_b = {r.key for r in chain_b}
+        common = next((str(r.key) for r in chain_a if r.key in in_b), None)
+        return 200, {
+            "stream": stream,
+            "a": str(a.key),
+            "b": str(b.key),
+            "spec": {"same": not changes, "changes": changes},
+            "metrics": metrics,
+            "lineage": {"a": _lineage(chain_a), "b": _lineage(chain_b), "common_ancestor": common},
+        }
+
+    def audit(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, args)
+        try:
+            limit = max(1, min(MAX_AUDIT, int(args.get("limit") or 50)))
+        except ValueError as exc:
+            raise Refused(400, f"limit must be a number, not {args.get('limit')!r}") from exc
+        return 200, {"stream": stream, "events": registry.store.audit(stream, limit)}
+
+    # -- changes --------------------------------------------------------------------
+
+    def promote(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, body)
+        key = _key(body, "version")
+        event = registry.promote(stream, key, _actor(body), _text(body, "reason"), {"source": "api"})
+        return self._applied(registry, stream, event)
+
+    def rollback(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, body)
+        to = _key(body, "to") if body.get("to") else None
+        event = registry.rollback(stream, _actor(body), to, _text(body, "reason"), {"source": "api"})
+        return self._applied(registry, stream, event)
+
+    def archive(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, body)
+        event = registry.archive(stream, _key(body, "version"), _actor(body), _text(body, "reason"), {"source": "api"})
+        return self._applied(registry, stream, event)
+
+    def retrain(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, body)
+        event = registry.request_retrain(stream, _actor(body), _text(body, "reason"))
+        return self._applied(registry, stream, event)
+
+    def _applied(self, registry: Registry, stream: str, event: dict[str, Any]) -> tuple[int, Any]:
+        published = self.publish()
+        doc = {"event": {**event, "details": json.loads(event["details"])}, "published": published}
+        return (200 if published else 202), {**doc, **registry.roles(stream).to_details()}
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def chain(registry: Registry, row: VersionRow) -> list[VersionRow]:
+    """The ancestors of ``row`` through ``parent``, nearest first (stops at a missing one or a cycle)."""
+    out: list[VersionRow] = []
+    seen = {row.key}
+    parent = row.parent
+    while parent and len(out) < MAX_CHAIN:
+        try:
+            key = VersionKey.parse(parent)
+        except ValueError:
+            break
+        ancestor = registry.store.version(row.stream, key)
+        if ancestor is None or key in seen:
+            break
+        seen.add(key)
+        out.append(ancestor)
+        parent = ancestor.parent
+    return out
+
+
+def _ancestor(row: VersionRow, registry: Registry) -> dict[str, Any]:
+    return {
+        "version": str(row.key),
+        "alias": registry.roles(row.stream).alias_of(row.key),
+        "created_at_ms": row.created_at_ms,
+        "created_by": row.created_by,
+        "reason": row.reason,
+        "training_offsets": row.training_offsets,
+    }
+
+
+def _lineage(rows: list[VersionRow]) -> dict[str, Any]:
+    head = rows[0]
+    return {
+        "chain": [str(r.key) for r in rows],
+        "code_version": head.code_version,
+        "learned_count": head.learned_count,
+        "online_learned_count": head.online_learned_count,
+        "training_offsets": head.training_offsets,
+        "online_ranges": head.online_ranges,
+        "schema_ids": head.schema_ids,
+    }
+
+
+def flatten(doc: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested JSON as ``{"a.b.0.c": leaf}``, so two documents compare path by path.
+
+    >>> flatten({"pipeline": [{"linear_model.LogisticRegression": {"l2": 0.1}}]})
+    {'pipeline.0.linear_model.LogisticRegression.l2': 0.1}
+    """
+    if isinstance(doc, dict) and doc:
+        return {k: v for key, value in doc.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    if isinstance(doc, list) and doc:
+        return {k: v for i, value in enumerate(doc) for k, v in flatten(value, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): doc}
+
+
+# Leaves by these names are what a listing shows first: quality metrics rather than counts and settings.
+METRIC_NAMES = ("accuracy", "log_loss", "mae", "rmse", "r2", "f1", "auc", "roc_auc", "precision", "recall", "p_value")
+
+
+def metrics_summary(metrics: dict[str, Any], limit: int = 4) -> dict[str, float]:
+    """A few numeric metrics, flattened, for listings: named quality metrics first, shallow paths first.
+
+    >>> metrics_summary({"holdout": {"accuracy": 0.9, "n": 30}, "note": "x", "runs": [{"accuracy": 0.5}]})
+    {'holdout.accuracy': 0.9, 'holdout.n': 30}
+    """
+    numbers = {
+        path: value
+        for path, value in flatten(metrics).items()
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and not any(part.isdigit() for part in path.split("."))  # entries of lists: per-candidate details
+    }
+    ranked = sorted(numbers, key=lambda p: (p.rsplit(".", 1)[-1] not in METRIC_NAMES, p.count(".")))
+    return {p: numbers[p] for p in ranked[:limit]}
+
+
+def _json(status: int, doc: Any) -> Answer:
+    return status, "application/json", json.dumps(doc, default=str).encode()
+
+
+def _body(params: dict[str, str]) -> dict[str, Any]:
+    try:
+        doc = json.loads(params.get(BODY_PARAM) or "{}")
+    except ValueError as exc:
+        raise Refused(400, f"the body is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise Refused(400, "the body must be a JSON object")
+    return doc
+
+
+def _stream(registry: Registry, args: dict[str, Any]) -> str:
+    stream = args.get("stream")
+    if not stream or not isinstance(stream, str):
+        raise Refused(400, f"name the stream (stream=...); known: {', '.join(sorted(registry.contracts))}")
+    registry.contract(stream)
+    return stream
+
+
+def _key(args: dict[str, Any], field: str) -> VersionKey:
+    value = args.get(field)
+    if not value or not isinstance(value, str):
+        raise Refused(400, f"{field} is required: a model version like default@3")
+    try:
+        return VersionKey.parse(value)
+    except ValueError as exc:
+        raise Refused(400, str(exc)) from exc
+
+
+def _text(args: dict[str, Any], field: str) -> str:
+    value = args.get(field)
+    return "" if value is None else str(value)
+
+
+def _actor(args: dict[str, Any]) -> str:
+    actor = str(args.get("actor") or "cli")
+    return actor if actor.startswith("user:") else f"user:{actor}"
