@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import itertools
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
+from river import dummy
+
 from bench.drift_scenarios import demo_contract, draws
-from bench.lifecycle import Run, run_lifecycle
+from bench.lifecycle import Lifecycle, Run, run_lifecycle
 from bench.machine import describe
 from shared.contracts import ModelSpec, StreamContract
 
@@ -95,6 +99,44 @@ def main() -> None:
         if seed == 1 and args.curves is not None:
             write_curves(args.curves, off, on)
     print(f"median ratio (on / off): {statistics.median(ratios):.2f}; target <= 0.50")
+    print()
+    print("A constant predictor (river dummy.PriorClassifier) as a challenger at event 3,000 of a stationary")
+    print("stream, and another forced into production at 6,000 (rollback_labels M = 500):")
+    print("| seed | decisions about the constant predictors | labels from forced promotion to rollback |")
+    print("|---:|---|---:|")
+    for seed in range(1, args.seeds + 1):
+        decisions, rolled_after = bad_challengers(seed)
+        shown = f"{rolled_after:,}" if rolled_after is not None else "never"
+        print(f"| {seed} | {'; '.join(decisions)} | {shown} |")
+
+
+def bad_challengers(seed: int) -> tuple[list[str], int | None]:
+    """A constant predictor as a challenger at event 3,000, then forced into production at 6,000.
+
+    Returns the decisions about them and the labels from the forced promotion to its rollback.
+    """
+    contract = tree_contract()
+    source = draws("stationary", seed, CHANGE_AT)
+    with tempfile.TemporaryDirectory(prefix="eddy-bad-") as tmp:
+        life = Lifecycle(contract, Path(tmp), retraining=True)
+        bad: list[str] = []
+        forced_at = None
+        for start in range(0, 9_000, 50):
+            if start == 3_000:
+                bad.append(str(life.inject(dummy.PriorClassifier(), "default")))
+            if start == 6_000:
+                bad.append(str(life.inject(dummy.PriorClassifier(), "default", force=True)))
+                forced_at = life.drawn
+            life.step(list(itertools.islice(source, 50)))
+        life.registry.store.close()
+    decisions = [
+        f"{d.event_type} {d.version} @{d.at:,}"
+        for d in life.run.decisions
+        if (d.version in bad and d.event_type in ("registered", "promoted", "archived"))
+        or d.event_type == "rolled_back"
+    ]
+    rolled = next((d.at for d in life.run.decisions if d.event_type == "rolled_back"), None)
+    return decisions, None if rolled is None or forced_at is None else rolled - forced_at
 
 
 def write_curves(path: Path, off: Run, on: Run) -> None:

@@ -15,7 +15,9 @@ learners' models instead of unpickling copies).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import pickle
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -137,6 +139,36 @@ class Lifecycle:
             return
         outputs = self.retraining(labeled + alerts + self._take_events()).outputs
         self._route(outputs)
+
+    def inject(self, estimator: Any, name: str, *, force: bool = False) -> VersionKey:
+        """Register ``estimator`` as a challenger of model ``name`` (as retraining would); ``force``: promote it."""
+        artifact = pickle.dumps(estimator)
+        champion = self.roles.champion
+        candidate = {
+            "candidate_id": f"injected-{self.drawn}",
+            "stream": self.contract.name,
+            "model_name": name,
+            "parent_version": champion.version,
+            "spec": self.contract.model(name).to_json(),
+            "artifact": artifact,
+            "sha256": hashlib.sha256(artifact).hexdigest(),
+            "learned_count": 0,
+            "training_offsets": [],
+            "schema_ids": {},
+            "metrics": "{}",
+            "alias": "shadow",
+            "code_version": "bench",
+            "created_by": "bench",
+            "created_at_ms": int(self.clock() * 1000),
+            "reason": "injected",
+        }
+        registered = self.registry_handler(self._records(MODEL_CANDIDATES_TOPIC, [candidate]))
+        self._deliver_registry([o.value for o in registered.outputs])
+        key = VersionKey(name, max(k.version for k in self.roles.aliases if k.name == name))
+        if force:
+            self.registry.promote(self.contract.name, key, "user:bench", "forced by the benchmark")
+            self._deliver_registry([])
+        return key
 
     def _publish(self) -> None:
         """Learning's snapshots: inference serves what each learner has learned so far."""

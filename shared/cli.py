@@ -88,7 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     setup_logging("eddy", os.environ.get("EDDY_LOG_LEVEL", "WARNING"), "text")
     settings = Settings.from_env()
-    demo_args = ["--rate", str(args.rate), "--label-delay", str(args.label_delay)]
+    demo_args = ["--rate", str(args.rate), "--label-delay", str(args.label_delay), "--drift-at", str(args.drift_at)]
     stack = EmbeddedStack(settings, dict(os.environ), demo=args.demo, demo_args=demo_args)
     stop = stop_event_on_signals()
     try:
@@ -473,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="also run the demo feed on the demo stream")
     up.add_argument("--rate", type=float, default=100.0, help="demo events per second (default 100)")
     up.add_argument("--label-delay", type=float, default=2.0, help="seconds before a demo label arrives (default 2)")
+    up.add_argument("--drift-at", type=int, default=6000, help="demo event at which the concept drifts (default 6000)")
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop a running `eddy up`")
