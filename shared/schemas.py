@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts import StreamContract
-from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
+from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, PLATFORM_DLQ_TOPIC
 
 PLATFORM_SCHEMAS = {
     "predictions": "prediction.avsc",
@@ -50,6 +50,8 @@ def value_schema(topic: str, schemas_dir: Path, contracts: dict[str, StreamContr
         return load_schema(schemas_dir, "model_event.avsc")
     if topic == MODEL_CANDIDATES_TOPIC:
         return load_schema(schemas_dir, "model_candidate.avsc")
+    if topic == PLATFORM_DLQ_TOPIC:
+        return None
     stream, _, kind = topic.rpartition(".")
     if stream not in contracts:
         raise KeyError(f"topic {topic!r} belongs to no known stream (known: {', '.join(sorted(contracts))})")
