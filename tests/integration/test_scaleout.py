@@ -118,7 +118,11 @@ def test_two_inference_replicas_share_partitions_and_serve_one_model(settings: S
             )
         # Both report the same lineage in /healthz too.
         serving = [httpx.get(f"{url}/healthz", timeout=5).json()["serving"] for url, _ in replicas.values()]
-        assert serving[0] == serving[1] and serving[0][f"{stream}/{champion}"] == {"version": 1, "learned": FIRST_BATCH}
+        assert serving[0] == serving[1] and serving[0][f"{stream}/{champion}"] == {
+            "version": 1,
+            "learned": FIRST_BATCH,
+            "alias": "champion",
+        }
 
         # A second batch: whichever replica answers, the answer comes from the same model.
         produce_values(settings, topics.validated, sample_events(FIRST_BATCH, SECOND_BATCH))
