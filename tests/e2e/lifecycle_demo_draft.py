@@ -1,0 +1,109 @@
+"""DRAFT, not collected yet (issue 7): the live demo does not promote within 150 s; see the closing note.
+
+The closed loop on the running demo stack: drift → retrain → shadow trial → promotion, then a user rollback.
+
+`eddy up --demo` with the drift early and the rate up, so that the whole loop
+fits in a test: monitoring's alert makes retraining build a challenger, the
+registry registers it, the trial promotes it, and the dashboard shows the
+promotion. Then `eddy models show` reaches the served version's lineage, and
+`eddy models rollback` is what inference answers with 2 s later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.settings import REPO_ROOT
+from shared.stack import read_stack
+from tests.e2e.test_stack import eddy_cli
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def champion(env: dict[str, str]) -> str | None:
+    """The demo stream's champion per `eddy models list` (None while the registry is not answering yet)."""
+    listed = eddy_cli(env, "models", "list", "demo", "--json")
+    if listed.returncode != 0:
+        print(listed.stderr.decode()[-300:])
+        return None
+    current: str = json.loads(listed.stdout)["champion"]
+    return current
+
+
+def predict(state: Path, event_id: str) -> dict[str, Any]:
+    inference = read_stack(state)["services"]["inference"]["url"]
+    base = httpx.get(f"{inference}/healthz", timeout=5).json()["predict_url"]
+    event = {"event_id": event_id, "x0": 5.0, "x1": 5.0, "x2": 5.0, "region": "north"}
+    answer = httpx.post(f"{base}/v1/streams/demo/predict", json=event, timeout=10)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()["results"][0]
+    return result
+
+
+def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_within_2s(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
+    state = tmp_path / "state"
+    env["EDDY_STATE_DIR"] = str(state)
+    argv = ["up", "--demo", "--rate", "300", "--drift-at", "1500", "--label-delay", "0.5"]
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", *argv], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+        )
+    try:
+        wait_until(lambda: (read_stack(state) or {}).get("ready"), 30, what="the stack to be ready")
+        wait_until(lambda: champion(env) not in (None, "default@1"), 150, interval_s=2, what="a promotion")
+        promoted = champion(env)
+        assert promoted is not None
+
+        # The dashboard shows the promotion; the registry's audit says why, with the trial's evidence.
+        board_url = read_stack(state)["services"]["monitoring"]["url"]
+
+        def promotion_marked() -> bool:
+            board = httpx.get(f"{board_url}/api/dashboard", params={"stream": "demo"}, timeout=5).json()
+            return any(m["kind"] == "promotion" and promoted in m["label"].replace(" v", "@") for m in board["markers"])
+
+        wait_until(promotion_marked, 30, what="the promotion marker on the dashboard")
+
+        # Lineage of the served version: its parent chain and the labeled offsets it was trained on.
+        served = predict(state, "lineage-1")
+        key = f"{served['model_name']}@{served['model_version']}"
+        shown = eddy_cli(env, "models", "show", "demo", key, "--json")
+        assert shown.returncode == 0, shown.stderr
+        version = json.loads(shown.stdout)
+        chain = [a["version"] for a in version["lineage"]]
+        assert chain[0] == key and chain[-1] == "default@1", chain
+        if key != "default@1":
+            assert version["training_offsets"] and version["training_offsets"][0]["topic"] == "demo.labeled"
+            assert json.loads(json.dumps(version["metrics"]))
+        assert any(e["event_type"] == "promoted" for e in version["audit"]) or key == "default@1"
+
+        # A user's rollback is what inference answers with 2 s later.
+        rollback = eddy_cli(env, "models", "rollback", "demo", "--reason", "e2e test")
+        assert rollback.returncode == 0, rollback.stderr
+        done = time.monotonic()
+        restored = champion(env)
+        assert restored not in (None, promoted)
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - done)))
+        answers = {f"{a['model_name']}@{a['model_version']}" for a in (predict(state, f"after-{i}") for i in range(5))}
+        assert answers == {restored}, (answers, restored)
+    finally:
+        eddy_cli(env, "down")
+        try:
+            up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+        print((tmp_path / "up.log").read_text()[-2000:])
+        for name in ("retraining", "model_registry"):
+            log_path = state / "logs" / f"{name}.log"
+            if log_path.exists():
+                print(name, log_path.read_text()[-1500:])
