@@ -76,11 +76,7 @@ class ServingTable:
         champion = loaded.get(roles.champion) or loaded.get(current.champion.key) or current.champion
         challenger_key = roles.challenger
         challenger = loaded.get(challenger_key) if challenger_key is not None else None
-        shadows = tuple(
-            loaded[k]
-            for k in roles.active
-            if k in loaded and k not in (champion.key, challenger_key) and roles.alias_of(k) is not None
-        )
+        shadows = tuple(loaded[k] for k in roles.active if k in loaded and k not in (champion.key, challenger_key))
         serving = ServingSet(champion, challenger, shadows, roles.canary)
         if serving == current:
             return False

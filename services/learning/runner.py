@@ -180,14 +180,13 @@ class LearningService:
         return LearnerState(model, offsets=dict(start))
 
     def _retire(self, stream: str, key: VersionKey) -> None:
-        learner = self.learners.pop((stream, key))
+        del self.learners[(stream, key)]
         path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version)
         # Kept on disk under another name: an archived version can be inspected, and is never restored.
         if path.exists():
             path.replace(path.with_suffix(".archived"))
         self._published.pop((stream, key), None)
         log.info("version archived: stopped learning", extra={"stream": stream, "model": str(key)})
-        del learner
 
     # -- the loop ---------------------------------------------------------------------------------------
 

@@ -280,12 +280,7 @@ class Registry:
             current = roles.champion
             if expected_champion is not None and expected_champion != current:
                 raise Refused(409, f"the champion of {stream!r} is {current}, not {expected_champion}")
-            if key == current:
-                raise Refused(409, f"{key} is already the champion of {stream!r}")
-            if roles.alias_of(key) == ARCHIVED:
-                raise Refused(409, f"{key} is archived; it cannot be promoted")
-            self.store.set_alias(stream, current, SHADOW)
-            self.store.set_alias(stream, key, CHAMPION)
+            self._crown(stream, roles, key, demote_to=SHADOW, verb="promoted")
             extra = {
                 "previous": str(current),
                 "reason": reason,
@@ -316,12 +311,7 @@ class Registry:
                 raise Refused(409, f"the champion of {stream!r} is {current}, not {expected_champion}")
             target = to or self.previous_champion(stream)
             self.row(stream, target)
-            if target == current:
-                raise Refused(409, f"{target} is already the champion of {stream!r}")
-            if roles.alias_of(target) == ARCHIVED:
-                raise Refused(409, f"{target} is archived; it cannot be restored")
-            self.store.set_alias(stream, current, ARCHIVED)
-            self.store.set_alias(stream, target, CHAMPION)
+            self._crown(stream, roles, target, demote_to=ARCHIVED, verb="restored")
             extra = {
                 "from": str(current),
                 "reason": reason,
@@ -332,6 +322,16 @@ class Registry:
             event = self._fact(stream, target, ROLLED_BACK, extra, alias=CHAMPION, subjects=[current])
         metrics.ROLLBACKS.labels(stream).inc()
         return event
+
+    def _crown(self, stream: str, roles: StreamRoles, target: VersionKey, demote_to: str, verb: str) -> None:
+        """Make ``target`` the champion and give the current one ``demote_to``: promotion and rollback alike."""
+        current = roles.champion
+        if target == current:
+            raise Refused(409, f"{target} is already the champion of {stream!r}")
+        if roles.alias_of(target) == ARCHIVED:
+            raise Refused(409, f"{target} is archived; it cannot be {verb}")
+        self.store.set_alias(stream, current, demote_to)
+        self.store.set_alias(stream, target, CHAMPION)
 
     def archive(
         self,

@@ -48,7 +48,7 @@ from shared.roles import (
     RETRAIN_REQUESTED,
     StreamRoles,
     VersionKey,
-    default_roles,
+    contract_roles,
     event_details,
     roles_of_event,
 )
@@ -143,7 +143,7 @@ class Retraining:
             spec = contract.retraining
             self.streams[name] = StreamState(
                 contract,
-                default_roles(name, [m.name for m in contract.models], spec.canary),
+                contract_roles(contract),
                 Triggers(contract, clock),
                 Trials(name, contract.task, spec.promotion, lambda: self.clock() * 1000),
                 Trainer(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from shared.models import ModelState
-from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, PROMOTED, REGISTERED, SHADOW, VersionKey, model_event
+from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, PROMOTED, REGISTERED, SHADOW, VersionKey
 from shared.settings import Settings
 from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 from tests.helpers import (
@@ -30,18 +30,11 @@ from tests.helpers import (
     service,
     wait_until,
 )
-from tests.unit.records import demo_contract
+from tests.unit.records import demo_contract, registry_fact
 
 pytestmark = pytest.mark.integration
 
 V1, V2 = VersionKey("default", 1), VersionKey("default", 2)
-
-
-def registry_event(
-    stream: str, key: VersionKey, event_type: str, aliases: dict[VersionKey, str], canary: float
-) -> dict:
-    details = {"roles": {str(k): a for k, a in aliases.items()}, "canary": canary}
-    return model_event(stream, key, event_type, "model_registry", details, alias=aliases[key])
 
 
 def trained_snapshot(stream: str) -> dict:
@@ -72,7 +65,7 @@ def test_registered_promoted_and_archived_versions_are_followed(settings: Settin
         produce_values(
             settings,
             MODEL_EVENTS_TOPIC,
-            [registry_event(stream, V2, REGISTERED, {V1: CHAMPION, V2: CHALLENGER}, 0.5)],
+            [registry_fact(stream, V2, REGISTERED, {V1: CHAMPION, V2: CHALLENGER}, 0.5, alias=CHALLENGER)],
             key_field="stream",
         )
 
@@ -114,7 +107,7 @@ def test_registered_promoted_and_archived_versions_are_followed(settings: Settin
         assert joined["learned_from_offsets"], "a joining version records where its online learning began"
 
         # A promotion is served within 2 s.
-        promoted = registry_event(stream, V2, PROMOTED, {V1: SHADOW, V2: CHAMPION}, 0.0)
+        promoted = registry_fact(stream, V2, PROMOTED, {V1: SHADOW, V2: CHAMPION}, alias=CHAMPION)
         produce_values(settings, MODEL_EVENTS_TOPIC, [promoted], key_field="stream")
         sent = time.monotonic()
         time.sleep(2.0)
@@ -123,7 +116,7 @@ def test_registered_promoted_and_archived_versions_are_followed(settings: Settin
         assert time.monotonic() - sent < 30
 
         # An archived version stops predicting.
-        archived = registry_event(stream, V1, "archived", {V1: ARCHIVED, V2: CHAMPION}, 0.0)
+        archived = registry_fact(stream, V1, "archived", {V1: ARCHIVED, V2: CHAMPION}, alias=ARCHIVED)
         produce_values(settings, MODEL_EVENTS_TOPIC, [archived], key_field="stream")
         time.sleep(2.0)
         produce_values(settings, topics.validated, sample_events(30_000, 50))

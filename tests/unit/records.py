@@ -1,4 +1,4 @@
-"""Building InRecords by hand, for handler tests without Kafka."""
+"""Building InRecords and model events by hand, for handler tests without Kafka."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from shared.contracts import StreamContract, load_contract
 from shared.loop import InRecord
+from shared.roles import StreamRoles, VersionKey, model_event
 from shared.settings import REPO_ROOT
 
 
@@ -53,3 +54,17 @@ def prediction(i: int, served: bool = True, model: str = "default", **overrides:
 
 def label(i: int, value: Any = True) -> dict[str, Any]:
     return {"event_id": f"e{i}", "label": value, "label_time_ms": 1_700_000_001_000 + i, "source": "test"}
+
+
+def registry_fact(
+    stream: str,
+    key: VersionKey,
+    event_type: str,
+    aliases: dict[VersionKey, str],
+    canary: float = 0.0,
+    details: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """A model-registry fact as its followers read it: a model event carrying the stream's alias table."""
+    table = StreamRoles(stream, aliases, canary).to_details()
+    return model_event(stream, key, event_type, "model_registry", {**table, **(details or {})}, **options)

@@ -18,9 +18,9 @@ from shared.roles import (
     StreamRoles,
     VersionKey,
     event_details,
-    model_event,
     roles_of_event,
 )
+from tests.unit.records import registry_fact
 
 OLD, NEW = VersionKey("default", 1), VersionKey("default", 2)
 POLICY = PromotionPolicy(shadow_labels=300, margin=0.01, alpha=0.05, rollback_labels=500)
@@ -28,15 +28,8 @@ OPENED_AT = 1_000
 
 
 def fact(event_type: str, key: VersionKey, table: dict[VersionKey, str], **details: Any) -> dict[str, Any]:
-    roles = StreamRoles("demo", table)
-    return model_event(
-        "demo",
-        key,
-        event_type,
-        "model_registry",
-        {**roles.to_details(), **details},
-        event_id=f"{event_type}-{key}",
-        at_ms=OPENED_AT,
+    return registry_fact(
+        "demo", key, event_type, table, details=details, event_id=f"{event_type}-{key}", at_ms=OPENED_AT
     )
 
 

@@ -3,15 +3,14 @@
 from services.inference.handlers import fresh_models
 from services.inference.serving import ServingTable
 from shared.models import ModelState
-from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey, model_event
-from tests.unit.records import demo_contract
+from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey
+from tests.unit.records import demo_contract, registry_fact
 
 V1, V2 = VersionKey("default", 1), VersionKey("default", 2)
 
 
 def aliases(table: dict[VersionKey, str], canary: float = 0.0) -> dict:
-    details = {"roles": {str(k): a for k, a in table.items()}, "canary": canary}
-    return model_event("demo", V1, "promoted", "model_registry", details)
+    return registry_fact("demo", V1, "promoted", table, canary)
 
 
 def snapshot(version: int, learned: int) -> dict:
