@@ -1,4 +1,4 @@
-"""The demo feed: river's SEA concept with a drift partway, as events now and labels later.
+"""The demo feed: three measurements whose meaning changes partway, as events now and labels later.
 
 Labels are what the world would tell us afterwards: each goes to S.feedback
 ``label_delay_s`` after its event. Event ids are deterministic per run so a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import random
 import threading
 import time
@@ -40,17 +41,30 @@ class DemoConfig:
 
 
 def demo_examples(config: DemoConfig) -> Iterator[tuple[dict[str, Any], bool]]:
-    """(features, label) pairs: SEA variant 0, drifting to variant 3 around ``drift_at``."""
-    stream = synth.ConceptDriftStream(
-        stream=synth.SEA(variant=0, seed=config.seed),
-        drift_stream=synth.SEA(variant=3, seed=config.seed + 1),
-        position=config.drift_at,
-        width=config.drift_width,
-        seed=config.seed,
-    )
-    regions = random.Random(config.seed)
-    for x, y in stream:
-        yield {"x0": float(x[0]), "x1": float(x[1]), "x2": float(x[2]), "region": regions.choice(REGIONS)}, bool(y)
+    """(features, label) pairs: river's SEA measurements, with a change of which ones matter at ``drift_at``.
+
+    Before the drift the label is SEA's first concept, ``x0 + x1 <= 8``, and x2 is noise; after it the
+    label is ``x1 + x2 <= 10``. An online linear model takes a couple of thousand labels to unlearn x0,
+    while a model trained afresh on a few hundred labels after the change is right at once: the case
+    retraining and promotion exist for. The switch is blended over ``drift_width`` events with river's
+    sigmoid, as in ``synth.ConceptDriftStream``.
+
+    >>> import itertools
+    >>> examples = demo_examples(DemoConfig(drift_at=100, drift_width=1))
+    >>> first = [label == (x["x0"] + x["x1"] <= 8) for x, label in itertools.islice(examples, 90)]
+    >>> later = [label == (x["x1"] + x["x2"] <= 10) for x, label in itertools.islice(examples, 20, 100)]
+    >>> all(first), all(later)
+    (True, True)
+    """
+    measurements = synth.SEA(variant=0, seed=config.seed)
+    draws = random.Random(config.seed)
+    width = max(config.drift_width, 1)
+    for position, (x, _) in enumerate(measurements):
+        z = max(min(-4.0 * (position - config.drift_at) / width, 50.0), -50.0)
+        drifted = draws.random() < 1.0 / (1.0 + math.exp(z))
+        label = x[1] + x[2] <= 10 if drifted else x[0] + x[1] <= 8
+        features = {"x0": float(x[0]), "x1": float(x[1]), "x2": float(x[2])}
+        yield {**features, "region": draws.choice(REGIONS)}, bool(label)
 
 
 def run_demo_feed(config: DemoConfig, serdes: SerdeRegistry, producer: ConfirmedProducer, stop: threading.Event) -> int:

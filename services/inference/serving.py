@@ -20,8 +20,12 @@ class ServingTable:
 
     It holds the newest model of every version it has seen, whatever its alias,
     so a promotion needs no wait; a version is switched in only once its model
-    has arrived, and until then the one serving keeps answering.
+    has arrived, and until then the one serving keeps answering. The last
+    ``keep_archived`` archived versions of a stream stay held too, as they last
+    served, so a rollback to one of them is answered at once.
     """
+
+    keep_archived = 2
 
     def __init__(self, contracts: dict[str, StreamContract], models: StreamModels) -> None:
         self.contracts = contracts
@@ -30,6 +34,7 @@ class ServingTable:
         self.loaded: dict[str, dict[VersionKey, ServingModel]] = {
             s: {m.key: m for m in serving.models} for s, serving in models.items()
         }
+        self.archived: dict[str, dict[VersionKey, ServingModel]] = {s: {} for s in models}
 
     def apply_event(self, event: dict[str, Any]) -> bool:
         """Take the alias table a model event carries; True if it changed what this process knows."""
@@ -47,7 +52,6 @@ class ServingTable:
             return False  # a model this process does not run
         key = VersionKey(name, version)
         if self.roles[stream].alias_of(key) == ARCHIVED:
-            self.loaded[stream].pop(key, None)
             return False
         current = self.loaded[stream].get(key)
         if current is not None and not current.is_older_than(version, record["learned_count"]):
@@ -69,9 +73,7 @@ class ServingTable:
     def serve(self, stream: str) -> bool:
         """Swap in the serving set the alias table asks for, as far as its models have arrived."""
         roles, loaded, current = self.roles[stream], self.loaded[stream], self.models[stream]
-        for key, alias in roles.aliases.items():
-            if alias == ARCHIVED:
-                loaded.pop(key, None)
+        self._file_archived(stream)
         # Until the new champion's model arrives, the one serving keeps answering.
         champion = loaded.get(roles.champion) or loaded.get(current.champion.key) or current.champion
         challenger_key = roles.challenger
@@ -85,3 +87,16 @@ class ServingTable:
             metrics.CHAMPION_SWITCHES.labels(stream).inc()
             log.info("champion switched", extra={"stream": stream, "champion": str(champion.key)})
         return True
+
+    def _file_archived(self, stream: str) -> None:
+        """Move archived versions out of ``loaded`` (newest last, bounded) and revived ones back in."""
+        roles, loaded, archived = self.roles[stream], self.loaded[stream], self.archived[stream]
+        for key, alias in roles.aliases.items():
+            if alias == ARCHIVED and key in loaded:
+                archived[key] = loaded.pop(key)
+            elif alias != ARCHIVED and key in archived:
+                revived = archived.pop(key)
+                if key not in loaded or loaded[key].is_older_than(revived.version, revived.learned):
+                    loaded[key] = revived
+        while len(archived) > self.keep_archived:
+            del archived[next(iter(archived))]

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from services.learning.handlers import LearnerState
 
+# The checkpoint of a version that was archived keeps this suffix: a rollback to the version resumes from it.
+ARCHIVED_SUFFIX = ".archived"
+
 
 @dataclass
 class Checkpoint:

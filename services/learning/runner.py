@@ -157,34 +157,46 @@ class LearningService:
                 learner.champion = key == roles.champion
 
     def _joining(self, stream: str, key: VersionKey) -> LearnerState | None:
-        """The state a version starts learning from: its checkpoint, else the registry's snapshot of it."""
-        spec = self.ctx.contracts[stream].model(key.name)
-        saved = checkpoint.load(checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version))
+        """The state a version starts learning from.
+
+        Its checkpoint if it has one; else, for an archived version a rollback revived, the model it
+        had when archived; else the registry's snapshot of it. The last two learn the input from
+        here on: what the stream's learners have read so far.
+        """
+        path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version)
+        saved = checkpoint.load(path)
         if saved is not None and saved.cluster_id == self.cluster:
             return saved.state
-        record = self._registered.pop((stream, key), None)
-        if record is None:
-            return None  # its snapshot has not been read yet: the next drain brings it
-        try:
-            estimator = load_snapshot_estimator(record)
-        except SnapshotError:
-            log.exception("registered snapshot rejected", extra={"stream": stream, "model": str(key)})
-            return None
-        model = ModelState(stream, spec, estimator, key.version, record["learned_count"])
-        # It learns from the input after this point: what the stream's learners have read so far.
+        retired = checkpoint.load(path.with_suffix(checkpoint.ARCHIVED_SUFFIX))
+        if retired is not None:
+            model = retired.state.model
+            log.info("archived version revived", extra={"stream": stream, "model": str(key)})
+        else:
+            record = self._registered.pop((stream, key), None)
+            if record is None:
+                return None  # its snapshot has not been read yet: the next drain brings it
+            try:
+                estimator = load_snapshot_estimator(record)
+            except SnapshotError:
+                log.exception("registered snapshot rejected", extra={"stream": stream, "model": str(key)})
+                return None
+            spec = self.ctx.contracts[stream].model(key.name)
+            model = ModelState(stream, spec, estimator, key.version, record["learned_count"])
         start: dict[str, int] = {}
         for learner in self._of_stream(stream):
             for partition, offset in learner.state.offsets.items():
                 start[partition] = max(offset, start.get(partition, 0))
         model.learned_from = dict(start)
+        # Published at the next chance: inference may have nothing of this version to serve yet.
+        self._last_snapshot = 0.0
         return LearnerState(model, offsets=dict(start))
 
     def _retire(self, stream: str, key: VersionKey) -> None:
         del self.learners[(stream, key)]
         path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version)
-        # Kept on disk under another name: an archived version can be inspected, and is never restored.
+        # Kept on disk under another name: a rollback to the version resumes from it.
         if path.exists():
-            path.replace(path.with_suffix(".archived"))
+            path.replace(path.with_suffix(checkpoint.ARCHIVED_SUFFIX))
         self._published.pop((stream, key), None)
         log.info("version archived: stopped learning", extra={"stream": stream, "model": str(key)})
 

@@ -64,7 +64,7 @@ def main() -> int:
     metrics.ARTIFACT_BYTES.set(artifacts.total_bytes())
     ctx.health.set(temp_files_removed=removed, snapshots_published=len(snapshots), corrupt_artifacts=corrupt)
     log.info("registry ready", extra={"db": str(config.db_path), "snapshots": len(snapshots)})
-    api.attach(registry, publisher.flush)
+    api.attach(registry, lambda: publisher.flush(registry.take_revived()))
 
     lineage = Lineage(store, config.lineage_interval_s)
     feed = SideFeed(ctx.settings, ctx.topics("models"), "model-registry-lineage")

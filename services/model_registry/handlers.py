@@ -13,13 +13,14 @@ import hashlib
 import json
 import logging
 import pickle
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from services.model_registry import metrics
-from services.model_registry.artifacts import ArtifactStore
+from services.model_registry.artifacts import ArtifactError, ArtifactStore
 from services.model_registry.config import ACTOR
 from services.model_registry.store import Store, VersionRow
 from shared.contracts import StreamContract
@@ -91,6 +92,8 @@ class Registry:
         self.contracts = contracts
         self.code_version = code_version
         self.clock = clock
+        self._revived: list[dict[str, Any]] = []
+        self._revived_lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------
 
@@ -110,12 +113,25 @@ class Registry:
         return row
 
     def previous_champion(self, stream: str) -> VersionKey:
-        """The latest earlier champion that is not archived: the default target of a rollback."""
-        roles = self.roles(stream)
+        """The default target of a rollback: the latest earlier champion that no rollback has removed.
+
+        It may be archived (a probation that kept its successor archives it): rolling back revives it.
+        """
+        current, removed = self.roles(stream).champion, self.store.rolled_back_from(stream)
         for key in reversed(self.store.champion_history(stream)):
-            if key != roles.champion and roles.alias_of(key) not in (None, ARCHIVED):
+            if key != current and key not in removed:
                 return key
         raise Refused(409, f"stream {stream!r} has no previous champion to roll back to (name one with `to`)")
+
+    def take_revived(self) -> list[dict[str, Any]]:
+        """Snapshots of archived versions a rollback brought back, for the caller to publish before the events.
+
+        Inference and learning keep what they had of an archived version and resume it; the
+        registered artifact is for a process that has nothing of it any more.
+        """
+        with self._revived_lock:
+            revived, self._revived = self._revived, []
+        return revived
 
     def snapshot_record(self, row: VersionRow) -> dict[str, Any]:
         """The ``ModelSnapshot`` of a version's registered artifact (checksum verified on load)."""
@@ -280,7 +296,7 @@ class Registry:
             current = roles.champion
             if expected_champion is not None and expected_champion != current:
                 raise Refused(409, f"the champion of {stream!r} is {current}, not {expected_champion}")
-            self._crown(stream, roles, key, demote_to=SHADOW, verb="promoted")
+            self._crown(stream, roles, key, demote_to=SHADOW, revive=False)
             extra = {
                 "previous": str(current),
                 "reason": reason,
@@ -310,8 +326,9 @@ class Registry:
             if expected_champion is not None and expected_champion != current:
                 raise Refused(409, f"the champion of {stream!r} is {current}, not {expected_champion}")
             target = to or self.previous_champion(stream)
-            self.row(stream, target)
-            self._crown(stream, roles, target, demote_to=ARCHIVED, verb="restored")
+            row = self.row(stream, target)
+            revived = roles.alias_of(target) == ARCHIVED
+            self._crown(stream, roles, target, demote_to=ARCHIVED, revive=True)
             extra = {
                 "from": str(current),
                 "reason": reason,
@@ -320,16 +337,30 @@ class Registry:
                 "by": actor,
             }
             event = self._fact(stream, target, ROLLED_BACK, extra, alias=CHAMPION, subjects=[current])
+        if revived:
+            try:
+                snapshot = self.snapshot_record(row)
+            except ArtifactError as exc:
+                # The rollback stands: processes that kept the version's model resume it.
+                where = {"model": str(target), "error": str(exc)}
+                log.error("revived version's artifact failed verification", extra=where)
+            else:
+                with self._revived_lock:
+                    self._revived.append(snapshot)
         metrics.ROLLBACKS.labels(stream).inc()
         return event
 
-    def _crown(self, stream: str, roles: StreamRoles, target: VersionKey, demote_to: str, verb: str) -> None:
-        """Make ``target`` the champion and give the current one ``demote_to``: promotion and rollback alike."""
+    def _crown(self, stream: str, roles: StreamRoles, target: VersionKey, demote_to: str, revive: bool) -> None:
+        """Make ``target`` the champion and give the current one ``demote_to``: promotion and rollback alike.
+
+        Only a rollback may ``revive`` an archived version: it was a champion, and going back to it
+        is the point; promoting an archived challenger would skip the trial that archived it.
+        """
         current = roles.champion
         if target == current:
             raise Refused(409, f"{target} is already the champion of {stream!r}")
-        if roles.alias_of(target) == ARCHIVED:
-            raise Refused(409, f"{target} is archived; it cannot be {verb}")
+        if roles.alias_of(target) == ARCHIVED and not revive:
+            raise Refused(409, f"{target} is archived; it cannot be promoted (roll back to it instead)")
         self.store.set_alias(stream, current, demote_to)
         self.store.set_alias(stream, target, CHAMPION)
 
@@ -444,6 +475,9 @@ class RegistryHandler:
                     result.outputs.append(OutRecord(topic, registered.row.name, snapshot, source=record))
             elif record.topic == MODEL_EVENTS_TOPIC:
                 self.registry.handle_request(record.value)
+                for snapshot in self.registry.take_revived():
+                    topic = StreamTopics(snapshot["stream"]).models
+                    result.outputs.append(OutRecord(topic, snapshot["model_name"], snapshot, source=record))
         return result
 
 

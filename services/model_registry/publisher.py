@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -34,9 +34,14 @@ class Publisher:
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
 
-    def flush(self) -> bool:
-        """Publish every unpublished outbox row; False (logged) when Kafka did not acknowledge them all."""
+    def flush(self, snapshots: Sequence[dict[str, Any]] = ()) -> bool:
+        """Publish ``snapshots``, then every unpublished outbox row; False (logged) when Kafka did not take them all.
+
+        The snapshots go first so that a follower learning of a version from an event can load it.
+        """
         try:
+            if snapshots:
+                self.publish_snapshots(snapshots)
             self.flush_or_raise()
         except (DeliveryError, KafkaException, BufferError) as exc:
             log.warning("outbox not published yet; will retry", extra={"error": str(exc)[:300]})

@@ -261,6 +261,14 @@ class Store:
             ).fetchall()
         return [VersionKey(r["name"], r["version"]) for r in rows]
 
+    def rolled_back_from(self, stream: str) -> set[VersionKey]:
+        """The versions a rollback has taken the champion seat from: never a default rollback target."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT details FROM audit WHERE stream = ? AND event_type = 'rolled_back'", (stream,)
+            ).fetchall()
+        return {VersionKey.parse(json.loads(r["details"])["from"]) for r in rows}
+
     def update_online(
         self, stream: str, key: VersionKey, ranges: Mapping[str, Mapping[str, int]], learned: int
     ) -> None:

@@ -4,8 +4,8 @@ The model registry's two outputs are all inference and learning need: a
 version's starting snapshot on S.models and the alias table on
 eddy.model-events. Here a test writes them, so that this checks the followers
 alone: a registered challenger answers its canary share and learns from the
-point it joined, a promotion switches the answers within 2 s, and an archived
-version stops predicting.
+point it joined, a promotion switches the answers within 2 s, an archived
+version stops predicting, and a rollback to it revives it as it last served.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from shared.models import ModelState
-from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, PROMOTED, REGISTERED, SHADOW, VersionKey
+from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, PROMOTED, REGISTERED, ROLLED_BACK, SHADOW, VersionKey
 from shared.settings import Settings
 from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 from tests.helpers import (
@@ -123,3 +123,18 @@ def test_registered_promoted_and_archived_versions_are_followed(settings: Settin
         predictions = read_topic(settings, topics.predictions, timeout_s=10, quiet_s=1)
         late = Counter(p["model_version"] for p in predictions if p["event_id"].startswith("ev300"))
         assert late == {2: 50}, late
+
+        # A rollback revives it within 2 s, with what it had learned (inference kept it), and it learns again.
+        v1_learned = max(s["learned_count"] for s in read_topic(settings, topics.models) if s["model_version"] == 1)
+        revived = registry_fact(stream, V1, ROLLED_BACK, {V1: CHAMPION, V2: ARCHIVED}, alias=CHAMPION)
+        produce_values(settings, MODEL_EVENTS_TOPIC, [revived], key_field="stream")
+        time.sleep(2.0)
+        produce_values(settings, topics.validated, sample_events(40_000, 50))
+        assert served_by(settings, stream, {f"ev{i}" for i in range(40_000, 40_050)}) == {"default@1": 50}
+        produce_values(settings, topics.feedback, sample_labels(40_000, 50))
+
+        def v1_learns_again() -> bool:
+            snapshots = read_topic(settings, topics.models, timeout_s=5, quiet_s=0.5)
+            return any(s["model_version"] == 1 and s["learned_count"] >= v1_learned + 50 for s in snapshots)
+
+        wait_until(v1_learns_again, 30, interval_s=1, what="the revived version 1 to go on learning")

@@ -195,9 +195,29 @@ def test_rollback_archives_the_champion_and_restores_the_previous_one(registry: 
     assert event["event_type"] == ROLLED_BACK and event_details(event)["from"] == "default@2"
     assert registry.roles("demo").aliases == {V1: CHAMPION, V2: ARCHIVED}
     with pytest.raises(Refused):
-        registry.rollback("demo", "user:ann")  # the only earlier champion is archived now
+        registry.rollback("demo", "user:ann")  # the only earlier champion is the one a rollback removed
     with pytest.raises(Refused):
         registry.promote("demo", V2, "user:ann")  # archived
+    assert registry.take_revived() == []  # V1 was never archived: everyone still holds it
+
+
+def test_rollback_revives_a_champion_its_successors_probation_archived(registry: Registry) -> None:
+    registry.register_candidate(candidate(registry.contract("demo"), 1))
+    registry.promote("demo", V2, "retraining")
+    registry.archive("demo", V1, "retraining", reason="probation passed")
+    assert registry.previous_champion("demo") == V1
+    registry.rollback("demo", "user:ann", reason="changed my mind")
+    assert registry.roles("demo").aliases == {V1: CHAMPION, V2: ARCHIVED}
+    # Its registered artifact goes out first, for processes that kept nothing of the archived version.
+    (snapshot,) = registry.take_revived()
+    assert (snapshot["model_version"], snapshot["source_offsets"]) == (1, {})
+    assert registry.take_revived() == []
+    # Through the loop (a retraining or CLI request), the snapshot is an output before the outbox's event.
+    registry.rollback("demo", "user:ann", to=V2)  # named explicitly, even one a rollback removed
+    assert [s["model_version"] for s in registry.take_revived()] == [2]
+    rollback = request(ROLLBACK_REQUESTED, V2, "req-9", expected_champion="default@2", to="default@1")
+    result = RegistryHandler(registry)([record(MODEL_EVENTS_TOPIC, rollback)])
+    assert [(o.topic, o.value["model_version"]) for o in result.outputs] == [("demo.models", 1)]
 
 
 def test_archive_never_touches_the_champion(registry: Registry) -> None:
