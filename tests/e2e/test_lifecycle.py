@@ -4,13 +4,16 @@
 fits in a test: monitoring's alert makes retraining build a challenger, the
 registry registers it, the trial promotes it, and the dashboard shows the
 promotion. Then `eddy models show` reaches the served version's lineage, and
-`eddy models rollback` is what inference answers with 2 s later.
+`eddy models rollback` is what inference answers with 2 s later. Retraining is
+killed with SIGKILL during the trial: the registry stays consistent and the
+restarted service, replaying from the beginning, decides nothing twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -59,9 +62,33 @@ def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_wit
         )
     try:
         wait_until(lambda: (read_stack(state) or {}).get("ready"), 30, what="the stack to be ready")
-        wait_until(lambda: champion(env) not in (None, "default@1"), 150, interval_s=2, what="a promotion")
+        registry_url = read_stack(state)["services"]["model_registry"]["url"]
+
+        def registry(path: str) -> dict[str, Any]:
+            answer: dict[str, Any] = httpx.get(f"{registry_url}{path}", params={"stream": "demo"}, timeout=5).json()
+            return answer
+
+        # Kill -9 of retraining as soon as its challenger is registered (its trial is running): the
+        # supervisor restarts it, it replays its topics from the beginning, and it neither registers
+        # the challenger twice nor decides twice.
+        def challenger_registered() -> bool:
+            try:
+                return len(registry("/api/models").get("versions", [])) > 1
+            except httpx.HTTPError:
+                return False  # the registry is still starting (it answers 503, or not at all)
+
+        wait_until(challenger_registered, 150, interval_s=0.2, what="a challenger")
+        os.kill(read_stack(state)["services"]["retraining"]["pid"], signal.SIGKILL)
+        wait_until(lambda: read_stack(state)["services"]["retraining"]["restarts"] >= 1, 30, what="a restart")
+        wait_until(lambda: champion(env) not in (None, "default@1"), 120, interval_s=2, what="a promotion")
         promoted = champion(env)
         assert promoted is not None
+        time.sleep(5)  # time for a replaying retraining service to (wrongly) act again
+        listed = registry("/api/models")
+        assert [v["version"] for v in listed["versions"]] == ["default@1", "default@2"], listed
+        assert sum(v["alias"] == "champion" for v in listed["versions"]) == 1, listed
+        promotions = [e for e in registry("/api/audit")["events"] if e["event_type"] == "promoted"]
+        assert len(promotions) == 1, promotions
 
         # The dashboard shows the promotion; the registry's audit says why, with the trial's evidence.
         board_url = read_stack(state)["services"]["monitoring"]["url"]
