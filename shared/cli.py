@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from shared import cli_models
+from shared import cli_backtest, cli_models
 from shared.contracts import ContractError, StreamContract, load_contract, load_contracts
 from shared.settings import Settings, settings_table
 
@@ -528,6 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="every setting, its environment variable and default")
     config.set_defaults(func=cmd_config)
     cli_models.add_parsers(sub, CliError)
+    cli_backtest.add_parsers(sub, CliError)
     return parser
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from river import compose, linear_model, optim, preprocessing
 
 try:
-    from shared import _linear_native as native
+    from shared import _linear_native as native  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler: river's own path
     native = None
 

@@ -207,7 +207,12 @@ def _run_one(
     headline = HEADLINE[task]
     scores = _metric_set(task)
     main = scores[headline]
-    seq, index, y_true, y_pred, score, cumulative = [], [], [], [], [], []
+    seq: list[int] = []
+    index: list[int] = []
+    y_true: list[Any] = []
+    y_pred: list[Any] = []
+    score: list[float] = []
+    cumulative: list[float] = []
     learned = 0
     k = 0
     while k < len(ops):
@@ -361,17 +366,16 @@ def _frame(
     score: list[float],
     cumulative: list[float],
 ) -> pd.DataFrame:
-    regression = task == "regression"
-    truth = np.asarray(y_true, dtype=float) if regression else [class_key(y) for y in y_true]
-    guesses = (
-        np.asarray([math.nan if g is None else g for g in y_pred], dtype=float)
-        if regression
-        else [None if g is None else class_key(g) for g in y_pred]
-    )
-    if regression:
+    truth: Any
+    guesses: Any
+    if task == "regression":
+        truth = np.asarray(y_true, dtype=float)
+        guesses = np.asarray([math.nan if g is None else g for g in y_pred], dtype=float)
         error = guesses - truth
         correct = np.full(len(seq), math.nan)
     else:
+        truth = [class_key(y) for y in y_true]
+        guesses = [None if g is None else class_key(g) for g in y_pred]
         error = np.full(len(seq), math.nan)
         correct = np.asarray(
             [math.nan if g is None else float(g == t) for g, t in zip(guesses, truth, strict=True)], dtype=float
