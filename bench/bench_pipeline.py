@@ -63,8 +63,8 @@ REGISTRY = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0
 
 
 @contextmanager
-def bench_stack() -> Iterator[Settings]:
-    """A fresh embedded broker and schema registry for the bench stream; stopped on exit."""
+def bench_stack(stream: str = STREAM) -> Iterator[Settings]:
+    """A fresh embedded broker and schema registry for a bench stream; stopped on exit."""
     broker, servers = start_tansu()
     port = free_port()
     registry = subprocess.Popen(
@@ -80,7 +80,7 @@ def bench_stack() -> Iterator[Settings]:
             bootstrap_servers=servers,
             schema_registry_url=url,
             session_timeout_ms=6000,
-            streams=(STREAM,),
+            streams=(stream,),
             contracts_dir=REPO_ROOT / "bench" / "streams",
         )
     finally:

@@ -27,7 +27,6 @@ contract's ``allowed_lateness`` is not learned, as in production.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import math
 from collections.abc import Mapping, Sequence
@@ -92,28 +91,41 @@ class BacktestResult:
 
 # The schedule: PREDICT i or LEARN i, where i is the event's position in event-time order.
 PREDICT, LEARN = 0, 1
+MIN_BATCH = 32
 
 
 def schedule(events: Sequence[Event], arrivals: Sequence[int | None]) -> list[tuple[int, int]]:
     """Interleave predictions and label arrivals as ``simulate_qa`` does (``arrivals[i]`` None: no label).
 
+    A label is learned just before the first later event whose time has reached its arrival (labels
+    due at the same point in arrival order, ties in event order), and the labels still due at the end
+    are learned last. A label cannot be learned before its own prediction: one "from the past" comes
+    right after it.
+
     >>> schedule([Event("a", 0, {}), Event("b", 5, {}), Event("c", 6, {})], [5, 0, None])
-    [(0, 0), (0, 1), (1, 1), (1, 0), (0, 2)]
+    [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]
     """
-    due: list[tuple[int, int]] = []  # (arrival, event position): revealed in this order
-    ops: list[tuple[int, int]] = []
-    head = 0
-    for i, event in enumerate(events):
-        while head < len(due) and due[head][0] <= event.time_ms:
-            ops.append((LEARN, due[head][1]))
-            head += 1
-        ops.append((PREDICT, i))
-        arrived = arrivals[i]
-        if arrived is not None:
-            # A label cannot be learned before its own prediction: one "from the past" arrives with it.
-            bisect.insort(due, (max(arrived, event.time_ms), i), lo=head)
-    ops.extend((LEARN, i) for _, i in due[head:])
-    return ops
+    kinds, index = schedule_arrays(np.fromiter((e.time_ms for e in events), np.int64, len(events)), arrivals)
+    return list(zip(kinds.tolist(), index.tolist(), strict=True))
+
+
+def schedule_arrays(times: np.ndarray, arrivals: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`schedule` as two arrays (kind, event position), sorted with numpy instead of a Python loop."""
+    n = len(times)
+    labelled = np.fromiter((a is not None for a in arrivals), bool, n)
+    positions = np.flatnonzero(labelled)
+    due = np.fromiter((a for a in arrivals if a is not None), np.int64, len(positions))
+    due = np.maximum(due, times[positions])
+    # The event a label is learned before: the first one after its own whose time has reached it.
+    before = np.maximum(np.searchsorted(times, due, side="left"), positions + 1)
+    # Sort keys, most significant last (np.lexsort): the event slot, learns (0) before the prediction (1),
+    # then arrival and event order among the learns of one slot.
+    slot = np.concatenate([np.arange(n), before])
+    kind = np.concatenate([np.ones(n, np.int8), np.zeros(len(positions), np.int8)])
+    arrival = np.concatenate([np.zeros(n, np.int64), due])
+    index = np.concatenate([np.arange(n), positions])
+    order = np.lexsort((index, arrival, kind, slot))
+    return (1 - kind[order]).astype(np.uint8), index[order].astype(np.int64)
 
 
 def arrivals_of(
@@ -148,7 +160,9 @@ def run_backtest(
     task = contract.task
     lateness = contract.allowed_lateness_ms if lateness_ms is None else lateness_ms
     arrivals = arrivals_of(events, labels, delay, lateness)
-    ops = schedule(events, arrivals)
+    times = np.fromiter((e.time_ms for e in events), np.int64, len(events))
+    kinds, index = schedule_arrays(times, arrivals)
+    ops = list(zip(kinds.tolist(), index.tolist(), strict=True))
     targets: list[Any] = []
     unusable = 0
     for event, arrived in zip(events, arrivals, strict=True):
@@ -223,7 +237,9 @@ def _run_one(
             while end < len(ops) and ops[end][0] == PREDICT:
                 end += 1
             positions = [j for _, j in ops[k:end]]
-            batch = predict_batch(estimator, task, [rows[j] for j in positions]) if len(positions) > 1 else None
+            # A DataFrame costs more than a few predict_one calls: batches only pay from a few dozen rows.
+            big = len(positions) >= MIN_BATCH
+            batch = predict_batch(estimator, task, [rows[j] for j in positions]) if big else None
             for n, j in enumerate(positions):
                 predicted[j] = batch[n] if batch is not None else predict_batch(estimator, task, [rows[j]])[0]
             k = end

@@ -88,30 +88,41 @@ def load_history(
     topics = StreamTopics(contract.name)
     event_topic = topics.validated if source == "validated" else topics.events
     events: dict[str, Event] = {}
-    labels: dict[str, tuple[int, Label]] = {}
+    labels: dict[str, Label] = {}
     spans: dict[str, dict[str, int]] = {}
-    schema_ids: set[int] = set()
     skipped = {"undecodable": 0, "out_of_range": 0, "duplicate_event": 0, "duplicate_label": 0}
     id_field, time_field = contract.id_field, contract.time_field
+    headers: set[bytes] = set()
     for batch in read_to_end(settings, [event_topic, topics.feedback]):
         by_topic: dict[str, list[Message]] = {}
         for msg in batch:
             by_topic.setdefault(msg.topic() or "", []).append(msg)
         for topic, messages in by_topic.items():
-            decoded = serdes.for_topic(topic).decode_many([m.value() for m in messages])
-            for msg, value in zip(messages, decoded, strict=True):
-                if not isinstance(value, dict):
-                    skipped["undecodable"] += 1
-                    continue
-                raw = msg.value() or b""
-                if len(raw) >= 5:
-                    schema_ids.add(int.from_bytes(raw[1:5], "big"))
-                if topic == event_topic:
-                    _take_event(msg, value, id_field, time_field, start, until, events, spans, skipped)
-                else:
-                    _take_label(msg, value, labels, skipped)
+            raws = [m.value() or b"" for m in messages]
+            headers.update(raw[1:5] for raw in raws)
+            decoded = serdes.for_topic(topic).decode_many(raws)
+            # Inline loops: this runs for every record of the history.
+            if topic == event_topic:
+                for msg, value in zip(messages, decoded, strict=True):
+                    if isinstance(value, dict):
+                        _take_event(msg, value, id_field, time_field, start, until, events, spans, skipped)
+                    else:
+                        skipped["undecodable"] += 1
+            else:
+                for value in decoded:
+                    if not isinstance(value, dict):
+                        skipped["undecodable"] += 1
+                        continue
+                    event_id, arrived = str(value["event_id"]), int(value["label_time_ms"])
+                    seen = labels.get(event_id)
+                    if seen is not None:
+                        skipped["duplicate_label"] += 1
+                        if seen.arrived_ms <= arrived:
+                            continue
+                    labels[event_id] = Label(value["label"], arrived)
+    schema_ids = {int.from_bytes(h, "big") for h in headers if len(h) == 4}
     ordered = sorted(events.values(), key=lambda e: (e.time_ms, e.event_id))
-    return History(ordered, {k: label for k, (_, label) in labels.items()}, spans, sorted(schema_ids), skipped)
+    return History(ordered, labels, spans, sorted(schema_ids), skipped)
 
 
 def _take_event(
@@ -135,15 +146,3 @@ def _take_event(
     events[event_id] = Event(event_id, at, value)
     span = spans.setdefault(f"{msg.topic()}:{msg.partition()}", {"first": offset, "last": offset})
     span["first"], span["last"] = min(span["first"], offset), max(span["last"], offset)
-
-
-def _take_label(
-    msg: Message, value: dict[str, Any], labels: dict[str, tuple[int, Label]], skipped: dict[str, int]
-) -> None:
-    event_id, arrived = str(value["event_id"]), int(value["label_time_ms"])
-    seen = labels.get(event_id)
-    if seen is not None:
-        skipped["duplicate_label"] += 1
-        if seen[1].arrived_ms <= arrived:
-            return
-    labels[event_id] = (msg.offset() or 0, Label(value["label"], arrived))
