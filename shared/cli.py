@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from shared import cli_backtest, cli_models
+from shared import cli_backtest, cli_dataset, cli_experiments, cli_models, cli_replay
 from shared.contracts import ContractError, StreamContract, load_contract, load_contracts
 from shared.settings import Settings, settings_table
 
@@ -529,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.set_defaults(func=cmd_config)
     cli_models.add_parsers(sub, CliError)
     cli_backtest.add_parsers(sub, CliError)
+    cli_dataset.add_parsers(sub, CliError)
+    cli_experiments.add_parsers(sub, CliError)
+    cli_replay.add_parsers(sub, CliError)
     return parser
 
 

@@ -4,13 +4,19 @@ A contract names the stream's Avro event schema, which field is the id and which
 the event time, what each feature must look like, the label's task and the
 models that answer. Every service loads the same files, so adding a stream needs
 no code.
+
+A sandbox contract (``stream: demo-replay-1`` and ``sandbox_of: demo``) is a copy
+of another stream's contract under a new name, so its own topics
+(``demo-replay-1.events``, ...) run the whole pipeline, for instance on records
+``eddy replay`` copied from the parent's. It inherits every key of the parent's
+contract; any other key it sets replaces the parent's whole.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -89,6 +95,8 @@ class StreamContract:
     pii: PiiSpec = field(default_factory=PiiSpec)
     monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     retraining: RetrainingSpec = field(default_factory=RetrainingSpec)
+    sandbox_of: str | None = None
+    """The stream this one is a sandbox of (it took that stream's contract), else None."""
 
     @property
     def champion(self) -> ModelSpec:
@@ -123,9 +131,31 @@ def load_contract(path: Path) -> StreamContract:
     if not isinstance(doc, dict):
         raise ContractError(f"{path}: a contract must be a mapping")
     try:
+        if "sandbox_of" in doc:
+            return replace(_parse(_inherited(doc, path), path), sandbox_of=doc["sandbox_of"])
         return _parse(doc, path)
     except ContractError as exc:
         raise ContractError(f"{path}: {exc}") from exc
+
+
+def _inherited(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A sandbox's contract: its parent's, found in the same directory, with the sandbox's own keys on top."""
+    parent = _required(doc, "sandbox_of", str)
+    _required(doc, "stream", str)
+    for sibling in sorted(path.parent.glob("*.yaml")):
+        if sibling.resolve() == path.resolve():
+            continue
+        try:
+            found = yaml.safe_load(sibling.read_text())
+        except (OSError, yaml.YAMLError):
+            # A broken sibling is reported when it is loaded itself; it cannot be the parent meant here.
+            continue
+        if not isinstance(found, dict) or found.get("stream") != parent:
+            continue
+        if "sandbox_of" in found:
+            raise ContractError(f"sandbox_of {parent!r}: {sibling.name} is itself a sandbox; name the stream it copies")
+        return {**found, **{k: v for k, v in doc.items() if k != "sandbox_of"}}
+    raise ContractError(f"sandbox_of {parent!r}: no contract in {path.parent} declares stream {parent!r}")
 
 
 def load_contracts(directory: Path, only: tuple[str, ...] = ()) -> dict[str, StreamContract]:

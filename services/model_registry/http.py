@@ -5,6 +5,8 @@ Changes: ``POST /api/models/promote``, ``/api/models/rollback``, ``/api/models/a
 A change is one transaction, and its event is published before the answer
 (200), so it is in effect when the client hears back; 202 says it is decided
 but Kafka has not acknowledged it yet (it will be sent as soon as it can).
+Experiments (backtest runs): ``GET /api/experiments``, ``/api/experiments/show``
+and ``POST /api/experiments`` (201 when recorded, 200 when the same one already was).
 Every answer is JSON; errors are ``{"error": message, "status": code}``.
 """
 
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from services.model_registry.handlers import Refused, Registry
-from services.model_registry.store import VersionRow
+from services.model_registry.store import ExperimentConflict, VersionRow
 from shared.observability import BODY_PARAM, Route
 from shared.roles import VersionKey
 
@@ -25,6 +29,11 @@ log = logging.getLogger(__name__)
 Answer = tuple[int, str, bytes]
 MAX_AUDIT = 1000
 MAX_CHAIN = 100
+MAX_EXPERIMENTS = 1000
+# Ids go into URLs and file names: keep them to a safe alphabet.
+EXPERIMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# Fields of an experiment the registry indexes in columns; the rest of the body is its document.
+EXPERIMENT_COLUMNS = ("id", "stream", "title", "created_by", "created_at_ms")
 
 
 class RegistryApi:
@@ -48,6 +57,9 @@ class RegistryApi:
             "POST /api/models/rollback": self._route(self.rollback, post=True),
             "POST /api/models/archive": self._route(self.archive, post=True),
             "POST /api/retrain": self._route(self.retrain, post=True),
+            "/api/experiments": self._route(self.list_experiments),
+            "/api/experiments/show": self._route(self.show_experiment),
+            "POST /api/experiments": self._route(self.add_experiment, post=True),
         }
 
     def _route(self, action: Callable[[Registry, dict[str, Any]], tuple[int, Any]], post: bool = False) -> Route:
@@ -128,11 +140,47 @@ class RegistryApi:
 
     def audit(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
         stream = _stream(registry, args)
-        try:
-            limit = max(1, min(MAX_AUDIT, int(args.get("limit") or 50)))
-        except ValueError as exc:
-            raise Refused(400, f"limit must be a number, not {args.get('limit')!r}") from exc
+        limit = _limit(args, 50, MAX_AUDIT)
         return 200, {"stream": stream, "events": registry.store.audit(stream, limit)}
+
+    # -- experiments ----------------------------------------------------------------
+
+    def list_experiments(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, args)
+        limit = _limit(args, 50, MAX_EXPERIMENTS)
+        return 200, {"stream": stream, "experiments": registry.store.experiments(stream, limit)}
+
+    def show_experiment(self, registry: Registry, args: dict[str, Any]) -> tuple[int, Any]:
+        experiment_id = args.get("id")
+        if not experiment_id:
+            raise Refused(400, "id is required: the experiment's id")
+        doc = registry.store.experiment(experiment_id)
+        if doc is None:
+            raise Refused(404, f"no experiment {experiment_id!r}")
+        return 200, doc
+
+    def add_experiment(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+        stream = _stream(registry, body)
+        experiment_id = body.get("id") or str(uuid.uuid4())
+        if not isinstance(experiment_id, str) or not EXPERIMENT_ID.fullmatch(experiment_id):
+            raise Refused(400, "id must be 1 to 128 letters, digits or . _ : - (starting with a letter or digit)")
+        created_at_ms = body.get("created_at_ms")
+        if created_at_ms is not None and (type(created_at_ms) is not int or created_at_ms < 0):
+            raise Refused(400, "created_at_ms must be epoch milliseconds (a non-negative integer)")
+        doc = {k: v for k, v in body.items() if k not in EXPERIMENT_COLUMNS}
+        doc.update(experiment_doc(doc))
+        try:
+            experiment, new = registry.store.add_experiment(
+                experiment_id,
+                stream,
+                _optional_text(body, "created_by") or "api",
+                _optional_text(body, "title"),
+                doc,
+                created_at_ms,
+            )
+        except ExperimentConflict as exc:
+            raise Refused(409, str(exc)) from exc
+        return (201 if new else 200), {"id": experiment_id, "created": new, "experiment": experiment}
 
     # -- changes --------------------------------------------------------------------
 
@@ -274,6 +322,47 @@ def _key(args: dict[str, Any], field: str) -> VersionKey:
         return VersionKey.parse(value)
     except ValueError as exc:
         raise Refused(400, str(exc)) from exc
+
+
+def experiment_doc(body: dict[str, Any]) -> dict[str, Any]:
+    """The checked fields of an experiment's document: models, data, metrics, report, output.
+
+    >>> experiment_doc({"models": ["default@2"], "data": {"rows": 10}, "metrics": {}})["report"] is None
+    True
+
+    Raises
+    ------
+    Refused
+        (400) naming the first field that is missing or of the wrong type.
+    """
+    models = body.get("models")
+    if not isinstance(models, list) or not models:
+        raise Refused(400, "models must be a non-empty list (of versions like default@2, or of spec objects)")
+    for i, model in enumerate(models):
+        if not (isinstance(model, str) and model) and not isinstance(model, dict):
+            raise Refused(400, f"models[{i}] must be a version like default@2 or a spec object")
+    for field in ("data", "metrics"):
+        if not isinstance(body.get(field), dict):
+            raise Refused(400, f"{field} must be a JSON object")
+    paths = {field: body.get(field) for field in ("report", "output")}
+    for field, value in paths.items():
+        if value is not None and not isinstance(value, str):
+            raise Refused(400, f"{field} must be a path (a string) or null")
+    return {"models": models, "data": body["data"], "metrics": body["metrics"], **paths}
+
+
+def _limit(args: dict[str, Any], default: int, most: int) -> int:
+    try:
+        return max(1, min(most, int(args.get("limit") or default)))
+    except ValueError as exc:
+        raise Refused(400, f"limit must be a number, not {args.get('limit')!r}") from exc
+
+
+def _optional_text(args: dict[str, Any], field: str) -> str:
+    value = args.get(field)
+    if value is not None and not isinstance(value, str):
+        raise Refused(400, f"{field} must be a string")
+    return value or ""
 
 
 def _text(args: dict[str, Any], field: str) -> str:

@@ -1,4 +1,4 @@
-"""The registry's metadata in SQLite: versions, aliases, the audit trail and the outbox of model events.
+"""The registry's metadata in SQLite: versions, aliases, the audit trail, the outbox of model events, experiments.
 
 Every decision is one transaction (:meth:`Store.transaction`) that changes
 aliases, appends its audit row and queues its ``ModelEvent`` in the outbox. A
@@ -10,6 +10,9 @@ so a re-sent event has the id it had the first time.
 SQLite runs in WAL mode with ``synchronous=FULL``: a committed decision
 survives a power cut. A partial unique index allows one champion per stream
 (and one challenger); the commit checks there is exactly one champion.
+
+Experiments (backtest runs: the models, the data range, the metrics) are a
+table of their own: they change no alias, so they publish no event.
 """
 
 from __future__ import annotations
@@ -92,11 +95,24 @@ CREATE TABLE IF NOT EXISTS handled_requests (
     outcome TEXT NOT NULL,
     at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS experiments (
+    id TEXT PRIMARY KEY,
+    stream TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS experiments_stream ON experiments (stream, created_at_ms);
 """
 
 
 class InvariantError(RuntimeError):
     """A transaction that would leave a stream without exactly one champion: it is rolled back."""
+
+
+class ExperimentConflict(ValueError):
+    """An experiment id already recorded with a different document."""
 
 
 @dataclass
@@ -355,6 +371,57 @@ class Store:
             for r in rows
         ]
 
+    # -- experiments ----------------------------------------------------------------------
+
+    def add_experiment(
+        self,
+        experiment_id: str,
+        stream: str,
+        created_by: str,
+        title: str,
+        doc: Mapping[str, Any],
+        created_at_ms: int | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Record an experiment (a backtest run); returns it and whether it is new.
+
+        Recording the same id with the same document again is a no-op, so a client may retry a
+        request whose answer it lost.
+
+        Raises
+        ------
+        ExperimentConflict
+            If ``experiment_id`` is recorded with another stream, title, creator or document.
+        """
+        at_ms = created_at_ms if created_at_ms is not None else _now_ms()
+        text = json.dumps(doc, sort_keys=True)
+        with self.transaction():
+            row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+            if row is not None:
+                same = (row["stream"], row["created_by"], row["title"], row["doc"]) == (stream, created_by, title, text)
+                if not same:
+                    raise ExperimentConflict(f"experiment {experiment_id!r} is already recorded, with other content")
+                return _experiment(row), False
+            self._db.execute(
+                "INSERT INTO experiments (id, stream, created_at_ms, created_by, title, doc) VALUES (?, ?, ?, ?, ?, ?)",
+                (experiment_id, stream, at_ms, created_by, title, text),
+            )
+            row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        return _experiment(row), True
+
+    def experiments(self, stream: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` experiments of ``stream``, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM experiments WHERE stream = ? ORDER BY created_at_ms DESC, rowid DESC LIMIT ?",
+                (stream, limit),
+            ).fetchall()
+        return [_experiment(r) for r in rows]
+
+    def experiment(self, experiment_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        return _experiment(row) if row is not None else None
+
     def check(self) -> dict[str, int]:
         """Champions per stream (for tests and start-up checks: each must be 1)."""
         with self._lock:
@@ -369,6 +436,18 @@ def _row(row: sqlite3.Row) -> VersionRow:
     for column in _JSON_COLUMNS:
         doc[column] = json.loads(doc[column])
     return VersionRow(**doc)
+
+
+def _experiment(row: sqlite3.Row) -> dict[str, Any]:
+    """An experiment as the API shows it: its document, with the columns that index it on top."""
+    return {
+        **json.loads(row["doc"]),
+        "id": row["id"],
+        "stream": row["stream"],
+        "created_at_ms": row["created_at_ms"],
+        "created_by": row["created_by"],
+        "title": row["title"],
+    }
 
 
 def _now_ms() -> int:

@@ -1,0 +1,1 @@
+"""Backtests: history through the production model code, in-process, deterministic."""

@@ -1,0 +1,194 @@
+"""``eddy replay``: copy a range of a topic to another topic, byte for byte (the work is in shared/replay.py).
+
+Progress goes to stderr: one line redrawn in place on a terminal, a log line
+every few seconds otherwise. The summary goes to stdout. SIGTERM stops the
+copy, flushes what was sent, prints the summary and exits 0; Ctrl-C does the
+same and exits 130 (a second Ctrl-C aborts at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from shared.replay import ReplayError, ReplayResult, format_summary, parse_bound, replay
+from shared.settings import Settings
+
+EXIT_INTERRUPTED = 130
+Command = Callable[[argparse.Namespace], int]
+
+BOUNDS_HELP = """\
+bounds (--from is inclusive, --until exclusive):
+  N              an offset, in every partition, when N < 10**11
+  N              a time in epoch milliseconds when N >= 10**11 (today: 13 digits), e.g. 1795168800000
+  offset:N       always an offset;  ms:N  always epoch milliseconds
+  ISO 8601       a time, e.g. 2026-11-20T10:00:00Z, 2026-11-20T11:00:00+01:00 or 2026-11-20;
+                 a time without a zone is UTC
+
+Time bounds are exact: each partition's window is found by a binary search over
+the records' own timestamps, and every copied record is checked against the
+range. The search assumes timestamps do not go backwards within a partition;
+the summary says when they did, and --scan then gives the exact answer (it
+reads every partition whole). The end is fixed when the replay starts.
+
+Records keep their key, value bytes, headers and timestamp. The target topic is
+created when missing, with the source's partition count; when it has at least
+as many partitions as the source, each record keeps its partition number,
+otherwise it is partitioned by key.
+
+Backtest through the live pipeline: write a sandbox contract (stream: demo-replay-1,
+sandbox_of: demo), restart the services, then
+  eddy replay demo.events --to-topic demo-replay-1.events --from 2026-11-20T10:00:00Z --until 2026-11-20T12:00:00Z
+  eddy replay demo.feedback --to-topic demo-replay-1.feedback --from 2026-11-20T10:00:00Z
+"""
+
+
+class CliError(Exception):
+    """A user-facing error; :func:`add_parsers` turns it into the ``eddy`` command's own error type."""
+
+
+def resolve_settings() -> Settings:
+    """The ``eddy`` command's settings: the environment, else the running stack, else the defaults."""
+    # Imported here: shared.cli imports this module at its top.
+    from shared.cli import resolve_settings as from_cli
+
+    return from_cli()
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run one replay; 0 when done or stopped by SIGTERM, 130 on Ctrl-C, 1 when the broker refused records."""
+    try:
+        start = parse_bound(args.start, "--from") if args.start is not None else None
+        until = parse_bound(args.until, "--until") if args.until is not None else None
+    except ReplayError as exc:
+        raise CliError(str(exc)) from exc
+    settings = resolve_settings()
+    progress = ProgressLine(sys.stderr)
+    with stop_on_signals() as (stop, caught):
+        try:
+            result = replay(
+                settings,
+                args.topic,
+                args.to_topic,
+                start,
+                until,
+                partition=args.partition,
+                scan=args.scan,
+                rate=args.rate,
+                stop=stop,
+                on_progress=progress.update,
+            )
+        except ReplayError as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            progress.close()
+    print(format_summary(result), flush=True)
+    if result.failed:
+        return 1
+    return EXIT_INTERRUPTED if signal.SIGINT in caught else 0
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """An event set by SIGTERM or SIGINT, and the signals caught; the previous handlers are restored after.
+
+    After the first Ctrl-C, a second one raises KeyboardInterrupt as usual, for when the flush takes too long.
+    """
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        caught.append(signum)
+        stop.set()
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop, caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class ProgressLine:
+    """Replay progress on ``stream``: a bar redrawn in place on a terminal, a line every ``log_every_s`` otherwise."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO, log_every_s: float = 5.0) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.log_every_s = log_every_s
+        self.last_logged = time.monotonic()
+        self.drawn = 0
+
+    def update(self, result: ReplayResult) -> None:
+        text = self.describe(result)
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self.drawn))
+            self.drawn = len(text)
+            self.stream.flush()
+        elif time.monotonic() - self.last_logged >= self.log_every_s:
+            self.last_logged = time.monotonic()
+            print(f"eddy replay: {text}", file=self.stream, flush=True)
+
+    def describe(self, result: ReplayResult) -> str:
+        """One line of progress.
+
+        >>> r = ReplayResult("a", "b", False, True, False, {0: (0, 100)}, {0: 40}, 10, elapsed_s=2.0)
+        >>> ProgressLine(open("/dev/null", "w")).describe(r)
+        '[############------------]  50%  40 copied  10 skipped  20 records/s  2 s'
+        """
+        done = result.total + result.skipped
+        share = min(1.0, done / result.planned) if result.planned else 1.0
+        filled = round(share * self.WIDTH)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        return (
+            f"[{bar}] {share:4.0%}  {result.total:,} copied  {result.skipped:,} skipped  "
+            f"{result.rate:,.0f} records/s  {result.elapsed_s:.0f} s"
+        )
+
+    def close(self) -> None:
+        """Erase the bar, so the summary starts on a clean line."""
+        if self.tty and self.drawn:
+            self.stream.write("\r" + " " * self.drawn + "\r")
+            self.stream.flush()
+
+
+def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
+    """Add ``replay`` to eddy's subcommands.
+
+    ``error`` is the exception ``eddy`` prints as one line: passed in, because under ``python -m
+    shared.cli`` that module runs as ``__main__`` and importing its class here would give another one.
+    """
+
+    def command(args: argparse.Namespace) -> int:
+        try:
+            return cmd_replay(args)
+        except CliError as exc:
+            raise error(str(exc)) from exc
+
+    p = sub.add_parser(
+        "replay",
+        help="copy a range of a topic to another topic (keys, bytes, headers and timestamps kept)",
+        description="Copy the records of TOPIC between --from and --until to --to-topic, byte for byte.",
+        epilog=BOUNDS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("topic", help="the source topic, e.g. demo.events")
+    p.add_argument("--to-topic", required=True, metavar="T2", help="the target topic (created when missing)")
+    p.add_argument("--from", dest="start", metavar="X", help="first offset or time, inclusive (default: the start)")
+    p.add_argument("--until", metavar="Y", help="offset or time to stop at, exclusive (default: the end at start)")
+    p.add_argument("--rate", type=float, default=0.0, metavar="N", help="at most N records/s (default 0: no limit)")
+    p.add_argument("--partition", type=int, metavar="P", help="copy only source partition P")
+    p.add_argument(
+        "--scan", action="store_true", help="read partitions whole instead of searching: exact for any timestamp order"
+    )
+    p.set_defaults(func=command)
