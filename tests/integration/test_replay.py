@@ -118,9 +118,7 @@ def test_a_time_range_copies_exactly_the_records_in_it(
 ) -> None:
     topic, records = source
     target = fresh("replay-dst")
-    result = replay(
-        kafka, topic, target, parse_bound(start) if start else None, parse_bound(until) if until else None
-    )
+    result = replay(kafka, topic, target, parse_bound(start) if start else None, parse_bound(until) if until else None)
     expected = in_time(records, lo, hi)
     assert target_records(kafka, target) == expected
     assert result.total == expected.total() and result.failed == 0 and not result.interrupted
@@ -271,9 +269,7 @@ def test_cli_copies_and_summarises(kafka: Settings, source: tuple[str, list[Reco
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-def test_cli_stops_on_a_signal_flushes_and_summarises(
-    kafka: Settings, tmp_path: Path, signum: int, code: int
-) -> None:
+def test_cli_stops_on_a_signal_flushes_and_summarises(kafka: Settings, tmp_path: Path, signum: int, code: int) -> None:
     topic = make_topic(kafka, partitions=1)
     produce(kafka, topic, [(0, f"k{i}".encode(), b"v", (), T0 + i) for i in range(3000)])
     target = fresh("replay-dst")
