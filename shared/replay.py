@@ -24,7 +24,6 @@ topic still being written to does not keep a replay running.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -38,8 +37,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from shared.kafka import admin_client, consumer_config, ensure_topics, producer_config
 from shared.settings import Settings
-
-log = logging.getLogger(__name__)
 
 EPOCH_MS_FROM = 10**11
 """A plain integer bound this large or larger is a time in epoch ms (10**11 ms: 1973-03-03), a smaller one an offset."""
@@ -369,7 +366,12 @@ def _plan(
     """The source's partition count, and the offsets ``[first, end)`` to read in each partition to copy."""
     probe = Consumer(consumer_config(settings, f"eddy-replay-{uuid.uuid4().hex[:8]}", **PROBE_OVERRIDES))
     try:
-        source_count, partitions = _source_partitions(probe, source, partition)
+        try:
+            metadata = probe.list_topics(timeout=10)
+        except KafkaException as exc:
+            reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+            raise ReplayError(f"cannot reach Kafka at {settings.bootstrap_servers}: {reason}") from exc
+        source_count, partitions = _source_partitions(metadata, source, partition)
         windows = {}
         for p, (low, high) in _watermarks(probe, source, partitions, stop).items():
             windows[p] = _window(probe, source, p, low, high, start, until, scan, stop)
@@ -378,13 +380,11 @@ def _plan(
     return source_count, windows
 
 
-def _source_partitions(consumer: Consumer, topic: str, only: int | None) -> tuple[int, list[int]]:
-    """The topic's partition count, and the partitions to copy."""
-    try:
-        # All topics, not this one by name: asking for one by name may auto-create it on some brokers.
-        metadata = consumer.list_topics(timeout=10)
-    except KafkaException as exc:
-        raise ReplayError(f"cannot reach Kafka: {exc}") from exc
+def _source_partitions(metadata: Any, topic: str, only: int | None) -> tuple[int, list[int]]:
+    """The topic's partition count, and the partitions to copy.
+
+    ``metadata`` lists all topics: asking for one topic by name may auto-create it on some brokers.
+    """
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         raise ReplayError(f"no topic {topic!r}")

@@ -112,6 +112,7 @@ def test_the_high_watermark_read_at_start_is_the_log_end(kafka: Settings, source
         ("2026-11-20T10:00:00.007", None, T0 + 7, 2**63),
         (None, "2026-11-20T10:00:00.321+00:00", -(2**63), T0 + 321),
     ],
+    ids=["epoch-ms", "ms-prefix-and-iso", "naive-iso-from", "iso-until"],
 )
 def test_a_time_range_copies_exactly_the_records_in_it(
     kafka: Settings, source: tuple[str, list[Record]], start: str | None, until: str | None, lo: int, hi: int
