@@ -16,37 +16,17 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from shared import cli_backtest, cli_dataset, cli_experiments, cli_models, cli_replay
+from shared.cli_common import CliError, resolve_settings
 from shared.contracts import ContractError, StreamContract, load_contract, load_contracts
 from shared.settings import Settings, settings_table
 
 EXIT_USER_ERROR = 2
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
-# -- settings: explicit env wins, then the running stack, then defaults ------------------------
-
-
-def resolve_settings() -> Settings:
-    settings = Settings.from_env()
-    from shared.stack import pid_alive, read_stack
-
-    stack = read_stack(settings.state_dir)
-    if stack and pid_alive(stack.get("supervisor_pid")):
-        if not os.environ.get("EDDY_BOOTSTRAP_SERVERS"):
-            settings = replace(settings, bootstrap_servers=stack["bootstrap_servers"])
-        if not os.environ.get("EDDY_SCHEMA_REGISTRY_URL"):
-            settings = replace(settings, schema_registry_url=stack["schema_registry_url"])
-    return settings
 
 
 def _contracts(settings: Settings) -> dict[str, StreamContract]:
@@ -527,11 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="every setting, its environment variable and default")
     config.set_defaults(func=cmd_config)
-    cli_models.add_parsers(sub, CliError)
-    cli_backtest.add_parsers(sub, CliError)
-    cli_dataset.add_parsers(sub, CliError)
-    cli_experiments.add_parsers(sub, CliError)
-    cli_replay.add_parsers(sub, CliError)
+    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay):
+        module.add_parsers(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from shared.backtest.engine import OBSERVED, BacktestModel, run_backtest
 from shared.backtest.source import History, load_history
+from shared.cli_common import CliError, resolve_settings
 from shared.contracts import ContractError, ModelSpec, StreamContract, parse_duration_ms
 from shared.models import SnapshotError, load_snapshot_estimator, spec_from_json
 from shared.replay import Bound, ReplayError, check_range, parse_bound
@@ -27,7 +28,7 @@ from shared.serde import SerdeRegistry
 from shared.settings import Settings
 
 
-class BacktestError(Exception):
+class BacktestError(CliError):
     """A backtest that cannot run as asked: one line for the CLI."""
 
 
@@ -114,7 +115,6 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from shared.cli import resolve_settings
     from shared.contracts import load_contracts
     from shared.serde import registry_client
 
@@ -215,14 +215,8 @@ def print_summary(summary: dict[str, Any], elapsed_s: float, events: int) -> Non
     )
 
 
-def add_parsers(sub: Any, error: type[Exception]) -> None:
-    """Add ``backtest`` to eddy's subcommands; ``error`` is the exception eddy prints as one line."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return cmd_backtest(args)
-        except BacktestError as exc:
-            raise error(str(exc)) from exc
+def add_parsers(sub: Any) -> None:
+    """Add ``backtest`` to eddy's subcommands."""
 
     p = sub.add_parser("backtest", help="replay a stream's history through models; results, report, experiment")
     p.add_argument("stream")
@@ -240,4 +234,4 @@ def add_parsers(sub: Any, error: type[Exception]) -> None:
     p.add_argument("--output", help="write the per-label results here (.parquet or .csv)")
     p.add_argument("--title", help="the experiment's title in the registry")
     p.add_argument("--no-record", action="store_true", help="do not record an experiment in the model registry")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_backtest)

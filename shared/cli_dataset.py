@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from shared.cli_common import CliError, resolve_settings
 from shared.dataset import DATA_NAMES, MANIFEST_NAME, Bounds, DatasetError, Selection, export_dataset
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from shared.cli import resolve_settings
     from shared.contracts import load_contracts
     from shared.serde import SerdeRegistry, registry_client
 
@@ -58,21 +55,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: Any, error: type[Exception]) -> None:
-    """Add ``dataset export`` to eddy's subcommands; ``error`` is the exception ``eddy`` prints as one line.
+def add_parsers(sub: Any) -> None:
+    """Add ``dataset export`` to eddy's subcommands."""
 
-    Passed in, because under ``python -m shared.cli`` that module runs as ``__main__`` and importing
-    its class here would give another one.
-    """
-
-    def command(func: Command) -> Command:
-        def run(args: argparse.Namespace) -> int:
-            try:
-                return func(args)
-            except DatasetError as exc:
-                raise error(str(exc)) from exc
-
-        return run
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return cmd_export(args)
+        except DatasetError as exc:
+            raise CliError(str(exc)) from exc
 
     dataset = sub.add_parser("dataset", help="export a stream's labeled examples as a versioned dataset")
     actions = dataset.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -92,4 +82,4 @@ def add_parsers(sub: Any, error: type[Exception]) -> None:
     which.add_argument("--all-models", action="store_true", help="every version's example of each event")
     p.add_argument("--format", choices=sorted(DATA_NAMES), default="parquet", help="file format (default parquet)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up reading after SEC seconds (default 120)")
-    p.set_defaults(func=command(cmd_export))
+    p.set_defaults(func=run)

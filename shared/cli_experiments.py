@@ -18,16 +18,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from shared import cli_models
-from shared.cli_models import SERVICE, URL_ENV, CliError, call
+from shared.cli_common import CliError
+from shared.cli_models import SERVICE, URL_ENV, call
 from shared.settings import Settings
 
-Command = Callable[[argparse.Namespace], int]
 # Leaves of an experiment's ``data`` that say where or when, not which data: ignored when comparing ranges.
 NOT_THE_DATA = frozenset({"path", "dir", "output", "created_at", "created_at_ms"})
 
@@ -288,21 +288,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # -- parsers ----------------------------------------------------------------------------------------------------
 
 
-def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
-    """Add ``experiments`` (list, show, compare) to eddy's subcommands.
-
-    ``error`` is the exception ``eddy`` prints as one line: passed in, because under ``python -m
-    shared.cli`` that module runs as ``__main__`` and importing its class here would give another one.
-    """
-
-    def command(func: Command) -> Command:
-        def run(args: argparse.Namespace) -> int:
-            try:
-                return func(args)
-            except CliError as exc:
-                raise error(str(exc)) from exc
-
-        return run
+def add_parsers(sub: Any) -> None:
+    """Add ``experiments`` (list, show, compare) to eddy's subcommands."""
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"the model registry's URL (default: ${URL_ENV}, else the running stack's)")
@@ -314,12 +301,12 @@ def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
     p = actions.add_parser("list", parents=[common], help="a stream's experiments, newest first")
     p.add_argument("stream")
     p.add_argument("--limit", type=int, default=50, help="at most N experiments (default 50)")
-    p.set_defaults(func=command(cmd_list))
+    p.set_defaults(func=cmd_list)
 
     p = actions.add_parser("show", parents=[common], help="one experiment: models, data range, metrics, report")
     p.add_argument("id")
-    p.set_defaults(func=command(cmd_show))
+    p.set_defaults(func=cmd_show)
 
     p = actions.add_parser("compare", parents=[common], help="experiments side by side; flags data ranges that differ")
     p.add_argument("ids", nargs="+", metavar="ID", help="two or more experiment ids")
-    p.set_defaults(func=command(cmd_compare))
+    p.set_defaults(func=cmd_compare)

@@ -12,21 +12,16 @@ import getpass
 import json
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from shared.cli_common import CliError
 from shared.settings import Settings
 
 URL_ENV = "EDDY_MODEL_REGISTRY_URL"
 SERVICE = "model_registry"
 TIMEOUT_S = 10.0
-Command = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """A user-facing error; :func:`add_parsers` turns it into the ``eddy`` command's own error type."""
 
 
 def make_client(url: str) -> httpx.Client:
@@ -209,21 +204,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 # -- parsers ----------------------------------------------------------------------------------------
 
 
-def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
-    """Add ``models`` (list, show, diff, promote, rollback, archive) and ``retrain`` to eddy's subcommands.
-
-    ``error`` is the exception ``eddy`` prints as one line: passed in, because under ``python -m
-    shared.cli`` that module runs as ``__main__`` and importing its class here would give another one.
-    """
-
-    def command(func: Command) -> Command:
-        def run(args: argparse.Namespace) -> int:
-            try:
-                return func(args)
-            except CliError as exc:
-                raise error(str(exc)) from exc
-
-        return run
+def add_parsers(sub: Any) -> None:
+    """Add ``models`` (list, show, diff, promote, rollback, archive) and ``retrain`` to eddy's subcommands."""
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"the model registry's URL (default: ${URL_ENV}, else the running stack's)")
@@ -234,38 +216,38 @@ def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
 
     p = actions.add_parser("list", parents=[common], help="a stream's versions with alias, metrics, creator")
     p.add_argument("stream")
-    p.set_defaults(func=command(cmd_list))
+    p.set_defaults(func=cmd_list)
 
     p = actions.add_parser("show", parents=[common], help="everything about a version, its lineage and audit")
     p.add_argument("stream")
     p.add_argument("version", help="name@version, e.g. default@2")
-    p.set_defaults(func=command(cmd_show))
+    p.set_defaults(func=cmd_show)
 
     p = actions.add_parser("diff", parents=[common], help="spec, metrics and lineage of two versions side by side")
     p.add_argument("stream")
     p.add_argument("a")
     p.add_argument("b")
-    p.set_defaults(func=command(cmd_diff))
+    p.set_defaults(func=cmd_diff)
 
     p = actions.add_parser("promote", parents=[common], help="make a version the champion (probation applies)")
     p.add_argument("stream")
     p.add_argument("version")
     p.add_argument("--reason", default="")
-    p.set_defaults(func=command(cmd_promote))
+    p.set_defaults(func=cmd_promote)
 
     p = actions.add_parser("rollback", parents=[common], help="archive the champion, restore an earlier one")
     p.add_argument("stream")
     p.add_argument("--to", help="the version to restore (default: the previous champion)")
     p.add_argument("--reason", default="")
-    p.set_defaults(func=command(cmd_rollback))
+    p.set_defaults(func=cmd_rollback)
 
     p = actions.add_parser("archive", parents=[common], help="archive a version that is not the champion")
     p.add_argument("stream")
     p.add_argument("version")
     p.add_argument("--reason", default="")
-    p.set_defaults(func=command(cmd_archive))
+    p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser("retrain", parents=[common], help="ask the retraining service to retrain a stream's model")
     p.add_argument("stream")
     p.add_argument("--reason", default="")
-    p.set_defaults(func=command(cmd_retrain))
+    p.set_defaults(func=cmd_retrain)

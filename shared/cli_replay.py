@@ -13,15 +13,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from shared.cli_common import CliError, resolve_settings
 from shared.replay import ReplayError, ReplayResult, format_summary, parse_bound, replay
-from shared.settings import Settings
 
 EXIT_INTERRUPTED = 130
-Command = Callable[[argparse.Namespace], int]
 
 BOUNDS_HELP = """\
 bounds (--from is inclusive, --until exclusive):
@@ -47,18 +46,6 @@ sandbox_of: demo), restart the services, then
   eddy replay demo.events --to-topic demo-replay-1.events --from 2026-11-20T10:00:00Z --until 2026-11-20T12:00:00Z
   eddy replay demo.feedback --to-topic demo-replay-1.feedback --from 2026-11-20T10:00:00Z
 """
-
-
-class CliError(Exception):
-    """A user-facing error; :func:`add_parsers` turns it into the ``eddy`` command's own error type."""
-
-
-def resolve_settings() -> Settings:
-    """The ``eddy`` command's settings: the environment, else the running stack, else the defaults."""
-    # Imported here: shared.cli imports this module at its top.
-    from shared.cli import resolve_settings as from_cli
-
-    return from_cli()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -162,19 +149,8 @@ class ProgressLine:
             self.stream.flush()
 
 
-def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
-    """Add ``replay`` to eddy's subcommands.
-
-    ``error`` is the exception ``eddy`` prints as one line: passed in, because under ``python -m
-    shared.cli`` that module runs as ``__main__`` and importing its class here would give another one.
-    """
-
-    def command(args: argparse.Namespace) -> int:
-        try:
-            return cmd_replay(args)
-        except CliError as exc:
-            raise error(str(exc)) from exc
-
+def add_parsers(sub: Any) -> None:
+    """Add ``replay`` to eddy's subcommands."""
     p = sub.add_parser(
         "replay",
         help="copy a range of a topic to another topic (keys, bytes, headers and timestamps kept)",
@@ -191,4 +167,4 @@ def add_parsers(sub: Any, error: type[Exception] = CliError) -> None:
     p.add_argument(
         "--scan", action="store_true", help="read partitions whole instead of searching: exact for any timestamp order"
     )
-    p.set_defaults(func=command)
+    p.set_defaults(func=cmd_replay)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared import cli_dataset
+from shared.cli_common import CliError
 from shared.dataset import Bounds, Selection, export_dataset
 from shared.settings import Settings
 from shared.topics import StreamTopics
@@ -119,7 +120,7 @@ def test_the_cli_writes_csv_and_all_models(
     monkeypatch.setenv("EDDY_CONTRACTS_DIR", str(settings.contracts_dir))
     monkeypatch.setenv("EDDY_STATE_DIR", str(tmp_path / "state"))
     parser = argparse.ArgumentParser()
-    cli_dataset.add_parsers(parser.add_subparsers(), RuntimeError)
+    cli_dataset.add_parsers(parser.add_subparsers())
     out = tmp_path / "csv"
     args = parser.parse_args(
         ["dataset", "export", stream, "--until", str(T0 + 5_000), "--all-models", "--format", "csv", "-o", str(out)]
@@ -132,5 +133,5 @@ def test_the_cli_writes_csv_and_all_models(
     assert manifest["selection"] == {"mode": "all", "model": None}
     assert manifest["rows_by_model"] == {"default@1": 5, "default@2": 5}
     bad = parser.parse_args(["dataset", "export", stream, "--from", "soon", "-o", str(out)])
-    with pytest.raises(RuntimeError, match="neither an offset"):
+    with pytest.raises(CliError, match="neither an offset"):
         bad.func(bad)

@@ -62,7 +62,7 @@ def registry_url(server: tuple[str, RegistryApi], tmp_path: Path, monkeypatch: p
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``eddy`` with the experiments commands added, as shared/cli.py adds them."""
     parser = argparse.ArgumentParser(prog="eddy")
-    cli_experiments.add_parsers(parser.add_subparsers(dest="command", required=True), cli.CliError)
+    cli_experiments.add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
