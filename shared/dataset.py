@@ -46,8 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -61,6 +59,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from shared.files import write_atomically
 from shared.roles import VersionKey
 from shared.settings import Settings
 
@@ -593,25 +592,6 @@ def data_range(manifest: dict[str, Any]) -> dict[str, Any]:
     """
     keys = ("stream", "topic", "selection", "bounds", "partitions", "rows", "schema_ids")
     return {**{k: manifest[k] for k in keys}, "sha256": manifest["file"]["sha256"]}
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a part of it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
 
 
 def write_dataset(out_dir: Path, table: pa.Table, fmt: str, manifest_of: Any) -> dict[str, Any]:

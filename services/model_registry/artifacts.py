@@ -10,9 +10,9 @@ points at a missing file. Every load checks the SHA-256.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
+
+from shared.files import write_atomically
 
 TEMP_PREFIX = ".tmp-"
 
@@ -40,17 +40,7 @@ class ArtifactStore:
         if final.exists() and self._digest(final) == sha:
             return sha, len(data)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(final.parent)
+        write_atomically(final, data, TEMP_PREFIX)
         return sha, len(data)
 
     def get(self, sha256: str) -> bytes:
@@ -92,12 +82,3 @@ class ArtifactStore:
     @staticmethod
     def _digest(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename must reach the disk before the database row naming the artifact is committed.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
