@@ -31,15 +31,16 @@ from shared.kafka import ensure_topics, producer_config
 from shared.models import build_estimator
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
+from shared.settings import Settings
 from shared.topics import StreamTopics
 
 STREAM = "backtest10"
 
 
-def produce_history(settings: object, serdes: SerdeRegistry, n: int) -> None:
+def produce_history(settings: Settings, serdes: SerdeRegistry, n: int) -> None:
     topics = StreamTopics(STREAM)
-    ensure_topics(settings, [topics.validated, topics.feedback])  # type: ignore[arg-type]
-    producer = ConfirmedProducer(producer_config(settings))  # type: ignore[arg-type]
+    ensure_topics(settings, [topics.validated, topics.feedback])
+    producer = ConfirmedProducer(producer_config(settings))
     events, feedback = serdes.for_topic(topics.validated), serdes.for_topic(topics.feedback)
     draws = random.Random(8)
     weights = [draws.uniform(-1, 1) for _ in range(10)]

@@ -251,7 +251,7 @@ def _run_one(
         answer = predicted[i]
         guess, proba = answer if answer is not None else (None, None)
         if guess is not None:
-            _update(scores, task, y, guess, proba)
+            _update(scores, y, guess, proba)
         learn(estimator, rows[i], y)
         learned += 1
         seq.append(len(seq))
@@ -346,9 +346,7 @@ def _run_native(
     return frame, _model_summary(model, len(events), len(learned), final, finals)
 
 
-def _update(
-    scores: dict[str, metrics.base.Metric], task: str, y: Any, guess: Any, proba: dict[str, float] | None
-) -> None:
+def _update(scores: dict[str, metrics.base.Metric], y: Any, guess: Any, proba: dict[str, float] | None) -> None:
     for name, metric in scores.items():
         if name == "log_loss":
             if proba is not None:
