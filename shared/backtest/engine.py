@@ -31,7 +31,9 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import chain
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,8 +48,9 @@ from shared.models import build_estimator, class_key, learn, predict_batch
 OBSERVED = "observed"
 
 
-@dataclass(frozen=True)
-class Event:
+# Named tuples rather than dataclasses: a backtest makes one per record of the history, and a
+# tuple is built several times faster than a frozen dataclass.
+class Event(NamedTuple):
     """One event as it was validated: its id, event time (ms) and record (the features among its fields)."""
 
     event_id: str
@@ -55,8 +58,7 @@ class Event:
     record: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Label:
+class Label(NamedTuple):
     """An event's label and when it arrived (ms, the clock of event times)."""
 
     value: Any
@@ -111,11 +113,15 @@ def schedule(events: Sequence[Event], arrivals: Sequence[int | None]) -> list[tu
 
 def schedule_arrays(times: np.ndarray, arrivals: Sequence[int | None]) -> tuple[np.ndarray, np.ndarray]:
     """:func:`schedule` as two arrays (kind, event position), sorted with numpy instead of a Python loop."""
+    labelled = np.fromiter((a is not None for a in arrivals), bool, len(times))
+    due = np.fromiter((0 if a is None else a for a in arrivals), np.int64, len(times))
+    return _schedule(times, due, labelled)
+
+
+def _schedule(times: np.ndarray, due_at: np.ndarray, labelled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(times)
-    labelled = np.fromiter((a is not None for a in arrivals), bool, n)
     positions = np.flatnonzero(labelled)
-    due = np.fromiter((a for a in arrivals if a is not None), np.int64, len(positions))
-    due = np.maximum(due, times[positions])
+    due = np.maximum(due_at[positions], times[positions])
     # The event a label is learned before: the first one after its own whose time has reached it.
     before = np.maximum(np.searchsorted(times, due, side="left"), positions + 1)
     # Sort keys, most significant last (np.lexsort): the event slot, learns (0) before the prediction (1),
@@ -132,16 +138,27 @@ def arrivals_of(
     events: Sequence[Event], labels: Mapping[str, Label], delay: str | int, lateness_ms: int | None
 ) -> list[int | None]:
     """When each event's label is learned: observed, or event time + ``delay`` ms; None if never."""
-    out: list[int | None] = []
-    for event in events:
-        label = labels.get(event.event_id)
-        if label is None:
-            out.append(None)
-            continue
-        arrived = label.arrived_ms if delay == OBSERVED else event.time_ms + int(delay)
-        late = lateness_ms is not None and arrived - event.time_ms > lateness_ms
-        out.append(None if late else arrived)
-    return out
+    times = np.fromiter(map(_TIME, events), np.int64, len(events))
+    due, labelled = _arrivals(times, [labels.get(e.event_id) for e in events], delay, lateness_ms)
+    return [int(a) if ok else None for a, ok in zip(due.tolist(), labelled.tolist(), strict=True)]
+
+
+def _arrivals(
+    times: np.ndarray, found: Sequence[Label | None], delay: str | int, lateness_ms: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`arrivals_of` as arrays: when each label is learned (0 where none) and whether there is one."""
+    n = len(times)
+    labelled = np.fromiter((label is not None for label in found), bool, n)
+    if delay == OBSERVED:
+        due = np.fromiter((0 if label is None else label.arrived_ms for label in found), np.int64, n)
+    else:
+        due = times + int(delay)
+    if lateness_ms is not None:
+        labelled &= due - times <= lateness_ms
+    return np.where(labelled, due, 0), labelled
+
+
+_ID, _TIME, _RECORD = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def run_backtest(
@@ -159,37 +176,56 @@ def run_backtest(
     """
     task = contract.task
     lateness = contract.allowed_lateness_ms if lateness_ms is None else lateness_ms
-    arrivals = arrivals_of(events, labels, delay, lateness)
-    times = np.fromiter((e.time_ms for e in events), np.int64, len(events))
-    kinds, index = schedule_arrays(times, arrivals)
-    ops = list(zip(kinds.tolist(), index.tolist(), strict=True))
-    targets: list[Any] = []
-    unusable = 0
-    for event, arrived in zip(events, arrivals, strict=True):
-        if arrived is None:
-            targets.append(None)
-            continue
-        try:
-            targets.append(coerce_label(labels[event.event_id].value, task))
-        except LabelError:
-            targets.append(None)
-            unusable += 1
+    found = [labels.get(event_id) for event_id in map(_ID, events)]
+    times = np.fromiter(map(_TIME, events), np.int64, len(events))
+    due, labelled = _arrivals(times, found, delay, lateness)
+    kinds, index = _schedule(times, due, labelled)
+    targets, unusable = _targets(task, found, labelled)
+    steps = _Steps(kinds, index, due, labelled, times)
     frames, summaries, estimators = [], [], {}
     for model in models:
-        frame, summary = _run_one(task, model, events, arrivals, targets, ops)
+        frame, summary = _run_one(task, model, events, steps, targets)
         frames.append(frame)
         summaries.append(summary)
         estimators[model.name] = model.estimator
     table = _merge(frames)
-    labelled = sum(t is not None for t in targets)
     summary = {
         "task": task,
         "metric": HEADLINE[task],
         "label_delay": delay if delay == OBSERVED else f"{int(delay)} ms",
-        "data": {"events": len(events), "labels": labelled, "unusable_labels": unusable},
+        "data": {"events": len(events), "labels": sum(t is not None for t in targets), "unusable_labels": unusable},
         "models": summaries,
     }
     return BacktestResult(table, summary, estimators)
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The schedule (kind, event position per step) and each event's time and label arrival, as arrays."""
+
+    kinds: np.ndarray
+    index: np.ndarray
+    due: np.ndarray
+    labelled: np.ndarray
+    times: np.ndarray
+
+    def ops(self) -> list[tuple[int, int]]:
+        return list(zip(self.kinds.tolist(), self.index.tolist(), strict=True))
+
+
+def _targets(task: str, found: Sequence[Label | None], labelled: np.ndarray) -> tuple[list[Any], int]:
+    """Each event's label as learning coerces it; None where there is none or it is unusable (and how many)."""
+    targets: list[Any] = [None] * len(found)
+    unusable = 0
+    for i in np.flatnonzero(labelled).tolist():
+        label = found[i]
+        if label is None:
+            continue
+        try:
+            targets[i] = coerce_label(label.value, task)
+        except LabelError:
+            unusable += 1
+    return targets, unusable
 
 
 HEADLINE = {"binary": "accuracy", "multiclass": "accuracy", "regression": "mae"}
@@ -204,30 +240,24 @@ def _metric_set(task: str) -> dict[str, metrics.base.Metric]:
 
 
 def _run_one(
-    task: str,
-    model: BacktestModel,
-    events: Sequence[Event],
-    arrivals: Sequence[int | None],
-    targets: Sequence[Any],
-    ops: Sequence[tuple[int, int]],
+    task: str, model: BacktestModel, events: Sequence[Event], steps: _Steps, targets: Sequence[Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     estimator, features = model.estimator, model.spec.features
     kernel = LinearKernel.of(estimator, features) if task in ("binary", "regression") else None
     matrix = _matrix(events, features) if kernel is not None else None
     if kernel is not None and matrix is not None:
-        return _run_native(task, model, kernel, matrix, events, arrivals, targets, ops)
+        return _run_native(task, model, kernel, matrix, events, steps, targets)
+    ops = steps.ops()
     rows = [{f: e.record.get(f) for f in features} for e in events]
     predicted: list[tuple[Any, dict[str, float] | None] | None] = [None] * len(events)
     headline = HEADLINE[task]
     scores = _metric_set(task)
     main = scores[headline]
-    seq: list[int] = []
     index: list[int] = []
     y_true: list[Any] = []
     y_pred: list[Any] = []
     score: list[float] = []
     cumulative: list[float] = []
-    learned = 0
     k = 0
     while k < len(ops):
         op, i = ops[k]
@@ -253,16 +283,16 @@ def _run_one(
         if guess is not None:
             _update(scores, y, guess, proba)
         learn(estimator, rows[i], y)
-        learned += 1
-        seq.append(len(seq))
         index.append(i)
         y_true.append(y)
         y_pred.append(guess)
         score.append(_score(task, guess, proba))
         cumulative.append(float(main.get()))
-    frame = _frame(task, model.name, events, arrivals, seq, index, y_true, y_pred, score, cumulative)
+    learned = np.asarray(index, dtype=np.int64)
+    columns = _outcome_columns(task, y_true, y_pred)
+    frame = _frame(model.name, events, steps, learned, columns, np.asarray(score, dtype=float), cumulative)
     finals = {name: _finite(m.get()) for name, m in scores.items()}
-    return frame, _model_summary(model, len(events), learned, float(main.get()), finals)
+    return frame, _model_summary(model, len(events), len(learned), float(main.get()), finals)
 
 
 def _model_summary(
@@ -281,11 +311,13 @@ def _model_summary(
 
 def _matrix(events: Sequence[Event], features: Sequence[str]) -> np.ndarray | None:
     """The features as a float matrix, or None if any is missing or not a number (river's path handles those)."""
+    n, width = len(events), len(features)
+    values = map(itemgetter(*features), map(_RECORD, events))
     try:
-        values = [[e.record[f] for f in features] for e in events]
-        matrix = np.array(values, dtype=np.float64).reshape(len(events), len(features))
+        flat = np.fromiter(values if width == 1 else chain.from_iterable(values), np.float64, n * width)
     except (KeyError, TypeError, ValueError):
         return None
+    matrix = flat.reshape(n, width)
     return matrix if np.isfinite(matrix).all() else None
 
 
@@ -295,15 +327,14 @@ def _run_native(
     kernel: LinearKernel,
     matrix: np.ndarray,
     events: Sequence[Event],
-    arrivals: Sequence[int | None],
+    steps: _Steps,
     targets: Sequence[Any],
-    ops: Sequence[tuple[int, int]],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The same sequence through :class:`LinearKernel`: river's arithmetic, and its metrics computed at once."""
-    steps = [(op, i) for op, i in ops if op == PREDICT or targets[i] is not None]
-    kinds = np.fromiter((op for op, _ in steps), dtype=np.uint8, count=len(steps))
-    index = np.fromiter((i for _, i in steps), dtype=np.int64, count=len(steps))
-    y = np.array([math.nan if t is None else float(t) for t in targets], dtype=np.float64)
+    y = np.fromiter((math.nan if t is None else float(t) for t in targets), np.float64, len(targets))
+    # Unusable labels are not learned (production dead-letters them): drop their steps.
+    keep = (steps.kinds == PREDICT) | ~np.isnan(y[steps.index])
+    kinds, index = steps.kinds[keep], steps.index[keep]
     out = kernel.run(kinds, index, matrix, y)
     learned = index[kinds == LEARN]
     truth, p = y[learned], out[learned]
@@ -311,24 +342,21 @@ def _run_native(
     if task == "binary":
         # LogisticRegression answers {False: 1 - p, True: p}; the first most probable class wins.
         guess = p > 1.0 - p
-        correct = (guess == (truth == 1.0)).astype(np.float64)
-        cumulative = np.cumsum(correct) / n
+        positive = truth == 1.0
+        hits = guess == positive
+        cumulative = np.cumsum(hits) / n
         clamped = np.clip(p, 1e-15, 1 - 1e-15)
-        tp, fp, fn = (
-            int(np.sum(guess & (truth == 1.0))),
-            int(np.sum(guess & (truth == 0.0))),
-            int(np.sum(~guess & (truth == 1.0))),
-        )
+        tp, fp, fn = int(np.sum(guess & positive)), int(np.sum(guess & ~positive)), int(np.sum(~guess & positive))
         finals = {
             "accuracy": _finite(float(cumulative[-1])) if len(n) else None,
             "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
-            "log_loss": _finite(float(np.mean(np.where(truth == 1.0, -np.log(clamped), -np.log(1 - clamped)))))
+            "log_loss": _finite(float(np.mean(np.where(positive, -np.log(clamped), -np.log(1 - clamped)))))
             if len(n)
             else None,
         }
-        y_true: list[Any] = [bool(t) for t in truth]
-        y_pred: list[Any] = guess.tolist()
-        score = p.tolist()
+        keys = np.array(["false", "true"], dtype=object)
+        columns = _Outcomes(keys[positive.astype(np.intp)], keys[guess.astype(np.intp)], hits.astype(float), None)
+        score = p
     else:
         error = p - truth
         cumulative = np.cumsum(np.abs(error)) / n
@@ -337,11 +365,9 @@ def _run_native(
             "rmse": _finite(float(np.sqrt(np.mean(error**2)))) if len(n) else None,
             "r2": _finite(float(1 - np.sum(error**2) / np.sum((truth - truth.mean()) ** 2))) if len(n) > 1 else None,
         }
-        y_true, y_pred, score = truth.tolist(), p.tolist(), [math.nan] * len(learned)
-    seq = list(range(len(learned)))
-    frame = _frame(
-        task, model.name, events, arrivals, seq, learned.tolist(), y_true, y_pred, score, cumulative.tolist()
-    )
+        columns = _Outcomes(truth, p, None, error)
+        score = np.full(len(learned), math.nan)
+    frame = _frame(model.name, events, steps, learned, columns, score, cumulative)
     final = float(cumulative[-1]) if len(n) else 0.0
     return frame, _model_summary(model, len(events), len(learned), final, finals)
 
@@ -368,44 +394,51 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _frame(
-    task: str,
-    name: str,
-    events: Sequence[Event],
-    arrivals: Sequence[int | None],
-    seq: list[int],
-    index: list[int],
-    y_true: list[Any],
-    y_pred: list[Any],
-    score: list[float],
-    cumulative: list[float],
-) -> pd.DataFrame:
-    truth: Any
-    guesses: Any
+@dataclass(frozen=True)
+class _Outcomes:
+    """Per learned label: truth and prediction as the table writes them, and whether right or how far off."""
+
+    y_true: Any
+    y_pred: Any
+    correct: np.ndarray | None
+    error: np.ndarray | None
+
+
+def _outcome_columns(task: str, y_true: list[Any], y_pred: list[Any]) -> _Outcomes:
     if task == "regression":
         truth = np.asarray(y_true, dtype=float)
         guesses = np.asarray([math.nan if g is None else g for g in y_pred], dtype=float)
-        error = guesses - truth
-        correct = np.full(len(seq), math.nan)
-    else:
-        truth = [class_key(y) for y in y_true]
-        guesses = [None if g is None else class_key(g) for g in y_pred]
-        error = np.full(len(seq), math.nan)
-        correct = np.asarray(
-            [math.nan if g is None else float(g == t) for g, t in zip(guesses, truth, strict=True)], dtype=float
-        )
+        return _Outcomes(truth, guesses, None, guesses - truth)
+    keys = [class_key(y) for y in y_true]
+    guessed = [None if g is None else class_key(g) for g in y_pred]
+    correct = np.asarray([math.nan if g is None else float(g == t) for g, t in zip(guessed, keys, strict=True)])
+    return _Outcomes(keys, guessed, correct, None)
+
+
+def _frame(
+    name: str,
+    events: Sequence[Event],
+    steps: _Steps,
+    learned: np.ndarray,
+    outcomes: _Outcomes,
+    score: np.ndarray,
+    cumulative: Any,
+) -> pd.DataFrame:
+    n = len(learned)
+    ids = list(map(_ID, events))
+    missing = np.full(n, math.nan)
     return pd.DataFrame(
         {
-            "seq": np.asarray(seq, dtype=np.int64),
+            "seq": np.arange(n, dtype=np.int64),
             "model": name,
-            "event_id": [events[i].event_id for i in index],
-            "event_time_ms": np.asarray([events[i].time_ms for i in index], dtype=np.int64),
-            "arrival_ms": np.asarray([arrivals[i] for i in index], dtype=np.int64),
-            "y_true": truth,
-            "y_pred": guesses,
+            "event_id": [ids[i] for i in learned.tolist()],
+            "event_time_ms": steps.times[learned],
+            "arrival_ms": steps.due[learned],
+            "y_true": outcomes.y_true,
+            "y_pred": outcomes.y_pred,
             "score": np.asarray(score, dtype=float),
-            "correct": correct,
-            "error": error,
+            "correct": missing if outcomes.correct is None else outcomes.correct,
+            "error": missing if outcomes.error is None else outcomes.error,
             "metric": np.asarray(cumulative, dtype=float),
         }
     )
@@ -414,6 +447,8 @@ def _frame(
 def _merge(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
     table = pd.concat(frames, ignore_index=True)
     # Row order is (seq, model order): stable sort keeps the models in the order they were given.
     return table.sort_values("seq", kind="stable").reset_index(drop=True)
