@@ -68,7 +68,7 @@ def main() -> None:
     with bench_stack(STREAM) as settings:
         contracts = load_contracts(settings.contracts_dir, settings.streams)
         contract = contracts[STREAM]
-        serdes = SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, contracts)
+        serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
         produce_history(settings, serdes, args.events)
         topics = StreamTopics(STREAM)
 
@@ -81,7 +81,8 @@ def main() -> None:
         read_s = time.perf_counter() - began
         result = run_backtest(contract, history.events, history.labels, [BacktestModel.fresh(contract.champion)])
         eddy_s = time.perf_counter() - began
-        assert len(history.events) == args.events and len(result.table) == args.events
+        read = (len(history.events), len(history.labels), len(result.table), history.skipped)
+        assert len(history.events) == args.events and len(result.table) == args.events, read
 
         subset = history.events[: min(50_000, args.events)]
         native, linear_kernel.native = linear_kernel.native, None

@@ -53,7 +53,7 @@ def percentiles(values: list[float]) -> str:
 def serdes(settings: Settings) -> SerdeRegistry:
     """eddy's own codec for the demo stream's topics (Confluent's deserializer would load the bench process)."""
     contracts = load_contracts(REPO_ROOT / "schemas/streams", ("demo",))
-    return SerdeRegistry(registry_client(settings.schema_registry_url), REPO_ROOT / "schemas", contracts)
+    return SerdeRegistry(registry_client(settings), REPO_ROOT / "schemas", contracts)
 
 
 def tail_from_end(settings: Settings, topic: str, fetch_wait_ms: int | None = None) -> Consumer:

@@ -87,11 +87,10 @@ def main() -> None:
     args = parser.parse_args()
     n = args.records
     with bench_stack() as settings:
-        url = settings.schema_registry_url
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
         topics = StreamTopics(STREAM)
         ensure_topics(settings, topics.all())
-        serdes = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts)
+        serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
         serde = serdes.for_topic(topics.labeled)
         producer = ConfirmedProducer(producer_config(settings))
         rng = random.Random(7)

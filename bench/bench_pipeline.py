@@ -236,11 +236,10 @@ def main() -> None:
     args = parser.parse_args()
     n = args.records
     with bench_stack() as settings:
-        url = settings.schema_registry_url
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
         topics = StreamTopics(STREAM)
         ensure_topics(settings, [*topics.all(), "bench.raw-out", "bench.naive-out"])
-        serdes = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts)
+        serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
         serde = serdes.for_topic(topics.events)
         producer = ConfirmedProducer(producer_config(settings))
         started = time.perf_counter()
@@ -262,7 +261,7 @@ def main() -> None:
             fasts.append(run_loop(settings, serdes, topics.events, handler, n, topics.validated, r * n, lane))
         done = args.rounds * n
         python = run_loop(settings, serdes, topics.events, ValidateBatch(contracts), n, topics.validated, done)
-        reference = SerdeRegistry(registry_client(url), settings.schemas_dir, contracts, codec="confluent")
+        reference = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts, codec="confluent")
         confluent = run_loop(
             settings, reference, topics.events, ValidateBatch(contracts), n, topics.validated, done + n
         )

@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 
 from shared import cli_backtest, cli_dataset, cli_experiments, cli_models, cli_replay
+from shared.auth import client_headers
 from shared.cli_common import CliError, resolve_settings
 from shared.contracts import ContractError, StreamContract, load_contract, load_contracts
-from shared.settings import Settings, settings_table
+from shared.settings import Settings, redact_url, settings_table
 
 EXIT_USER_ERROR = 2
 
@@ -56,7 +57,7 @@ def _check_kafka(settings: Settings) -> None:
 def _serdes(settings: Settings) -> Any:
     from shared.serde import SerdeRegistry, registry_client
 
-    return SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, _contracts(settings))
+    return SerdeRegistry(registry_client(settings), settings.schemas_dir, _contracts(settings))
 
 
 # -- up / down / status ----------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def _print_started(stack: Any) -> None:
     lines = [
         "eddy is up",
         f"  bootstrap servers   {stack.settings.bootstrap_servers}",
-        f"  schema registry     {stack.settings.schema_registry_url}",
+        f"  schema registry     {redact_url(stack.settings.schema_registry_url)}",
     ]
     for child in stack.supervisor.children:
         if child.url:
@@ -133,7 +134,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     doc = {
         "running": True,
         "bootstrap_servers": stack["bootstrap_servers"],
-        "schema_registry_url": stack["schema_registry_url"],
+        "schema_registry_url": redact_url(stack["schema_registry_url"]),
         "state_dir": stack["state_dir"],
         "services": services,
         "streams": _monitoring(services.get("monitoring", {}).get("url")),
@@ -159,9 +160,12 @@ def _monitoring(url: str | None) -> dict[str, Any]:
     """Each stream's dashboard document from the monitoring service ({} when it does not answer)."""
     if not url:
         return {}
+    key = client_headers()  # the dashboard's API needs a viewer key when keys are configured
     try:
-        names = httpx.get(f"{url}/api/streams", timeout=3).json()["streams"]
-        return {s: httpx.get(f"{url}/api/dashboard", params={"stream": s}, timeout=3).json() for s in names}
+        names = httpx.get(f"{url}/api/streams", headers=key, timeout=3).json()["streams"]
+        return {
+            s: httpx.get(f"{url}/api/dashboard", params={"stream": s}, headers=key, timeout=3).json() for s in names
+        }
     except (httpx.HTTPError, ValueError, KeyError):
         return {}
 
@@ -293,7 +297,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         raise CliError(f"no topic {args.topic!r} (topics: {known})")
     start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
     consumer.assign([TopicPartition(args.topic, p, start) for p in sorted(topic.partitions)])
-    deserializer = AvroDeserializer(registry_client(settings.schema_registry_url))
+    deserializer = AvroDeserializer(registry_client(settings))
     ctx = SerializationContext(args.topic, MessageField.VALUE)
     printed = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
@@ -346,7 +350,7 @@ def _json_default(value: Any) -> Any:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
-    from shared.dlq_tools import DlqError, format_entry, format_replay, read_dlq, replay_dlq
+    from shared.dlq_tools import AuditError, DlqError, audited_replay, format_entry, format_replay, read_dlq, replay_dlq
 
     settings = resolve_settings()
     stream = args.stream if args.action == "replay" else args.action
@@ -359,7 +363,17 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             for entry in read_dlq(settings, stream, max_records=args.max):
                 print(entry.to_json() if args.json else format_entry(entry), flush=True)
             return 0
-        result = replay_dlq(settings, stream, only_reasons=args.reason or None, dry_run=args.dry_run)
+        if args.dry_run:
+            result = replay_dlq(settings, stream, only_reasons=args.reason or None, dry_run=True)
+        else:
+            # An operator action: recorded in the model registry's audit log under EDDY_API_KEY's identity.
+            def record(action: str, details: dict[str, Any]) -> None:
+                try:
+                    cli_models.record_audit(stream, action, details, url=args.url)
+                except CliError as exc:
+                    raise AuditError(str(exc)) from exc
+
+            result = audited_replay(settings, stream, record, only_reasons=args.reason or None)
     except DlqError as exc:
         raise CliError(str(exc)) from exc
     print(result.to_json() if args.json else format_replay(result))
@@ -498,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--json", action="store_true", help="one JSON object per line")
     dlq.add_argument("--reason", action="append", help="with replay: only these reasons (prefix match; repeatable)")
     dlq.add_argument("--dry-run", action="store_true", help="with replay: report, send nothing")
+    dlq.add_argument(
+        "--url", help="with replay: the model registry whose audit log records it (default: as `eddy models`)"
+    )
     dlq.set_defaults(func=cmd_dlq)
 
     streams = sub.add_parser("streams", help="list, show or validate stream contracts")

@@ -125,7 +125,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise BacktestError(f"unknown stream {args.stream!r} (known: {', '.join(sorted(contracts))})")
     delay = parse_delay(args.label_delay)
     start, until = _bound(args.start, "--from"), _bound(args.until, "--until")
-    serdes = SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, contracts)
+    serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
     models = [resolve_model(m, contract, settings, serdes) for m in args.model or [contract.champion.name]]
     began = time.monotonic()
     progress(f"reading {contract.name}.{args.source} and {contract.name}.feedback ...")

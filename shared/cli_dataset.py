@@ -28,7 +28,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if contract is None:
         known = ", ".join(sorted(contracts)) or "none"
         raise DatasetError(f"unknown stream {args.stream!r} (known: {known}; contracts in {settings.contracts_dir})")
-    serdes = SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, contracts)
+    serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
     manifest = export_dataset(
         settings,
         serdes,

@@ -7,7 +7,8 @@ by side and says when their data differ, because then the comparison is not
 like for like.
 
 The registry is found as ``eddy models`` finds it (shared/cli_models.py):
-``--url``, else ``EDDY_MODEL_REGISTRY_URL``, else the running stack.
+``--url``, else ``EDDY_MODEL_REGISTRY_URL``, else the running stack. Requests
+carry ``EDDY_API_KEY``: listing needs a viewer key, recording an operator key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from shared import cli_models
+from shared.auth import client_headers
 from shared.cli_common import CliError
 from shared.cli_models import SERVICE, URL_ENV, call
 from shared.settings import Settings
@@ -70,7 +72,7 @@ def record_experiment(settings: Settings, doc: Mapping[str, Any], url: str | Non
             response = client.post(
                 "/api/experiments",
                 content=json.dumps(body, default=_jsonable),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **client_headers()},
             )
     except httpx.HTTPError as exc:
         _not_recorded(f"cannot reach the model registry at {base}: {exc}")
@@ -82,7 +84,8 @@ def record_experiment(settings: Settings, doc: Mapping[str, Any], url: str | Non
     if not isinstance(answer, dict):
         answer = {}
     if response.status_code >= 400 or "id" not in answer:
-        _not_recorded(f"{answer.get('error', 'the model registry refused it')} (HTTP {response.status_code})")
+        answer.setdefault("error", "the model registry refused it")
+        _not_recorded(cli_models.refusal(response.status_code, answer, "the model registry"))
         return None
     return str(answer["id"])
 

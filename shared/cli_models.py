@@ -2,7 +2,8 @@
 
 The registry is found at ``--url``, else ``EDDY_MODEL_REGISTRY_URL``, else the
 running ``eddy up`` stack's ``stack.json``. Tables for people by default,
-``--json`` for scripts.
+``--json`` for scripts. Every request carries ``EDDY_API_KEY`` (as ``X-API-Key``)
+when it is set: reads need a viewer key, changes an operator key (shared.auth).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from shared.auth import CLIENT_KEY_ENV, client_headers
 from shared.cli_common import CliError
 from shared.settings import Settings
 
@@ -51,10 +53,15 @@ def registry_url(explicit: str | None) -> str:
 
 def call(args: argparse.Namespace, method: str, path: str, **kw: Any) -> dict[str, Any]:
     """One request; an error answer becomes a one-line :class:`CliError` with the registry's message."""
-    url = registry_url(args.url)
+    return request(registry_url(args.url), method, path, **kw)
+
+
+def request(url: str, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    """One request to the registry at ``url``, with the API key; its JSON, or a one-line :class:`CliError`."""
+    headers = {**client_headers(), **kw.pop("headers", {})}
     try:
         with make_client(url) as client:
-            response = client.request(method, path, **kw)
+            response = client.request(method, path, headers=headers, **kw)
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the model registry at {url}: {exc}") from exc
     try:
@@ -62,8 +69,38 @@ def call(args: argparse.Namespace, method: str, path: str, **kw: Any) -> dict[st
     except ValueError as exc:
         raise CliError(f"the model registry answered {response.status_code} without JSON") from exc
     if response.status_code >= 400:
-        raise CliError(f"{doc.get('error', 'request failed')} (HTTP {response.status_code})")
+        raise CliError(refusal(response.status_code, doc, "the model registry"))
     return doc
+
+
+def refusal(status: int, doc: Any, service: str) -> str:
+    """The one line for an error answer of ``service``; for 401 and 403, what to do about the API key.
+
+    >>> refusal(403, {"error": "the viewer role may not POST /api/retrain"}, "the model registry")
+    'the viewer role may not POST /api/retrain (HTTP 403: EDDY_API_KEY needs another role)'
+    """
+    message = doc.get("error", "request failed") if isinstance(doc, dict) else "request failed"
+    if status == 401:
+        hint = f"{CLIENT_KEY_ENV} is not a key {service} knows" if client_headers() else f"set {CLIENT_KEY_ENV}"
+        return f"{message} (HTTP 401: {hint})"
+    if status == 403:
+        return f"{message} (HTTP 403: {CLIENT_KEY_ENV} needs another role)"
+    return f"{message} (HTTP {status})"
+
+
+def record_audit(stream: str, action: str, details: dict[str, Any], url: str | None = None) -> dict[str, Any]:
+    """Record an operator action done outside the registry (``eddy dlq replay``) in its audit log.
+
+    Raises
+    ------
+    CliError
+        If the registry cannot be found or reached, or refuses the entry (an API key that is not an operator's).
+    """
+    body = {"stream": stream, "action": action, "actor": _actor(), "details": details}
+    content = json.dumps(body, default=str).encode()
+    return request(
+        registry_url(url), "POST", "/api/audit", content=content, headers={"Content-Type": "application/json"}
+    )
 
 
 def _actor() -> str:

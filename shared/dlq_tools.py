@@ -9,14 +9,19 @@ the consumer group ``eddy-dlq-replay-{stream}``, and moves that mark only after
 the broker acknowledged every replayed record. A second run replays only dead
 letters that arrived since. Neither function joins a consumer group: partitions
 are assigned directly (a group join costs seconds and rebalances nothing here).
+
+Replaying is an operator action: ``audited_replay`` (what ``eddy dlq replay``
+runs) records it in the model registry's audit log, under the identity of the
+caller's API key, before it sends anything and again with the outcome.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -43,9 +48,22 @@ COMMIT_EVERY = 1000
 
 RecordHeaders = list[tuple[str, bytes | None]]
 
+# The audit log's entries for a replay (event types on eddy.model-events, like a promotion's).
+REPLAY_STARTED = "dlq_replay_started"
+REPLAYED = "dlq_replayed"
+REPLAY_FAILED = "dlq_replay_failed"
+REPLAY_AUDIT_ACTIONS = frozenset({REPLAY_STARTED, REPLAYED, REPLAY_FAILED})
+
+AuditRecorder = Callable[[str, dict[str, Any]], None]
+"""Records ``(action, details)`` in the audit log, or raises :class:`AuditError`."""
+
 
 class DlqError(Exception):
     """A DLQ cannot be read or replayed (no such topic, commit refused): one line, fit for the CLI."""
+
+
+class AuditError(DlqError):
+    """The audit log did not take a replay's entry (refused, or not reachable): one line, fit for the CLI."""
 
 
 def replay_group(stream: str) -> str:
@@ -315,7 +333,8 @@ class ReplayResult:
     topic). Skipped records are counted by their source topic when that topic
     is not replayable, else by their reason when ``only_reasons`` left them out.
     ``committed`` maps each DLQ partition to the offset the replay group now
-    starts from (empty in a dry run).
+    starts from (empty in a dry run); ``ranges`` to the first and last offset
+    read from it.
     """
 
     stream: str
@@ -329,6 +348,7 @@ class ReplayResult:
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
     committed: dict[int, int] = field(default_factory=dict)
     caught_up: bool = False
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
@@ -347,6 +367,7 @@ class ReplayResult:
             "skipped_by_topic": self.skipped_by_topic,
             "skipped_by_reason": self.skipped_by_reason,
             "committed": {str(p): o for p, o in sorted(self.committed.items())},
+            "ranges": {str(p): {"first_offset": a, "last_offset": b} for p, (a, b) in sorted(self.ranges.items())},
             "caught_up": self.caught_up,
         }
 
@@ -461,6 +482,8 @@ def replay_dlq(
                 entry = DlqEntry.from_message(msg)
                 result.scanned += 1
                 pending[entry.partition] = entry.offset + 1
+                first = result.ranges.get(entry.partition, (entry.offset, entry.offset))[0]
+                result.ranges[entry.partition] = (first, entry.offset)
                 destination = entry.source_topic
                 if destination is None or destination not in allowed:
                     _bump(result.skipped_by_topic, destination or "(no source topic)")
@@ -488,6 +511,56 @@ def replay_dlq(
         result.caught_up = state.caught_up
     finally:
         consumer.close()
+    return result
+
+
+def audited_replay(
+    settings: Settings,
+    stream: str,
+    record: AuditRecorder,
+    only_reasons: Collection[str] | None = None,
+    **options: Any,
+) -> ReplayResult:
+    """:func:`replay_dlq`, recorded in the audit log before it sends anything and with its outcome.
+
+    The first entry (``dlq_replay_started``: the DLQ, the replay group, the reasons) comes
+    first so that a caller the audit log refuses (no operator key) replays nothing, and a
+    replay that dies half-way is still on record. Then ``dlq_replayed`` with the counts and
+    the offset ranges read, or ``dlq_replay_failed`` with the error.
+
+    Parameters
+    ----------
+    settings, stream, only_reasons, options
+        As for :func:`replay_dlq` (not ``dry_run``: a dry run changes nothing and needs no record).
+    record
+        Writes ``(action, details)`` to the audit log, raising :class:`AuditError` if it cannot.
+
+    Raises
+    ------
+    AuditError
+        If the first entry was refused (nothing was replayed), or the last one (the replay was done:
+        the message says what it did).
+    DlqError, shared.producer.DeliveryError
+        As :func:`replay_dlq` (recorded as ``dlq_replay_failed`` when the audit log takes it).
+    """
+    topics = StreamTopics(stream)
+    reasons = sorted(only_reasons) if only_reasons is not None else None
+    try:
+        record(REPLAY_STARTED, {"dlq_topic": topics.dlq, "group": replay_group(stream), "reasons": reasons})
+    except AuditError as exc:
+        raise AuditError(f"nothing replayed: the audit log must record a replay first: {exc}") from exc
+    try:
+        result = replay_dlq(settings, stream, only_reasons, **options)
+    except Exception as exc:
+        # The failure itself is best recorded; the replay's error is what the caller must see.
+        with contextlib.suppress(AuditError):
+            record(REPLAY_FAILED, {"dlq_topic": topics.dlq, "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    try:
+        record(REPLAYED, result.as_dict())
+    except AuditError as exc:
+        done = format_replay(result).splitlines()[0]
+        raise AuditError(f"{done}, but the audit log did not record it: {exc}") from exc
     return result
 
 

@@ -1,4 +1,4 @@
-"""What eddy's aiohttp APIs share: JSON errors, with a message, for every failure."""
+"""What eddy's aiohttp APIs share: JSON errors, with a message, for every failure, and API keys (shared.auth)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import LooseHeaders
+from aiohttp.web_protocol import RequestPayloadError
 
-from shared.auth import ApiKeys
+from shared.auth import ApiKeys, Denied
 from shared.contracts import StreamContract
 from shared.ingest import BodyError, parse_body
 
 log = logging.getLogger(__name__)
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error(status: int, message: str, headers: LooseHeaders | None = None) -> web.Response:
     return web.json_response({"error": message, "status": status}, status=status, headers=headers)
 
 
@@ -28,20 +30,27 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return error(exc.status, exc.reason if exc.status != 413 else "request body too large")
+    except RequestPayloadError as exc:
+        # The client's body does not decode as its Content-Encoding says (bad gzip or deflate): its fault.
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        response = error(400, f"the request body cannot be read: {getattr(cause, 'message', '') or cause}")
+        # aiohttp drops the connection after a body it could not read: say so, or the client's next request on it
+        # would meet a reset.
+        response.force_close()
+        return response
     except Exception:
         log.exception("request failed")
         return error(500, "internal error; see the service log")
 
 
 def refused(keys: ApiKeys, request: web.Request, needed: str, action: str) -> web.Response | None:
-    """The 401 or 403 answer when ``request``'s API key may not ``action`` (``needed`` role); None when it may."""
-    if not keys.enabled:
-        return None
-    role = keys.role_of(request.headers)
-    if role is None:
-        return error(401, "an API key is required (X-API-Key header or Authorization: Bearer)")
-    if not ApiKeys.allows(role, needed):
-        return error(403, f"the {role} role may not {action}")
+    """The 401 or 403 answer when ``request``'s API key may not ``action`` (``needed`` role); None when it may.
+
+    A 401 carries the ``WWW-Authenticate`` challenges; neither answer repeats the key presented.
+    """
+    verdict = keys.check(request.headers, needed, action)
+    if isinstance(verdict, Denied):
+        return error(verdict.status, verdict.message, headers=verdict.headers)
     return None
 
 

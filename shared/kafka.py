@@ -4,6 +4,10 @@ The settings here are correct on real Kafka and on the embedded broker alike:
 earliest resets, idempotent producers, short fetch waits, and the Java client's
 murmur2 partitioner so that records keyed by event_id land in the same partition
 number whatever client produced them (predictions and feedback co-partition).
+
+Every librdkafka client eddy builds takes its config from ``producer_config``,
+``consumer_config`` or ``admin_client``, and each of them adds
+``security_config``: the ``EDDY_KAFKA_*`` security settings.
 """
 
 from __future__ import annotations
@@ -24,6 +28,50 @@ log = logging.getLogger(__name__)
 client_log = logging.getLogger("librdkafka")
 
 
+def security_config(settings: Settings) -> dict[str, str]:
+    """The librdkafka properties of the ``EDDY_KAFKA_*`` security settings.
+
+    PLAINTEXT (the default, and the embedded broker's) adds nothing. SASL properties come only with
+    the SASL_* protocols and TLS properties only with SSL and SASL_SSL; TLS files left empty are left
+    to librdkafka's defaults (the system's CA store).
+
+    Parameters
+    ----------
+    settings : Settings
+        Settings already checked at construction (known protocol, SASL credentials present).
+
+    Returns
+    -------
+    dict of str to str
+        Properties to merge into a producer, consumer or admin client config.
+
+    Examples
+    --------
+    >>> security_config(Settings())
+    {}
+    >>> security_config(Settings(kafka_security_protocol="SSL", kafka_ssl_ca_location="/ca.pem"))
+    {'security.protocol': 'SSL', 'ssl.endpoint.identification.algorithm': 'https', 'ssl.ca.location': '/ca.pem'}
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    conf = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        conf["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl.username"] = settings.kafka_sasl_username
+        conf["sasl.password"] = settings.kafka_sasl_password
+    if protocol.endswith("SSL"):
+        conf["ssl.endpoint.identification.algorithm"] = settings.kafka_ssl_endpoint_identification
+        files = {
+            "ssl.ca.location": settings.kafka_ssl_ca_location,
+            "ssl.certificate.location": settings.kafka_ssl_certificate_location,
+            "ssl.key.location": settings.kafka_ssl_key_location,
+            "ssl.key.password": settings.kafka_ssl_key_password,
+        }
+        conf.update({name: value for name, value in files.items() if value})
+    return conf
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
@@ -35,6 +83,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "partitioner": "murmur2_random",
         "message.timeout.ms": 30000,
         "logger": client_log,
+        **security_config(settings),
     }
     conf.update(overrides)
     return conf
@@ -55,18 +104,23 @@ def consumer_config(settings: Settings, group_id: str, *, background: bool = Fal
         "partition.assignment.strategy": "range",
         "isolation.level": "read_uncommitted",
         "logger": client_log,
+        **security_config(settings),
     }
     conf.update(overrides)
     return conf
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    conf: dict[str, Any] = {
+def admin_config(settings: Settings) -> dict[str, Any]:
+    return {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": settings.service_name,
         "logger": client_log,
+        **security_config(settings),
     }
-    return AdminClient(conf)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(admin_config(settings))
 
 
 def ensure_topics(settings: Settings, topics: list[str], timeout_s: float = 30.0) -> None:

@@ -35,6 +35,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from shared import native
 from shared.contracts import StreamContract
 from shared.schemas import subject_for, value_schema
+from shared.settings import Settings
 
 _HEADER = struct.Struct(">bI")
 
@@ -43,8 +44,25 @@ class SerdeError(ValueError):
     """Bytes that are not a valid record of the topic's schema, or a record that cannot be encoded."""
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient.new_client({"url": url})
+def registry_config(settings: Settings) -> dict[str, str]:
+    """The schema registry client's config: the URL, and basic auth and a CA file where they are set.
+
+    Examples
+    --------
+    >>> registry_config(Settings(schema_registry_url="https://sr:8081", schema_registry_basic_auth="u:p"))
+    {'url': 'https://sr:8081', 'basic.auth.user.info': 'u:p'}
+    """
+    conf = {"url": settings.schema_registry_url}
+    if settings.schema_registry_basic_auth:
+        conf["basic.auth.user.info"] = settings.schema_registry_basic_auth
+    if settings.schema_registry_ca_location:
+        conf["ssl.ca.location"] = settings.schema_registry_ca_location
+    return conf
+
+
+def registry_client(settings: Settings) -> SchemaRegistryClient:
+    """A client of the registry ``settings`` name, with its credentials (``registry_config``)."""
+    return SchemaRegistryClient.new_client(registry_config(settings))
 
 
 class TopicSerde:
@@ -186,7 +204,7 @@ class JsonSerde:
             raise SerdeError("empty value")
         try:
             value = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise SerdeError(f"not JSON: {exc}") from exc
         if not isinstance(value, dict):
             raise SerdeError(f"a raw record must be a JSON object, got {type(value).__name__}")

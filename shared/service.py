@@ -23,7 +23,7 @@ from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.loop import Handler, StreamLoop
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import REPO_ROOT, Settings, redact_url
 from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,9 @@ def bootstrap(
     topics = [t for s in contracts for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
     retry(lambda: ensure_topics(settings, topics), "create topics", stop)
     serdes = retry(
-        lambda: _registered(settings, contracts, topics), f"register schemas at {settings.schema_registry_url}", stop
+        lambda: _registered(settings, contracts, topics),
+        f"register schemas at {redact_url(settings.schema_registry_url)}",
+        stop,
     )
     linger = {"linger.ms": BACKGROUND_LINGER_MS} if background else {}
     producer = ConfirmedProducer(producer_config(settings, **linger))
@@ -106,7 +108,7 @@ def bootstrap(
 
 
 def _registered(settings: Settings, contracts: dict[str, StreamContract], topics: list[str]) -> SerdeRegistry:
-    serdes = SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, contracts)
+    serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
     serdes.register(topics)
     return serdes
 

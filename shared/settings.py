@@ -2,7 +2,9 @@
 
 Every knob has a documented default (``docs/configuration.md`` lists them) so a
 service starts with no configuration against the embedded stack, and points at a
-production Kafka and Schema Registry by setting two variables.
+production Kafka and Schema Registry by setting two variables (plus the
+``EDDY_KAFKA_*`` security settings and the registry's basic auth where the
+cluster requires them).
 """
 
 from __future__ import annotations
@@ -10,8 +12,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+ENDPOINT_IDENTIFICATION = ("https", "none")
+# How a secret that is set appears wherever settings are shown.
+MASK = "****"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together, found at startup rather than at the first broker connection."""
 
 
 def _env(name: str, default: str) -> str:
@@ -112,13 +125,102 @@ class Settings:
     )
     pii_key: str = field(
         default="",
+        repr=False,
         metadata={
             "env": "EDDY_PII_KEY",
             "doc": "Secret key of the keyed hash applied to the contract's pii.hash fields.",
+            "secret": True,
         },
     )
     log_level: str = field(default="INFO", metadata={"env": "EDDY_LOG_LEVEL", "doc": "Python log level."})
     log_format: str = field(default="json", metadata={"env": "EDDY_LOG_FORMAT", "doc": "json or text."})
+    # Kafka client security: passed to every producer, consumer and admin client (shared.kafka.security_config).
+    kafka_security_protocol: str = field(
+        default="PLAINTEXT",
+        metadata={
+            "env": "EDDY_KAFKA_SECURITY_PROTOCOL",
+            "doc": "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. PLAINTEXT adds nothing to the client configs.",
+        },
+    )
+    kafka_sasl_mechanism: str = field(
+        default="SCRAM-SHA-512",
+        metadata={
+            "env": "EDDY_KAFKA_SASL_MECHANISM",
+            "doc": "SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN; used with the SASL_* protocols.",
+        },
+    )
+    kafka_sasl_username: str = field(
+        default="",
+        metadata={"env": "EDDY_KAFKA_SASL_USERNAME", "doc": "SASL user; required with the SASL_* protocols."},
+    )
+    kafka_sasl_password: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "env": "EDDY_KAFKA_SASL_PASSWORD",
+            "doc": "SASL password; required with the SASL_* protocols. Never logged or shown.",
+            "secret": True,
+        },
+    )
+    kafka_ssl_ca_location: str = field(
+        default="",
+        metadata={
+            "env": "EDDY_KAFKA_SSL_CA_LOCATION",
+            "doc": "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); empty: the system's.",
+        },
+    )
+    kafka_ssl_certificate_location: str = field(
+        default="",
+        metadata={
+            "env": "EDDY_KAFKA_SSL_CERTIFICATE_LOCATION",
+            "doc": "Client certificate (PEM) for mutual TLS; set together with EDDY_KAFKA_SSL_KEY_LOCATION.",
+        },
+    )
+    kafka_ssl_key_location: str = field(
+        default="",
+        metadata={"env": "EDDY_KAFKA_SSL_KEY_LOCATION", "doc": "Private key (PEM) of the client certificate."},
+    )
+    kafka_ssl_key_password: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "env": "EDDY_KAFKA_SSL_KEY_PASSWORD",
+            "doc": "Password of that private key, if it is encrypted. Never logged or shown.",
+            "secret": True,
+        },
+    )
+    kafka_ssl_endpoint_identification: str = field(
+        default="https",
+        metadata={
+            "env": "EDDY_KAFKA_SSL_ENDPOINT_IDENTIFICATION",
+            "doc": "https (check the broker's host name against its certificate) or none.",
+        },
+    )
+    schema_registry_basic_auth: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "env": "EDDY_SCHEMA_REGISTRY_BASIC_AUTH",
+            "doc": "user:password sent to the schema registry as HTTP basic auth. Never logged or shown.",
+            "secret": True,
+        },
+    )
+    schema_registry_ca_location: str = field(
+        default="",
+        metadata={
+            "env": "EDDY_SCHEMA_REGISTRY_CA_LOCATION",
+            "doc": "PEM file of the CA that signed an https schema registry's certificate; empty: the system's.",
+        },
+    )
+
+    def __post_init__(self) -> None:
+        # Spellings librdkafka would accept anyway are normalized, so that configs and checks compare equal.
+        object.__setattr__(self, "kafka_security_protocol", self.kafka_security_protocol.strip().upper())
+        object.__setattr__(self, "kafka_sasl_mechanism", self.kafka_sasl_mechanism.strip().upper())
+        object.__setattr__(
+            self, "kafka_ssl_endpoint_identification", self.kafka_ssl_endpoint_identification.strip().lower()
+        )
+        _check_security(self)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -147,7 +249,25 @@ class Settings:
             "EDDY_REPLICATION_FACTOR": str(self.replication_factor),
             "EDDY_STREAMS": ",".join(self.streams),
             "EDDY_GROUP_PREFIX": self.group_prefix,
+            **self.security_env(),
         }
+
+    def security_env(self) -> dict[str, str]:
+        """The Kafka and registry security settings as environment variables (secrets included: for children)."""
+        return {f.metadata["env"]: str(getattr(self, f.name)) for f in fields(self) if f.name in _SECURITY_FIELDS}
+
+    def shown(self) -> dict[str, str]:
+        """Every setting by variable name, as it may be logged or printed: secrets masked, URL credentials too."""
+        shown = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            if f.metadata.get("secret") and text:
+                text = MASK
+            elif f.name == "schema_registry_url":
+                text = redact_url(text)
+            shown[f.metadata["env"]] = text
+        return shown
 
 
 def _convert(name: str, type_name: object, raw: str) -> object:
@@ -164,6 +284,87 @@ def _convert(name: str, type_name: object, raw: str) -> object:
     except ValueError as exc:
         raise ValueError(f"setting {name}: cannot read {raw!r} as {kind}") from exc
     return raw
+
+
+_SECURITY_FIELDS = frozenset(
+    {
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_ca_location",
+        "kafka_ssl_certificate_location",
+        "kafka_ssl_key_location",
+        "kafka_ssl_key_password",
+        "kafka_ssl_endpoint_identification",
+        "schema_registry_basic_auth",
+        "schema_registry_ca_location",
+    }
+)
+
+
+def _check_security(settings: Settings) -> None:
+    """Raise ``SettingsError`` for security settings no client could connect with.
+
+    Settings of a protocol not in use (a CA file with PLAINTEXT, say) are ignored rather than refused:
+    one environment may serve several deployments.
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol not in SECURITY_PROTOCOLS:
+        raise SettingsError(f"EDDY_KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
+    if settings.kafka_sasl_mechanism not in SASL_MECHANISMS:
+        raise SettingsError(
+            f"EDDY_KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+        )
+    if settings.kafka_ssl_endpoint_identification not in ENDPOINT_IDENTIFICATION:
+        raise SettingsError(
+            f"EDDY_KAFKA_SSL_ENDPOINT_IDENTIFICATION={settings.kafka_ssl_endpoint_identification!r} is not one of "
+            f"{', '.join(ENDPOINT_IDENTIFICATION)}"
+        )
+    if protocol.startswith("SASL_"):
+        missing = [
+            name
+            for name, value in (
+                ("EDDY_KAFKA_SASL_USERNAME", settings.kafka_sasl_username),
+                ("EDDY_KAFKA_SASL_PASSWORD", settings.kafka_sasl_password),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(f"EDDY_KAFKA_SECURITY_PROTOCOL={protocol} needs {' and '.join(missing)}")
+    if protocol.endswith("SSL") and bool(settings.kafka_ssl_certificate_location) != bool(
+        settings.kafka_ssl_key_location
+    ):
+        raise SettingsError(
+            "mutual TLS needs both EDDY_KAFKA_SSL_CERTIFICATE_LOCATION and EDDY_KAFKA_SSL_KEY_LOCATION, or neither"
+        )
+    if settings.schema_registry_basic_auth:
+        if ":" not in settings.schema_registry_basic_auth:
+            raise SettingsError("EDDY_SCHEMA_REGISTRY_BASIC_AUTH must be user:password")
+        if urlsplit(settings.schema_registry_url).username is not None:
+            # The registry client refuses both; say which variables clash instead of its own message.
+            raise SettingsError(
+                "EDDY_SCHEMA_REGISTRY_URL carries credentials and EDDY_SCHEMA_REGISTRY_BASIC_AUTH is set: keep one"
+            )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of any ``user:password@`` part masked, for logs and status output.
+
+    Examples
+    --------
+    >>> redact_url("https://eddy:s3cret@registry:8081")
+    'https://eddy:****@registry:8081'
+    >>> redact_url("http://127.0.0.1:8081,http://u:p@other:8081")
+    'http://127.0.0.1:8081,http://u:****@other:8081'
+    """
+    if "," in url:  # the registry client takes a comma-separated list of URLs
+        return ",".join(redact_url(one) for one in url.split(","))
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
 
 
 def settings_table() -> list[tuple[str, str, str]]:

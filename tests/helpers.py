@@ -28,7 +28,7 @@ from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 def serdes_for(settings: Settings) -> SerdeRegistry:
     contracts = load_contracts(settings.contracts_dir, settings.streams)
-    return SerdeRegistry(registry_client(settings.schema_registry_url), settings.schemas_dir, contracts)
+    return SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
 
 
 def create_topics(settings: Settings) -> None:

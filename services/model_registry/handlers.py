@@ -169,8 +169,20 @@ class Registry:
     ) -> dict[str, Any]:
         # Read inside the transaction, after the alias changes: the event carries the table it created.
         details = {**self.roles(stream).to_details(), **extra}
+        # Published as the registry's own (followers trust only its alias tables); the audit log
+        # names whoever asked for the change (``by``: an API key's identity, retraining, ...).
+        by = extra.get("by")
         return self.store.append_event(
-            stream, key, event_type, ACTOR, details, alias=alias, subjects=subjects, audit=audit, at_ms=self._now()
+            stream,
+            key,
+            event_type,
+            ACTOR,
+            details,
+            alias=alias,
+            subjects=subjects,
+            audit=audit,
+            audit_actor=str(by) if by else None,
+            at_ms=self._now(),
         )
 
     def ensure_initial(self) -> list[dict[str, Any]]:
@@ -393,6 +405,15 @@ class Registry:
             details = {"reason": reason or "user request", "evidence": {"source": "user", "actor": actor}}
             event = self.store.append_event(stream, champion, RETRAIN_REQUESTED, actor, details, at_ms=self._now())
         return event
+
+    def record_action(self, stream: str, action: str, actor: str, details: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue an event recording an operator action done outside the registry (a DLQ replay) in the audit log.
+
+        Its model is the champion, as for a retrain request: the action is the stream's, not a version's.
+        """
+        with self.store.transaction():
+            champion = self.roles(stream).champion
+            return self.store.append_event(stream, champion, action, actor, details, at_ms=self._now())
 
     def sync(self, stream: str) -> dict[str, Any]:
         """Queue a ``synced`` event: the stream's whole alias table, published on every start."""

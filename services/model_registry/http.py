@@ -7,7 +7,14 @@ A change is one transaction, and its event is published before the answer
 but Kafka has not acknowledged it yet (it will be sent as soon as it can).
 Experiments (backtest runs): ``GET /api/experiments``, ``/api/experiments/show``
 and ``POST /api/experiments`` (201 when recorded, 200 when the same one already was).
+``POST /api/audit`` records an operator action done elsewhere (``eddy dlq replay``)
+in the audit log, as a model event like the others.
 Every answer is JSON; errors are ``{"error": message, "status": code}``.
+
+With API keys configured (shared.auth), reads need the viewer role and every POST
+the operator role; the actor of a change, and the creator of an experiment, is
+then the key's identity, whatever the body says. Without keys, the API is open
+and the body's ``actor`` (the CLI sends the OS user) is recorded.
 """
 
 from __future__ import annotations
@@ -21,12 +28,17 @@ from typing import Any
 
 from services.model_registry.handlers import Refused, Registry
 from services.model_registry.store import ExperimentConflict, VersionRow
-from shared.observability import BODY_PARAM, Route
+from shared.dlq_tools import REPLAY_AUDIT_ACTIONS
+from shared.observability import BODY_PARAM, IDENTITY_PARAM, Route
 from shared.roles import VersionKey
 
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, str, bytes]
+Result = tuple[int, Any]
+Read = Callable[[Registry, dict[str, Any]], Result]
+# A change also gets the identity of the request's API key (None when keys are off).
+Change = Callable[[Registry, dict[str, Any], str | None], Result]
 MAX_AUDIT = 1000
 MAX_CHAIN = 100
 MAX_EXPERIMENTS = 1000
@@ -49,27 +61,34 @@ class RegistryApi:
 
     def routes(self) -> dict[str, Route]:
         return {
-            "/api/models": self._route(self.list_versions),
-            "/api/models/show": self._route(self.show),
-            "/api/models/diff": self._route(self.diff),
-            "/api/audit": self._route(self.audit),
-            "POST /api/models/promote": self._route(self.promote, post=True),
-            "POST /api/models/rollback": self._route(self.rollback, post=True),
-            "POST /api/models/archive": self._route(self.archive, post=True),
-            "POST /api/retrain": self._route(self.retrain, post=True),
-            "/api/experiments": self._route(self.list_experiments),
-            "/api/experiments/show": self._route(self.show_experiment),
-            "POST /api/experiments": self._route(self.add_experiment, post=True),
+            "/api/models": self._read(self.list_versions),
+            "/api/models/show": self._read(self.show),
+            "/api/models/diff": self._read(self.diff),
+            "/api/audit": self._read(self.audit),
+            "POST /api/audit": self._change(self.record),
+            "POST /api/models/promote": self._change(self.promote),
+            "POST /api/models/rollback": self._change(self.rollback),
+            "POST /api/models/archive": self._change(self.archive),
+            "POST /api/retrain": self._change(self.retrain),
+            "/api/experiments": self._read(self.list_experiments),
+            "/api/experiments/show": self._read(self.show_experiment),
+            "POST /api/experiments": self._change(self.add_experiment),
         }
 
-    def _route(self, action: Callable[[Registry, dict[str, Any]], tuple[int, Any]], post: bool = False) -> Route:
+    def _read(self, action: Read) -> Route:
+        return self._serve(lambda registry, params: action(registry, params))
+
+    def _change(self, action: Change) -> Route:
+        # The identity comes from the server (the API key), never from the body.
+        return self._serve(lambda registry, params: action(registry, _body(params), params.get(IDENTITY_PARAM)))
+
+    def _serve(self, answer: Callable[[Registry, dict[str, str]], Result]) -> Route:
         def serve(params: dict[str, str]) -> Answer:
             registry = self.registry
             if registry is None:
                 return _json(503, {"error": "the model registry is starting", "status": 503})
             try:
-                args: dict[str, Any] = _body(params) if post else params
-                return _json(*action(registry, args))
+                return _json(*answer(registry, params))
             except Refused as exc:
                 return _json(exc.status, {"error": exc.reason, "status": exc.status})
             except Exception:
@@ -159,7 +178,7 @@ class RegistryApi:
             raise Refused(404, f"no experiment {experiment_id!r}")
         return 200, doc
 
-    def add_experiment(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+    def add_experiment(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
         stream = _stream(registry, body)
         experiment_id = body.get("id") or str(uuid.uuid4())
         if not isinstance(experiment_id, str) or not EXPERIMENT_ID.fullmatch(experiment_id):
@@ -173,7 +192,7 @@ class RegistryApi:
             experiment, new = registry.store.add_experiment(
                 experiment_id,
                 stream,
-                _optional_text(body, "created_by") or "api",
+                identity or _optional_text(body, "created_by") or "api",
                 _optional_text(body, "title"),
                 doc,
                 created_at_ms,
@@ -184,26 +203,43 @@ class RegistryApi:
 
     # -- changes --------------------------------------------------------------------
 
-    def promote(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+    def promote(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
         stream = _stream(registry, body)
         key = _key(body, "version")
-        event = registry.promote(stream, key, _actor(body), _text(body, "reason"), {"source": "api"})
+        event = registry.promote(stream, key, _actor(body, identity), _text(body, "reason"), {"source": "api"})
         return self._applied(registry, stream, event)
 
-    def rollback(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+    def rollback(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
         stream = _stream(registry, body)
         to = _key(body, "to") if body.get("to") else None
-        event = registry.rollback(stream, _actor(body), to, _text(body, "reason"), {"source": "api"})
+        event = registry.rollback(stream, _actor(body, identity), to, _text(body, "reason"), {"source": "api"})
         return self._applied(registry, stream, event)
 
-    def archive(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+    def archive(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
         stream = _stream(registry, body)
-        event = registry.archive(stream, _key(body, "version"), _actor(body), _text(body, "reason"), {"source": "api"})
+        actor = _actor(body, identity)
+        event = registry.archive(stream, _key(body, "version"), actor, _text(body, "reason"), {"source": "api"})
         return self._applied(registry, stream, event)
 
-    def retrain(self, registry: Registry, body: dict[str, Any]) -> tuple[int, Any]:
+    def retrain(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
         stream = _stream(registry, body)
-        event = registry.request_retrain(stream, _actor(body), _text(body, "reason"))
+        event = registry.request_retrain(stream, _actor(body, identity), _text(body, "reason"))
+        return self._applied(registry, stream, event)
+
+    def record(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
+        """An operator action done outside the registry, in the audit log: ``{stream, action, details}``.
+
+        Only the actions of :data:`shared.dlq_tools.REPLAY_AUDIT_ACTIONS` are taken: the entry is
+        published on ``eddy.model-events``, where a request type (a promotion, say) would be applied.
+        """
+        stream = _stream(registry, body)
+        action = body.get("action")
+        if action not in REPLAY_AUDIT_ACTIONS:
+            raise Refused(400, f"action must be one of {', '.join(sorted(REPLAY_AUDIT_ACTIONS))}")
+        details = body.get("details", {})
+        if not isinstance(details, dict):
+            raise Refused(400, "details must be a JSON object")
+        event = registry.record_action(stream, action, _actor(body, identity), details)
         return self._applied(registry, stream, event)
 
     def _applied(self, registry: Registry, stream: str, event: dict[str, Any]) -> tuple[int, Any]:
@@ -370,6 +406,11 @@ def _text(args: dict[str, Any], field: str) -> str:
     return "" if value is None else str(value)
 
 
-def _actor(args: dict[str, Any]) -> str:
-    actor = str(args.get("actor") or "cli")
+def _actor(args: dict[str, Any], identity: str | None) -> str:
+    """``user:`` and who made a change: the API key's identity when keys are on, else the body's ``actor``.
+
+    >>> _actor({"actor": "mallory"}, "otto"), _actor({"actor": "ann"}, None), _actor({}, None)
+    ('user:otto', 'user:ann', 'user:cli')
+    """
+    actor = identity or str(args.get("actor") or "cli")
     return actor if actor.startswith("user:") else f"user:{actor}"

@@ -321,9 +321,14 @@ class Store:
         alias: str | None = None,
         subjects: Sequence[VersionKey] = (),
         audit: bool = True,
+        audit_actor: str | None = None,
         at_ms: int | None = None,
     ) -> dict[str, Any]:
-        """Queue a model event in the outbox (and the audit trail); its id derives from its sequence number."""
+        """Queue a model event in the outbox (and the audit trail); its id derives from its sequence number.
+
+        The audit trail names ``audit_actor`` as the actor when given (who asked for a change the
+        registry publishes as its own), else the event's ``actor``.
+        """
         self._in_transaction()
         cursor = self._db.execute("INSERT INTO outbox (stream, event) VALUES (?, '')", (stream,))
         seq = int(cursor.lastrowid or 0)
@@ -333,7 +338,7 @@ class Store:
         self._db.execute("UPDATE outbox SET event = ? WHERE seq = ?", (json.dumps(event), seq))
         if audit:
             touched = "|" + "|".join(str(k) for k in (key, *subjects)) + "|"
-            row = (seq, stream, event["event_id"], event_type, actor, event["at_ms"], str(key), touched)
+            row = (seq, stream, event["event_id"], event_type, audit_actor or actor, event["at_ms"], str(key), touched)
             self._db.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row, event["details"]))
         return event
 

@@ -3,6 +3,10 @@
 The document per stream is rebuilt by :meth:`Monitor.tick` on the loop thread and
 only read here, on the HTTP server's threads; a fresh dict is published each tick,
 so a reader never sees one half-updated. The API is described in ``dashboard/API.md``.
+
+Every route here needs a viewer key once API keys are configured: ``serve_http``
+checks it (shared.auth), and a browser asks for it (HTTP Basic, the key as the
+password) when it opens ``/dashboard``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "application/javasc
 
 
 def dashboard_routes(monitors: dict[str, Monitor]) -> dict[str, Route]:
-    """Routes for :func:`shared.observability.serve_http`: ``/dashboard`` and ``/api/*``."""
+    """Routes for :func:`shared.observability.serve_http`: ``/dashboard`` and ``/api/*``, all GET (viewer)."""
 
     def asset(name: str) -> Route:
         def serve(_params: dict[str, str]) -> tuple[int, str, bytes]:

