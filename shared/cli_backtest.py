@@ -81,7 +81,7 @@ def registered_version(
     settings: Settings, serdes: SerdeRegistry, contract: StreamContract, key: VersionKey
 ) -> tuple[ModelSpec, Any]:
     """The model a version was registered with, as the registry published it on ``S.models``."""
-    from shared.backtest.source import read_to_end
+    from shared.kafka import read_to_end
     from shared.topics import StreamTopics
 
     topic = StreamTopics(contract.name).models

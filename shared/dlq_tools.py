@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Message, TopicPartition
 
 from shared.dlq import HEADER_PREFIX, read_dlq_headers
-from shared.kafka import consumer_config, ensure_topics, producer_config
+from shared.kafka import at_high_watermark, consumer_config, ensure_topics, producer_config
 from shared.producer import ConfirmedProducer, Headers
 from shared.settings import Settings
 from shared.topics import StreamTopics
@@ -653,7 +653,8 @@ def _scan(
         now = time.monotonic()
         # Until the broker answered at all, connecting and the first fetch may take longer than quiet_s.
         quiet = now - last_activity >= quiet_s if last_activity is not None else now - start >= max(quiet_s, 5.0)
-        if at_end.issuperset(partitions) or quiet:
+        # An end-of-partition can come early (the embedded broker): the positions must agree with it.
+        if (at_end.issuperset(partitions) and at_high_watermark(consumer)) or quiet:
             state.caught_up = True
             return
         if now >= deadline:

@@ -13,32 +13,18 @@ depends on how partitions interleaved.
 from __future__ import annotations
 
 import gc
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
-
-from confluent_kafka import Consumer, KafkaError, Message
 
 from shared.backtest.engine import Event, Label
 from shared.contracts import StreamContract
-from shared.kafka import assign_from, consumer_config
+from shared.kafka import read_to_end
 from shared.replay import Bound
 from shared.serde import SerdeRegistry
 from shared.settings import Settings
 from shared.topics import StreamTopics
-
-BATCH = 10_000
-
-# A bulk read keeps a large prefetch queue: the client then fetches ahead while Python decodes, which
-# measured more than twice the default's records/s against the embedded broker.
-# How long the read waits, once every partition is at its end, for records that show it was not.
-QUIET_POLL_S = 0.2
-
-BULK_READ: dict[str, Any] = {"queued.min.messages": 1_000_000, "fetch.wait.max.ms": 10}
 
 
 @dataclass
@@ -50,55 +36,6 @@ class History:
     offsets: dict[str, dict[str, int]] = field(default_factory=dict)  # "topic:partition" -> first, last
     schema_ids: list[int] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
-
-
-def read_to_end(settings: Settings, topics: list[str], timeout_s: float = 300.0) -> Iterator[list[Message]]:
-    """Batches of every record of ``topics`` up to the end of each partition as the read finds it.
-
-    A partition's end-of-partition event is not taken at its word: against the embedded broker it
-    sometimes comes early (seen at offset 0 of a full partition, and one record short of the end), and
-    the records after it still arrive. So a partition counts as read when its last event was the end,
-    not a record, and the read stops once every partition is there, a quiet poll brings nothing, and
-    every position has reached the high watermark of the partition's last fetch.
-    """
-    config = consumer_config(
-        settings, f"eddy-backtest-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True, **BULK_READ}
-    )
-    consumer = Consumer(config)
-    try:
-        assign_from(consumer, topics)
-        partitions = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        at_end: set[tuple[str | None, int | None]] = set()
-        quiet_s = max(QUIET_POLL_S, 3 * config["fetch.wait.max.ms"] / 1000)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            done = at_end >= partitions
-            messages = consumer.consume(BATCH, quiet_s if done else 0.5)
-            batch = [msg for msg in messages if msg.error() is None]
-            if done and not batch and _caught_up(consumer):
-                return
-            if at_end:
-                at_end.difference_update((msg.topic(), msg.partition()) for msg in batch)
-            if len(batch) < len(messages):
-                at_end.update(
-                    (msg.topic(), msg.partition())
-                    for msg in messages
-                    if (err := msg.error()) is not None and err.code() == KafkaError._PARTITION_EOF
-                )
-            if batch:
-                yield batch
-        raise TimeoutError(f"reading {', '.join(topics)} to the end took more than {timeout_s:.0f} s")
-    finally:
-        consumer.close()
-
-
-def _caught_up(consumer: Consumer) -> bool:
-    """Whether every assigned partition's position is at the high watermark its last fetch reported."""
-    for tp in consumer.position(consumer.assignment()):
-        _, high = consumer.get_watermark_offsets(tp, cached=True)
-        if tp.offset >= 0 and high >= 0 and tp.offset < high:
-            return False
-    return True
 
 
 def in_range(offset: int, time_ms: int, start: Bound | None, until: Bound | None) -> bool:
@@ -150,7 +87,7 @@ def load_history(
     event_serde, label_serde = serdes.for_topic(event_topic), serdes.for_topic(topics.feedback)
     # Inline loops, no call per record: this runs for every record of the history.
     with gc_paused():
-        for batch in read_to_end(settings, [event_topic, topics.feedback]):
+        for batch in read_to_end(settings, [event_topic, topics.feedback], purpose="backtest"):
             from_events = [m for m in batch if m.topic() == event_topic]
             raws = [m.value() or b"" for m in from_events]
             headers.update(raw[1:5] for raw in raws)
