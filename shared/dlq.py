@@ -80,9 +80,17 @@ def read_dlq_headers(headers: Any) -> dict[str, str]:
     return out
 
 
+# A violation repeats the offending value in a header: a prefix is enough to say what was wrong, and the whole
+# of a huge one would make the dead letter too large for Kafka (the record itself is kept in the value).
+MAX_VIOLATION_VALUE_CHARS = 200
+
+
 def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if value == value and abs(value) != float("inf") else str(value)
-    return repr(value)
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > MAX_VIOLATION_VALUE_CHARS:
+        return f"{text[:MAX_VIOLATION_VALUE_CHARS]}... ({len(text)} characters)"
+    return text

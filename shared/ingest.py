@@ -99,7 +99,10 @@ def to_feedback(record: Any, task: str, received_ms: int | None = None, label_fi
     if label is None:
         raise RecordError(f"{label_field} is required")
     if task == "regression" and isinstance(label, int | float) and not isinstance(label, bool):
-        label = float(label)
+        try:
+            label = float(label)
+        except OverflowError as exc:
+            raise RecordError(f"{label_field} is too large for a double") from exc
     when = record.get("label_time_ms")
     source = record.get("source")
     return {
@@ -115,13 +118,18 @@ def parse_time_ms(value: Any) -> int:
     if isinstance(value, bool):
         raise RecordError(f"time must be epoch milliseconds or ISO-8601, got {value!r}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        # Only floats can be non-finite; isfinite() of an int of hundreds of digits overflows.
+        if isinstance(value, float) and not math.isfinite(value):
             raise RecordError(f"time must be finite, got {value!r}")
-        return int(value)
+        return _epoch_ms(int(value))
     if isinstance(value, str):
         text = value.strip()
         if text.lstrip("-").isdigit():
-            return int(text)
+            try:
+                millis = int(text)
+            except ValueError as exc:  # isdigit() admits digits int() refuses ("²"), and past 4300 digits
+                raise RecordError(f"time {text[:40]!r} is not epoch milliseconds: {exc}") from exc
+            return _epoch_ms(millis)
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
@@ -130,6 +138,12 @@ def parse_time_ms(value: Any) -> int:
             raise RecordError(f"time {value!r} has no timezone; add Z or an offset")
         return int(parsed.timestamp() * 1000)
     raise RecordError(f"time must be epoch milliseconds or ISO-8601, got {type(value).__name__}")
+
+
+def _epoch_ms(millis: int) -> int:
+    if not -(2**63) <= millis < 2**63:
+        raise RecordError("time is out of range: epoch milliseconds must fit in 64 bits")
+    return millis
 
 
 def _clean(value: Any) -> Any:
@@ -152,10 +166,13 @@ def _coerce(name: str, value: Any, avro_type: Any) -> Any:
             return value
         raise RecordError(f"field {name!r}: expected {_expected(types)}, got a boolean")
     if isinstance(value, int | float):
-        if "double" in types or "float" in types:
-            return float(value)
-        if ("long" in types or "int" in types) and float(value).is_integer():
-            return int(value)
+        try:
+            if "double" in types or "float" in types:
+                return float(value)
+            if ("long" in types or "int" in types) and float(value).is_integer():
+                return int(value)
+        except OverflowError as exc:  # a JSON integer of hundreds of digits
+            raise RecordError(f"field {name!r}: the number is too large for {_expected(types)}") from exc
         raise RecordError(f"field {name!r}: expected {_expected(types)}, got {value!r}")
     if isinstance(value, str):
         if "string" in types:
@@ -188,7 +205,7 @@ def parse_body(body: bytes) -> list[Any]:
     if not stripped:
         raise BodyError("empty body: send a JSON array or JSON lines")
     try:
-        doc = json.loads(stripped)
+        doc = _loads(stripped, "the body")
         return doc if isinstance(doc, list) else [doc]
     except json.JSONDecodeError:
         pass
@@ -197,7 +214,28 @@ def parse_body(body: bytes) -> list[Any]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(_loads(line, f"line {number}"))
         except json.JSONDecodeError as exc:
             raise BodyError(f"line {number} is not JSON: {exc.msg}") from exc
     return records
+
+
+def _loads(text: str, what: str) -> Any:
+    """``json.loads``; JSON that is well formed but hostile is a ``BodyError`` too, never a crash.
+
+    Raises
+    ------
+    json.JSONDecodeError
+        If ``text`` is not JSON.
+    BodyError
+        If it nests deeper than the parser's recursion limit, or holds an integer of more digits than
+        Python converts (``sys.get_int_max_str_digits``).
+    """
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise BodyError(f"{what} nests arrays or objects too deeply") from exc
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:
+        raise BodyError(f"{what} holds a number that cannot be read: {exc}") from exc

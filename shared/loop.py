@@ -40,6 +40,36 @@ MAX_RECORD_BYTES = 900_000
 TRUNCATED_KEEP_BYTES = 64 * 1024
 
 
+def record_bytes(value: bytes | None, key: bytes | None, headers: Headers | None) -> int:
+    """What a record weighs against the record limit: its value, key and headers."""
+    return len(value or b"") + len(key or b"") + sum(len(name) + len(content or b"") for name, content in headers or ())
+
+
+def fit_dead_letter(letter: DeadLetter) -> tuple[bytes | None, bytes | None, Headers]:
+    """The value, key and headers of ``letter``'s DLQ record, cut down where they would not fit the record limit.
+
+    Kafka would refuse a larger record and the batch could never commit. The value, then the key, are
+    cut to a prefix, with their size and hash in headers; the input's own headers go, if it comes to that.
+    """
+    value, key, headers = letter.value, letter.key, letter.dlq_headers()
+    if value is not None and len(value) > TRUNCATED_KEEP_BYTES and record_bytes(value, key, headers) > MAX_RECORD_BYTES:
+        headers += _truncated(value, "")
+        value = value[:TRUNCATED_KEEP_BYTES]
+    if key is not None and len(key) > TRUNCATED_KEEP_BYTES and record_bytes(value, key, headers) > MAX_RECORD_BYTES:
+        headers += _truncated(key, "key_")
+        key = key[:TRUNCATED_KEEP_BYTES]
+    if record_bytes(value, key, headers) > MAX_RECORD_BYTES:
+        headers = [h for h in headers if h[0].startswith(HEADER_PREFIX)] + [(HEADER_PREFIX + "headers_dropped", b"1")]
+    return value, key, headers
+
+
+def _truncated(data: bytes, prefix: str) -> Headers:
+    return [
+        (f"{HEADER_PREFIX}{prefix}truncated_from_bytes", str(len(data)).encode()),
+        (f"{HEADER_PREFIX}{prefix}sha256", hashlib.sha256(data).hexdigest().encode()),
+    ]
+
+
 @dataclass(slots=True)
 class InRecord:
     """A decoded input record and where it came from."""
@@ -192,7 +222,7 @@ class StreamLoop:
     # -- the loop -----------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
+        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         self.health.set("ok", topics=self.topics)
         log.info("consuming", extra={"topics": self.topics})
         try:
@@ -319,7 +349,8 @@ class StreamLoop:
             out_topic, verdicts = lane.route(topic, values)
             sent: list[Message] = []
             for msg, value, verdict in zip(batch, values, verdicts, strict=True):
-                if verdict is None or len(value) > MAX_RECORD_BYTES:  # type: ignore[arg-type]
+                # The output's key is the event id, whatever the input's was: count it against the limit too.
+                if verdict is None or len(value) + len(verdict[0] or b"") > MAX_RECORD_BYTES:  # type: ignore[arg-type]
                     rest.append(msg)
                     continue
                 produce(out_topic, value, verdict[0], msg.headers(), verdict[1])  # type: ignore[arg-type]
@@ -407,24 +438,19 @@ class StreamLoop:
                     raise
                 dead.append(out.source.dead(self.service, "unencodable_output", exc))
                 continue
-            if len(data) > MAX_RECORD_BYTES and out.source is not None:
-                message = f"output of {len(data)} bytes is over the {MAX_RECORD_BYTES}-byte record limit"
+            key = encode_key(out.key)
+            size = record_bytes(data, key, out.headers)
+            if size > MAX_RECORD_BYTES and out.source is not None:
+                message = f"output of {size} bytes (key and headers included) is over the {MAX_RECORD_BYTES}-byte limit"
                 dead.append(out.source.dead(self.service, "too_large", message=message))
                 continue
-            self.producer.produce(out.topic, data, encode_key(out.key), out.headers, out.timestamp_ms)
+            self.producer.produce(out.topic, data, key, out.headers, out.timestamp_ms)
             counts[out.topic] = counts.get(out.topic, 0) + 1
         for topic, count in counts.items():
             obs.RECORDS_OUT.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
         for letter in dead:
-            value, headers = letter.value, letter.dlq_headers()
-            if value is not None and len(value) > MAX_RECORD_BYTES:
-                # Kafka would refuse it and the batch could never commit: keep a prefix, the size and the hash.
-                headers += [
-                    (HEADER_PREFIX + "truncated_from_bytes", str(len(value)).encode()),
-                    (HEADER_PREFIX + "sha256", hashlib.sha256(value).hexdigest().encode()),
-                ]
-                value = value[:TRUNCATED_KEEP_BYTES]
-            self.producer.produce(letter.dlq_topic, value, letter.key, headers, letter.timestamp_ms)
+            value, key, headers = fit_dead_letter(letter)
+            self.producer.produce(letter.dlq_topic, value, key, headers, letter.timestamp_ms)
             obs.DEAD_LETTERS.labels(self.service, StreamTopics.stream_of(letter.topic), letter.reason).inc()
             log.info(
                 "dead letter",
@@ -452,6 +478,15 @@ class StreamLoop:
         if self._committed:
             tps = [TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
             consumer.commit(offsets=tps, asynchronous=False)
+        for p in partitions:
+            self._committed.pop((p.topic, p.partition), None)
+            self._assignment.pop((p.topic, p.partition), None)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
+        # Evicted (a pause longer than the session timeout): the group no longer takes this member's commits,
+        # and trying would raise out of consume(). What was handled since the last commit is read again.
+        self._settle(wait_for=len(self._in_flight))
         for p in partitions:
             self._committed.pop((p.topic, p.partition), None)
             self._assignment.pop((p.topic, p.partition), None)

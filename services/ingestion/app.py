@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from aiohttp import web
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.ingestion import metrics
@@ -164,6 +164,11 @@ class Gateway:
                 await asyncio.gather(*futures, return_exceptions=True)
                 self.dedup.remember(ids, time.monotonic())
                 return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
+            except KafkaException as exc:
+                # The client refuses this record outright (over message.max.bytes, key and value together):
+                # it alone is rejected, the rest of the request goes on.
+                rejected[index] = f"Kafka refused the record: {exc.args[0].str() if exc.args else exc}"
+                continue
             futures.append(future)
             in_request.add(key)
             ids.append(key)
