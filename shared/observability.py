@@ -5,6 +5,12 @@ own port and logs one JSON object per line. Its other routes (the model
 registry's API, the monitoring dashboard) need an API key once keys are
 configured (see shared.auth); ``/metrics`` and ``/healthz`` stay open for
 probes and Prometheus.
+
+``/healthz`` answers two questions (:func:`health_code`): plain, whether the
+process is alive (200 unless it reports "failing": a liveness probe restarts
+it only then); as ``/healthz?ready=1``, whether it does its work (200 only once
+its status is "ok", e.g. its stream loop consumes: a readiness probe, or a
+compose healthcheck that others wait for). Both answer with the same JSON doc.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ BODY_PARAM = "_body"
 # When API keys are configured, a route gets the identity of the request's key under this parameter.
 IDENTITY_PARAM = "_identity"
 MAX_POST_BYTES = 1_000_000
+# The query parameter that turns /healthz into the readiness question: ``/healthz?ready=1``.
+READY_PARAM = "ready"
+# The statuses in which a service does its work (a stream loop sets "ok" once it consumes); any other is not ready.
+READY_STATUSES = frozenset({"ok"})
+# The one status in which the process is not alive: restarting it is the remedy.
+FAILING_STATUS = "failing"
+# Values of READY_PARAM that still ask the liveness question.
+_NOT_READINESS = frozenset({"0", "false", "no", "off"})
 
 RECORDS_IN = Counter("eddy_records_in_total", "Records consumed.", ["service", "stream", "topic"])
 RECORDS_OUT = Counter("eddy_records_out_total", "Records produced.", ["service", "stream", "topic"])
@@ -109,6 +123,34 @@ class Health:
             }
 
 
+def health_code(status: str, readiness: bool) -> int:
+    """The HTTP status ``/healthz`` answers for a service in ``status``.
+
+    Parameters
+    ----------
+    status : str
+        The service's :attr:`Health.status` ("starting", "ok", "failing", ...).
+    readiness : bool
+        Whether the request asks readiness (``/healthz?ready=1``) rather than liveness (``/healthz``).
+
+    Returns
+    -------
+    int
+        Liveness: 200 unless ``status`` is :data:`FAILING_STATUS`, so a service still starting (waiting for
+        Kafka or the registry) is not restarted. Readiness: 200 only in one of :data:`READY_STATUSES`, so no
+        rollout counts a pod that has not begun its work; 503 otherwise.
+    """
+    if readiness:
+        return 200 if status in READY_STATUSES else 503
+    return 503 if status == FAILING_STATUS else 200
+
+
+def asks_readiness(query: str) -> bool:
+    """Whether a ``/healthz`` query string asks readiness: ``ready``, ``ready=1`` or ``ready=true``, not ``ready=0``."""
+    values = urllib.parse.parse_qs(query, keep_blank_values=True).get(READY_PARAM)
+    return values is not None and values[0].strip().lower() not in _NOT_READINESS
+
+
 def serve_http(
     host: str,
     port: int,
@@ -125,7 +167,8 @@ def serve_http(
     ``extra_routes`` need an API key when ``keys`` (by default those of :meth:`ApiKeys.from_env`) are
     configured: the viewer role to GET, operator to POST (see shared.auth). A route then gets the key's
     identity under :data:`IDENTITY_PARAM`, which a client cannot set. ``/metrics`` and ``/healthz`` are
-    always open: Kubernetes probes and Prometheus scrape them without a key.
+    always open: Kubernetes probes and Prometheus scrape them without a key. ``/healthz`` is the liveness
+    answer, ``/healthz?ready=1`` the readiness one (:func:`health_code`), both with ``health``'s JSON doc.
     """
     routes = dict(extra_routes or {})
     # Loaded only for a server with an API, so a bad key setting stops that service, not every one.
@@ -140,7 +183,7 @@ def serve_http(
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest())
             elif path == "/healthz":
                 doc = health.snapshot()
-                code = 503 if doc["status"] == "failing" else 200
+                code = health_code(doc["status"], asks_readiness(query))
                 self._send(code, "application/json", json.dumps(doc).encode())
             elif path in routes:
                 params = _query_params(query)

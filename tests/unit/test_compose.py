@@ -18,16 +18,21 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 
+from services.inference.config import InferenceConfig
 from shared import create_topics
+from shared.envconfig import from_env
 from shared.kafka import admin_config, consumer_config, producer_config, security_config
+from shared.observability import Health, asks_readiness, serve_http
 from shared.serde import registry_config
 from shared.settings import REPO_ROOT, Settings
 from shared.topics import PLATFORM_TOPICS, StreamTopics
@@ -51,6 +56,8 @@ KAFKA_CLIENTS = {
 LONG_RUNNING = KAFKA_CLIENTS - {"topics"}
 # The host environment compose needs at the least: the file refuses to start without these.
 REQUIRED = {"GRAFANA_ADMIN_PASSWORD": "grafana-admin-pw"}
+# Inference's prediction API: a fixed port, published, so clients outside the compose network reach it.
+PREDICT_PORT = 8080
 SECRET_VARIABLES = (
     "EDDY_KAFKA_SASL_PASSWORD",
     "EDDY_KAFKA_SSL_KEY_PASSWORD",
@@ -376,6 +383,84 @@ def test_services_are_ordered_restarted_and_health_checked() -> None:
     assert topics["restart"] == "no" and topics["entrypoint"] == ["python", "-m", "shared.create_topics"]
     assert topics["command"] == []
     assert topics["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+
+
+def dockerfile_env(name: str) -> str:
+    """The value the Dockerfile's ``ENV`` gives ``name`` (what every eddy container starts with)."""
+    found = re.search(rf"\b{name}=(\S+)", DOCKERFILE.read_text())
+    assert found, f"the Dockerfile sets no {name}"
+    return found.group(1)
+
+
+def healthcheck_url(service: dict[str, Any]) -> str:
+    """The URL a ``python -c "...urlopen('URL')"`` healthcheck fetches."""
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    found = re.search(r"urlopen\('([^']+)'\)", test[3])
+    assert found, test
+    return found.group(1)
+
+
+def test_healthchecks_ask_readiness_on_the_services_own_port() -> None:
+    """A compose healthcheck gates `depends_on: service_healthy`, so it asks readiness, not liveness."""
+    services = resolved({})["services"]
+    http_port = int(dockerfile_env("EDDY_HTTP_PORT"))
+    registry = services["eddy-schema-registry"]
+    ports = {name: http_port for name in LONG_RUNNING}
+    ports["eddy-schema-registry"] = int(registry["environment"]["EDDY_SCHEMA_REGISTRY_PORT"])
+    for name, port in ports.items():
+        url = urlsplit(healthcheck_url(services[name]))
+        assert (url.hostname, url.port, url.path) == ("127.0.0.1", port, "/healthz"), name
+        assert asks_readiness(url.query), f"{name}: its healthcheck asks liveness only"
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[Health, int]]:
+    health = Health("compose-check")
+    server = serve_http("127.0.0.1", 0, health)
+    yield health, server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthcheck_command_fails_until_the_service_is_ready(health_server: tuple[Health, int]) -> None:
+    """The eddy services' healthcheck, run as the container would, against a service starting then working."""
+    health, port = health_server
+    test = resolved({})["services"]["validation"]["healthcheck"]["test"]
+    code = test[3].replace(f":{dockerfile_env('EDDY_HTTP_PORT')}/", f":{port}/")
+
+    def check() -> int:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
+
+    assert check() != 0, "healthy while still starting"
+    health.set("ok")
+    assert check() == 0
+    health.set("failing")
+    assert check() != 0
+
+
+def test_inference_prediction_api_is_on_a_fixed_published_port() -> None:
+    inference = resolved({})["services"]["inference"]
+    environment = {key: str(value) for key, value in inference["environment"].items()}
+    port = from_env(InferenceConfig, "EDDY_INFERENCE", environment).http_port
+    # 0 (the default) would be any free port, which nothing outside the container could find.
+    assert port == PREDICT_PORT != int(dockerfile_env("EDDY_HTTP_PORT"))
+    # It binds the service's HTTP host, the image's: every interface, or the published port would lead nowhere.
+    image_env = {"EDDY_HTTP_HOST": dockerfile_env("EDDY_HTTP_HOST"), **environment}
+    assert Settings.from_env(image_env).http_host == "0.0.0.0"
+    assert published_ports(inference).get(port) == PREDICT_PORT, f"not published: {inference['ports']}"
+    # Its environment is the shared one plus the port, not the port alone.
+    assert service_settings(inference).bootstrap_servers == "kafka:9092"
+
+
+def published_ports(service: dict[str, Any]) -> dict[int, int]:
+    """Container port to host port, from the short syntax ``"HOST:CONTAINER"`` (or ``"IP:HOST:CONTAINER"``)."""
+    published = {}
+    for spec in map(str, service.get("ports", [])):
+        parts = spec.split(":")
+        assert len(parts) >= 2, f"{spec}: no fixed host port"
+        published[int(parts[-1])] = int(parts[-2])
+    return published
 
 
 def test_state_is_kept_in_volumes() -> None:

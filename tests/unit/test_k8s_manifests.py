@@ -28,9 +28,12 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from services.inference.config import InferenceConfig
 from services.schema_registry.config import ENV_DATA_DIR, ENV_HOST, ENV_PORT
 from shared.auth import KEYS_FILE_ENV, ApiKeys
 from shared.contracts import load_contracts
+from shared.envconfig import from_env
+from shared.observability import asks_readiness
 from shared.settings import REPO_ROOT, Settings
 from shared.topics import StreamTopics
 from tests.deploy_manifests import (
@@ -66,8 +69,13 @@ SCALABLE = {
     "monitoring": ("validated", "predictions", "labeled"),
 }
 SINGLE_WRITERS_WITH_STATE = ("learning", "model_registry")
-HTTP_APIS = frozenset({"ingestion", "inference", "model-registry", "monitoring"})
 HTTP_PORT = 8000
+# Inference's prediction API (EDDY_INFERENCE_HTTP_PORT): its own port, beside /healthz and /metrics on HTTP_PORT.
+PREDICT_PORT = 8080
+INFERENCE_PREFIX = "EDDY_INFERENCE"
+# The workloads the ingress controller may reach, and the one port of each it may reach.
+HTTP_APIS = {"ingestion": HTTP_PORT, "inference": PREDICT_PORT, "model-registry": HTTP_PORT, "monitoring": HTTP_PORT}
+LIVENESS_PATH = "/healthz"
 STATE_DIR = "/var/lib/eddy"
 EDDY_UID = 10001
 KEDA_KINDS = frozenset({"ScaledObject", "TriggerAuthentication"})
@@ -267,6 +275,16 @@ def check_egress_to(objects: list[Resource], workload: Resource, host: str, port
     parts = host.split(".")
     assert len(parts) >= 3 and parts[2] == "svc", f"{what}: {host} is neither a Service here nor NAME.NAMESPACE.svc"
     assert egress_allows(objects, workload, port, namespace=parts[1]), f"{name}: no egress to {what} {host}:{port}"
+
+
+def ingress_ports(objects: list[Resource], workload: Resource, namespace: str) -> set[int]:
+    """The ports of ``workload``'s pods that the policies open to every pod of ``namespace``."""
+    ports = set()
+    for spec in policies_for(objects, pod_labels(workload), "Ingress"):
+        for rule in spec.get("ingress", []):
+            if namespace in namespace_peers(rule["from"]):
+                ports |= {int(p["port"]) for p in rule["ports"]}
+    return ports
 
 
 def secret_target(objects: list[Resource], auth: Resource) -> dict[str, str]:
@@ -475,8 +493,12 @@ def test_pods_are_sized_probed_and_unprivileged(overlay: str, objects: list[Reso
             assert container["image"].split("@")[0].rsplit(":", 1)[0].endswith("eddy"), name
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 check = container[probe]["httpGet"]
-                assert check["path"] == "/healthz", f"{name}: {probe}"
                 assert container_port(container, check["port"]) == http_port, f"{name}: {probe} port"
+            # Liveness (and startup) pass while a service starts; readiness only once it works.
+            assert container["livenessProbe"]["httpGet"]["path"] == LIVENESS_PATH, name
+            assert container["startupProbe"]["httpGet"]["path"] == LIVENESS_PATH, name
+            path, _, query = container["readinessProbe"]["httpGet"]["path"].partition("?")
+            assert path == LIVENESS_PATH and asks_readiness(query), f"{name}: readiness probe asks liveness"
             mounts = {m["mountPath"] for m in container["volumeMounts"]}
             assert STATE_DIR in mounts, f"{name}: EDDY_STATE_DIR is not writable"
 
@@ -548,6 +570,23 @@ def rendered_env_in(objects: list[Resource], workload: Resource) -> dict[str, st
     return container_env(objects, main_container(workload))
 
 
+def test_inference_serves_predictions_on_the_port_its_env_names(overlay: str, objects: list[Resource]) -> None:
+    workload = workload_of(objects, "inference")
+    container = main_container(workload)
+    env = rendered_env("inference", overlay)
+    predict_port = from_env(InferenceConfig, INFERENCE_PREFIX, env).http_port
+    # 0 (the default) would be any free port, which no Service could route to.
+    assert predict_port == PREDICT_PORT != int(env["EDDY_HTTP_PORT"]), f"{overlay}: prediction API on {predict_port}"
+    # The API binds the service's HTTP host: every interface, so the Service reaches it.
+    assert Settings.from_env(env).http_host == "0.0.0.0"
+    assert container_port(container, "predict") == predict_port, f"{overlay}: no container port named predict"
+    service = find(objects, "Service", "inference")
+    assert service is not None and selects({"matchLabels": service["spec"]["selector"]}, pod_labels(workload))
+    routed = {container_port(container, p["targetPort"]) for p in service["spec"]["ports"]}
+    assert predict_port in routed, f"{overlay}: the Service inference does not route the prediction API"
+    assert predict_port in ingress_ports(objects, workload, INGRESS_NAMESPACE), f"{overlay}: ingress cannot reach it"
+
+
 # --- network ---------------------------------------------------------------------------------------------
 
 
@@ -558,7 +597,8 @@ def test_network_policies_deny_by_default_and_open_only_http(overlay: str, objec
     for spec in policies:
         for rule in spec.get("ingress", []):
             assert rule.get("from"), "an ingress rule without `from` admits everyone"
-            assert {(p.get("protocol", "TCP"), p["port"]) for p in rule["ports"]} == {("TCP", HTTP_PORT)}
+            ports = {(p.get("protocol", "TCP"), p["port"]) for p in rule["ports"]}
+            assert ports in ({("TCP", HTTP_PORT)}, {("TCP", PREDICT_PORT)}), f"{overlay}: ingress to {sorted(ports)}"
     settings = config(objects)
     kafka_hosts = [host_port(a.strip(), 9092) for a in settings["EDDY_BOOTSTRAP_SERVERS"].split(",")]
     registry = urlsplit(settings["EDDY_SCHEMA_REGISTRY_URL"])
@@ -571,7 +611,10 @@ def test_network_policies_deny_by_default_and_open_only_http(overlay: str, objec
                 sources |= namespace_peers(rule["from"])
         if workload["kind"] != "Job":
             assert PROMETHEUS_NAMESPACE in sources, f"{name}: Prometheus cannot scrape it"
+            assert ingress_ports(objects, workload, PROMETHEUS_NAMESPACE) == {HTTP_PORT}, f"{name}: scrape ports"
         assert (INGRESS_NAMESPACE in sources) == (name in HTTP_APIS), f"{name}: ingress from {sorted(sources)}"
+        expected_api = {HTTP_APIS[name]} if name in HTTP_APIS else set()
+        assert ingress_ports(objects, workload, INGRESS_NAMESPACE) == expected_api, f"{name}: ingress ports"
         if name == "schema-registry":
             continue
         for protocol in ("UDP", "TCP"):
@@ -687,6 +730,7 @@ def variable_names(node: Any) -> Iterator[str]:
 def test_manifests_name_only_variables_eddy_reads() -> None:
     """Every EDDY_* variable in the manifests is one eddy reads: a misspelt one would be silently ignored."""
     known = {f.metadata["env"] for f in dataclasses.fields(Settings)} | {KEYS_FILE_ENV, *SCHEMA_REGISTRY_ENV}
+    known |= {f"{INFERENCE_PREFIX}_{f.name.upper()}" for f in dataclasses.fields(InferenceConfig)}
     named = set()
     for overlay in OVERLAYS:
         for resource in render_overlay(overlay):
