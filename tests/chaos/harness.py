@@ -1,0 +1,287 @@
+"""One chaos run: the whole embedded stack up, the load and the faults together, settle, check, stack down.
+
+The stack is what ``eddy up`` runs (``tests/chaos/stack.py``), on a fresh broker and state directory,
+serving one stream: a copy of the demo contract under the run's own name, with retraining's drift
+trigger off so that the champion stays ``default@1`` for the whole run (promotions under faults are
+another test's subject; here every label has exactly one learner it must reach).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from shared.contracts import load_contracts
+from shared.kafka import producer_config
+from shared.loop import StreamLoop
+from shared.serde import SerdeRegistry, TopicSerde, registry_client
+from shared.settings import REPO_ROOT, Settings
+from shared.stack import pid_alive, read_stack, service_health
+from shared.topics import StreamTopics
+from tests.chaos import checker
+from tests.chaos.faults import ALL_SERVICES, Fault, FaultRecord, FaultScheduler, match_exits, plan_faults
+from tests.chaos.load import LoadConfig, LoadLog, LoadRunner, plan_events
+from tests.chaos.stack import child_events
+
+# Services whose consumer lag must reach 0 before the topics are checked: the data path.
+SETTLED_SERVICES = ("validation", "inference", "learning")
+STACK_UP_TIMEOUT_S = 120.0
+STACK_DOWN_TIMEOUT_S = 120.0
+SETTLE_POLL_S = 2.0
+SESSION_TIMEOUT_MS = 6000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: the seed decides the events, labels and faults.
+
+    Faults fall between ``fault_window`` (fractions of the load's duration); ``targets`` are the
+    services they may hit. ``batch_size`` is the stack's ``EDDY_BATCH_SIZE``, which bounds redeliveries.
+    """
+
+    seed: int
+    events: int = 6000
+    rate: float = 400.0
+    faults: int = 4
+    targets: tuple[str, ...] = ALL_SERVICES
+    fault_window: tuple[float, float] = (0.1, 0.9)
+    batch_size: int = 500
+    settle_timeout_s: float = 120.0
+    isolation: str = "read_uncommitted"
+    # Another name for the stream, e.g. one of its own on a shared external broker that keeps topics.
+    stream_name: str = ""
+
+    @property
+    def stream(self) -> str:
+        return self.stream_name or f"chaos{self.seed}"
+
+
+@dataclass
+class RunResult:
+    """What a run did and the checker's verdict, with the report printed for it."""
+
+    config: RunConfig
+    verdict: checker.Verdict
+    faults: list[FaultRecord]
+    load: LoadLog
+    elapsed_s: float
+    settle_s: float
+    started_at: str
+    report: str = ""
+    stack_log: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+
+def write_contract(directory: Path, stream: str) -> Path:
+    """The demo contract as stream ``stream``, with the drift trigger off, in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "schemas/streams/demo.avsc", directory / "demo.avsc")
+    text = (REPO_ROOT / "schemas/streams/demo.yaml").read_text()
+    for old, new in (("stream: demo", f"stream: {stream}"), ("triggers: {drift: true}", "triggers: {drift: false}")):
+        if old not in text:
+            raise RuntimeError(f"schemas/streams/demo.yaml no longer says {old!r}: update tests/chaos/harness.py")
+        text = text.replace(old, new)
+    path = directory / f"{stream}.yaml"
+    path.write_text(text)
+    return path
+
+
+def stack_env(config: RunConfig, workdir: Path) -> dict[str, str]:
+    """The runner's environment: nothing of the caller's EDDY_* but an external broker, if one is named."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
+    if os.environ.get("EDDY_BOOTSTRAP_SERVERS"):
+        env["EDDY_BOOTSTRAP_SERVERS"] = os.environ["EDDY_BOOTSTRAP_SERVERS"]
+    env.update(
+        EDDY_STATE_DIR=str(workdir / "state"),
+        EDDY_CONTRACTS_DIR=str(workdir / "contracts"),
+        EDDY_STREAMS=config.stream,
+        EDDY_BATCH_SIZE=str(config.batch_size),
+        # What the embedded stack sets anyway; on an external broker it keeps the long pauses' length.
+        EDDY_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
+        # Groups of the run's own: on a shared external broker, earlier runs' members cannot interfere.
+        EDDY_GROUP_PREFIX=f"eddy-{config.stream}-{os.getpid()}",
+        EDDY_LOG_FORMAT="json",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def running_stack(config: RunConfig, workdir: Path) -> Iterator[tuple[dict[str, Any], subprocess.Popen[bytes]]]:
+    """The stack, up and healthy; stopped (SIGTERM, then SIGKILL if it hangs) on the way out."""
+    state = workdir / "state"
+    log = workdir / "stack.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.stack"],
+            env=stack_env(config, workdir),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield _wait_up(state, proc), proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STACK_DOWN_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _wait_up(state: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + STACK_UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the stack exited with {proc.returncode} while starting; see {state.parent}/stack.log")
+        stack = read_stack(state)
+        if stack and stack.get("ready") and not down_services(stack):
+            return stack
+        time.sleep(0.5)
+    raise RuntimeError(f"the stack was not healthy within {STACK_UP_TIMEOUT_S:.0f}s; see {state.parent}/stack.log")
+
+
+def down_services(stack: dict[str, Any]) -> list[str]:
+    """The services that are not running or do not answer ``ok`` on /healthz."""
+    return [
+        name
+        for name, info in stack["services"].items()
+        if not pid_alive(info.get("pid")) or service_health(info.get("url"), 2.0).get("status") != "ok"
+    ]
+
+
+def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tuple[float, list[str]]:
+    """Wait until the stack is quiet: every service healthy, no consumer lag, and outputs no longer growing.
+
+    Quiet means two polls in a row (``SETTLE_POLL_S`` apart) in which the data path's services hold
+    their partitions with lag 0 and the stream's output topics, counted to their end, did not grow.
+    Bounded by ``timeout_s``; returns the seconds waited and the services still down.
+    """
+    started = time.monotonic()
+    previous: Counter[str] | None = None
+    down: list[str] = []
+    outputs = [getattr(StreamTopics(stream), kind) for kind in ("validated", "dlq", "predictions", "labeled", "models")]
+    while time.monotonic() - started < timeout_s:
+        stack = read_stack(state) or {"services": {}}
+        down = down_services(stack)
+        lags = [service_health(stack["services"][name]["url"], 2.0).get("consumer_lag") for name in SETTLED_SERVICES]
+        # An empty lag table means partitions not (yet) assigned: not caught up, whatever it says.
+        caught_up = not down and all(lag and not any(lag.values()) for lag in lags)
+        counts = checker.count_records(settings, outputs) if caught_up else None
+        if counts is not None and counts == previous:
+            return time.monotonic() - started, []
+        previous = counts
+        time.sleep(SETTLE_POLL_S)
+    return time.monotonic() - started, down
+
+
+def loop_in_flight() -> int:
+    """How many batches a StreamLoop may have unacknowledged (its default, which every service uses)."""
+    default: int = inspect.signature(StreamLoop.__init__).parameters["max_in_flight"].default
+    return default
+
+
+def run_once(config: RunConfig, workdir: Path) -> RunResult:
+    """One seeded run in ``workdir`` (a fresh directory): returns the verdict and the report."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_contract(workdir / "contracts", config.stream)
+    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    began = time.monotonic()
+    load_config = LoadConfig(config.stream, events=config.events, rate=config.rate)
+    window = (load_config.duration_s * config.fault_window[0], load_config.duration_s * config.fault_window[1])
+    plan = plan_faults(config.seed, config.faults, window, config.targets, SESSION_TIMEOUT_MS / 1000)
+    with running_stack(config, workdir) as (stack, _proc):
+        settings = Settings(
+            bootstrap_servers=stack["bootstrap_servers"],
+            schema_registry_url=stack["schema_registry_url"],
+            contracts_dir=workdir / "contracts",
+            streams=(config.stream,),
+        )
+        contracts = load_contracts(settings.contracts_dir, settings.streams)
+        serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
+        events_serde = serdes.for_topic(StreamTopics(config.stream).events)
+        assert isinstance(events_serde, TopicSerde)
+        load, records = _load_and_faults(config, workdir, stack, settings, events_serde, load_config, plan)
+        settle_s, down = settle(workdir / "state", settings, config.stream, config.settle_timeout_s)
+        unexplained = match_exits(records, child_events(workdir / "stack.log"))
+        topics = checker.read_stream(settings, serdes, config.stream, config.isolation)
+    champion = contracts[config.stream].champion.name
+    facts = checker.RunFacts(records, unexplained, down, (champion, 1), config.batch_size, loop_in_flight())
+    verdict = checker.check(topics, load, facts)
+    result = RunResult(
+        config, verdict, records, load, time.monotonic() - began, settle_s, started_at, stack_log=workdir / "stack.log"
+    )
+    result.counts = dict(topics.read)
+    result.report = report(result)
+    return result
+
+
+def _load_and_faults(
+    config: RunConfig,
+    workdir: Path,
+    stack: dict[str, Any],
+    settings: Settings,
+    serde: TopicSerde,
+    load_config: LoadConfig,
+    plan: list[Fault],
+) -> tuple[LoadLog, list[FaultRecord]]:
+    """Run the load and the fault plan at the same time, from the same origin."""
+    producer = Producer(producer_config(settings))
+    runner = LoadRunner(
+        load_config, plan_events(config.seed, load_config), stack["services"]["ingestion"]["url"], producer, serde
+    )
+    scheduler = FaultScheduler(plan, workdir / "state")
+    stop = threading.Event()
+    origin = time.monotonic()
+    records: list[FaultRecord] = []
+    faults = threading.Thread(target=lambda: records.extend(scheduler.run(stop, origin)), name="chaos-faults")
+    faults.start()
+    try:
+        load = runner.run(stop)
+    except BaseException:
+        stop.set()  # an interrupted run resumes what it stopped and goes no further
+        raise
+    finally:
+        # The load is bounded by its own deadline; the faults left then still run (each is bounded).
+        faults.join()
+        stop.set()
+    return load, records
+
+
+def report(result: RunResult) -> str:
+    """The run's header, its fault log and its verdict table."""
+    c, load = result.config, result.load
+    accepted = load.accepted_events()
+    lines = [
+        f"chaos run seed={c.seed} stream={c.stream} started {result.started_at}, {result.elapsed_s:.0f}s "
+        f"(settled in {result.settle_s:.0f}s)",
+        f"load: {len(load.plan)} events at {c.rate:.0f}/s, {len(accepted)} accepted "
+        f"({len(load.accepted_events('invalid'))} invalid), {len(load.accepted_labels())} labels accepted; "
+        f"client failures: {dict(load.failures) or 'none'}",
+        f"read: {', '.join(f'{t} {n}' for t, n in sorted(result.counts.items()))}",
+        "faults:",
+        *(f"  {r.line(load.started_ms)}" for r in result.faults),
+        "redeliveries by fault: " + (", ".join(str(r) for r in result.verdict.redeliveries_by_fault) or "none"),
+        result.verdict.table(),
+    ]
+    return "\n".join(lines)
