@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ import httpx
 from shared import cli_models
 from shared.auth import client_headers
 from shared.cli_common import CliError
-from shared.cli_models import SERVICE, URL_ENV, call
+from shared.cli_models import call, registry_options, registry_url
 from shared.settings import Settings
 
 # Leaves of an experiment's ``data`` that say where or when, not which data: ignored when comparing ranges.
@@ -62,7 +61,7 @@ def record_experiment(settings: Settings, doc: Mapping[str, Any], url: str | Non
         The experiment's id.
     """
     try:
-        base = _registry_url(settings, url)
+        base = registry_url(url, settings)
     except CliError as exc:
         _not_recorded(str(exc))
         return None
@@ -88,22 +87,6 @@ def record_experiment(settings: Settings, doc: Mapping[str, Any], url: str | Non
         _not_recorded(cli_models.refusal(response.status_code, answer, "the model registry"))
         return None
     return str(answer["id"])
-
-
-def _registry_url(settings: Settings, explicit: str | None) -> str:
-    """``explicit``, else the environment, else the stack running from ``settings.state_dir``."""
-    if explicit:
-        return explicit.rstrip("/")
-    if os.environ.get(URL_ENV):
-        return os.environ[URL_ENV].rstrip("/")
-    from shared.stack import pid_alive, read_stack
-
-    stack = read_stack(settings.state_dir)
-    if stack and pid_alive(stack.get("supervisor_pid")):
-        found = (stack.get("services", {}).get(SERVICE) or {}).get("url")
-        if found:
-            return str(found).rstrip("/")
-    raise CliError(f"no model registry: no running stack in {settings.state_dir} and {URL_ENV} is not set")
 
 
 def _not_recorded(reason: str) -> None:
@@ -294,10 +277,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     """Add ``experiments`` (list, show, compare) to eddy's subcommands."""
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help=f"the model registry's URL (default: ${URL_ENV}, else the running stack's)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-
+    common = registry_options()
     experiments = sub.add_parser("experiments", help="backtest runs recorded in the model registry")
     actions = experiments.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -31,15 +31,15 @@ def make_client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, timeout=TIMEOUT_S)
 
 
-def registry_url(explicit: str | None) -> str:
-    """``--url``, else the environment, else the running stack's registry."""
+def registry_url(explicit: str | None, settings: Settings | None = None) -> str:
+    """``--url``, else the environment, else the registry of the stack running from ``settings.state_dir``."""
     if explicit:
         return explicit.rstrip("/")
     if os.environ.get(URL_ENV):
         return os.environ[URL_ENV].rstrip("/")
     from shared.stack import pid_alive, read_stack
 
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     stack = read_stack(settings.state_dir)
     if stack and pid_alive(stack.get("supervisor_pid")):
         url = (stack.get("services", {}).get(SERVICE) or {}).get("url")
@@ -241,13 +241,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 # -- parsers ----------------------------------------------------------------------------------------
 
 
-def add_parsers(sub: Any) -> None:
-    """Add ``models`` (list, show, diff, promote, rollback, archive) and ``retrain`` to eddy's subcommands."""
-
+def registry_options() -> argparse.ArgumentParser:
+    """The options every command that talks to the model registry takes: ``--url`` and ``--json``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"the model registry's URL (default: ${URL_ENV}, else the running stack's)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    return common
 
+
+def add_parsers(sub: Any) -> None:
+    """Add ``models`` (list, show, diff, promote, rollback, archive) and ``retrain`` to eddy's subcommands."""
+
+    common = registry_options()
     models = sub.add_parser("models", help="model versions, aliases and lineage in the model registry")
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
 
