@@ -12,7 +12,6 @@ import contextlib
 import inspect
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ from shared.topics import StreamTopics
 from tests.chaos import checker
 from tests.chaos.faults import ALL_SERVICES, Fault, FaultRecord, FaultScheduler, match_exits, plan_faults
 from tests.chaos.load import LoadConfig, LoadLog, LoadRunner, plan_events
-from tests.chaos.stack import child_events
+from tests.chaos.stack import child_events, stop_stack
 
 # Services whose consumer lag must reach 0 before the topics are checked: the data path.
 SETTLED_SERVICES = ("validation", "inference", "learning")
@@ -140,13 +139,7 @@ def running_stack(config: RunConfig, workdir: Path) -> Iterator[tuple[dict[str, 
     try:
         yield _wait_up(state, proc), proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STACK_DOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_stack(proc, STACK_DOWN_TIMEOUT_S)
 
 
 def _wait_up(state: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:

@@ -32,7 +32,6 @@ import os
 import queue
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.demo import DemoConfig, demo_examples
 from shared.settings import REPO_ROOT
 from shared.stack import pid_alive, read_stack, service_health
+from tests.chaos.stack import stop_stack
 
 STREAM = "soak"
 BROKER = "broker"
@@ -159,13 +159,7 @@ def running_stack(config: SoakConfig, workdir: Path) -> Iterator[subprocess.Pope
         _wait_healthy(workdir / "state", proc, config.stack_timeout_s)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STACK_DOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_stack(proc, STACK_DOWN_TIMEOUT_S)
 
 
 def _wait_healthy(state: Path, proc: subprocess.Popen[bytes], timeout_s: float) -> None:

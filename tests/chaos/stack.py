@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +36,18 @@ def main() -> int:
     finally:
         stack.stop()
     return 0
+
+
+def stop_stack(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Stop a stack started as a subprocess the way a user does (SIGTERM), killing it past ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def child_events(log: Path) -> list[ChildEvent]:
