@@ -10,6 +10,10 @@ Guarantees: input offsets are committed only after every output of the batch
 was acknowledged (at-least-once); input that cannot be decoded, and records the
 handler rejects or chokes on, go to the stream's DLQ with the reason. No input
 can make the loop crash, so no input can make it crash-loop.
+
+With ``transactional=True`` (``EDDY_KAFKA_TRANSACTIONS``) each batch's output and
+offsets commit in one Kafka transaction instead, one batch at a time
+(``shared/transactions.py``); an aborted batch is read and handled again.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from shared import observability as obs
 from shared.dlq import HEADER_PREFIX, DeadLetter
-from shared.producer import ConfirmedProducer, Delivery, Headers
+from shared.producer import ConfirmedProducer, Delivery, DeliveryError, Headers
 from shared.serde import SerdeError, SerdeRegistry, encode_key
 from shared.topics import StreamTopics
+from shared.transactions import TransactionAborted, Transactions
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +179,11 @@ def dead_letter_on_error(stage: str) -> ErrorPolicy:
 
 
 class StreamLoop:
-    """Run ``handler`` over micro-batches of ``topics`` until ``stop`` is set."""
+    """Run ``handler`` over micro-batches of ``topics`` until ``stop`` is set.
+
+    ``transactional`` needs a ``producer`` built with a ``transactional.id``: each batch is then one
+    transaction, and ``max_in_flight`` does not apply (the next batch starts once this one committed).
+    """
 
     def __init__(
         self,
@@ -194,6 +203,7 @@ class StreamLoop:
         health: obs.Health | None = None,
         max_in_flight: int = 8,
         fast_lane: FastLane | None = None,
+        transactional: bool = False,
     ) -> None:
         self.service = service
         self.consumer = consumer
@@ -218,10 +228,14 @@ class StreamLoop:
         self.fast_lane = fast_lane
         # Records the fast lane has sent on so far.
         self.forwarded_total = 0
+        self.transactions = Transactions(producer, consumer) if transactional else None
 
     # -- the loop -----------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        if self.transactions is not None:
+            # Before the first fetch: a predecessor's open transaction is aborted before this one reads.
+            self.transactions.start()
         self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
         self.health.set("ok", topics=self.topics)
         log.info("consuming", extra={"topics": self.topics})
@@ -259,15 +273,22 @@ class StreamLoop:
         """
         started = time.perf_counter()
         accepted, offsets = self._accept(messages)
+        if self.transactions is not None:
+            self.transactions.begin()
         delivery = self.producer.track()
         forwarded = 0
+        batch = accepted
         if self.fast_lane is not None:
             accepted, forwarded = self._forward(accepted, self.fast_lane)
         records, dead = self._decode(accepted)
         result = self._handle(records)
         produced = forwarded + self._produce(result.outputs, dead + result.dead)
-        self._in_flight.append((delivery, offsets))
-        self._settle(wait_for=len(self._in_flight) - self.max_in_flight + 1)
+        if self.transactions is not None:
+            if not self._commit_transaction(self.transactions, delivery, offsets, batch):
+                return
+        else:
+            self._in_flight.append((delivery, offsets))
+            self._settle(wait_for=len(self._in_flight) - self.max_in_flight + 1)
         obs.BATCH_SIZE.labels(self.service).observe(len(messages))
         obs.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.health.set(last_batch_at=time.time(), last_batch_size=len(messages), last_batch_out=produced)
@@ -287,12 +308,61 @@ class StreamLoop:
             self._on_batch_done(offsets)
             settled += 1
 
+    def _commit_transaction(
+        self, transactions: Transactions, delivery: Delivery, offsets: Offsets, batch: Sequence[Message]
+    ) -> bool:
+        """Commit the batch's transaction; on an abortable failure abort it, rewind, and answer False."""
+        try:
+            self.producer.wait(delivery)
+            transactions.commit(offsets)
+        except (DeliveryError, TransactionAborted) as exc:
+            log.warning("transaction aborted; the batch is processed again", extra={"error": str(exc)[:300]})
+            transactions.abort()
+            self._rewind(batch)
+            self.health.set(transactions_aborted=transactions.aborted)
+            return False
+        self._on_batch_done(offsets)
+        self.health.set(transactions_committed=transactions.committed)
+        return True
+
+    def _rewind(self, batch: Sequence[Message]) -> None:
+        """Seek every partition of ``batch`` back to its first record there, so the batch is read again.
+
+        That is where the last committed transaction left the partition: with one batch at a time, every
+        earlier batch committed. Seeking there needs no broker round trip and is right for loops that
+        place their consumer themselves (learning's checkpoints). A partition no longer assigned (a
+        rebalance under way) is skipped: its next owner starts from the committed offsets anyway.
+        """
+        first: Offsets = {}
+        for msg in batch:
+            where = (msg.topic() or "", msg.partition() or 0)
+            offset = msg.offset() or 0
+            if offset < first.get(where, offset + 1):
+                first[where] = offset
+        for (topic, partition), offset in first.items():
+            try:
+                self.consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                log.warning("could not rewind", extra={"partition": f"{topic}:{partition}", "error": str(exc)})
+
     def commit(self, offsets: Offsets) -> None:
+        if self.transactions is not None:
+            # Already committed, in the batch's transaction: a plain commit beside it would not be fenced.
+            self._committed.update(offsets)
+            return
         if offsets:
             self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
             self._committed.update(offsets)
 
     def close(self) -> None:
+        if self.transactions is not None:
+            try:
+                # Stopping mid-batch (an error out of the handler path): its transaction must not linger.
+                self.transactions.close()
+            finally:
+                self.consumer.close()
+                log.info("closed")
+            return
         try:
             self._settle(wait_for=len(self._in_flight))
             self.producer.confirm(10)
@@ -474,8 +544,9 @@ class StreamLoop:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
         # Commit what is acknowledged before the partitions move: the next owner starts after it.
+        # (Transactional batches committed their offsets already, and none is in flight between batches.)
         self._settle(wait_for=len(self._in_flight))
-        if self._committed:
+        if self._committed and self.transactions is None:
             tps = [TopicPartition(t, p, o) for (t, p), o in self._committed.items()]
             consumer.commit(offsets=tps, asynchronous=False)
         for p in partitions:

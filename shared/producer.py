@@ -64,12 +64,22 @@ class ConfirmedProducer:
     With ``track_offsets``, ``last_offsets`` keeps, per (topic, partition), the
     offset after the last delivered record: the learner stores it in its
     checkpoints. Other services leave it off, which saves work on every record.
+
+    Built with a ``transactional.id``, it is ``transactional`` and exposes the client's transaction
+    calls for ``shared.transactions``; every record must then be produced inside a transaction.
     """
 
-    def __init__(self, conf: dict[str, Any], track_offsets: bool = False) -> None:
+    def __init__(
+        self,
+        conf: dict[str, Any],
+        track_offsets: bool = False,
+        last_offsets: dict[tuple[str, int], int] | None = None,
+    ) -> None:
         self._producer = Producer(conf)
-        self.last_offsets: dict[tuple[str, int], int] = {}
+        # A table passed in is shared: a stream loop's transactional producer reports into its service's.
+        self.last_offsets: dict[tuple[str, int], int] = {} if last_offsets is None else last_offsets
         self.track_offsets = track_offsets
+        self.transactional = bool(conf.get("transactional.id"))
         # Records produced outside any tracked batch report here; confirm() checks it.
         self._untracked = Delivery(self.last_offsets)
         self._delivery: Delivery | None = None
@@ -142,3 +152,20 @@ class ConfirmedProducer:
             raise DeliveryError(f"{len(errors)} records not delivered, first: {errors[0]}")
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout_s:.0f}s")
+
+    # -- transactions (a producer built with a transactional.id) ---------------------------------------
+
+    def init_transactions(self, timeout_s: float) -> None:
+        self._producer.init_transactions(timeout_s)
+
+    def begin_transaction(self) -> None:
+        self._producer.begin_transaction()
+
+    def send_offsets_to_transaction(self, positions: list[Any], group_metadata: Any, timeout_s: float) -> None:
+        self._producer.send_offsets_to_transaction(positions, group_metadata, timeout_s)
+
+    def commit_transaction(self, timeout_s: float) -> None:
+        self._producer.commit_transaction(timeout_s)
+
+    def abort_transaction(self, timeout_s: float) -> None:
+        self._producer.abort_transaction(timeout_s)

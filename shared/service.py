@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -25,6 +26,7 @@ from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings, redact_url
 from shared.topics import PLATFORM_TOPICS, StreamTopics
+from shared.transactions import transactional_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,22 +48,39 @@ class ServiceContext:
     background: bool = False
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
-        return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
+        isolation = {"isolation.level": self.settings.isolation_level}
+        return Consumer(
+            consumer_config(self.settings, group_id, background=self.background, **{**isolation, **overrides})
+        )
 
     def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
-        """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching."""
+        """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching.
+
+        With ``EDDY_KAFKA_TRANSACTIONS`` the loop gets a transactional producer of its own: the service's
+        ``producer`` keeps writing outside transactions (learning's snapshots, inference's HTTP answers).
+        """
+        group = f"{self.settings.group_prefix}-{self.name}"
         return StreamLoop(
             service=self.name,
-            consumer=self.consumer(f"{self.settings.group_prefix}-{self.name}"),
-            producer=self.producer,
+            consumer=self.consumer(group),
+            producer=self._loop_producer(group, topics) if self.settings.kafka_transactions else self.producer,
             serdes=self.serdes,
             topics=topics,
             handler=handler,
             batch_size=self.settings.batch_size,
             batch_timeout_s=self.settings.batch_timeout_s,
             health=self.health,
+            transactional=self.settings.kafka_transactions,
             **options,
         )
+
+    def _loop_producer(self, group: str, topics: list[str]) -> ConfirmedProducer:
+        tid = transactional_id(group, self.settings.instance_id or socket.gethostname(), topics)
+        linger = {"linger.ms": BACKGROUND_LINGER_MS} if self.background else {}
+        conf = producer_config(self.settings, **linger, **{"transactional.id": tid})
+        self.health.set(transactional_id=tid)
+        # Delivered offsets go to the service producer's table, where learning's checkpoints read them.
+        return ConfirmedProducer(conf, self.producer.track_offsets, self.producer.last_offsets)
 
     def topics(self, kind: str) -> list[str]:
         """The topic of ``kind`` (events, predictions, ...) of every stream this process serves."""

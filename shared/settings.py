@@ -19,6 +19,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 ENDPOINT_IDENTIFICATION = ("https", "none")
+ISOLATION_LEVELS = ("auto", "read_committed", "read_uncommitted")
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
 # How a secret that is set appears wherever settings are shown.
 MASK = "****"
 
@@ -196,6 +199,31 @@ class Settings:
             "doc": "https (check the broker's host name against its certificate) or none.",
         },
     )
+    # Kafka transactions (docs/reliability.md, "Transactions"): off by default; correctness never needs them.
+    kafka_transactions: bool = field(
+        default=False,
+        metadata={
+            "env": "EDDY_KAFKA_TRANSACTIONS",
+            "doc": "true: every stream loop writes each batch's output and commits its input offsets in one "
+            "Kafka transaction. Only real Kafka keeps aborted records from read_committed readers.",
+        },
+    )
+    kafka_isolation_level: str = field(
+        default="auto",
+        metadata={
+            "env": "EDDY_KAFKA_ISOLATION_LEVEL",
+            "doc": "isolation.level of the stream loops' consumers: read_committed, read_uncommitted, or auto "
+            "(read_committed with EDDY_KAFKA_TRANSACTIONS, else read_uncommitted).",
+        },
+    )
+    instance_id: str = field(
+        default="",
+        metadata={
+            "env": "EDDY_INSTANCE_ID",
+            "doc": "This replica's stable name among its service's replicas, part of its transactional.id; "
+            "empty: the host name. Replicas of one service on one host need one each.",
+        },
+    )
     schema_registry_basic_auth: str = field(
         default="",
         repr=False,
@@ -220,7 +248,27 @@ class Settings:
         object.__setattr__(
             self, "kafka_ssl_endpoint_identification", self.kafka_ssl_endpoint_identification.strip().lower()
         )
+        object.__setattr__(self, "kafka_isolation_level", self.kafka_isolation_level.strip().lower())
         _check_security(self)
+        if self.kafka_isolation_level not in ISOLATION_LEVELS:
+            raise SettingsError(
+                f"EDDY_KAFKA_ISOLATION_LEVEL={self.kafka_isolation_level!r} is not one of {', '.join(ISOLATION_LEVELS)}"
+            )
+
+    @property
+    def isolation_level(self) -> str:
+        """The ``isolation.level`` stream loops consume with: ``auto`` resolved by whether they write transactions.
+
+        Examples
+        --------
+        >>> Settings().isolation_level, Settings(kafka_transactions=True).isolation_level
+        ('read_uncommitted', 'read_committed')
+        >>> Settings(kafka_transactions=True, kafka_isolation_level="read_uncommitted").isolation_level
+        'read_uncommitted'
+        """
+        if self.kafka_isolation_level != "auto":
+            return self.kafka_isolation_level
+        return "read_committed" if self.kafka_transactions else "read_uncommitted"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -249,6 +297,8 @@ class Settings:
             "EDDY_REPLICATION_FACTOR": str(self.replication_factor),
             "EDDY_STREAMS": ",".join(self.streams),
             "EDDY_GROUP_PREFIX": self.group_prefix,
+            "EDDY_KAFKA_TRANSACTIONS": _text(self.kafka_transactions),
+            "EDDY_KAFKA_ISOLATION_LEVEL": self.kafka_isolation_level,
             **self.security_env(),
         }
 
@@ -261,7 +311,7 @@ class Settings:
         shown = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            text = _text(value)
             if f.metadata.get("secret") and text:
                 text = MASK
             elif f.name == "schema_registry_url":
@@ -270,8 +320,20 @@ class Settings:
         return shown
 
 
+def _text(value: object) -> str:
+    """A setting's value as its variable would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
 def _convert(name: str, type_name: object, raw: str) -> object:
     kind = str(type_name)
+    if kind == "bool":
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"setting {name}: cannot read {raw!r} as true or false")
+        return word in TRUE_WORDS
     try:
         if kind == "int":
             return int(raw)
@@ -372,7 +434,7 @@ def settings_table() -> list[tuple[str, str, str]]:
     rows = []
     for f in fields(Settings):
         default = f.default
-        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        shown = _text(default)
         if isinstance(default, Path) and default.is_absolute():
             shown = f"<repo>/{default.relative_to(REPO_ROOT)}"
         rows.append((f.metadata["env"], shown, f.metadata["doc"]))
