@@ -79,7 +79,8 @@ class ConfirmedProducer:
         # A table passed in is shared: a stream loop's transactional producer reports into its service's.
         self.last_offsets: dict[tuple[str, int], int] = {} if last_offsets is None else last_offsets
         self.track_offsets = track_offsets
-        self.transactional = bool(conf.get("transactional.id"))
+        self.transactional_id = str(conf.get("transactional.id") or "")
+        self.transactional = bool(self.transactional_id)
         # Records produced outside any tracked batch report here; confirm() checks it.
         self._untracked = Delivery(self.last_offsets)
         self._delivery: Delivery | None = None

@@ -129,6 +129,7 @@ class Transactions:
         if not self.started:
             self._call(lambda: self.producer.init_transactions(self.timeout_s), "init_transactions", abortable=False)
             self.started = True
+            log.info("transactions ready", extra={"transactional_id": self.producer.transactional_id})
 
     def begin(self) -> None:
         self.start()

@@ -51,6 +51,8 @@ class RunConfig:
 
     Faults fall between ``fault_window`` (fractions of the load's duration); ``targets`` are the
     services they may hit. ``batch_size`` is the stack's ``EDDY_BATCH_SIZE``, which bounds redeliveries.
+    ``transactions`` turns on ``EDDY_KAFKA_TRANSACTIONS`` for the stack's services (their consumers then
+    read committed); ``isolation`` is how the checker reads.
     """
 
     seed: int
@@ -62,6 +64,7 @@ class RunConfig:
     batch_size: int = 500
     settle_timeout_s: float = 120.0
     isolation: str = "read_uncommitted"
+    transactions: bool = False
     # Another name for the stream, e.g. one of its own on a shared external broker that keeps topics.
     stream_name: str = ""
 
@@ -120,6 +123,8 @@ def stack_env(config: RunConfig, workdir: Path) -> dict[str, str]:
         EDDY_GROUP_PREFIX=f"eddy-{config.stream}-{os.getpid()}",
         EDDY_LOG_FORMAT="json",
     )
+    if config.transactions:
+        env["EDDY_KAFKA_TRANSACTIONS"] = "true"
     return env
 
 
@@ -267,7 +272,8 @@ def report(result: RunResult) -> str:
     accepted = load.accepted_events()
     lines = [
         f"chaos run seed={c.seed} stream={c.stream} started {result.started_at}, {result.elapsed_s:.0f}s "
-        f"(settled in {result.settle_s:.0f}s)",
+        f"(settled in {result.settle_s:.0f}s); transactions {'on' if c.transactions else 'off'}, "
+        f"checker reads {c.isolation}",
         f"load: {len(load.plan)} events at {c.rate:.0f}/s, {len(accepted)} accepted "
         f"({len(load.accepted_events('invalid'))} invalid), {len(load.accepted_labels())} labels accepted; "
         f"client failures: {dict(load.failures) or 'none'}",

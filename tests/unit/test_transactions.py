@@ -30,6 +30,7 @@ class FakeProducer:
     """Records the transaction calls; ``failures`` maps a call's name to the exceptions its next calls raise."""
 
     transactional = True
+    transactional_id = "test.instance.digest"
 
     def __init__(self, **failures: list[KafkaException]) -> None:
         self.calls: list[str] = []
