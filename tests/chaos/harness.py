@@ -193,8 +193,13 @@ def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tu
     return time.monotonic() - started, down
 
 
-def loop_in_flight() -> int:
-    """How many batches a StreamLoop may have unacknowledged (its default, which every service uses)."""
+def loop_in_flight(transactions: bool = False) -> int:
+    """How many batches a StreamLoop may have unacknowledged (its default, which every service uses).
+
+    A transactional loop commits each batch before it reads the next: one.
+    """
+    if transactions:
+        return 1
     default: int = inspect.signature(StreamLoop.__init__).parameters["max_in_flight"].default
     return default
 
@@ -224,7 +229,9 @@ def run_once(config: RunConfig, workdir: Path) -> RunResult:
         unexplained = match_exits(records, child_events(workdir / "stack.log"))
         topics = checker.read_stream(settings, serdes, config.stream, config.isolation)
     champion = contracts[config.stream].champion.name
-    facts = checker.RunFacts(records, unexplained, down, (champion, 1), config.batch_size, loop_in_flight())
+    facts = checker.RunFacts(
+        records, unexplained, down, (champion, 1), config.batch_size, loop_in_flight(config.transactions)
+    )
     verdict = checker.check(topics, load, facts)
     result = RunResult(
         config, verdict, records, load, time.monotonic() - began, settle_s, started_at, stack_log=workdir / "stack.log"
