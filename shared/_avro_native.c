@@ -723,6 +723,187 @@ static PyObject *decode_value(void *codec, PyObject *item) {
 
 static PyObject *Codec_decode(Codec *self, PyObject *values) { return each_value(values, decode_value, self); }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Codec.columns: many values straight into columns, for bulk reads (backtests) that would otherwise build a dict
+ * per record only to take a few fields out of it again. Per field the plan says what to keep:
+ *   COL_SKIP    read past it;
+ *   COL_DOUBLE  a float64 column (booleans, ints and doubles, as float() gives them) and a null flag per row;
+ *   COL_INT64   an int64 column (ints) and a null flag per row;
+ *   COL_OBJECT  a list of the values, as decode() gives them.
+ * A value this code does not read entirely, or whose field does not fit its column, is marked not decoded:
+ * the caller decodes it the slow way and fills its row in.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+enum { COL_SKIP, COL_DOUBLE, COL_INT64, COL_OBJECT };
+
+typedef struct {
+    int kind;
+    PyObject *list;      /* COL_OBJECT */
+    char *data, *nulls;  /* COL_DOUBLE, COL_INT64: n * 8 bytes and n flags */
+} Column;
+
+/* Reads a field's primitive without building an object; 0 when the bytes do not fit. */
+static int read_number(Cursor *c, int kind, int *is_null, double *d, int64_t *i) {
+    const unsigned char *s;
+    *is_null = 0;
+    switch (kind) {
+    case K_NULL: *is_null = 1; return 1;
+    case K_BOOLEAN:
+        if (c->p >= c->end || *c->p > 1) return 0;
+        *i = *c->p++;
+        *d = (double)*i;
+        return 1;
+    case K_INT:
+    case K_LONG:
+        if (!read_long(c, i) || (kind == K_INT && (*i < INT32_MIN || *i > INT32_MAX))) return 0;
+        *d = (double)*i;
+        return 1;
+    case K_DOUBLE:
+        if (!read_fixed(c, 8, &s)) return 0;
+        *d = read_le_double(s);
+        return 2; /* a double: no int64 value */
+    default: return 0;
+    }
+}
+
+static int skip_value(Cursor *c, const ValueType *t) {
+    int kind = t->kinds[0];
+    if (t->n > 0) {
+        int64_t branch;
+        if (!read_long(c, &branch) || branch < 0 || branch >= t->n) return 0;
+        kind = t->kinds[branch];
+    }
+    if (kind == K_STRING) {
+        int64_t n;
+        const unsigned char *s;
+        return read_long(c, &n) && n >= 0 && n <= (int64_t)(c->end - c->p) && read_fixed(c, (Py_ssize_t)n, &s);
+    }
+    int is_null;
+    double d;
+    int64_t i;
+    return read_number(c, kind, &is_null, &d, &i) != 0;
+}
+
+static int column_field(Cursor *c, const Field *f, Column *col, Py_ssize_t row) {
+    if (col->kind == COL_OBJECT || (f->is_map && col->kind == COL_SKIP)) {
+        PyObject *value = read_field(c, f);
+        if (value == NULL) return 0;
+        if (col->kind != COL_OBJECT) {
+            Py_DECREF(value);
+            return 1;
+        }
+        PyObject *old = PyList_GET_ITEM(col->list, row);
+        PyList_SET_ITEM(col->list, row, value);
+        Py_XDECREF(old);
+        return 1;
+    }
+    if (col->kind == COL_SKIP) return skip_value(c, &f->type);
+    if (f->is_map) return 0;
+    int kind = f->type.kinds[0];
+    if (f->type.n > 0) {
+        int64_t branch;
+        if (!read_long(c, &branch) || branch < 0 || branch >= f->type.n) return 0;
+        kind = f->type.kinds[branch];
+    }
+    int is_null;
+    double d = 0.0;
+    int64_t i = 0;
+    int got = read_number(c, kind, &is_null, &d, &i);
+    if (!got || (col->kind == COL_INT64 && got == 2)) return 0;
+    col->nulls[row] = (char)is_null;
+    if (col->kind == COL_DOUBLE) {
+        if (is_null) d = NAN;
+        memcpy(col->data + 8 * row, &d, 8);
+    } else {
+        if (is_null) i = 0;
+        memcpy(col->data + 8 * row, &i, 8);
+    }
+    return 1;
+}
+
+/* columns(values, plan) -> (decoded: bytearray, [per field: None | list | (bytearray data, bytearray nulls)]) */
+static PyObject *Codec_columns(Codec *self, PyObject *args) {
+    PyObject *values, *plan;
+    if (!PyArg_ParseTuple(args, "OO", &values, &plan)) return NULL;
+    PyObject *seq = PySequence_Fast(values, "a sequence of bytes values is expected");
+    if (seq == NULL) return NULL;
+    PyObject *kinds = PySequence_Fast(plan, "the plan is a sequence of column kinds, one per field");
+    if (kinds == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    PyObject *result = NULL, *decoded = NULL, *out = NULL;
+    Column *cols = NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), n_fields = self->n_fields;
+    if (PySequence_Fast_GET_SIZE(kinds) != n_fields) {
+        PyErr_Format(PyExc_ValueError, "the plan has %zd kinds for %zd fields", PySequence_Fast_GET_SIZE(kinds), n_fields);
+        goto done;
+    }
+    cols = PyMem_Calloc(n_fields ? n_fields : 1, sizeof(Column));
+    decoded = PyByteArray_FromStringAndSize(NULL, n);
+    out = PyList_New(n_fields);
+    if (cols == NULL || decoded == NULL || out == NULL) {
+        if (cols == NULL) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n_fields; k++) {
+        long kind = PyLong_AsLong(PySequence_Fast_GET_ITEM(kinds, k));
+        if (kind == -1 && PyErr_Occurred()) goto done;
+        if (kind < COL_SKIP || kind > COL_OBJECT) {
+            PyErr_Format(PyExc_ValueError, "unknown column kind %ld", kind);
+            goto done;
+        }
+        cols[k].kind = (int)kind;
+        PyObject *column;
+        if (kind == COL_SKIP) {
+            column = Py_NewRef(Py_None);
+        } else if (kind == COL_OBJECT) {
+            column = cols[k].list = PyList_New(n);
+            for (Py_ssize_t row = 0; column != NULL && row < n; row++) PyList_SET_ITEM(column, row, Py_NewRef(Py_None));
+        } else {
+            PyObject *data = PyByteArray_FromStringAndSize(NULL, 8 * n);
+            PyObject *nulls = PyByteArray_FromStringAndSize(NULL, n);
+            column = data && nulls ? PyTuple_Pack(2, data, nulls) : NULL;
+            if (column != NULL) {
+                cols[k].data = PyByteArray_AS_STRING(data);
+                cols[k].nulls = PyByteArray_AS_STRING(nulls);
+                memset(cols[k].data, 0, 8 * n);
+                memset(cols[k].nulls, 1, n);
+            }
+            Py_XDECREF(data);
+            Py_XDECREF(nulls);
+        }
+        if (column == NULL) goto done;
+        PyList_SET_ITEM(out, k, column);
+    }
+    char *ok = PyByteArray_AS_STRING(decoded);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t row = 0; row < n; row++) {
+        PyObject *item = items[row];
+        int good = PyBytes_Check(item) && PyBytes_GET_SIZE(item) >= 5 &&
+                   memcmp(PyBytes_AS_STRING(item), self->header, 5) == 0;
+        if (good) {
+            Cursor c = {(const unsigned char *)PyBytes_AS_STRING(item) + 5,
+                        (const unsigned char *)PyBytes_AS_STRING(item) + PyBytes_GET_SIZE(item)};
+            for (Py_ssize_t k = 0; good && k < n_fields; k++) good = column_field(&c, &self->fields[k], &cols[k], row);
+            good = good && c.p == c.end;
+            if (!good && PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_MemoryError)) goto done;
+                PyErr_Clear();
+            }
+        }
+        ok[row] = (char)good;
+    }
+    result = PyTuple_Pack(2, decoded, out);
+done:
+    PyMem_Free(cols);
+    Py_XDECREF(decoded);
+    Py_XDECREF(out);
+    Py_DECREF(kinds);
+    Py_DECREF(seq);
+    return result;
+}
+
 static void Codec_clear(Codec *self) {
     for (Py_ssize_t i = 0; i < self->n_fields; i++) Py_CLEAR(self->fields[i].name);
     PyMem_Free(self->fields);
@@ -775,6 +956,8 @@ static PyMethodDef Codec_methods[] = {
      "encode(record) -> bytes in the wire format, or None when fastavro should handle the record."},
     {"decode", (PyCFunction)Codec_decode, METH_O,
      "decode(values) -> list: per value, the record (a dict), or None when fastavro should handle it."},
+    {"columns", (PyCFunction)Codec_columns, METH_VARARGS,
+     "columns(values, plan) -> (decoded, columns): the fields the plan keeps, as columns (see shared/native.py)."},
     {NULL, NULL, 0, NULL},
 };
 

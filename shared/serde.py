@@ -81,7 +81,8 @@ class TopicSerde:
             client, schema_str, conf={"auto.register.schemas": False, "use.schema.id": self.schema_id}
         )
         self._deserializer = AvroDeserializer(client, schema_str)
-        self._native_decoder, self._native_encoder = _native_codec(self._header, json.loads(schema_str), codec)
+        self.schema: dict[str, Any] = json.loads(schema_str)
+        self._native_decoder, self._native_encoder = _native_codec(self._header, self.schema, codec)
 
     def is_current(self, data: bytes) -> bool:
         """Whether ``data`` is written with this topic's registered schema (so it can be sent unchanged)."""
@@ -103,6 +104,13 @@ class TopicSerde:
             return out.getvalue()
         except Exception as exc:  # both writers raise a variety of types for records that do not fit
             raise SerdeError(f"cannot encode record for {self.topic}: {type(exc).__name__}: {exc}") from exc
+
+    def columns_natively(
+        self, values: Sequence[bytes | None], plan: Sequence[int]
+    ) -> tuple[bytearray, list[Any]] | None:
+        """The native codec's ``columns`` (see ``shared/columns.py``); None where it does not serve this schema."""
+        columns = getattr(self._native_decoder, "columns", None)  # a Checker (enums, floats, ...) has none
+        return None if columns is None else columns(values, plan)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if self._native_decoder is not None:

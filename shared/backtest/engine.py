@@ -31,38 +31,20 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from river import metrics
 
 from services.learning.handlers import LabelError, coerce_label
+from shared.backtest.events import Event, EventTable, Label
 from shared.contracts import ModelSpec, StreamContract
 from shared.linear_kernel import LinearKernel
 from shared.models import build_estimator, class_key, learn, predict_batch
 
 # How label arrival is decided: the observed time, or the event time plus a fixed delay in ms.
 OBSERVED = "observed"
-
-
-# Named tuples rather than dataclasses: a backtest makes one per record of the history, and a
-# tuple is built several times faster than a frozen dataclass.
-class Event(NamedTuple):
-    """One event as it was validated: its id, event time (ms) and record (the features among its fields)."""
-
-    event_id: str
-    time_ms: int
-    record: Mapping[str, Any]
-
-
-class Label(NamedTuple):
-    """An event's label and when it arrived (ms, the clock of event times)."""
-
-    value: Any
-    arrived_ms: int
 
 
 @dataclass
@@ -107,7 +89,7 @@ def schedule(events: Sequence[Event], arrivals: Sequence[int | None]) -> list[tu
     >>> schedule([Event("a", 0, {}), Event("b", 5, {}), Event("c", 6, {})], [5, 0, None])
     [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]
     """
-    kinds, index = schedule_arrays(np.fromiter((e.time_ms for e in events), np.int64, len(events)), arrivals)
+    kinds, index = schedule_arrays(EventTable.of(events).times, arrivals)
     return list(zip(kinds.tolist(), index.tolist(), strict=True))
 
 
@@ -138,8 +120,8 @@ def arrivals_of(
     events: Sequence[Event], labels: Mapping[str, Label], delay: str | int, lateness_ms: int | None
 ) -> list[int | None]:
     """When each event's label is learned: observed, or event time + ``delay`` ms; None if never."""
-    times = np.fromiter(map(_TIME, events), np.int64, len(events))
-    due, labelled = _arrivals(times, [labels.get(e.event_id) for e in events], delay, lateness_ms)
+    table = EventTable.of(events)
+    due, labelled = _arrivals(table.times, [labels.get(event_id) for event_id in table.ids], delay, lateness_ms)
     return [int(a) if ok else None for a, ok in zip(due.tolist(), labelled.tolist(), strict=True)]
 
 
@@ -158,9 +140,6 @@ def _arrivals(
     return np.where(labelled, due, 0), labelled
 
 
-_ID, _TIME, _RECORD = itemgetter(0), itemgetter(1), itemgetter(2)
-
-
 def run_backtest(
     contract: StreamContract,
     events: Sequence[Event],
@@ -171,20 +150,22 @@ def run_backtest(
 ) -> BacktestResult:
     """Predict every event and learn every label in the order they would have happened, for each model.
 
-    ``events`` must be in event-time order (ties broken as the caller wants: deterministically);
-    ``lateness_ms`` defaults to the contract's ``allowed_lateness``.
+    ``events`` (a list of :class:`Event` or an :class:`EventTable`) must be in event-time order (ties
+    broken as the caller wants: deterministically); ``lateness_ms`` defaults to the contract's
+    ``allowed_lateness``.
     """
     task = contract.task
     lateness = contract.allowed_lateness_ms if lateness_ms is None else lateness_ms
-    found = [labels.get(event_id) for event_id in map(_ID, events)]
-    times = np.fromiter(map(_TIME, events), np.int64, len(events))
+    replayed = EventTable.of(events)
+    found = list(map(labels.get, replayed.ids))
+    times = replayed.times
     due, labelled = _arrivals(times, found, delay, lateness)
     kinds, index = _schedule(times, due, labelled)
     targets, unusable = _targets(task, found, labelled)
     steps = _Steps(kinds, index, due, labelled, times)
     frames, summaries, estimators = [], [], {}
     for model in models:
-        frame, summary = _run_one(task, model, events, steps, targets)
+        frame, summary = _run_one(task, model, replayed, steps, targets)
         frames.append(frame)
         summaries.append(summary)
         estimators[model.name] = model.estimator
@@ -193,7 +174,7 @@ def run_backtest(
         "task": task,
         "metric": HEADLINE[task],
         "label_delay": delay if delay == OBSERVED else f"{int(delay)} ms",
-        "data": {"events": len(events), "labels": sum(t is not None for t in targets), "unusable_labels": unusable},
+        "data": {"events": len(replayed), "labels": sum(t is not None for t in targets), "unusable_labels": unusable},
         "models": summaries,
     }
     return BacktestResult(table, summary, estimators)
@@ -240,15 +221,15 @@ def _metric_set(task: str) -> dict[str, metrics.base.Metric]:
 
 
 def _run_one(
-    task: str, model: BacktestModel, events: Sequence[Event], steps: _Steps, targets: Sequence[Any]
+    task: str, model: BacktestModel, events: EventTable, steps: _Steps, targets: Sequence[Any]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     estimator, features = model.estimator, model.spec.features
     kernel = LinearKernel.of(estimator, features) if task in ("binary", "regression") else None
-    matrix = _matrix(events, features) if kernel is not None else None
+    matrix = events.matrix(features) if kernel is not None else None
     if kernel is not None and matrix is not None:
         return _run_native(task, model, kernel, matrix, events, steps, targets)
     ops = steps.ops()
-    rows = [{f: e.record.get(f) for f in features} for e in events]
+    rows = [{f: record.get(f) for f in features} for record in events.records()]
     predicted: list[tuple[Any, dict[str, float] | None] | None] = [None] * len(events)
     headline = HEADLINE[task]
     scores = _metric_set(task)
@@ -309,24 +290,12 @@ def _model_summary(
     }
 
 
-def _matrix(events: Sequence[Event], features: Sequence[str]) -> np.ndarray | None:
-    """The features as a float matrix, or None if any is missing or not a number (river's path handles those)."""
-    n, width = len(events), len(features)
-    values = map(itemgetter(*features), map(_RECORD, events))
-    try:
-        flat = np.fromiter(values if width == 1 else chain.from_iterable(values), np.float64, n * width)
-    except (KeyError, TypeError, ValueError):
-        return None
-    matrix = flat.reshape(n, width)
-    return matrix if np.isfinite(matrix).all() else None
-
-
 def _run_native(
     task: str,
     model: BacktestModel,
     kernel: LinearKernel,
     matrix: np.ndarray,
-    events: Sequence[Event],
+    events: EventTable,
     steps: _Steps,
     targets: Sequence[Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -417,7 +386,7 @@ def _outcome_columns(task: str, y_true: list[Any], y_pred: list[Any]) -> _Outcom
 
 def _frame(
     name: str,
-    events: Sequence[Event],
+    events: EventTable,
     steps: _Steps,
     learned: np.ndarray,
     outcomes: _Outcomes,
@@ -425,7 +394,7 @@ def _frame(
     cumulative: Any,
 ) -> pd.DataFrame:
     n = len(learned)
-    ids = list(map(_ID, events))
+    ids = events.ids
     missing = np.full(n, math.nan)
     return pd.DataFrame(
         {
