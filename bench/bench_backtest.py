@@ -10,13 +10,16 @@ the Kafka read counted): N events of the ``backtest10`` stream on ``S.validated`
 - river: the same model through river's own one-at-a-time path in the engine (kernel off), and
   ``evaluate.progressive_val_score`` on the already-decoded sequence (no Kafka at all).
 
-    python -m bench.bench_backtest [--events 200000]
+The baseline and eddy's path alternate for ``--rounds`` rounds (this VM is noisy: compare within a round).
+
+    python -m bench.bench_backtest [--events 200000] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 
 from river import evaluate, metrics
@@ -64,6 +67,7 @@ def produce_history(settings: Settings, serdes: SerdeRegistry, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with bench_stack(STREAM) as settings:
         contracts = load_contracts(settings.contracts_dir, settings.streams)
@@ -72,17 +76,20 @@ def main() -> None:
         produce_history(settings, serdes, args.events)
         topics = StreamTopics(STREAM)
 
-        began = time.perf_counter()
-        raw = sum(len(batch) for batch in read_to_end(settings, [topics.validated, topics.feedback]))
-        raw_s = time.perf_counter() - began
+        rounds: list[tuple[float, float, float]] = []  # (bare read, load_history, read + engine) seconds
+        for _ in range(args.rounds):
+            began = time.perf_counter()
+            raw = sum(len(batch) for batch in read_to_end(settings, [topics.validated, topics.feedback]))
+            raw_s = time.perf_counter() - began
 
-        began = time.perf_counter()
-        history = load_history(settings, contract, serdes)
-        read_s = time.perf_counter() - began
-        result = run_backtest(contract, history.events, history.labels, [BacktestModel.fresh(contract.champion)])
-        eddy_s = time.perf_counter() - began
-        read = (len(history.events), len(history.labels), len(result.table), history.skipped)
-        assert len(history.events) == args.events and len(result.table) == args.events, read
+            began = time.perf_counter()
+            history = load_history(settings, contract, serdes)
+            read_s = time.perf_counter() - began
+            result = run_backtest(contract, history.events, history.labels, [BacktestModel.fresh(contract.champion)])
+            eddy_s = time.perf_counter() - began
+            read = (len(history.events), len(history.labels), len(result.table), history.skipped)
+            assert len(history.events) == args.events and len(result.table) == args.events, read
+            rounds.append((raw_s, read_s, eddy_s))
 
         subset = history.events[: min(50_000, args.events)]
         native, linear_kernel.native = linear_kernel.native, None
@@ -105,13 +112,19 @@ def main() -> None:
 
     n, m = args.events, len(subset)
     print(f"machine: {describe()}; {n:,} events + {n:,} labels, backtest10 (10 features), observed delays 0-2 s")
-    print("| path | events | seconds | events/s |")
-    print("|---|---:|---:|---:|")
-    print(f"| baseline: read both topics to the end, no decode | {n:,} | {raw_s:.2f} | {n / raw_s:,.0f} |")
     print(
-        f"| eddy backtest: read + decode + order + predict/learn + metrics | {n:,} | {eddy_s:.2f} | {n / eddy_s:,.0f} |"
+        "| round | baseline: bare read, events/s | eddy: reading and decoding (load_history) | "
+        "eddy: engine (run_backtest) | **eddy backtest: read + decode + order + predict/learn + metrics** |"
     )
-    print(f"|   of which reading and decoding (load_history) | {n:,} | {read_s:.2f} | {n / read_s:,.0f} |")
+    print("|---|---:|---:|---:|---:|")
+    rates = [(n / raw_s, n / read_s, n / (eddy_s - read_s), n / eddy_s) for raw_s, read_s, eddy_s in rounds]
+    for k, rate in enumerate(rates, 1):
+        print(f"| {k} | " + " | ".join(f"{r:,.0f}" for r in rate) + " |")
+    medians = [statistics.median(r[i] for r in rates) for i in range(4)]
+    print(f"| median | {medians[0]:,.0f} | {medians[1]:,.0f} | {medians[2]:,.0f} | **{medians[3]:,.0f}** |")
+    print()
+    print("| path, no Kafka | events | seconds | events/s |")
+    print("|---|---:|---:|---:|")
     river_rate = m / river_engine_s
     print(f"| engine on river's own path (kernel off), no Kafka | {m:,} | {river_engine_s:.2f} | {river_rate:,.0f} |")
     print(f"| river progressive_val_score (no delay), no Kafka | {m:,} | {river_pvs_s:.2f} | {m / river_pvs_s:,.0f} |")
