@@ -31,6 +31,12 @@ from shared.transactions import transactional_id
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BACKGROUND_LINGER_MS = 25
+# Loops that stay out of transactions even with EDDY_KAFKA_TRANSACTIONS, and why (docs/reliability.md, "Transactions").
+NOT_TRANSACTIONAL = {
+    "learning": "its exactness comes from its checkpoints, outside Kafka: after an aborted transaction, or a crash "
+    "in one, it would not write again the labeled examples it already learned or finds in S.labeled, so "
+    "read_committed readers would never see them",
+}
 
 
 @dataclass
@@ -56,21 +62,25 @@ class ServiceContext:
     def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
         """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching.
 
-        With ``EDDY_KAFKA_TRANSACTIONS`` the loop gets a transactional producer of its own: the service's
-        ``producer`` keeps writing outside transactions (learning's snapshots, inference's HTTP answers).
+        With ``EDDY_KAFKA_TRANSACTIONS`` the loop gets a transactional producer of its own (except the
+        loops of ``NOT_TRANSACTIONAL``): the service's ``producer`` keeps writing outside transactions
+        (learning's snapshots, inference's HTTP answers).
         """
         group = f"{self.settings.group_prefix}-{self.name}"
+        transactional = self.settings.kafka_transactions and self.name not in NOT_TRANSACTIONAL
+        if self.settings.kafka_transactions and not transactional:
+            log.info("stream loop not transactional", extra={"reason": NOT_TRANSACTIONAL[self.name]})
         return StreamLoop(
             service=self.name,
             consumer=self.consumer(group),
-            producer=self._loop_producer(group, topics) if self.settings.kafka_transactions else self.producer,
+            producer=self._loop_producer(group, topics) if transactional else self.producer,
             serdes=self.serdes,
             topics=topics,
             handler=handler,
             batch_size=self.settings.batch_size,
             batch_timeout_s=self.settings.batch_timeout_s,
             health=self.health,
-            transactional=self.settings.kafka_transactions,
+            transactional=transactional,
             **options,
         )
 
@@ -79,7 +89,7 @@ class ServiceContext:
         linger = {"linger.ms": BACKGROUND_LINGER_MS} if self.background else {}
         conf = producer_config(self.settings, **linger, **{"transactional.id": tid})
         self.health.set(transactional_id=tid)
-        # Delivered offsets go to the service producer's table, where learning's checkpoints read them.
+        # Delivered offsets go to the service producer's table, where code tracking them reads them.
         return ConfirmedProducer(conf, self.producer.track_offsets, self.producer.last_offsets)
 
     def topics(self, kind: str) -> list[str]:

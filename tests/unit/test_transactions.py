@@ -10,8 +10,10 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import shared.transactions as transactions_module
+from shared.kafka import producer_config
 from shared.loop import BatchResult, InRecord, OutRecord, StreamLoop
-from shared.producer import Delivery, DeliveryError
+from shared.producer import ConfirmedProducer, Delivery, DeliveryError
+from shared.service import NOT_TRANSACTIONAL, ServiceContext
 from shared.settings import Settings, SettingsError
 from shared.transactions import (
     TransactionAborted,
@@ -322,3 +324,36 @@ def test_off_by_default_the_loop_commits_as_before() -> None:
     loop.process(BATCH)  # type: ignore[arg-type]
     assert loop.transactions is None and producer.calls == ["wait"]
     consumer.commit.assert_called_once()
+
+
+# -- the composition root --------------------------------------------------------------------------------
+
+
+def context(name: str, **settings: Any) -> ServiceContext:
+    # No broker is needed: building clients does not connect.
+    base = Settings(bootstrap_servers="127.0.0.1:1", group_prefix="eddy-t", instance_id="pod-0", **settings)
+    producer = ConfirmedProducer(producer_config(base))
+    return ServiceContext(name, base, {}, MagicMock(), producer, MagicMock(), MagicMock(), 0)
+
+
+def test_services_get_a_transactional_loop_only_when_asked() -> None:
+    handler = MagicMock()
+    off = context("inference")
+    plain = off.stream_loop(["s.validated"], handler)
+    assert plain.transactions is None and plain.producer is off.producer
+    ctx = context("inference", kafka_transactions=True)
+    loop = ctx.stream_loop(["s.validated"], handler)
+    assert loop.transactions is not None and loop.producer is not ctx.producer
+    assert loop.producer.transactional_id == transactional_id("eddy-t-inference", "pod-0", ["s.validated"])
+    # Delivered offsets land in the service producer's table.
+    assert loop.producer.last_offsets is ctx.producer.last_offsets
+    plain.consumer.close()
+    loop.consumer.close()
+
+
+def test_learning_stays_out_of_transactions() -> None:
+    ctx = context("learning", kafka_transactions=True)
+    loop = ctx.stream_loop(["s.predictions"], MagicMock())
+    assert loop.transactions is None and loop.producer is ctx.producer
+    assert "learning" in NOT_TRANSACTIONAL
+    loop.consumer.close()
