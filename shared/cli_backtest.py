@@ -22,6 +22,7 @@ from shared.backtest.source import History, load_history
 from shared.cli_common import CliError, resolve_settings
 from shared.contracts import ContractError, ModelSpec, StreamContract, parse_duration_ms
 from shared.models import SnapshotError, load_snapshot_estimator, spec_from_json
+from shared.progress import ProgressLine
 from shared.replay import Bound, ReplayError, check_range, parse_bound
 from shared.roles import VersionKey
 from shared.serde import SerdeRegistry
@@ -129,10 +130,23 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     models = [resolve_model(m, contract, settings, serdes) for m in args.model or [contract.champion.name]]
     began = time.monotonic()
     progress(f"reading {contract.name}.{args.source} and {contract.name}.feedback ...")
-    history = load_history(settings, contract, serdes, args.source, start, until)
-    read_s = time.monotonic() - began
-    progress(f"read {len(history.events):,} events and {len(history.labels):,} labels in {read_s:.1f} s; running ...")
-    result = run_backtest(contract, history.events, history.labels, models, delay)
+    bar = ProgressLine(sys.stderr, "eddy backtest")
+
+    def reading(read: int, planned: int) -> None:
+        bar.show(read / planned if planned else 0.0, f"read {read:,} of {planned:,} records")
+
+    def running(done: int, planned: int) -> None:
+        bar.show(done / planned if planned else 1.0, f"{done:,} of {planned:,} steps")
+
+    try:
+        history = load_history(settings, contract, serdes, args.source, start, until, reading)
+        bar.close()
+        read_s = time.monotonic() - began
+        events, labels = len(history.events), len(history.labels)
+        progress(f"read {events:,} events and {labels:,} labels in {read_s:.1f} s; running ...")
+        result = run_backtest(contract, history.events, history.labels, models, delay, on_progress=running)
+    finally:
+        bar.close()
     elapsed = time.monotonic() - began
     summary = {
         **result.summary,

@@ -12,12 +12,12 @@ import argparse
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
 from shared.cli_common import CliError, resolve_settings
+from shared.progress import ProgressLine
 from shared.replay import ReplayError, ReplayResult, format_summary, parse_bound, replay
 
 EXIT_INTERRUPTED = 130
@@ -56,7 +56,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ReplayError as exc:
         raise CliError(str(exc)) from exc
     settings = resolve_settings()
-    progress = ProgressLine(sys.stderr)
+    progress = ReplayProgress(sys.stderr)
     with stop_on_signals() as (stop, caught):
         try:
             result = replay(
@@ -104,49 +104,27 @@ def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
             signal.signal(s, h)
 
 
-class ProgressLine:
-    """Replay progress on ``stream``: a bar redrawn in place on a terminal, a line every ``log_every_s`` otherwise."""
-
-    WIDTH = 24
+class ReplayProgress(ProgressLine):
+    """Replay progress: share of the planned records done, copied, skipped, rate, time."""
 
     def __init__(self, stream: TextIO, log_every_s: float = 5.0) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.log_every_s = log_every_s
-        self.last_logged = time.monotonic()
-        self.drawn = 0
+        super().__init__(stream, "eddy replay", log_every_s)
 
     def update(self, result: ReplayResult) -> None:
-        text = self.describe(result)
-        if self.tty:
-            self.stream.write("\r" + text.ljust(self.drawn))
-            self.drawn = len(text)
-            self.stream.flush()
-        elif time.monotonic() - self.last_logged >= self.log_every_s:
-            self.last_logged = time.monotonic()
-            print(f"eddy replay: {text}", file=self.stream, flush=True)
+        self.show(*self.describe(result))
 
-    def describe(self, result: ReplayResult) -> str:
-        """One line of progress.
+    @staticmethod
+    def describe(result: ReplayResult) -> tuple[float, str]:
+        """The share done and the line's text.
 
         >>> r = ReplayResult("a", "b", False, True, False, {0: (0, 100)}, {0: 40}, 10, elapsed_s=2.0)
-        >>> ProgressLine(open("/dev/null", "w")).describe(r)
-        '[############------------]  50%  40 copied  10 skipped  20 records/s  2 s'
+        >>> ReplayProgress.describe(r)
+        (0.5, '40 copied  10 skipped  20 records/s  2 s')
         """
         done = result.total + result.skipped
         share = min(1.0, done / result.planned) if result.planned else 1.0
-        filled = round(share * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        return (
-            f"[{bar}] {share:4.0%}  {result.total:,} copied  {result.skipped:,} skipped  "
-            f"{result.rate:,.0f} records/s  {result.elapsed_s:.0f} s"
-        )
-
-    def close(self) -> None:
-        """Erase the bar, so the summary starts on a clean line."""
-        if self.tty and self.drawn:
-            self.stream.write("\r" + " " * self.drawn + "\r")
-            self.stream.flush()
+        counts = f"{result.total:,} copied  {result.skipped:,} skipped"
+        return share, f"{counts}  {result.rate:,.0f} records/s  {result.elapsed_s:.0f} s"
 
 
 def add_parsers(sub: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -211,6 +211,7 @@ BULK_BATCH = 10_000
 # consume() waits for a full batch until its timeout: a long one would idle at every partial batch (the
 # tail of a read, a slow fetch), which measured half of a backtest read's time. Short waits loop instead.
 FILL_WAIT_S = 0.02
+PROGRESS_EVERY_S = 0.5
 # How long a read waits, once every partition is at its end, for records that show it was not.
 QUIET_POLL_S = 0.2
 
@@ -222,6 +223,7 @@ def read_to_end(
     *,
     start: dict[str, int] | None = None,
     purpose: str = "read",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[list[Message]]:
     """Batches of every record of ``topics`` from ``start`` (default: the beginning) to each partition's end.
 
@@ -233,6 +235,9 @@ def read_to_end(
     the records after it still arrive. So a partition counts as read when its last event was the end,
     not a record, and the read stops once every partition is there, a quiet poll brings nothing, and
     every position has reached the high watermark of the partition's last fetch.
+
+    ``on_progress(read, planned)``, if given, is called about twice a second: the records read so
+    far, and those plus what the partitions' last fetches said is left.
     """
     config = consumer_config(
         settings, f"eddy-{purpose}-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True, **BULK_READ}
@@ -244,7 +249,11 @@ def read_to_end(
         at_end: set[tuple[str | None, int | None]] = set()
         quiet_s = max(QUIET_POLL_S, 3 * config["fetch.wait.max.ms"] / 1000)
         deadline = time.monotonic() + timeout_s
+        read, reported = 0, time.monotonic()
         while time.monotonic() < deadline:
+            if on_progress is not None and time.monotonic() - reported >= PROGRESS_EVERY_S:
+                reported = time.monotonic()
+                on_progress(read, read + records_left(consumer))
             done = at_end >= partitions
             messages = consumer.consume(BULK_BATCH, quiet_s if done else FILL_WAIT_S)
             batch = [msg for msg in messages if msg.error() is None]
@@ -259,6 +268,7 @@ def read_to_end(
                     if (err := msg.error()) is not None and err.code() == KafkaError._PARTITION_EOF
                 )
             if batch:
+                read += len(batch)
                 yield batch
         raise TimeoutError(f"reading {', '.join(topics)} to the end took more than {timeout_s:.0f} s")
     finally:
@@ -267,8 +277,17 @@ def read_to_end(
 
 def at_high_watermark(consumer: Consumer) -> bool:
     """Whether every assigned partition's position is at the high watermark its last fetch reported."""
+    return records_left(consumer) == 0
+
+
+def records_left(consumer: Consumer) -> int:
+    """Records between each assigned partition's position and the high watermark its last fetch reported.
+
+    Cached watermarks only: the broker's own answer for "latest" is wrong on the embedded broker.
+    """
+    left = 0
     for tp in consumer.position(consumer.assignment()):
         _, high = consumer.get_watermark_offsets(tp, cached=True)
-        if tp.offset >= 0 and high >= 0 and tp.offset < high:
-            return False
-    return True
+        if tp.offset >= 0 and high >= 0:
+            left += max(0, high - tp.offset)
+    return left

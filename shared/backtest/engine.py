@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,12 +147,14 @@ def run_backtest(
     models: Sequence[BacktestModel],
     delay: str | int = OBSERVED,
     lateness_ms: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Predict every event and learn every label in the order they would have happened, for each model.
 
     ``events`` (a list of :class:`Event` or an :class:`EventTable`) must be in event-time order (ties
     broken as the caller wants: deterministically); ``lateness_ms`` defaults to the contract's
-    ``allowed_lateness``.
+    ``allowed_lateness``. ``on_progress(done, planned)``, if given, is called now and then with the
+    steps (predictions and labels, over all models) done so far.
     """
     task = contract.task
     lateness = contract.allowed_lateness_ms if lateness_ms is None else lateness_ms
@@ -164,8 +166,12 @@ def run_backtest(
     targets, unusable = _targets(task, found, labelled)
     steps = _Steps(kinds, index, due, labelled, times)
     frames, summaries, estimators = [], [], {}
-    for model in models:
-        frame, summary = _run_one(task, model, replayed, steps, targets)
+    per_model = len(kinds)
+    for k, model in enumerate(models):
+        report = None if on_progress is None else _offset_progress(on_progress, k * per_model, len(models) * per_model)
+        frame, summary = _run_one(task, model, replayed, steps, targets, report)
+        if report is not None:
+            report(per_model)
         frames.append(frame)
         summaries.append(summary)
         estimators[model.name] = model.estimator
@@ -220,8 +226,22 @@ def _metric_set(task: str) -> dict[str, metrics.base.Metric]:
     return {"accuracy": metrics.Accuracy(), "macro_f1": metrics.MacroF1()}
 
 
+def _offset_progress(on_progress: Callable[[int, int], None], before: int, planned: int) -> Callable[[int], None]:
+    """Progress of one model's steps, reported as progress over all models'."""
+    return lambda done: on_progress(before + done, planned)
+
+
+# River's own path reports progress every this many steps (the kernel only once a model is done).
+PROGRESS_STEPS = 20_000
+
+
 def _run_one(
-    task: str, model: BacktestModel, events: EventTable, steps: _Steps, targets: Sequence[Any]
+    task: str,
+    model: BacktestModel,
+    events: EventTable,
+    steps: _Steps,
+    targets: Sequence[Any],
+    report: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     estimator, features = model.estimator, model.spec.features
     kernel = LinearKernel.of(estimator, features) if task in ("binary", "regression") else None
@@ -239,8 +259,11 @@ def _run_one(
     y_pred: list[Any] = []
     score: list[float] = []
     cumulative: list[float] = []
-    k = 0
+    k, reported = 0, 0
     while k < len(ops):
+        if report is not None and k - reported >= PROGRESS_STEPS:
+            reported = k
+            report(k)
         op, i = ops[k]
         if op == PREDICT:
             # Consecutive predictions see the same model: one batch, as inference predicts a batch.

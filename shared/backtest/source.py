@@ -93,8 +93,12 @@ def load_history(
     source: str = "validated",
     start: Bound | None = None,
     until: Bound | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> History:
-    """Read the events of ``S.<source>`` in ``[start, until)`` and every label of ``S.feedback``."""
+    """Read the events of ``S.<source>`` in ``[start, until)`` and every label of ``S.feedback``.
+
+    ``on_progress(read, planned)`` follows the read (records of both topics, see ``read_to_end``).
+    """
     topics = StreamTopics(contract.name)
     event_topic = topics.validated if source == "validated" else topics.events
     event_serde, label_serde = serdes.for_topic(event_topic), serdes.for_topic(topics.feedback)
@@ -105,7 +109,7 @@ def load_history(
     # Whole batches at a time, no Python call per record where it can be helped: this runs for every
     # record of the history. Values are decoded into columns once the read is done.
     with gc_paused():
-        for batch in read_to_end(settings, [event_topic, topics.feedback], purpose="backtest"):
+        for batch in read_to_end(settings, [event_topic, topics.feedback], purpose="backtest", on_progress=on_progress):
             ours = [m for m in batch if m.topic() == event_topic]
             events.values += [m.value() or b"" for m in ours]
             events.partitions += [m.partition() or 0 for m in ours]

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from shared import linear_kernel
+from shared.backtest import engine
 from shared.backtest.engine import BacktestModel, Event, EventTable, Label, run_backtest
 from shared.backtest.source import _events, _labels, _Raw
 from shared.contracts import load_contracts
@@ -116,3 +117,20 @@ def test_a_table_from_columns_backtests_exactly_as_the_list_of_events(kernel: bo
     b = run_backtest(contract, listed, labels, [BacktestModel.fresh(contract.champion)])
     assert a.table.equals(b.table) and a.summary == b.summary
     assert EventTable.of(table) is table and [e.record for e in table] == records
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_progress_counts_every_step_of_every_model(kernel: bool, monkeypatch: Any) -> None:
+    if not kernel:
+        monkeypatch.setattr(linear_kernel, "native", None)
+    monkeypatch.setattr(engine, "PROGRESS_STEPS", 100)
+    contract = demo_contract()
+    records = [event(i, x0=float(i % 7), x1=float(i % 5)) for i in range(300)]
+    listed = [Event(r["event_id"], r["event_time_ms"], r) for r in records]
+    labels = {r["event_id"]: Label(r["x0"] > r["x1"], r["event_time_ms"] + 2) for r in records}
+    seen: list[tuple[int, int]] = []
+    models = [BacktestModel.fresh(contract.champion), BacktestModel.fresh(contract.champion, "again")]
+    run_backtest(contract, listed, labels, models, on_progress=lambda done, planned: seen.append((done, planned)))
+    assert seen[-1] == (1200, 1200)  # 300 predictions and 300 labels, for each of 2 models
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    assert len(seen) >= (2 if kernel else 8)  # the kernel reports once per model
