@@ -59,12 +59,11 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from shared import replay
 from shared.files import write_atomically
 from shared.roles import VersionKey
 from shared.settings import Settings
 
-# Below this an integer bound is an offset; from here on it is epoch milliseconds (10**11 ms is March 1973).
-OFFSET_LIMIT = 10**11
 MANIFEST_NAME = "manifest.json"
 DATA_NAMES = {"parquet": "data.parquet", "csv": "data.csv"}
 MANIFEST_VERSION = 1
@@ -121,7 +120,7 @@ class Bound:
 
 
 def parse_bound(text: str) -> Bound:
-    """An offset, epoch milliseconds or an ISO 8601 time (naive means UTC).
+    """An offset, epoch milliseconds or an ISO 8601 time (naive means UTC), read as ``eddy replay`` reads them.
 
     Examples
     --------
@@ -139,21 +138,11 @@ def parse_bound(text: str) -> Bound:
     DatasetError
         For a negative number or text that is not ISO 8601.
     """
-    given = text.strip()
-    if given.lstrip("+-").isdigit():
-        number = int(given)
-        if number < 0:
-            raise DatasetError(f"bound {text!r}: offsets and times cannot be negative")
-        return Bound(given, "offset" if number < OFFSET_LIMIT else "timestamp", number)
     try:
-        when = datetime.fromisoformat(given)
-    except ValueError as exc:
-        raise DatasetError(
-            f"bound {text!r} is neither an offset, epoch milliseconds nor an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)"
-        ) from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return Bound(given, "timestamp", round(when.timestamp() * 1000))
+        bound = replay.parse_bound(text)
+    except replay.ReplayError as exc:
+        raise DatasetError(str(exc)) from exc
+    return Bound(text.strip(), "offset" if bound.kind == "offset" else "timestamp", bound.value)
 
 
 @dataclass(frozen=True)

@@ -133,5 +133,5 @@ def test_the_cli_writes_csv_and_all_models(
     assert manifest["selection"] == {"mode": "all", "model": None}
     assert manifest["rows_by_model"] == {"default@1": 5, "default@2": 5}
     bad = parser.parse_args(["dataset", "export", stream, "--from", "soon", "-o", str(out)])
-    with pytest.raises(CliError, match="neither an offset"):
+    with pytest.raises(CliError, match="is not an offset"):
         bad.func(bad)
