@@ -56,6 +56,10 @@ class Gateway:
         self.keys = keys or ApiKeys()
         self.pii_key = pii_key
         self.dedup = DedupWindow(self.config.dedup_window_s, self.config.dedup_max_ids)
+        # Event ids being produced right now, with their acknowledgement: a concurrent request carrying one
+        # of them (a client retrying while its first try is still in flight) waits for it instead of
+        # producing the event a second time.
+        self.in_flight: dict[str, asyncio.Future[None]] = {}
         self._openapi = openapi(contracts)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="delivery", daemon=True)
@@ -141,44 +145,70 @@ class Gateway:
         ids: list[str] = []
         in_request: set[str] = set()
         futures: list[asyncio.Future[None]] = []
+        elsewhere: dict[int, asyncio.Future[None]] = {}  # produced by a concurrent request, not yet acknowledged
         header: list[tuple[str, str | bytes | None]] = [(INGESTED_AT_HEADER, str(received).encode())]
-        for index, value in accepted:
-            key = value["event_id"] if kind == "feedback" else value[contract.id_field]
-            if kind == "events" and (key in in_request or self.dedup.seen(key, now)):
-                duplicates.add(index)
-                continue
-            try:
-                data = serde.encode(value)
-            except SerdeError as exc:
-                rejected[index] = str(exc)
-                continue
-            timestamp = value["label_time_ms"] if kind == "feedback" else value[contract.time_field]
-            future: asyncio.Future[None] = loop.create_future()
-            try:
-                self.producer.produce(
-                    topic, data, key.encode(), headers=header, timestamp=timestamp, on_delivery=_resolver(loop, future)
-                )
-            except BufferError:
-                # The capacity check above makes this rare (another request raced us); what was sent is
-                # acknowledged and remembered, so a retry does not produce it twice.
-                await asyncio.gather(*futures, return_exceptions=True)
-                self.dedup.remember(ids, time.monotonic())
-                return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
-            except KafkaException as exc:
-                # The client refuses this record outright (over message.max.bytes, key and value together):
-                # it alone is rejected, the rest of the request goes on.
-                rejected[index] = f"Kafka refused the record: {exc.args[0].str() if exc.args else exc}"
-                continue
-            futures.append(future)
-            in_request.add(key)
-            ids.append(key)
         try:
-            await asyncio.gather(*futures)
-        except KafkaDeliveryError as exc:
-            return error(503, f"Kafka did not acknowledge the records: {exc}")
-        if kind == "events":
-            self.dedup.remember(ids, time.monotonic())
-        return rejected, duplicates
+            for index, value in accepted:
+                key = value["event_id"] if kind == "feedback" else value[contract.id_field]
+                if kind == "events" and (key in in_request or self.dedup.seen(key, now)):
+                    duplicates.add(index)
+                    continue
+                if kind == "events" and key in self.in_flight:
+                    elsewhere[index] = self.in_flight[key]
+                    in_request.add(key)
+                    continue
+                try:
+                    data = serde.encode(value)
+                except SerdeError as exc:
+                    rejected[index] = str(exc)
+                    continue
+                timestamp = value["label_time_ms"] if kind == "feedback" else value[contract.time_field]
+                future: asyncio.Future[None] = loop.create_future()
+                try:
+                    self.producer.produce(
+                        topic,
+                        data,
+                        key.encode(),
+                        headers=header,
+                        timestamp=timestamp,
+                        on_delivery=_resolver(loop, future),
+                    )
+                except BufferError:
+                    # The capacity check above makes this rare (another request raced us); what was sent is
+                    # acknowledged and remembered, so a retry does not produce it twice.
+                    await asyncio.gather(*futures, return_exceptions=True)
+                    self._remember(ids, futures)
+                    return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
+                except KafkaException as exc:
+                    # The client refuses this record outright (over message.max.bytes, key and value together):
+                    # it alone is rejected, the rest of the request goes on.
+                    rejected[index] = f"Kafka refused the record: {exc.args[0].str() if exc.args else exc}"
+                    continue
+                futures.append(future)
+                in_request.add(key)
+                ids.append(key)
+                if kind == "events":
+                    self.in_flight[key] = future
+            # Every acknowledgement is awaited, so what Kafka did take is remembered even when some failed.
+            failures = [f for f in await asyncio.gather(*futures, return_exceptions=True) if f is not None]
+            if kind == "events":
+                self._remember(ids, futures)
+            if failures:
+                return error(503, f"Kafka did not acknowledge the records: {failures[0]}")
+            outcomes = await asyncio.gather(*elsewhere.values(), return_exceptions=True)
+            if any(isinstance(outcome, BaseException) for outcome in outcomes):
+                return error(503, "Kafka did not acknowledge records a concurrent request sent with the same ids")
+            duplicates.update(elsewhere)
+            return rejected, duplicates
+        finally:
+            for key, future in zip(ids, futures, strict=True):
+                if self.in_flight.get(key) is future:
+                    del self.in_flight[key]
+
+    def _remember(self, ids: list[str], futures: list[asyncio.Future[None]]) -> None:
+        """Remember the ids whose records Kafka acknowledged."""
+        acknowledged = [key for key, f in zip(ids, futures, strict=True) if f.done() and f.exception() is None]
+        self.dedup.remember(acknowledged, time.monotonic())
 
 
 def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
