@@ -330,7 +330,7 @@ class StreamLoop:
 
         That is where the last committed transaction left the partition: with one batch at a time, every
         earlier batch committed. Seeking there needs no broker round trip and is right for loops that
-        place their consumer themselves (learning's checkpoints). A partition no longer assigned (a
+        place their consumer themselves (retraining reads from the beginning). A partition no longer assigned (a
         rebalance under way) is skipped: its next owner starts from the committed offsets anyway.
         """
         first: Offsets = {}
