@@ -369,8 +369,9 @@ LEARNED = "eddy_labels_learned_total"
 @dataclass(frozen=True)
 class Sample:
     """One look at the stack, ``at_s`` seconds into the load: RSS and pid by process, the learner's
-    join state (None before its first batch), predictions made and labels learned so far, and the CPU
-    seconds each process has used."""
+    join state (None before its first batch), predictions made and labels learned so far, the CPU
+    seconds each process has used, and each consuming service's lag (records behind the ends of its
+    partitions, from ``/healthz``)."""
 
     at_s: float
     rss_mb: dict[str, float]
@@ -379,6 +380,7 @@ class Sample:
     predictions: float
     learned: float
     cpu_s: dict[str, float] = field(default_factory=dict)
+    lag: dict[str, float] = field(default_factory=dict)
 
 
 def counters(stack: Mapping[str, Any]) -> tuple[float | None, float, float]:
@@ -403,7 +405,21 @@ def take_sample(state: Path, at_s: float) -> Sample | None:
         join_state, predictions, learned = counters(stack)
     except (httpx.HTTPError, KeyError, ValueError):
         return None
-    return Sample(at_s, rss, pids, join_state, predictions, learned, cpu)
+    return Sample(at_s, rss, pids, join_state, predictions, learned, cpu, consumer_lags(stack))
+
+
+def consumer_lags(stack: Mapping[str, Any]) -> dict[str, float]:
+    """Each service's consumer lag in records (``consumer_lag_total`` of ``/healthz``; absent if it has none).
+
+    A consumer that falls behind holds up to its client's prefetch bound of fetched, unread records: the
+    lag next to the RSS tells such growth from a leak.
+    """
+    lags: dict[str, float] = {}
+    for name, info in stack["services"].items():
+        lag = service_health(info.get("url"), REQUEST_TIMEOUT_S).get("consumer_lag_total")
+        if isinstance(lag, int | float):
+            lags[name] = float(lag)
+    return lags
 
 
 def sample_until(state: Path, config: SoakConfig, origin: float, stop: threading.Event) -> list[Sample]:
@@ -646,8 +662,24 @@ class SoakResult:
             f"growth bound: max({c.growth_floor_mb:g} MB, {c.growth_fraction:.0%} of the median after warm-up); "
             f"join state within {c.join_limit:.0f} entries",
             self.verdict.table(),
+            lag_summary(self.outcome.samples, c),
         ]
         return "\n".join(lines)
+
+
+def lag_summary(samples: Sequence[Sample], config: SoakConfig) -> str:
+    """Each consuming service's lag after the warm-up: its peak, median and last value, in records.
+
+    Reported, not judged: a consumer that falls behind and catches up is no fault, and one that stays
+    behind fails the delivery checks. It tells which RSS growth is fetched input waiting to be read.
+    """
+    settled = [s for s in samples if s.at_s >= config.warmup_s]
+    names = sorted({name for s in settled for name in s.lag})
+    parts = []
+    for name in names:
+        values = [s.lag[name] for s in settled if name in s.lag]
+        parts.append(f"{name} {max(values):,.0f}/{statistics.median(values):,.0f}/{values[-1]:,.0f}")
+    return "consumer lag after warm-up, peak/median/last (records): " + (", ".join(parts) or "not sampled")
 
 
 def drain(state: Path, tally: LoadTally, timeout_s: float) -> tuple[float, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.soak_probe import BROKER, LoadTally, Outcome, Sample, SoakConfig, judge, run_soak
+from tests.chaos.soak_probe import BROKER, LoadTally, Outcome, Sample, SoakConfig, judge, lag_summary, run_soak
 
 CI_SOAK = SoakConfig(
     duration_s=50.0,
@@ -97,6 +97,16 @@ def test_a_load_that_was_not_processed_fails() -> None:
         "predictions made (after the drain)",
         "labels learned (after the drain)",
     ]
+
+
+def test_the_lag_after_the_warm_up_is_summarised() -> None:
+    samples = made_up(PROCESSES, {})
+    for s in samples:
+        # Behind by 50,000 records during the warm-up (not counted), then by 10 to 200.
+        s.lag.update(learning=50_000.0 if s.at_s < UNIT.warmup_s else 10.0 + s.at_s, inference=0.0)
+    assert lag_summary(samples, UNIT) == (
+        "consumer lag after warm-up, peak/median/last (records): inference 0/0/0, learning 110/72/110"
+    )
 
 
 def test_a_lateness_longer_than_the_warm_up_is_refused() -> None:
