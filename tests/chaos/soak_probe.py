@@ -5,8 +5,9 @@ champion stays, and a short allowed lateness, so the join state has a bound the 
 load sends events at a constant rate through the ingestion gateway, and the label of most of them
 ``label_delay_s`` later through its feedback door; the rest stay unlabelled, so the learner's expiry of
 pending predictions is exercised too. Every ``sample_interval_s`` the run reads ``VmRSS`` of every eddy
-process (the supervisor, each service, both registries) and of the broker, and the learner's join state
-(``eddy_join_state_size``).
+process (the supervisor, each service, both registries) and of the broker, the learner's join state
+(``eddy_join_state_size``), and each consuming service's lag (reported, not judged: a consumer that falls
+behind holds fetched, unread input, which is not a leak).
 
 The verdict, after a warm-up (the first ``warmup_fraction`` of the load):
 
