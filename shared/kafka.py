@@ -111,7 +111,8 @@ def consumer_config(settings: Settings, group_id: str, *, background: bool = Fal
         "heartbeat.interval.ms": max(500, min(3000, settings.session_timeout_ms // 6)),
         "fetch.wait.max.ms": settings.background_fetch_wait_max_ms if background else settings.fetch_wait_max_ms,
         "partition.assignment.strategy": "range",
-        "isolation.level": "read_uncommitted",
+        # read_committed where the services write transactions (EDDY_KAFKA_TRANSACTIONS), for every reader.
+        "isolation.level": settings.isolation_level,
         "logger": client_log,
         **security_config(settings),
     }

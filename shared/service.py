@@ -54,10 +54,7 @@ class ServiceContext:
     background: bool = False
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
-        isolation = {"isolation.level": self.settings.isolation_level}
-        return Consumer(
-            consumer_config(self.settings, group_id, background=self.background, **{**isolation, **overrides})
-        )
+        return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
 
     def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
         """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching.

@@ -212,7 +212,7 @@ class Settings:
         default="auto",
         metadata={
             "env": "EDDY_KAFKA_ISOLATION_LEVEL",
-            "doc": "isolation.level of the stream loops' consumers: read_committed, read_uncommitted, or auto "
+            "doc": "isolation.level of every consumer: read_committed, read_uncommitted, or auto "
             "(read_committed with EDDY_KAFKA_TRANSACTIONS, else read_uncommitted).",
         },
     )

@@ -357,3 +357,12 @@ def test_learning_stays_out_of_transactions() -> None:
     assert loop.transactions is None and loop.producer is ctx.producer
     assert "learning" in NOT_TRANSACTIONAL
     loop.consumer.close()
+
+
+def test_every_consumer_reads_at_the_configured_isolation_level() -> None:
+    from shared.kafka import consumer_config
+
+    assert consumer_config(Settings(), "g")["isolation.level"] == "read_uncommitted"
+    on = Settings(kafka_transactions=True)
+    assert consumer_config(on, "g")["isolation.level"] == "read_committed"
+    assert consumer_config(on, "g", **{"isolation.level": "read_uncommitted"})["isolation.level"] == "read_uncommitted"
