@@ -13,6 +13,7 @@ depends on how partitions interleaved.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -138,11 +139,12 @@ def _events(
     doubles = [f for f in numeric_fields(serde) if f != time_field]
     objects = [id_field] if timed else [id_field, time_field]
     cols = decode_columns(serde, raw.values, doubles, [time_field] if timed else [], objects)
-    decoded = cols.decoded & ~cols.nulls[time_field] if timed else cols.decoded
     if timed:
-        times = cols.numbers[time_field]
+        decoded, times = cols.decoded & ~cols.nulls[time_field], cols.numbers[time_field]
     else:
-        times = np.fromiter((_whole(t) for t in cols.objects[time_field]), np.int64, len(raw.values))
+        whole = [_whole(t) for t in cols.objects[time_field]]
+        decoded = cols.decoded & np.array([t is not None for t in whole], dtype=bool)
+        times = np.array([t or 0 for t in whole], dtype=np.int64)
     offsets = np.asarray(raw.offsets, dtype=np.int64)
     inside = decoded & in_range_of(offsets, times, start, until)
     skipped["undecodable"] += int((~decoded).sum())
@@ -150,11 +152,10 @@ def _events(
     ids = cols.objects[id_field]
     # The first record of an id wins, in topic order, as in inference.
     first: dict[str, int] = {}
-    claim = first.setdefault
-    kept = [i for i in np.flatnonzero(inside).tolist() if claim(_text(ids[i]), i) == i]
-    skipped["duplicate_event"] += int(inside.sum()) - len(kept)
-    taken = np.asarray(kept, dtype=np.int64)
-    kept_ids = [_text(ids[i]) for i in kept]
+    for i in np.flatnonzero(inside).tolist():
+        first.setdefault(_text(ids[i]), i)
+    kept_ids, taken = list(first), np.fromiter(first.values(), np.int64, len(first))
+    skipped["duplicate_event"] += int(inside.sum()) - len(first)
     order = _event_order(times[taken], kept_ids)
     rows = taken[order]
     table = EventTable(
@@ -223,6 +224,16 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _whole(value: Any) -> int:
-    # An event time of another type (a double, say) is taken as int() takes it, as the services do.
-    return int(value)
+def _whole(value: Any) -> int | None:
+    """An event time of another type (a double, say) as ``int()`` takes it, as the services do; None for
+    one that is no number an int64 holds (its record is then undecodable here).
+
+    >>> _whole(5.7), _whole(None), _whole(float("nan")), _whole(10**30), _whole(True)
+    (5, None, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    whole = int(value)
+    return whole if -(2**63) <= whole < 2**63 else None

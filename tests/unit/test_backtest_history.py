@@ -134,3 +134,13 @@ def test_progress_counts_every_step_of_every_model(kernel: bool, monkeypatch: An
     assert seen[-1] == (1200, 1200)  # 300 predictions and 300 labels, for each of 2 models
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert len(seen) >= (2 if kernel else 8)  # the kernel reports once per model
+
+
+def test_the_examples_in_the_docstrings_hold() -> None:
+    import doctest
+
+    from shared import cli_replay, columns, progress
+    from shared.backtest import events, source
+
+    for module in (columns, events, source, progress, cli_replay, engine):
+        assert doctest.testmod(module).failed == 0, module.__name__
