@@ -31,6 +31,7 @@ from shared.settings import Settings
 from shared.topics import StreamTopics
 from shared.transactions import TransactionFatal
 from tests.helpers import create_topics, produce_values, serdes_for, wait_until
+from tests.unit.records import event
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +43,6 @@ BATCH = 50
 
 class Crash(BaseException):
     """Stands for the process dying: no ``except Exception`` in the loop catches it."""
-
-
-def event(i: int) -> dict[str, object]:
-    return {
-        "event_id": f"e{i}",
-        "event_time_ms": 1_700_000_000_000 + i,
-        "x0": 1.0,
-        "x1": 2.0,
-        "x2": 3.0,
-        "region": "east",
-    }
 
 
 def ids_in(settings: Settings, topic: str, isolation: str, expect: int, timeout_s: float = 30.0) -> Counter[str]:
