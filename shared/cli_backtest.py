@@ -128,6 +128,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     start, until = _bound(args.start, "--from"), _bound(args.until, "--until")
     serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
     models = [resolve_model(m, contract, settings, serdes) for m in args.model or [contract.champion.name]]
+    names = [m.name for m in models]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        # Rows of the result table are told apart by model name: the same model twice would be one mixed series.
+        raise BacktestError(f"--model {', '.join(twice)} given more than once: compare each model once")
     began = time.monotonic()
     progress(f"reading {contract.name}.{args.source} and {contract.name}.feedback ...")
     bar = ProgressLine(sys.stderr, "eddy backtest")

@@ -71,6 +71,7 @@ def test_bad_arguments_are_one_line_errors(settings: Settings) -> None:
         (("--label-delay", "soon"), "--label-delay"),
         (("--model", "nope"), "not a model"),
         (("--from", "yesterday"), "ISO 8601"),
+        (("--model", "default", "--model", "default"), "more than once"),
     ]:
         result = backtest(settings, *args)
         assert result.returncode == 2, result.stderr
