@@ -202,9 +202,11 @@ def serve_http(
                 self._send(code, "application/json", json.dumps({"error": error}).encode())
                 return
             params = _query_params(query)
+            # A refused request's body is left unread, so its answer closes the connection (and says so).
+            keep_open, self.close_connection = self.close_connection, True
             if not self._authorized("POST", path, params):
-                self.close_connection = True  # the body is left unread
                 return
+            self.close_connection = keep_open
             params[BODY_PARAM] = self.rfile.read(length).decode("utf-8", errors="replace")
             self._send(*route(params))
 
@@ -222,6 +224,10 @@ def serve_http(
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                # Without the header a keep-alive client sends its next request on the closing connection
+                # and finds it closed without an answer.
+                self.send_header("Connection", "close")
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
