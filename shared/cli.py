@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from shared import cli_backtest, cli_dataset, cli_experiments, cli_models, cli_replay
+from shared import cli_backtest, cli_dataset, cli_experiments, cli_kafka, cli_models, cli_replay
 from shared.auth import client_headers
 from shared.cli_common import CliError, resolve_settings
 from shared.contracts import ContractError, StreamContract, load_contract, load_contracts
@@ -68,6 +68,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from shared.stack import EmbeddedStack
 
     setup_logging("eddy", os.environ.get("EDDY_LOG_LEVEL", "WARNING"), "text")
+    if args.broker:
+        os.environ["EDDY_EMBEDDED_BROKER"] = args.broker
     settings = Settings.from_env()
     demo_args = ["--rate", str(args.rate), "--label-delay", str(args.label_delay), "--drift-at", str(args.drift_at)]
     stack = EmbeddedStack(settings, dict(os.environ), demo=args.demo, demo_args=demo_args)
@@ -465,6 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the embedded stack (broker, registry, every service) until Ctrl-C")
     up.add_argument("--demo", action="store_true", help="also run the demo feed on the demo stream")
+    up.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        help="the broker to start: tansu (in memory, the default) or kafka (Apache Kafka, `eddy kafka install`)",
+    )
     up.add_argument("--rate", type=float, default=100.0, help="demo events per second (default 100)")
     up.add_argument("--label-delay", type=float, default=2.0, help="seconds before a demo label arrives (default 2)")
     up.add_argument("--drift-at", type=int, default=6000, help="demo event at which the concept drifts (default 6000)")
@@ -524,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="every setting, its environment variable and default")
     config.set_defaults(func=cmd_config)
-    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay):
+    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay, cli_kafka):
         module.add_parsers(sub)
     return parser
 

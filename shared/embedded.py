@@ -8,11 +8,16 @@ never relies on those, so code that is correct here is correct on real Kafka.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from shared.supervisor import die_with_parent
 
 
 class BrokerError(RuntimeError):
@@ -25,9 +30,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
+def wait_for_port(host: str, port: int, timeout_s: float, alive: Callable[[], bool] | None = None) -> bool:
+    """True once ``host:port`` accepts a connection; False after ``timeout_s`` or once ``alive()`` is false."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            return False
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return True
@@ -68,12 +76,38 @@ def start_tansu(port: int = 0, host: str = "127.0.0.1", log_path: Path | None = 
         "--cluster-id",
         f"eddy-{uuid.uuid4().hex[:12]}",
     ]
-    if log_path is None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    else:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    if not wait_for_port(host, port, 10.0):
+    # Its own session, so Ctrl-C reaches only its owner, which stops it last; and it dies with its owner,
+    # even one killed with SIGKILL, instead of living on as an orphan holding the port.
+    with open(log_path or os.devnull, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
+        )
+    if not wait_for_port(host, port, 10.0, alive=lambda: proc.poll() is None):
         proc.kill()
         raise BrokerError(f"the embedded broker did not open {host}:{port} within 10 s")
     return proc, f"{host}:{port}"
+
+
+@dataclass
+class TansuBroker:
+    """A running embedded broker, with the same face as ``apache_kafka.KafkaCluster``."""
+
+    proc: subprocess.Popen
+    bootstrap_servers: str
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc.poll() is None else []
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)

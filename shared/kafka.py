@@ -165,7 +165,11 @@ def ensure_topics(settings: Settings, topics: list[str], timeout_s: float = 30.0
     if not wanted:
         return
     futures = admin.create_topics(
-        [NewTopic(t, settings.partitions, settings.replication_factor) for t in wanted], operation_timeout=10
+        [
+            NewTopic(t, settings.partitions, settings.replication_factor, config=topic_config(settings, t))
+            for t in wanted
+        ],
+        operation_timeout=10,
     )
     for topic, future in futures.items():
         try:
@@ -312,3 +316,11 @@ def records_left(consumer: Consumer) -> int:
         if tp.offset >= 0 and high >= 0:
             left += max(0, high - tp.offset)
     return left
+
+
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """The topic-level configs eddy creates ``topic`` with."""
+    conf: dict[str, str] = {}
+    if settings.replication_factor > 1:
+        conf["min.insync.replicas"] = str(settings.min_insync_replicas)
+    return conf

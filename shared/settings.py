@@ -20,6 +20,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 ENDPOINT_IDENTIFICATION = ("https", "none")
 ISOLATION_LEVELS = ("auto", "read_committed", "read_uncommitted")
+EMBEDDED_BROKERS = ("tansu", "kafka")
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
 # How a secret that is set appears wherever settings are shown.
@@ -111,6 +112,21 @@ class Settings:
     )
     replication_factor: int = field(
         default=1, metadata={"env": "EDDY_REPLICATION_FACTOR", "doc": "Replication factor of topics eddy creates."}
+    )
+    min_insync_replicas: int = field(
+        default=1,
+        metadata={
+            "env": "EDDY_MIN_INSYNC_REPLICAS",
+            "doc": "min.insync.replicas of topics eddy creates (with acks=all: replicas that must have a write).",
+        },
+    )
+    embedded_broker: str = field(
+        default="tansu",
+        metadata={
+            "env": "EDDY_EMBEDDED_BROKER",
+            "doc": "The broker `eddy up` starts when EDDY_BOOTSTRAP_SERVERS is unset: tansu (in memory, from pip) "
+            "or kafka (Apache Kafka, installed by `eddy kafka install`; needs Java and Maven).",
+        },
     )
     snapshot_interval_s: float = field(
         default=0.5,
@@ -249,7 +265,17 @@ class Settings:
             self, "kafka_ssl_endpoint_identification", self.kafka_ssl_endpoint_identification.strip().lower()
         )
         object.__setattr__(self, "kafka_isolation_level", self.kafka_isolation_level.strip().lower())
+        object.__setattr__(self, "embedded_broker", self.embedded_broker.strip().lower())
         _check_security(self)
+        if self.embedded_broker not in EMBEDDED_BROKERS:
+            raise SettingsError(
+                f"EDDY_EMBEDDED_BROKER={self.embedded_broker!r} is not one of {', '.join(EMBEDDED_BROKERS)}"
+            )
+        if not 1 <= self.min_insync_replicas <= self.replication_factor:
+            raise SettingsError(
+                f"EDDY_MIN_INSYNC_REPLICAS={self.min_insync_replicas} must be between 1 and "
+                f"EDDY_REPLICATION_FACTOR={self.replication_factor}"
+            )
         if self.kafka_isolation_level not in ISOLATION_LEVELS:
             raise SettingsError(
                 f"EDDY_KAFKA_ISOLATION_LEVEL={self.kafka_isolation_level!r} is not one of {', '.join(ISOLATION_LEVELS)}"
@@ -295,6 +321,7 @@ class Settings:
             "EDDY_CONTRACTS_DIR": str(self.contracts_dir),
             "EDDY_PARTITIONS": str(self.partitions),
             "EDDY_REPLICATION_FACTOR": str(self.replication_factor),
+            "EDDY_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
             "EDDY_STREAMS": ",".join(self.streams),
             "EDDY_GROUP_PREFIX": self.group_prefix,
             "EDDY_KAFKA_TRANSACTIONS": _text(self.kafka_transactions),

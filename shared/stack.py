@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import threading
 import time
@@ -20,8 +19,9 @@ from typing import Any
 
 import httpx
 
+from shared.brokers import LocalBroker, start_broker
 from shared.contracts import load_contracts
-from shared.embedded import free_port, start_tansu
+from shared.embedded import free_port
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.supervisor import Child, Supervisor
@@ -86,9 +86,9 @@ class EmbeddedStack:
         self.demo_args = demo_args or []
         self.state_dir = settings.state_dir.resolve()
         self.logs = self.state_dir / "logs"
-        self.broker: subprocess.Popen | None = None
+        self.broker: LocalBroker | None = None
         self.supervisor = Supervisor(on_change=self.write_stack_file)
-        self.embedded_broker = not env.get("EDDY_BOOTSTRAP_SERVERS")
+        self.starts_broker = not env.get("EDDY_BOOTSTRAP_SERVERS")
         self.embedded_registry = not env.get("EDDY_SCHEMA_REGISTRY_URL")
         self.ready = False
 
@@ -101,10 +101,16 @@ class EmbeddedStack:
             raise StackError(f"eddy is already running from {self.state_dir} (pid {running}); run `eddy down` first")
         self.logs.mkdir(parents=True, exist_ok=True)
         settings = self.settings
-        if self.embedded_broker:
+        if self.starts_broker:
             port = int(self.env.get("EDDY_BROKER_PORT") or 0)
-            self.broker, bootstrap = start_tansu(port, log_path=self.logs / "broker.log")
+            # Each start is a fresh cluster (Tansu keeps nothing; Kafka gets new storage), so state saved
+            # against an earlier one is recognised as stale by its cluster id.
+            shutil.rmtree(self.state_dir / "kafka", ignore_errors=True)
+            self.broker = start_broker(settings.embedded_broker, self.state_dir, log_dir=self.logs, port=port)
+            bootstrap = self.broker.bootstrap_servers
             settings = replace(settings, bootstrap_servers=bootstrap, session_timeout_ms=EMBEDDED_SESSION_TIMEOUT_MS)
+            self.settings = settings
+        if self.starts_broker and settings.embedded_broker == "tansu":
             if not self.env.get("EDDY_FETCH_WAIT_MAX_MS"):
                 # Tansu answers a fetch only when fetch.wait.max.ms has passed, even with data ready.
                 settings = replace(settings, fetch_wait_max_ms=EMBEDDED_FETCH_WAIT_MS)
@@ -141,8 +147,8 @@ class EmbeddedStack:
         doc = {
             "supervisor_pid": os.getpid(),
             "state_dir": str(self.state_dir),
-            "embedded_broker": self.embedded_broker,
-            "broker_pid": self.broker.pid if self.broker else None,
+            "broker": self.settings.embedded_broker if self.starts_broker else "external",
+            "broker_pids": self.broker.pids if self.broker else [],
             "ready": self.ready,
             "bootstrap_servers": self.settings.bootstrap_servers,
             "schema_registry_url": self.settings.schema_registry_url,
@@ -158,19 +164,13 @@ class EmbeddedStack:
     def run_until_stopped(self, stop: threading.Event) -> None:
         while not stop.wait(0.25):
             self.supervisor.tick()
-            if self.broker is not None and self.broker.poll() is not None:
-                raise StackError(
-                    f"the embedded broker exited (code {self.broker.returncode}); see {self.logs}/broker.log"
-                )
+            if self.broker is not None and not self.broker.alive():
+                raise StackError(f"the embedded broker exited; see its log in {self.logs}")
 
     def stop(self) -> None:
         self.supervisor.stop_all()
-        if self.broker is not None and self.broker.poll() is None:
-            self.broker.send_signal(signal.SIGTERM)
-            try:
-                self.broker.wait(10)
-            except subprocess.TimeoutExpired:
-                self.broker.kill()
+        if self.broker is not None:
+            self.broker.stop()
         stack_file(self.state_dir).unlink(missing_ok=True)
 
 

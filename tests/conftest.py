@@ -1,8 +1,12 @@
-"""Shared fixtures: a real broker and a real schema registry for the whole session.
+"""Shared fixtures: real brokers and a real schema registry for the whole session.
 
-The broker is the embedded Tansu on a free loopback port, or whatever
-``EDDY_BOOTSTRAP_SERVERS`` names; the registry is eddy's own, started from this
-checkout, or whatever ``EDDY_SCHEMA_REGISTRY_URL`` names.
+Every test that needs a broker runs twice, once per tier: on the embedded Tansu and on a single
+Apache Kafka node (``shared.apache_kafka``, installed by Maven on first use), each on free loopback
+ports; test ids end in ``[tansu]`` or ``[kafka]``. ``EDDY_TEST_BROKERS=tansu`` (or ``kafka``) runs
+one tier. Without Java and Maven the Kafka tier skips, saying what is missing, unless
+``EDDY_REQUIRE_KAFKA=1`` (CI sets it) makes that a failure. When ``EDDY_BOOTSTRAP_SERVERS`` names
+a broker, every such test runs once, against it (``[external]``). The registry is eddy's own, started
+from this checkout, or whatever ``EDDY_SCHEMA_REGISTRY_URL`` names.
 """
 
 from __future__ import annotations
@@ -19,26 +23,53 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import free_port, start_tansu
+from shared.apache_kafka import missing_tools
+from shared.brokers import BROKER_KINDS, start_broker
+from shared.embedded import free_port
 from shared.settings import REPO_ROOT, Settings
 from shared.stack import wait_http
 
 REGISTRY_ARGV = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1"]
 
 
-@pytest.fixture(scope="session")
-def bootstrap_servers() -> Iterator[str]:
-    external = os.environ.get("EDDY_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
+def broker_tiers() -> list[str]:
+    """The tiers this session runs: ``external`` when EDDY_BOOTSTRAP_SERVERS is set, else EDDY_TEST_BROKERS."""
+    if os.environ.get("EDDY_BOOTSTRAP_SERVERS"):
+        return ["external"]
+    chosen = [b.strip() for b in os.environ.get("EDDY_TEST_BROKERS", ",".join(BROKER_KINDS)).split(",") if b.strip()]
+    unknown = sorted(set(chosen) - set(BROKER_KINDS))
+    if unknown:
+        raise pytest.UsageError(f"EDDY_TEST_BROKERS names {unknown}: choose from {', '.join(BROKER_KINDS)}")
+    return chosen
+
+
+def skip_without_kafka() -> None:
+    """Skip (or, with EDDY_REQUIRE_KAFKA=1, fail) a Kafka-tier test on a machine without Java or Maven."""
+    missing = missing_tools()
+    if missing is None:
         return
-    proc, servers = start_tansu()
-    yield servers
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    if os.environ.get("EDDY_REQUIRE_KAFKA", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"EDDY_REQUIRE_KAFKA is set but {missing}")
+    pytest.skip(missing)
+
+
+@pytest.fixture(scope="session", params=broker_tiers())
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    """Which broker this test runs on: ``tansu``, ``kafka`` or ``external``."""
+    kind: str = request.param
+    if kind == "kafka":
+        skip_without_kafka()
+    return kind
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if broker_kind == "external":
+        yield os.environ["EDDY_BOOTSTRAP_SERVERS"]
+        return
+    broker = start_broker(broker_kind, tmp_path_factory.mktemp(f"broker-{broker_kind}"))
+    yield broker.bootstrap_servers
+    broker.stop()
 
 
 @pytest.fixture(scope="session")

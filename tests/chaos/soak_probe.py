@@ -181,7 +181,8 @@ def _healthy(info: Mapping[str, Any]) -> bool:
 
 def process_pids(stack: Mapping[str, Any]) -> dict[str, int]:
     """Every process of the stack by name: the supervisor, each supervised child, the broker."""
-    pids = {SUPERVISOR: stack.get("supervisor_pid"), BROKER: stack.get("broker_pid")}
+    broker_pids = stack.get("broker_pids") or []
+    pids = {SUPERVISOR: stack.get("supervisor_pid"), BROKER: broker_pids[0] if len(broker_pids) == 1 else None}
     pids.update({name: info.get("pid") for name, info in stack["services"].items()})
     return {name: int(pid) for name, pid in pids.items() if pid}
 
