@@ -25,7 +25,7 @@ import pytest
 
 from shared.settings import REPO_ROOT
 from shared.stack import read_stack
-from tests.e2e.test_stack import eddy_cli
+from tests.e2e.test_stack import eddy_cli, own_broker
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -51,17 +51,20 @@ def predict(state: Path, event_id: str) -> dict[str, Any]:
     return result
 
 
-def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_within_2s(tmp_path: Path) -> None:
+def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_within_2s(
+    tmp_path: Path, broker_kind: str
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
     state = tmp_path / "state"
     env["EDDY_STATE_DIR"] = str(state)
     argv = ["up", "--demo", "--rate", "300", "--drift-at", "4500", "--label-delay", "0.5"]
+    argv += ["--broker", own_broker(broker_kind)]
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", *argv], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
         )
     try:
-        wait_until(lambda: (read_stack(state) or {}).get("ready"), 30, what="the stack to be ready")
+        wait_until(lambda: (read_stack(state) or {}).get("ready"), 60, what="the stack to be ready")
         registry_url = read_stack(state)["services"]["model_registry"]["url"]
 
         def registry(path: str) -> dict[str, Any]:

@@ -156,21 +156,29 @@ def test_5000_events_then_kill_inference_and_learning(stack: tuple[dict[str, str
     print(f"duplicate predictions after kill -9 (at-least-once replay): {sum(predicted.values()) - len(predicted)}")
 
 
-def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path) -> None:
-    """The README's first command, fully embedded: predictions flow within 60 s of `eddy up --demo`."""
+def own_broker(broker_kind: str) -> str:
+    """The broker a test's own `eddy up` starts: the tier's, or the default beside an external one."""
+    return "kafka" if broker_kind == "kafka" else "tansu"
+
+
+def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path, broker_kind: str) -> None:
+    """The README's first command, fully embedded: predictions flow within 60 s of `eddy up --demo`.
+
+    On the Kafka tier it is `eddy up --demo --broker kafka`: the same stack on a local Apache Kafka.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
     env["EDDY_STATE_DIR"] = str(tmp_path / "state")
     started = time.monotonic()
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up", "--demo"],
+            [sys.executable, "-m", "shared.cli", "up", "--demo", "--broker", own_broker(broker_kind)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
         )
     try:
-        wait_until(lambda: (read_stack(tmp_path / "state") or {}).get("ready"), 30, what="the stack to be ready")
+        wait_until(lambda: (read_stack(tmp_path / "state") or {}).get("ready"), 60, what="the stack to be ready")
         tail = eddy_cli(env, "tail", "demo.predictions", "--max", "100", "--timeout", "60")
         elapsed = time.monotonic() - started
         records = [json.loads(line) for line in tail.stdout.splitlines()]
@@ -181,6 +189,35 @@ def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path) -> None:
         down = eddy_cli(env, "down")
         assert down.returncode == 0 and b"eddy stopped" in down.stdout
         assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+        print((tmp_path / "up.log").read_text()[-2000:])
+
+
+def test_no_process_outlives_a_killed_eddy_up(tmp_path: Path, broker_kind: str) -> None:
+    """SIGKILL of `eddy up` takes its broker (every Kafka node, or Tansu) and every service with it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
+    state = tmp_path / "state"
+    env["EDDY_STATE_DIR"] = str(state)
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--broker", own_broker(broker_kind)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        wait_until(lambda: (read_stack(state) or {}).get("ready"), 60, what="the stack to be ready")
+        doc = read_stack(state)
+        assert doc is not None and doc["broker"] == own_broker(broker_kind)
+        brokers = list(doc["broker_pids"])
+        services = [s["pid"] for s in doc["services"].values() if s["pid"]]
+        assert brokers and all(pid_alive(pid) for pid in brokers + services)
+        up.kill()
+        up.wait(10)
+        wait_until(lambda: not any(pid_alive(pid) for pid in brokers + services), 20, what="every child to exit")
     finally:
         if up.poll() is None:
             up.kill()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import pickle
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ import pytest
 from services.model_registry.artifacts import ArtifactStore
 from services.model_registry.config import RegistryConfig
 from services.model_registry.store import Store
+from shared.brokers import start_broker
 from shared.contracts import load_contracts
 from shared.dlq import read_dlq_headers
-from shared.embedded import start_tansu
 from shared.models import build_estimator
 from shared.roles import (
     CHALLENGER,
@@ -114,19 +113,15 @@ def table(event: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture()
-def empty_broker(settings: Settings) -> Iterator[Settings]:
-    """The same settings on a second, empty broker: a restarted embedded stack that lost every topic."""
-    proc, servers = start_tansu()
+def empty_broker(settings: Settings, broker_kind: str, tmp_path: Path) -> Iterator[Settings]:
+    """The same settings on a second, empty broker of the tier's kind: a restarted stack that lost every topic."""
+    broker = start_broker("kafka" if broker_kind == "kafka" else "tansu", tmp_path / "empty-broker")
     try:
-        fresh = replace(settings, bootstrap_servers=servers)
+        fresh = replace(settings, bootstrap_servers=broker.bootstrap_servers)
         create_topics(fresh)
         yield fresh
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        broker.stop()
 
 
 def test_candidates_promotion_requests_and_restart_on_an_empty_broker(
