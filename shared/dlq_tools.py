@@ -29,7 +29,7 @@ from typing import Any, Literal, cast
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Message, TopicPartition
 
 from shared.dlq import HEADER_PREFIX, read_dlq_headers
-from shared.kafka import at_high_watermark, consumer_config, ensure_topics, producer_config
+from shared.kafka import at_high_watermark, committed_offsets, consumer_config, ensure_topics, producer_config
 from shared.producer import ConfirmedProducer, Headers
 from shared.settings import Settings
 from shared.topics import StreamTopics
@@ -592,7 +592,7 @@ def _confirm_and_commit(
 
 def _committed_positions(consumer: Consumer, topic: str, partitions: list[int]) -> list[TopicPartition]:
     """Where the replay group stopped, per partition (the beginning where it never committed)."""
-    found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    found = committed_offsets(consumer, [TopicPartition(topic, p) for p in partitions])
     out = []
     for tp in found:
         if tp.error is not None:

@@ -324,3 +324,29 @@ def topic_config(settings: Settings, topic: str) -> dict[str, str]:
     if settings.replication_factor > 1:
         conf["min.insync.replicas"] = str(settings.min_insync_replicas)
     return conf
+
+
+# A group coordinator that moves or is still loading (a new cluster, a broker restart) answers these for a while.
+COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
+def committed_offsets(consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 30.0) -> list[Any]:
+    """``consumer.committed(partitions)``, asked again while the group's coordinator moves or loads.
+
+    librdkafka raises NOT_COORDINATOR and its kin instead of waiting for the coordinator: on Apache
+    Kafka they are the normal answer for the first seconds of a cluster and after a broker fails over.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=max(1.0, min(10.0, deadline - time.monotonic()))))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            moving = isinstance(error, KafkaError) and (error.code() in COORDINATOR_MOVING or error.retriable())
+            if not moving or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from shared.backtest.source import read_to_end
 from shared.dlq import read_dlq_headers
-from shared.kafka import consumer_config
+from shared.kafka import committed_offsets, consumer_config
 from shared.serde import SerdeError, TopicSerde
 from shared.settings import Settings
 from shared.topics import StreamTopics
@@ -680,7 +680,7 @@ def wait_committed(
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            committed = consumer.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
+            committed = committed_offsets(consumer, [TopicPartition(t, p) for t, p in ends])
             behind = {
                 f"{tp.topic}:{tp.partition}": (tp.offset, ends[(tp.topic, tp.partition)])
                 for tp in committed

@@ -12,7 +12,7 @@ from services.validation.fastlane import NATIVE, FastValidation
 from services.validation.handlers import ValidateBatch
 from shared.contracts import load_contracts
 from shared.dlq import read_dlq_headers
-from shared.kafka import consumer_config, producer_config
+from shared.kafka import committed_offsets, consumer_config, producer_config
 from shared.loop import FastLane, StreamLoop
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry
@@ -108,7 +108,7 @@ def test_validation_loop_routes_everything_and_commits(settings: Settings, fast:
 
     # Everything consumed was committed: a new member of the group starts at the end.
     probe = Consumer(consumer_config(settings, group))
-    committed = probe.committed([TopicPartition(topics.events, p) for p in range(settings.partitions)], timeout=10)
+    committed = committed_offsets(probe, [TopicPartition(topics.events, p) for p in range(settings.partitions)])
     probe.close()
     assert sum(tp.offset for tp in committed if tp.offset >= 0) == 59
 
@@ -138,7 +138,20 @@ def test_loop_stops_between_batches_without_losing_input(settings: Settings, fas
         threading.Timer(seconds, stop.set).start()
         loop.run(stop)
 
+    def done() -> bool:
+        probe = Consumer(consumer_config(settings, f"it-restart-{stream}"))
+        try:
+            offsets = committed_offsets(probe, [TopicPartition(topics.events, p) for p in range(settings.partitions)])
+        finally:
+            probe.close()
+        return sum(tp.offset for tp in offsets if tp.offset >= 0) == 3000
+
     run_for(4.0)
-    run_for(6.0)
+    # The second instance runs until the group has committed everything (a rebalance's length varies by broker
+    # and load), at most 60 s.
+    for _ in range(12):
+        run_for(5.0)
+        if done():
+            break
     ids = {v["event_id"] for v in read_topic(settings, topics.validated, timeout_s=20, quiet_s=2)}
     assert ids == {f"e{i}" for i in range(3000)}
