@@ -1,36 +1,55 @@
-"""End-to-end latency of the running stack, against a raw one-hop Kafka round trip in the same run.
+"""End-to-end latency and label freshness of the running stack, on Tansu and on Apache Kafka.
 
-Starts ``eddy up --demo --rate R`` in a temporary state directory. After a warm-up
-it reads ``demo.predictions`` and measures ingestion → prediction
-(``predicted_at_ms - ingested_at_ms``: two Kafka hops, validation and inference),
-plus inference's own processing time (``latency_ms``). The baseline produces
-timestamped raw records at the same rate to a scratch topic on the same broker
-and measures produce → consume, one hop, with the same client settings.
+For each rate and broker it starts ``eddy up --demo --broker B --rate R`` in a temporary state
+directory. After a warm-up it reads, for ``--seconds``:
 
-Run: ``.venv/bin/python -m bench.bench_latency [--rate 500] [--seconds 20]``. Bounded in time.
+- ``demo.predictions``: ingestion → prediction (``predicted_at_ms - ingested_at_ms``: two Kafka hops,
+  validation and inference), and inference's own processing time per batch (``latency_ms``);
+- ``demo.feedback``, ``demo.models`` and the predictions: label freshness, from a label's produce time to
+  the first snapshot that learned it, and to the first served prediction by such a snapshot;
+- with ``--hops``, taps on ``demo.events`` and ``demo.validated``: the time of each hop;
+- the CPU of every process of the stack over the same window (``bench.bench_cost``).
+
+Baselines in the same run: one raw hop (timestamped records produced at the same rate and consumed, with
+the stack's client settings) on an idle broker of the same kind before the stack starts, and beside the
+running stack. The brokers alternate at each rate, and the results are printed side by side.
+
+Run: ``.venv/bin/python -m bench.bench_latency --broker tansu --broker kafka --rate 1000 --rate 5000
+--seconds 60``. Bounded in time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
+from bench.bench_cost import (
+    COST_TOPICS,
+    Cost,
+    READERS,
+    Meter,
+    broker_kinds,
+    cost_table,
+    cpu_seconds,
+    demo_stack,
+    stack_processes,
+    stack_settings,
+    window_cost,
+)
 from bench.machine import describe
+from shared.brokers import start_broker
 from shared.contracts import load_contracts
-from shared.embedded import start_tansu
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -41,13 +60,6 @@ from shared.stack import EMBEDDED_FETCH_WAIT_MS, read_stack
 QUIET_FETCH_WAIT_MS = 100
 # Connection set-up and the first fetches are not what a hop costs.
 WARMUP_S = 1.0
-
-
-def percentiles(values: list[float]) -> str:
-    if len(values) < 2:
-        return "n/a"
-    qs = statistics.quantiles(values, n=100)
-    return f"p50 {qs[49]:7.1f}  p95 {qs[94]:7.1f}  p99 {qs[98]:7.1f}  (n={len(values)})"
 
 
 def serdes(settings: Settings) -> SerdeRegistry:
@@ -82,18 +94,60 @@ def measure_pipeline(settings: Settings, seconds: float) -> tuple[list[float], l
     return e2e, processing
 
 
-def measure_freshness(settings: Settings, seconds: float) -> list[float]:
-    """Per label: from its produce time to the first served prediction by a model that has learned it (ms).
+def measure_hops(settings: Settings, seconds: float, every: int = 10) -> dict[str, list[float]]:
+    """Per-hop times of every ``every``-th event, from arrival times at a tap on each topic (ms).
 
-    A label at offset o of ``demo.feedback`` partition p is reflected by the first snapshot whose
-    ``source_offsets`` for that partition are past o; it is visible once a served prediction carries
-    that snapshot's (or a later) learned count.
+    A tap reads the keys (the event ids) of ``demo.events`` and ``demo.validated`` as they arrive, with
+    a 10 ms fetch wait, and notes the wall time; predictions carry ``ingested_at_ms`` and inference's
+    ``predicted_at_ms``. The tap's own fetch delay is in each arrival time, so it adds to the first hop
+    and roughly cancels in the middle one. Rows: feed → events tap, events tap → validated tap (validation
+    and its produce), validated tap → predicted (inference's fetch and batch).
+    """
+    topics = ["demo.events", "demo.validated", "demo.predictions"]
+    consumers = [tail_from_end(settings, t, 10) for t in topics]
+    decode = serdes(settings).for_topic("demo.predictions").decode
+    seen: dict[str, dict[bytes, float]] = {"demo.events": {}, "demo.validated": {}}
+    predicted: list[tuple[bytes, float, float]] = []  # key, ingested_at, predicted_at (ms)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for topic, consumer in zip(topics, consumers, strict=True):
+            batch = consumer.consume(1000, 0.003)
+            now = time.time() * 1000
+            for msg in batch:
+                key = msg.key()
+                if msg.error() or key is None or hash(key) % every:
+                    continue
+                if topic == "demo.predictions":
+                    p = decode(msg.value())
+                    if p["served"] and p["ingested_at_ms"]:
+                        predicted.append((key, float(p["ingested_at_ms"]), float(p["predicted_at_ms"])))
+                else:
+                    seen[topic].setdefault(key, now)
+    for consumer in consumers:
+        consumer.close()
+    hops: dict[str, list[float]] = {"feed → events": [], "events → validated": [], "validated → predicted": []}
+    for key, ingested, at in predicted:
+        on_events, on_validated = seen["demo.events"].get(key), seen["demo.validated"].get(key)
+        if on_events is None or on_validated is None:
+            continue
+        hops["feed → events"].append(on_events - ingested)
+        hops["events → validated"].append(on_validated - on_events)
+        hops["validated → predicted"].append(at - on_validated)
+    return hops
+
+
+def measure_freshness(settings: Settings, seconds: float) -> tuple[list[float], list[float]]:
+    """Per label: from its produce time to the first snapshot that learned it, and to a served prediction (ms).
+
+    A label at offset o of ``demo.feedback`` partition p is learned by the first snapshot whose
+    ``source_offsets`` for that partition are past o (its time: the snapshot record's produce
+    timestamp); it is served once a served prediction carries that snapshot's (or a later) learned count.
     """
     topics = ["demo.feedback", "demo.models", "demo.predictions"]
     consumers = [tail_from_end(settings, t, QUIET_FETCH_WAIT_MS) for t in topics]
     registry = serdes(settings)
     labels: list[tuple[int, int, float]] = []  # partition, offset, produced at (ms)
-    snapshots: list[tuple[int, dict[str, int]]] = []  # learned count, source offsets
+    snapshots: list[tuple[int, dict[str, int], float]] = []  # learned count, source offsets, published at
     first_served: dict[int, float] = {}  # learned count -> first predicted_at_ms
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -106,23 +160,24 @@ def measure_freshness(settings: Settings, seconds: float) -> list[float]:
                     continue
                 value = registry.for_topic(topic).decode(msg.value())
                 if topic == "demo.models" and value["model_name"] == "default":
-                    snapshots.append((value["learned_count"], value["source_offsets"]))
+                    snapshots.append((value["learned_count"], value["source_offsets"], float(msg.timestamp()[1])))
                 elif topic == "demo.predictions" and value["served"]:
                     learned = value["model_learned"]
                     first_served.setdefault(learned, float(value["predicted_at_ms"]))
     for consumer in consumers:
         consumer.close()
     served = sorted(first_served.items())
-    freshness = []
+    to_learned, to_served = [], []
     for partition, offset, produced in labels:
         key = f"demo.feedback:{partition}"
-        learned = next((n for n, offsets in snapshots if offsets.get(key, 0) > offset), None)
-        if learned is None:
+        snapshot = next(((n, at) for n, offsets, at in snapshots if offsets.get(key, 0) > offset), None)
+        if snapshot is None:
             continue  # not yet in a snapshot when the window closed
-        visible = next((at for n, at in served if n >= learned), None)
+        to_learned.append(snapshot[1] - produced)
+        visible = next((at for n, at in served if n >= snapshot[0]), None)
         if visible is not None:
-            freshness.append(visible - produced)
-    return freshness
+            to_served.append(visible - produced)
+    return to_learned, to_served
 
 
 def measure_baseline(settings: Settings, rate: float, seconds: float) -> list[float]:
@@ -159,67 +214,162 @@ def measure_baseline(settings: Settings, rate: float, seconds: float) -> list[fl
     return latencies
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--fetch-wait-ms", type=int, default=0, help="fetch.wait.max.ms (0: the stack's default)")
-    args = parser.parse_args()
-    state = Path(tempfile.mkdtemp()) / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
-    env["EDDY_STATE_DIR"] = str(state)
-    if args.fetch_wait_ms:
-        env["EDDY_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)
-    fetch_wait = args.fetch_wait_ms or EMBEDDED_FETCH_WAIT_MS
-    # The same one-hop baseline first on a broker with nothing else running: what a hop costs unloaded.
-    broker, servers = start_tansu()
+@dataclass
+class Run:
+    """Everything measured for one broker at one rate."""
+
+    broker: str
+    rate: float
+    seconds: float
+    started: str
+    load: float
+    rows: dict[str, list[float]] = field(default_factory=dict)
+    cost: Cost | None = None
+
+
+def idle_hop(broker: str, rate: float, seconds: float, fetch_wait: int) -> list[float]:
+    """The one-hop baseline on a broker of the same kind with nothing else running: what a hop costs unloaded."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"eddy-bench-idle-{broker}-"))
+    local = start_broker(broker, workdir)
     try:
-        idle = Settings(bootstrap_servers=servers, fetch_wait_max_ms=fetch_wait, session_timeout_ms=6000)
-        idle_hop = measure_baseline(idle, args.rate, min(args.seconds, 10.0))
-    finally:
-        broker.terminate()
-        broker.wait(10)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--demo", "--rate", str(args.rate), "--label-delay", "1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (read_stack(state) or {}).get("ready") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stack = read_stack(state)
-        if not stack or not stack.get("ready"):
-            raise SystemExit("the stack did not start")
-        # The stack's own client settings, so that the baseline hop is measured as the services consume.
-        settings = Settings(
-            bootstrap_servers=stack["bootstrap_servers"],
-            schema_registry_url=stack["schema_registry_url"],
-            fetch_wait_max_ms=fetch_wait,
-            session_timeout_ms=6000,
+        idle = Settings(
+            bootstrap_servers=local.bootstrap_servers, fetch_wait_max_ms=fetch_wait, session_timeout_ms=6000
         )
+        return measure_baseline(idle, rate, seconds)
+    finally:
+        local.stop()
+
+
+def stack_fetch_wait(broker: str, explicit: int) -> int:
+    """The prediction path's fetch.wait.max.ms in the stack: Tansu's short embedded wait, else the default."""
+    if explicit:
+        return explicit
+    return EMBEDDED_FETCH_WAIT_MS if broker == "tansu" else Settings().fetch_wait_max_ms
+
+
+def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
+    fetch_wait = stack_fetch_wait(broker, args.fetch_wait_ms)
+    run = Run(broker, rate, args.seconds, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0])
+    run.rows[IDLE] = idle_hop(broker, rate, min(args.seconds, 10.0), fetch_wait)
+    extra = {"EDDY_FETCH_WAIT_MAX_MS": str(args.fetch_wait_ms)} if args.fetch_wait_ms else {}
+    with demo_stack(broker, rate, label_delay_s=1.0, env_extra=extra) as (stack, up, state):
+        # The stack's own client settings, so that the baseline hop is measured as the services consume.
+        settings = stack_settings(stack, fetch_wait)
         time.sleep(args.warmup)
-        fresh: list[float] = []
-        freshness = threading.Thread(target=lambda: fresh.extend(measure_freshness(settings, args.seconds)))
+        stack = read_stack(state) or stack
+        meter = Meter(settings, stack_processes(stack, up.pid), COST_TOPICS)
+        me = cpu_seconds(os.getpid()) or 0.0
+        start = meter.sample()
+        fresh: list[tuple[list[float], list[float]]] = []
+        freshness = threading.Thread(target=lambda: fresh.append(measure_freshness(settings, args.seconds)))
         freshness.start()
+        hops: dict[str, list[float]] = {}
+        tap = threading.Thread(target=lambda: hops.update(measure_hops(settings, args.seconds)))
+        if args.hops:
+            tap.start()
         e2e, processing = measure_pipeline(settings, args.seconds)
         freshness.join(args.seconds + 30)
-        baseline = measure_baseline(settings, args.rate, args.seconds)
+        if args.hops:
+            tap.join(args.seconds + 30)
+        end = meter.sample()
+        run.cost = window_cost(broker, rate, start, end, "demo.events")
+        run.cost.cpu[READERS] = (cpu_seconds(os.getpid()) or 0.0) - me
+        meter.close()
+        run.rows[E2E], run.rows[PROCESSING] = e2e, processing
+        run.rows[LEARNED], run.rows[SERVED] = fresh[0] if fresh else ([], [])
+        for name, values in hops.items():
+            run.rows[f"hop: {name}"] = values
+        run.rows[BASELINE] = measure_baseline(settings, rate, args.baseline_seconds)
+    return run
+
+
+IDLE = "baseline: one hop, idle broker, before the stack starts"
+BASELINE = "**baseline**: raw produce → consume, one hop, beside the stack"
+E2E = "eddy: ingestion → prediction (two hops)"
+PROCESSING = "eddy: inference processing of one micro-batch"
+LEARNED = "freshness: label produced → learned (in a published snapshot)"
+SERVED = "freshness: label produced → served by a model that learned it"
+ORDER = (IDLE, BASELINE, E2E, PROCESSING, LEARNED, SERVED)
+
+
+def quantiles(values: list[float]) -> tuple[float, float, float] | None:
+    if len(values) < 2:
+        return None
+    qs = statistics.quantiles(values, n=100)
+    return qs[49], qs[94], qs[98]
+
+
+def side_by_side(runs: list[Run]) -> str:
+    """One markdown table: a row per path and rate, p50/p95/p99 per broker side by side."""
+    brokers = list(dict.fromkeys(r.broker for r in runs))
+    head = "| rate | path | " + " | ".join(f"{b} p50 / p95 / p99 ms" for b in brokers) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(brokers)]
+    for rate in dict.fromkeys(r.rate for r in runs):
+        at_rate = {r.broker: r for r in runs if r.rate == rate}
+        names = list(ORDER) + sorted({n for r in at_rate.values() for n in r.rows if n not in ORDER})
+        for name in names:
+            cells = []
+            for broker in brokers:
+                run = at_rate.get(broker)
+                q = quantiles(run.rows.get(name, [])) if run else None
+                cells.append(f"{q[0]:,.1f} / {q[1]:,.1f} / {q[2]:,.1f}" if q else "n/a")
+            lines.append(f"| {rate:,.0f}/s | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(runs: list[Run]) -> list[str]:
+    """PASS/FAIL against issue 19's targets, for every run on Apache Kafka at 5,000 events/s or more."""
+    out = []
+    for run in runs:
+        if run.broker != "kafka" or run.rate < 5000:
+            continue
+        checks = []
+        for name, limit, unit in ((E2E, 50.0, "ms"), (LEARNED, 1000.0, "ms"), (SERVED, 1000.0, "ms")):
+            q = quantiles(run.rows.get(name, []))
+            if q:
+                checks.append(
+                    f"{name} p99 {q[2]:,.1f} {unit} (target ≤ {limit:,.0f}): {'PASS' if q[2] <= limit else 'FAIL'}"
+                )
+        if run.cost:
+            eddy = run.cost.group(run.cost.eddy_roles) / max(run.cost.events, 1) * 1e6
+            checks.append(
+                f"eddy's services {eddy:,.1f} µs CPU/event (target ≤ 250): {'PASS' if eddy <= 250 else 'FAIL'}"
+            )
+        out += [f"kafka, {run.rate:,.0f}/s, {run.seconds:.0f} s: {c}" for c in checks]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--broker", action="append", help="tansu, kafka or both; repeat for several")
+    parser.add_argument("--rate", type=float, action="append", help="events/s of the demo feed; repeatable")
+    parser.add_argument("--seconds", type=float, default=20.0, help="the measured window per broker and rate")
+    parser.add_argument("--baseline-seconds", type=float, default=20.0, help="the one-hop baseline beside the stack")
+    parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument("--hops", action="store_true", help="also time each hop with taps on the topics")
+    parser.add_argument("--fetch-wait-ms", type=int, default=0, help="fetch.wait.max.ms (0: the stack's default)")
+    args = parser.parse_args()
+    brokers = broker_kinds(args.broker)
+    runs = []
+    # Brokers alternate at each rate, so that the two runs being compared are minutes apart.
+    for rate in args.rate or [500.0]:
+        for broker in brokers:
+            run = run_one(broker, rate, args)
+            print(f"done: {broker} at {rate:,.0f}/s (started {run.started}, load {run.load:.2f})", flush=True)
+            runs.append(run)
+    print(f"\nmachine: {describe()}; embedded stack (eddy up --demo --broker B); window {args.seconds:.0f} s")
+    for run in runs:
+        fetch = stack_fetch_wait(run.broker, args.fetch_wait_ms)
         print(
-            f"machine: {describe()}; embedded stack; demo feed at {args.rate:.0f} events/s; "
-            f"fetch.wait.max.ms={fetch_wait}"
+            f"{run.broker} at {run.rate:,.0f}/s: started {run.started}, load {run.load:.2f}, fetch.wait.max.ms {fetch}"
         )
-        print(f"baseline, one hop, idle broker, no stack (ms):    {percentiles(idle_hop)}")
-        print(f"baseline, raw produce -> consume, one hop (ms):   {percentiles(baseline)}")
-        print(f"eddy, ingestion -> prediction, two hops (ms):     {percentiles(e2e)}")
-        print(f"eddy, inference processing per batch (ms):        {percentiles(processing)}")
-        print(f"freshness, label produced -> served by a model that learned it (ms): {percentiles(fresh)}")
-    finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(60)
+    print(side_by_side(runs))
+    for rate in dict.fromkeys(r.rate for r in runs):
+        costs = [r.cost for r in runs if r.rate == rate and r.cost]
+        print(f"\nCPU over the window at {rate:,.0f} events/s (bench readers running):")
+        print(cost_table(costs))
+    print()
+    print("\n".join(verdicts(runs)))
 
 
 if __name__ == "__main__":
