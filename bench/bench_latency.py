@@ -36,8 +36,8 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bench.bench_cost import (
     COST_TOPICS,
-    Cost,
     READERS,
+    Cost,
     Meter,
     broker_kinds,
     cost_table,
