@@ -17,6 +17,13 @@ from shared.topics import StreamTopics
 
 HEADER_PREFIX = "eddy.dlq."
 
+# Records a consumer never read because retention deleted them first: the dead letter stands for the lost offset
+# range (``gap.*`` headers) and has no value, so there is nothing to replay.
+RETENTION_GAP = "retention_gap"
+# A label whose prediction was deleted by retention before the learner read it.
+PREDICTION_DELETED = "prediction_deleted"
+NOT_REPLAYABLE = frozenset({RETENTION_GAP})
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -47,6 +54,8 @@ class DeadLetter:
     error_class: str
     message: str
     violations: tuple[Violation, ...] = field(default=())
+    # More eddy.dlq.* headers, e.g. the lost offset range of a retention gap.
+    extra: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def dlq_topic(self) -> str:
@@ -65,6 +74,7 @@ class DeadLetter:
         }
         if self.violations:
             meta["violations"] = json.dumps([v.as_dict() for v in self.violations])
+        meta.update(self.extra)
         own = [(HEADER_PREFIX + k, v.encode("utf-8")) for k, v in meta.items()]
         # The original headers are kept after ours so a replay can restore them.
         return own + [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]

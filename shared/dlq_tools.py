@@ -28,7 +28,7 @@ from typing import Any, Literal, cast
 
 from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Message, TopicPartition
 
-from shared.dlq import HEADER_PREFIX, read_dlq_headers
+from shared.dlq import HEADER_PREFIX, NOT_REPLAYABLE, read_dlq_headers
 from shared.kafka import at_high_watermark, committed_offsets, consumer_config, ensure_topics, producer_config
 from shared.producer import ConfirmedProducer, Headers
 from shared.settings import Settings
@@ -488,7 +488,9 @@ def replay_dlq(
                 if destination is None or destination not in allowed:
                     _bump(result.skipped_by_topic, destination or "(no source topic)")
                     continue
-                if reasons is not None and not _reason_matches(entry.reason, reasons):
+                # A retention gap's dead letter has no record to send back, whatever reasons were asked for.
+                unwanted = reasons is not None and not _reason_matches(entry.reason, reasons)
+                if entry.reason in NOT_REPLAYABLE or unwanted:
                     _bump(result.skipped_by_reason, entry.reason or "(no reason)")
                     continue
                 _bump(result.replayed_by_topic, destination)

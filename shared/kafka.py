@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from shared.retention import topic_retention
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,15 @@ def records_left(consumer: Consumer) -> int:
 
 
 def topic_config(settings: Settings, topic: str) -> dict[str, str]:
-    """The topic-level configs eddy creates ``topic`` with."""
-    conf: dict[str, str] = {}
+    """The topic-level configs eddy creates ``topic`` with: its family's retention or compaction
+    (``shared.retention``), and ``min.insync.replicas`` where topics are replicated.
+
+    Tansu accepts and ignores them. Existing topics are never altered (operations.md says how).
+
+    >>> topic_config(Settings(replication_factor=3, min_insync_replicas=2), "demo.profiles")
+    {'cleanup.policy': 'compact', 'min.insync.replicas': '2'}
+    """
+    conf = topic_retention(settings, topic)
     if settings.replication_factor > 1:
         conf["min.insync.replicas"] = str(settings.min_insync_replicas)
     return conf

@@ -120,6 +120,23 @@ class Settings:
             "doc": "min.insync.replicas of topics eddy creates (with acks=all: replicas that must have a write).",
         },
     )
+    retention_ms: int = field(
+        default=7 * 24 * 3600 * 1000,
+        metadata={
+            "env": "EDDY_RETENTION_MS",
+            "doc": "retention.ms of the data topics eddy creates (S.raw, S.events, S.validated, S.predictions, "
+            "S.feedback, S.labeled, S.alerts); -1 keeps them forever. Must exceed each contract's allowed "
+            "lateness plus the longest learner outage to survive.",
+        },
+    )
+    dlq_retention_ms: int = field(
+        default=30 * 24 * 3600 * 1000,
+        metadata={
+            "env": "EDDY_DLQ_RETENTION_MS",
+            "doc": "retention.ms of the dead-letter topics eddy creates (S.dlq, eddy.dlq): how long a dead letter "
+            "can still be read and replayed; -1 keeps them forever.",
+        },
+    )
     embedded_broker: str = field(
         default="tansu",
         metadata={
@@ -276,6 +293,9 @@ class Settings:
                 f"EDDY_MIN_INSYNC_REPLICAS={self.min_insync_replicas} must be between 1 and "
                 f"EDDY_REPLICATION_FACTOR={self.replication_factor}"
             )
+        for name, value in (("EDDY_RETENTION_MS", self.retention_ms), ("EDDY_DLQ_RETENTION_MS", self.dlq_retention_ms)):
+            if value != -1 and value < 1:
+                raise SettingsError(f"{name}={value} must be a positive number of milliseconds, or -1 (forever)")
         if self.kafka_isolation_level not in ISOLATION_LEVELS:
             raise SettingsError(
                 f"EDDY_KAFKA_ISOLATION_LEVEL={self.kafka_isolation_level!r} is not one of {', '.join(ISOLATION_LEVELS)}"
@@ -322,6 +342,8 @@ class Settings:
             "EDDY_PARTITIONS": str(self.partitions),
             "EDDY_REPLICATION_FACTOR": str(self.replication_factor),
             "EDDY_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
+            "EDDY_RETENTION_MS": str(self.retention_ms),
+            "EDDY_DLQ_RETENTION_MS": str(self.dlq_retention_ms),
             "EDDY_STREAMS": ",".join(self.streams),
             "EDDY_GROUP_PREFIX": self.group_prefix,
             "EDDY_KAFKA_TRANSACTIONS": _text(self.kafka_transactions),

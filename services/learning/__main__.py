@@ -23,6 +23,7 @@ def main() -> int:
         on_assign=service.on_assign,
         on_batch_done=lambda offsets: service.on_batch_done(offsets, loop),
         on_idle=service.on_idle,
+        on_gap=service.on_gap,
         # Checkpoints must see every batch's output acknowledged: one batch in flight at a time.
         max_in_flight=1,
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from services.learning import metrics
 from shared.contracts import StreamContract
+from shared.dlq import PREDICTION_DELETED
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.models import ModelState, learn
 from shared.topics import StreamTopics
@@ -51,6 +52,27 @@ def coerce_label(label: Any, task: str) -> Any:
 
 
 @dataclass
+class PredictionGap:
+    """Predictions of one partition (offsets ``first``..``last``) deleted by retention before the learner read them.
+
+    ``kept_from_ms`` is the event time of the first prediction read after the gap, once one is: an event
+    labelled before that time happened before every kept prediction of the partition, so its prediction,
+    if it had one, was among the deleted.
+    """
+
+    first: int
+    last: int
+    log_start: int
+    kept_from_ms: int | None = None
+
+    def describe(self, topic: str, partition: int) -> str:
+        return (
+            f"predictions {self.first}..{self.last} of {topic}:{partition} were deleted by retention "
+            "before the learner read them"
+        )
+
+
+@dataclass
 class LearnerState:
     """Everything a learner must restore to carry on exactly where it was."""
 
@@ -66,6 +88,13 @@ class LearnerState:
     # The newest event time seen (predictions) and label time seen: the clocks lateness is measured on.
     event_watermark_ms: int = 0
     label_watermark_ms: int = 0
+    # Per partition number (S.predictions and S.feedback are co-partitioned), the last retention gap of predictions.
+    prediction_gaps: dict[int, PredictionGap] = field(default_factory=dict)
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        # Checkpoints written before a field existed restore with its default.
+        self.__dict__.update(saved)
+        self.__dict__.setdefault("prediction_gaps", {})
 
     def forget_inputs(self) -> None:
         """Keep the model but drop what refers to a Kafka cluster that is gone."""
@@ -76,6 +105,7 @@ class LearnerState:
         self.labeled_offsets.clear()
         self.suppress.clear()
         self.model.source_offsets.clear()
+        self.prediction_gaps.clear()
 
 
 @dataclass(frozen=True)
@@ -129,8 +159,18 @@ class Learner:
         metrics.JOIN_STATE.labels(self.contract.name, "labels").set(len(self.state.pending_labels))
         return result
 
+    def prediction_gap(self, partition: int, first: int, last: int, log_start: int) -> None:
+        """Predictions ``first``..``last`` of ``partition`` were deleted unread: labels that needed them are
+        dead-lettered as ``prediction_deleted`` once the first kept prediction shows which ones they are."""
+        self.state.prediction_gaps[partition] = PredictionGap(first, last, log_start)
+
     def _on_prediction(self, record: InRecord, result: BatchResult) -> None:
         value = record.value
+        gaps = self.state.prediction_gaps
+        if gaps and (gap := gaps.get(record.partition)) is not None and gap.kept_from_ms is None:
+            # Any model's prediction dates what was kept, not just this learner's.
+            gap.kept_from_ms = value["event_time_ms"]
+            self._orphans(record.partition, gap, result)
         model = self.state.model
         if value["model_name"] != model.spec.name or value["model_version"] != model.version:
             return  # another version's prediction: its own learner joins it
@@ -165,10 +205,38 @@ class Learner:
         value = {**value, "label": label, "_raw": record.raw, "_coords": (record.partition, record.offset)}
         self.state.label_watermark_ms = max(self.state.label_watermark_ms, value["label_time_ms"])
         prediction = self.state.pending_predictions.pop(event_id, None)
-        if prediction is None:
-            self.state.pending_labels[event_id] = value
-        else:
+        if prediction is not None:
             self._emit(self._join(prediction, value), result)
+        elif (gap := self._deleted_for(record.partition, value)) is not None:
+            self._dead_label(value, PREDICTION_DELETED, self._deleted_message(value, record.partition, gap), result)
+        else:
+            self.state.pending_labels[event_id] = value
+
+    def _deleted_for(self, partition: int, label: dict[str, Any]) -> PredictionGap | None:
+        """The gap that took this label's prediction, when the label predates every kept prediction of its partition."""
+        gap = self.state.prediction_gaps.get(partition) if self.state.prediction_gaps else None
+        if gap is None or gap.kept_from_ms is None or label["label_time_ms"] >= gap.kept_from_ms:
+            return None
+        return gap
+
+    def _deleted_message(self, label: dict[str, Any], partition: int, gap: PredictionGap) -> str:
+        return (
+            f"no prediction for {label['event_id']}: labelled at {label['label_time_ms']}, before the first kept "
+            f"prediction of its partition (event time {gap.kept_from_ms}); "
+            f"{gap.describe(self.topics.predictions, partition)}"
+        )
+
+    def _orphans(self, partition: int, gap: PredictionGap, result: BatchResult) -> None:
+        """Dead-letter the pending labels of ``partition`` whose predictions ``gap`` deleted, once it is dated."""
+        labels = self.state.pending_labels
+        orphans = [
+            event_id
+            for event_id, label in labels.items()
+            if label["_coords"][0] == partition and self._deleted_for(partition, label) is not None
+        ]
+        for event_id in orphans:
+            label = labels.pop(event_id)
+            self._dead_label(label, PREDICTION_DELETED, self._deleted_message(label, partition, gap), result)
 
     def _emit(self, example: OutRecord, result: BatchResult) -> None:
         if example.key in self.state.suppress:
@@ -221,6 +289,9 @@ class Learner:
         while labels and next(iter(labels.values()))["label_time_ms"] < state.label_watermark_ms - lateness:
             _, label = labels.popitem(last=False)
             message = f"no prediction for {label['event_id']} within the allowed lateness ({lateness} ms)"
+            gap = state.prediction_gaps.get(label["_coords"][0]) if state.prediction_gaps else None
+            if gap is not None:
+                message += f"; {gap.describe(self.topics.predictions, label['_coords'][0])}"
             self._dead_label(label, "late_label", message, result)
 
     def _dead_label(self, label: dict[str, Any], reason: str, message: str, result: BatchResult) -> None:

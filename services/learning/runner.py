@@ -39,8 +39,9 @@ from services.learning.handlers import Learner, LearnerState
 from shared.contracts import ModelSpec
 from shared.feed import SideFeed
 from shared.kafka import cluster_id, scan
-from shared.loop import BatchResult, InRecord, Offsets, StreamLoop
+from shared.loop import BatchResult, InRecord, OffsetGap, Offsets, StreamLoop
 from shared.models import ModelState, SnapshotError, load_snapshot_estimator
+from shared.retention import join_retention_problem, snapshot_key
 from shared.roles import ARCHIVED, VersionKey, contract_roles, roles_of_event
 from shared.serde import SerdeError
 from shared.service import ServiceContext, code_version
@@ -59,6 +60,10 @@ class LearningService:
         self.code_version = code_version()
         self.limits = join_limits()
         self.roles = {s: contract_roles(c) for s, c in ctx.contracts.items()}
+        for contract in ctx.contracts.values():
+            problem = join_retention_problem(contract, ctx.settings)
+            if problem is not None:
+                log.warning("retention too short for the join", extra={"stream": contract.name, "problem": problem})
         self.learners: dict[tuple[str, VersionKey], Learner] = {}
         # Registered versions' starting models, from the registry's snapshots, until the alias table needs them.
         self._registered: dict[tuple[str, VersionKey], dict] = {}
@@ -225,6 +230,15 @@ class LearningService:
             p.offset = OFFSET_BEGINNING if not saved or None in saved else min(o for o in saved if o is not None)
         consumer.assign(partitions)
 
+    def on_gap(self, gap: OffsetGap) -> None:
+        """Retention deleted input before it was read (the loop dead-letters the range): predictions lost that
+        way leave their labels unjoinable, so every learner of the stream is told, to dead-letter them."""
+        stream = StreamTopics.stream_of(gap.topic)
+        if gap.topic != StreamTopics(stream).predictions:
+            return  # lost labels are the gap's own dead letter: nothing joins them
+        for learner in self._of_stream(stream):
+            learner.prediction_gap(gap.partition, gap.first, gap.last, gap.log_start)
+
     def on_batch_done(self, offsets: Offsets, loop: StreamLoop) -> None:
         # Every consumed record counts, including undecodable ones the loop dead-lettered.
         for (topic, partition), offset in offsets.items():
@@ -281,7 +295,8 @@ class LearningService:
             model.source_offsets = dict(learner.state.offsets)
             topic = StreamTopics(stream).models
             data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.code_version))
-            self.ctx.producer.produce(topic, data, model.spec.name.encode())
+            # One key per version: S.models is compacted (shared.retention).
+            self.ctx.producer.produce(topic, data, snapshot_key(model.spec.name, model.version).encode())
             self._published[(stream, key)] = model.learned_count
             metrics.SNAPSHOTS.labels(stream, model.spec.name).inc()
         self.ctx.producer.confirm()

@@ -26,6 +26,7 @@ from services.model_registry.store import Store, VersionRow
 from shared.contracts import StreamContract
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.models import build_estimator, spec_from_json
+from shared.retention import snapshot_key
 from shared.roles import (
     ARCHIVE_REQUESTED,
     ARCHIVED,
@@ -493,12 +494,14 @@ class RegistryHandler:
                 if registered is not None:
                     snapshot = self.registry.snapshot_record(registered.row)
                     topic = StreamTopics(registered.row.stream).models
-                    result.outputs.append(OutRecord(topic, registered.row.name, snapshot, source=record))
+                    key = snapshot_key(registered.row.name, registered.row.version, registered=True)
+                    result.outputs.append(OutRecord(topic, key, snapshot, source=record))
             elif record.topic == MODEL_EVENTS_TOPIC:
                 self.registry.handle_request(record.value)
                 for snapshot in self.registry.take_revived():
                     topic = StreamTopics(snapshot["stream"]).models
-                    result.outputs.append(OutRecord(topic, snapshot["model_name"], snapshot, source=record))
+                    key = snapshot_key(snapshot["model_name"], snapshot["model_version"], registered=True)
+                    result.outputs.append(OutRecord(topic, key, snapshot, source=record))
         return result
 
 

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException
 from services.model_registry import metrics
 from services.model_registry.store import Store
 from shared.producer import ConfirmedProducer, DeliveryError
+from shared.retention import snapshot_key
 from shared.serde import SerdeRegistry, encode_key
 from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 
@@ -70,13 +71,14 @@ class Publisher:
         return sent
 
     def publish_snapshots(self, records: Iterable[dict[str, Any]]) -> int:
-        """Publish ``ModelSnapshot`` records on their stream's ``S.models`` (key: model name) and confirm."""
+        """Publish ``ModelSnapshot`` records on their stream's ``S.models`` (keyed by ``snapshot_key``) and confirm."""
         sent = 0
         with self._lock:
             for record in records:
                 topic = StreamTopics(record["stream"]).models
                 data = self.serdes.for_topic(topic).encode(record)
-                self.producer.produce(topic, data, encode_key(record["model_name"]))
+                key = snapshot_key(record["model_name"], record["model_version"], registered=True)
+                self.producer.produce(topic, data, encode_key(key))
                 sent += 1
             self.producer.confirm(self.timeout_s)
         return sent

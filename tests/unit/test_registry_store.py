@@ -164,7 +164,7 @@ def test_the_loop_handler_dead_letters_bad_candidates_and_outputs_snapshots(regi
     bad = record(MODEL_CANDIDATES_TOPIC, candidate(contract, 2, sha256="f" * 64), offset=1)
     result = RegistryHandler(registry)([good, bad, good])
     (out,) = result.outputs
-    assert out.topic == "demo.models" and out.key == "default" and out.value["model_version"] == 2
+    assert out.topic == "demo.models" and out.key == "default@2/registered" and out.value["model_version"] == 2
     (dead,) = result.dead
     assert dead.reason == "checksum_mismatch" and dead.offset == 1 and dead.dlq_topic == "eddy.dlq"
     promote = request(PROMOTION_REQUESTED, V2, "req-1", expected_champion="default@1")
