@@ -224,10 +224,17 @@ class LearningService:
         # Offsets come from the checkpoints, not from the group: they are what the saved models have seen.
         # The learners of a stream may have been checkpointed at different points (a challenger added
         # later starts from the beginning): the earliest wins, and handle() skips what each has seen.
+        # A partition the learners never read starts at the beginning; for learners that have read the stream
+        # before, that beginning is offset 0, named explicitly so that records retention deleted meanwhile are
+        # reported as a gap by the loop rather than skipped by the client's reset.
         for p in partitions:
             key = f"{p.topic}:{p.partition}"
-            saved = [lrn.state.offsets.get(key) for lrn in self._of_stream(StreamTopics.stream_of(p.topic))]
-            p.offset = OFFSET_BEGINNING if not saved or None in saved else min(o for o in saved if o is not None)
+            learners = self._of_stream(StreamTopics.stream_of(p.topic))
+            saved = [lrn.state.offsets.get(key) for lrn in learners]
+            if saved and None not in saved:
+                p.offset = min(o for o in saved if o is not None)
+            else:
+                p.offset = 0 if any(lrn.state.offsets for lrn in learners) else OFFSET_BEGINNING
         consumer.assign(partitions)
 
     def on_gap(self, gap: OffsetGap) -> None:
