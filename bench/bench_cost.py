@@ -55,6 +55,9 @@ BROKER = "broker"
 # The benchmark's own readers, when a benchmark measures latency in the same window: shown, not in any total.
 READERS = "bench readers (this process)"
 START_TIMEOUT_S = 180.0
+# The demo's concept drift, by default beyond any run: a steady stream, so that every run does the same
+# work (a drift brings challengers, which predict in shadow and learn, and its timing differs by run).
+NO_DRIFT = 10**12
 STOP_TIMEOUT_S = 60.0
 
 
@@ -224,7 +227,12 @@ def cost_table(costs: list[Cost]) -> str:
 
 @contextmanager
 def demo_stack(
-    broker: str, rate: float, *, label_delay_s: float = 1.0, env_extra: dict[str, str] | None = None
+    broker: str,
+    rate: float,
+    *,
+    label_delay_s: float = 1.0,
+    drift_at: int = NO_DRIFT,
+    env_extra: dict[str, str] | None = None,
 ) -> Iterator[tuple[dict[str, Any], subprocess.Popen, Path]]:
     """``eddy up --demo --broker B --rate R`` in a fresh state directory; yields (stack.json, process, state)."""
     state = Path(tempfile.mkdtemp(prefix=f"eddy-bench-{broker}-")) / "state"
@@ -232,7 +240,7 @@ def demo_stack(
     env["EDDY_STATE_DIR"] = str(state)
     env.update(env_extra or {})
     argv = [sys.executable, "-m", "shared.cli", "up", "--demo", "--broker", broker, "--rate", str(rate)]
-    argv += ["--label-delay", str(label_delay_s)]
+    argv += ["--label-delay", str(label_delay_s), "--drift-at", str(drift_at)]
     up = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -263,8 +271,8 @@ def stack_settings(stack: dict[str, Any], fetch_wait_ms: int = 10) -> Settings:
 COST_TOPICS = ("demo.events", "demo.validated", "demo.predictions", "demo.feedback", "demo.labeled")
 
 
-def measure_cost(broker: str, rate: float, warmup_s: float, seconds: float) -> Cost:
-    with demo_stack(broker, rate) as (stack, up, _):
+def measure_cost(broker: str, rate: float, warmup_s: float, seconds: float, drift_at: int = NO_DRIFT) -> Cost:
+    with demo_stack(broker, rate, drift_at=drift_at) as (stack, up, _):
         time.sleep(warmup_s)
         # Services started by now; read their pids again in case one was restarted during start-up.
         stack = read_stack(Path(stack["state_dir"])) or stack
@@ -284,6 +292,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, action="append", help="events/s of the demo feed; repeatable")
     parser.add_argument("--seconds", type=float, default=60.0, help="the measured window")
     parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument(
+        "--drift-at", type=int, default=NO_DRIFT, help="demo event of the concept drift (default: none in the run)"
+    )
     args = parser.parse_args()
     brokers = broker_kinds(args.broker)
     rates = args.rate or [5000.0]
@@ -293,7 +304,7 @@ def main() -> None:
         for broker in brokers:
             started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
             load = os.getloadavg()[0]
-            cost = measure_cost(broker, rate, args.warmup, args.seconds)
+            cost = measure_cost(broker, rate, args.warmup, args.seconds, args.drift_at)
             print(f"{broker}: window started after {args.warmup:.0f} s warm-up; run began {started}, load {load:.2f}")
             if cost.restarted:
                 print(f"  WARNING: restarted or gone during the window: {', '.join(cost.restarted)}")

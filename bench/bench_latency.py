@@ -36,6 +36,7 @@ from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bench.bench_cost import (
     COST_TOPICS,
+    NO_DRIFT,
     READERS,
     Cost,
     Meter,
@@ -139,16 +140,19 @@ def measure_hops(settings: Settings, seconds: float, every: int = 10) -> dict[st
 def measure_freshness(settings: Settings, seconds: float) -> tuple[list[float], list[float]]:
     """Per label: from its produce time to the first snapshot that learned it, and to a served prediction (ms).
 
-    A label at offset o of ``demo.feedback`` partition p is learned by the first snapshot whose
-    ``source_offsets`` for that partition are past o (its time: the snapshot record's produce
-    timestamp); it is served once a served prediction carries that snapshot's (or a later) learned count.
+    A label at offset o of ``demo.feedback`` partition p is learned by the first snapshot of a version
+    whose ``source_offsets`` for that partition are past o (its time: the snapshot record's produce
+    timestamp); it is served once a served prediction of that version carries that snapshot's (or a later)
+    learned count. Versions are told apart (a challenger's learned count starts again from its own
+    training), and the earliest over the versions is taken.
     """
     topics = ["demo.feedback", "demo.models", "demo.predictions"]
     consumers = [tail_from_end(settings, t, QUIET_FETCH_WAIT_MS) for t in topics]
     registry = serdes(settings)
     labels: list[tuple[int, int, float]] = []  # partition, offset, produced at (ms)
-    snapshots: list[tuple[int, dict[str, int], float]] = []  # learned count, source offsets, published at
-    first_served: dict[int, float] = {}  # learned count -> first predicted_at_ms
+    # version -> [(learned count, source offsets, published at)]
+    snapshots: dict[int, list[tuple[int, dict[str, int], float]]] = {}
+    first_served: dict[tuple[int, int], float] = {}  # (version, learned count) -> first predicted_at_ms
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for topic, consumer in zip(topics, consumers, strict=True):
@@ -160,23 +164,33 @@ def measure_freshness(settings: Settings, seconds: float) -> tuple[list[float], 
                     continue
                 value = registry.for_topic(topic).decode(msg.value())
                 if topic == "demo.models" and value["model_name"] == "default":
-                    snapshots.append((value["learned_count"], value["source_offsets"], float(msg.timestamp()[1])))
+                    entry = (value["learned_count"], value["source_offsets"], float(msg.timestamp()[1]))
+                    snapshots.setdefault(value["model_version"], []).append(entry)
                 elif topic == "demo.predictions" and value["served"]:
-                    learned = value["model_learned"]
-                    first_served.setdefault(learned, float(value["predicted_at_ms"]))
+                    first_served.setdefault(
+                        (value["model_version"], value["model_learned"]), float(value["predicted_at_ms"])
+                    )
     for consumer in consumers:
         consumer.close()
-    served = sorted(first_served.items())
+    served: dict[int, list[tuple[int, float]]] = {}
+    for (version, learned), at in sorted(first_served.items()):
+        served.setdefault(version, []).append((learned, at))
     to_learned, to_served = [], []
     for partition, offset, produced in labels:
-        key = f"demo.feedback:{partition}"
-        snapshot = next(((n, at) for n, offsets, at in snapshots if offsets.get(key, 0) > offset), None)
-        if snapshot is None:
-            continue  # not yet in a snapshot when the window closed
-        to_learned.append(snapshot[1] - produced)
-        visible = next((at for n, at in served if n >= snapshot[0]), None)
-        if visible is not None:
-            to_served.append(visible - produced)
+        source = f"demo.feedback:{partition}"
+        learned_at, visible_at = [], []
+        for version, entries in snapshots.items():
+            snapshot = next(((n, at) for n, offsets, at in entries if offsets.get(source, 0) > offset), None)
+            if snapshot is None:
+                continue  # not yet in a snapshot of this version when the window closed
+            learned_at.append(snapshot[1])
+            visible = next((at for n, at in served.get(version, []) if n >= snapshot[0]), None)
+            if visible is not None:
+                visible_at.append(visible)
+        if learned_at:
+            to_learned.append(min(learned_at) - produced)
+        if visible_at:
+            to_served.append(min(visible_at) - produced)
     return to_learned, to_served
 
 
@@ -252,7 +266,7 @@ def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
     run = Run(broker, rate, args.seconds, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0])
     run.rows[IDLE] = idle_hop(broker, rate, min(args.seconds, 10.0), fetch_wait)
     extra = {"EDDY_FETCH_WAIT_MAX_MS": str(args.fetch_wait_ms)} if args.fetch_wait_ms else {}
-    with demo_stack(broker, rate, label_delay_s=1.0, env_extra=extra) as (stack, up, state):
+    with demo_stack(broker, rate, label_delay_s=1.0, drift_at=args.drift_at, env_extra=extra) as (stack, up, state):
         # The stack's own client settings, so that the baseline hop is measured as the services consume.
         settings = stack_settings(stack, fetch_wait)
         time.sleep(args.warmup)
@@ -346,6 +360,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="the measured window per broker and rate")
     parser.add_argument("--baseline-seconds", type=float, default=20.0, help="the one-hop baseline beside the stack")
     parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument(
+        "--drift-at", type=int, default=NO_DRIFT, help="demo event of the concept drift (default: none in the run)"
+    )
     parser.add_argument("--hops", action="store_true", help="also time each hop with taps on the topics")
     parser.add_argument("--fetch-wait-ms", type=int, default=0, help="fetch.wait.max.ms (0: the stack's default)")
     args = parser.parse_args()

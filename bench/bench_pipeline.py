@@ -1,4 +1,8 @@
-"""Throughput of eddy's data path on the embedded broker, against a raw-bytes baseline in the same run.
+"""Throughput of eddy's data path on a local broker, against a raw-bytes baseline in the same run.
+
+The broker is Tansu (embedded) or Apache Kafka (``--broker tansu|kafka|both``; repeat ``--broker``
+for several); each broker gets a fresh broker and schema registry, and the results are printed side by
+side.
 
 Stages, each consuming N records already in a topic and producing N:
 
@@ -8,7 +12,8 @@ Stages, each consuming N records already in a topic and producing N:
   Python), with both codecs;
 - inference: StreamLoop + Avro decode + predict_proba_many (StandardScaler | LogisticRegression) + encode.
 
-Run: ``.venv/bin/python -m bench.bench_pipeline [--records 50000]``. Bounded in count and time.
+Run: ``.venv/bin/python -m bench.bench_pipeline [--records 50000] [--broker tansu --broker kafka]``.
+Bounded in count and time.
 """
 
 from __future__ import annotations
@@ -22,17 +27,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from bench.bench_cost import broker_kinds
 from bench.machine import describe
 from services.inference.handlers import PredictBatch, fresh_models
 from services.validation.fastlane import NATIVE, FastValidation
 from services.validation.handlers import ValidateBatch
+from shared.brokers import start_broker
 from shared.contracts import StreamContract, load_contracts
-from shared.embedded import free_port, start_tansu
+from shared.embedded import free_port
 from shared.kafka import consumer_config, ensure_topics, producer_config
 from shared.loop import FastLane, Handler, StreamLoop
 from shared.models import build_estimator, class_key
@@ -63,9 +71,10 @@ REGISTRY = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0
 
 
 @contextmanager
-def bench_stack(stream: str = STREAM) -> Iterator[Settings]:
-    """A fresh embedded broker and schema registry for a bench stream; stopped on exit."""
-    broker, servers = start_tansu()
+def bench_stack(stream: str = STREAM, broker_kind: str = "tansu") -> Iterator[Settings]:
+    """A fresh local broker (Tansu or Apache Kafka) and schema registry for a bench stream; stopped on exit."""
+    broker = start_broker(broker_kind, Path(tempfile.mkdtemp(prefix=f"eddy-bench-{broker_kind}-")))
+    servers = broker.bootstrap_servers
     port = free_port()
     registry = subprocess.Popen(
         [*REGISTRY, "--port", str(port), "--data-dir", str(Path(tempfile.mkdtemp()) / "sr")],
@@ -85,9 +94,8 @@ def bench_stack(stream: str = STREAM) -> Iterator[Settings]:
         )
     finally:
         registry.terminate()
-        broker.terminate()
         registry.wait(10)
-        broker.wait(10)
+        broker.stop()
 
 
 def count_topic(settings: Settings, topic: str, expect: int, skip: int = 0) -> float:
@@ -229,13 +237,29 @@ def run_naive(
     return done / elapsed, done
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=3, help="baseline / fast-lane pairs, interleaved")
-    args = parser.parse_args()
-    n = args.records
-    with bench_stack() as settings:
+@dataclass
+class Results:
+    """One broker's run: the interleaved baseline/validation rounds and the single-stage rates."""
+
+    broker: str
+    started: str
+    raws: list[float] = field(default_factory=list)
+    fasts: list[float] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)
+    naive: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+PRODUCE = "produce Avro events (ConfirmedProducer + serde)"
+PYTHON = "validation, lane off: fastavro decode + check"
+CONFLUENT = "validation, lane off, confluent codec"
+INFERENCE = "inference (StreamLoop, decode+predict+encode)"
+NAIVE_FLUSH = "naive per message, Confluent serde, flush each"
+NAIVE_ASYNC = "naive per message, fast codec, no flush"
+
+
+def run_all(broker: str, n: int, rounds: int) -> Results:
+    results = Results(broker, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    with bench_stack(broker_kind=broker) as settings:
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
         topics = StreamTopics(STREAM)
         ensure_topics(settings, [*topics.all(), "bench.raw-out", "bench.naive-out"])
@@ -247,47 +271,75 @@ def main() -> None:
             e = bench_event(i)
             producer.produce(topics.events, serde.encode(e), str(e["event_id"]).encode())
         producer.confirm()
-        produce_rate = n / (time.perf_counter() - started)
+        results.stages[PRODUCE] = n / (time.perf_counter() - started)
 
         # Each run writes after the earlier runs' records; its clock starts at its own first record.
-        raws: list[float] = []
-        fasts: list[float] = []
-        for r in range(args.rounds):
-            raws.append(run_baseline(settings, topics.events, "bench.raw-out", n, r * n))
+        for r in range(rounds):
+            results.raws.append(run_baseline(settings, topics.events, "bench.raw-out", n, r * n))
             handler = ValidateBatch(contracts)
             lane = FastValidation(handler, {topics.events: serdes.schema_id(topics.events)})
             if not lane.streams:
                 print(f"WARNING: the fast lane is off (native extension built: {NATIVE})")
-            fasts.append(run_loop(settings, serdes, topics.events, handler, n, topics.validated, r * n, lane))
-        done = args.rounds * n
-        python = run_loop(settings, serdes, topics.events, ValidateBatch(contracts), n, topics.validated, done)
+            results.fasts.append(run_loop(settings, serdes, topics.events, handler, n, topics.validated, r * n, lane))
+        done = rounds * n
+        results.stages[PYTHON] = run_loop(
+            settings, serdes, topics.events, ValidateBatch(contracts), n, topics.validated, done
+        )
         reference = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts, codec="confluent")
-        confluent = run_loop(
+        results.stages[CONFLUENT] = run_loop(
             settings, reference, topics.events, ValidateBatch(contracts), n, topics.validated, done + n
         )
         models = fresh_models(contracts)
-        inference = run_loop(settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions)
+        results.stages[INFERENCE] = run_loop(
+            settings, serdes, topics.validated, PredictBatch(contracts, models), n, topics.predictions
+        )
         contract = contracts[STREAM]
-        naive_flush = run_naive(settings, reference, topics.validated, "bench.naive-out", contract, n, flush=True)
-        naive_async = run_naive(settings, serdes, topics.validated, "bench.naive-out", contract, n, flush=False)
+        results.naive[NAIVE_FLUSH] = run_naive(
+            settings, reference, topics.validated, "bench.naive-out", contract, n, flush=True
+        )
+        results.naive[NAIVE_ASYNC] = run_naive(
+            settings, serdes, topics.validated, "bench.naive-out", contract, n, flush=False
+        )
+    return results
 
-        print(f"machine: {describe()}, broker Tansu (embedded)")
-        print(f"records: {n} per run; {args.rounds} rounds of baseline then fast-lane validation")
+
+def report(all_results: list[Results], n: int, rounds: int) -> None:
+    """Rounds per broker, then every stage with the brokers side by side."""
+    print(f"machine: {describe()}")
+    print(f"records: {n} per run; {rounds} rounds of baseline then fast-lane validation")
+    for res in all_results:
+        print(f"\nbroker {res.broker} (started {res.started})")
         print(f"{'round':<8} {'baseline/s':>12} {'validation/s':>14} {'ratio':>7}")
-        for r, (raw, fast) in enumerate(zip(raws, fasts, strict=True), 1):
+        for r, (raw, fast) in enumerate(zip(res.raws, res.fasts, strict=True), 1):
             print(f"{r:<8} {raw:>12,.0f} {fast:>14,.0f} {fast / raw:>7.0%}")
-        ratio = median(f / b for f, b in zip(fasts, raws, strict=True))
-        print(f"{'median':<8} {median(raws):>12,.0f} {median(fasts):>14,.0f} {ratio:>7.0%}")
-        print(f"{'stage':<46} {'records/s':>12}")
-        print(f"{'produce Avro events (ConfirmedProducer + serde)':<46} {produce_rate:>12,.0f}")
-        print(f"{'validation, lane off: fastavro decode + check':<46} {python:>12,.0f}")
-        print(f"{'validation, lane off, confluent codec':<46} {confluent:>12,.0f}")
-        print(f"{'inference (StreamLoop, decode+predict+encode)':<46} {inference:>12,.0f}")
-        for label, (rate, count) in (
-            ("naive per message, Confluent serde, flush each", naive_flush),
-            ("naive per message, fast codec, no flush", naive_async),
-        ):
-            print(f"{label:<46} {rate:>12,.0f}  ({count} records; inference is {inference / rate:.1f}x)")
+        ratio = median(f / b for f, b in zip(res.fasts, res.raws, strict=True))
+        print(f"{'median':<8} {median(res.raws):>12,.0f} {median(res.fasts):>14,.0f} {ratio:>7.0%}")
+    print()
+    print("| stage | " + " | ".join(f"{r.broker} records/s" for r in all_results) + " |")
+    print("|---|" + "---:|" * len(all_results))
+    print("| baseline passthrough (median) | " + " | ".join(f"{median(r.raws):,.0f}" for r in all_results) + " |")
+    print("| validation, fast lane (median) | " + " | ".join(f"{median(r.fasts):,.0f}" for r in all_results) + " |")
+    ratios = [median(f / b for f, b in zip(r.fasts, r.raws, strict=True)) for r in all_results]
+    print("| validation / baseline (median) | " + " | ".join(f"{x:.0%}" for x in ratios) + " |")
+    for stage in (PRODUCE, PYTHON, CONFLUENT, INFERENCE):
+        print(f"| {stage} | " + " | ".join(f"{r.stages[stage]:,.0f}" for r in all_results) + " |")
+    for label in (NAIVE_FLUSH, NAIVE_ASYNC):
+        cells = [
+            f"{r.naive[label][0]:,.0f} ({r.naive[label][1]} records; inference is "
+            f"{r.stages[INFERENCE] / r.naive[label][0]:.1f}x)"
+            for r in all_results
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3, help="baseline / fast-lane pairs, interleaved")
+    parser.add_argument("--broker", action="append", help="tansu, kafka or both; repeat for several")
+    args = parser.parse_args()
+    all_results = [run_all(broker, args.records, args.rounds) for broker in broker_kinds(args.broker)]
+    report(all_results, args.records, args.rounds)
 
 
 if __name__ == "__main__":
