@@ -6,6 +6,7 @@ still runs, and a stop. ``eddy up``, the test fixtures and the benchmarks choose
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -28,9 +29,17 @@ class LocalBroker(Protocol):
 
 
 def start_broker(
-    kind: str, workdir: Path, *, nodes: int = 1, log_dir: Path | None = None, port: int = 0
+    kind: str,
+    workdir: Path,
+    *,
+    nodes: int = 1,
+    log_dir: Path | None = None,
+    port: int = 0,
+    kafka_overrides: Mapping[str, str] | None = None,
 ) -> LocalBroker:
     """Start a local broker of ``kind`` (``tansu`` or ``kafka``) whose data and logs go under ``workdir``.
+
+    ``kafka_overrides`` are broker properties for Apache Kafka (Tansu has none to set).
 
     >>> start_broker("redpanda", Path("/tmp"))
     Traceback (most recent call last):
@@ -45,5 +54,5 @@ def start_broker(
         proc, servers = start_tansu(port, log_path=log_path)
         return TansuBroker(proc, servers)
     if kind == "kafka":
-        return start_kafka(workdir / "kafka", nodes, log_dir=log_dir or workdir)
+        return start_kafka(workdir / "kafka", nodes, log_dir=log_dir or workdir, overrides=kafka_overrides)
     raise BrokerError(f"unknown broker {kind!r}: choose one of {', '.join(BROKER_KINDS)}")

@@ -67,7 +67,14 @@ def bootstrap_servers(broker_kind: str, tmp_path_factory: pytest.TempPathFactory
     if broker_kind == "external":
         yield os.environ["EDDY_BOOTSTRAP_SERVERS"]
         return
-    broker = start_broker(broker_kind, tmp_path_factory.mktemp(f"broker-{broker_kind}"))
+    # Test records carry event times years old, and Kafka's time retention judges a segment by its records'
+    # timestamps: its periodic check would delete them in the middle of the session. Tests that need
+    # retention move the log start themselves (delete_records) or start a broker of their own.
+    broker = start_broker(
+        broker_kind,
+        tmp_path_factory.mktemp(f"broker-{broker_kind}"),
+        kafka_overrides={"log.retention.check.interval.ms": str(24 * 3600 * 1000)},
+    )
     yield broker.bootstrap_servers
     broker.stop()
 
