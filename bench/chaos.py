@@ -11,6 +11,12 @@ the checker read with ``isolation.level=read_committed``. On a real Kafka named 
 ``EDDY_BOOTSTRAP_SERVERS`` that checks the transactional mode itself. On the embedded broker it runs
 too, with a printed caveat: Tansu shows aborted records to read_committed readers, so there the result
 only says that idempotence still holds with transactional writers (``docs/reliability.md``).
+
+``--broker kafka`` runs the stack on a single Apache Kafka node instead of Tansu. ``--broker-faults N``
+runs it on a 3-node KRaft cluster of the harness's own (stream topics with replication factor 3,
+``min.insync.replicas=2``; producers use ``acks=all``) and sends N faults to its brokers, the active
+controller and the stream's partition leaders among them, during the load and the service faults
+(``tests/chaos/broker_faults.py``). With ``--transactions`` on Kafka no service may redeliver at all.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ def summary(results: list[RunResult]) -> str:
     """One line per run and the totals the acceptance criteria name."""
     lines = [
         f"{'seed':>5}  {'verdict':<7}  {'events':>6}  {'faults':>6}  {'lost':>4}  {'learned2x':>9}  "
-        f"{'served2x':>8}  {'redeliv':>7}  {'max/fault':>9}  {'bound':>5}  {'secs':>5}"
+        f"{'served2x':>8}  {'redeliv':>7}  {'max/fault':>9}  {'bound':>5}  {'bfaults':>7}  {'aborted':>7}  {'secs':>5}"
     ]
     for r in results:
         v = r.verdict
@@ -50,11 +56,13 @@ def summary(results: list[RunResult]) -> str:
         redelivery = v.check(checker.REDELIVERIES)
         total = sum(r.records for r in v.redeliveries_by_fault)
         applied = sum(1 for f in r.faults if f.injected_ms is not None)
+        broker = sum(1 for b in r.broker_faults if b.injected_ms is not None)
+        hidden = r.verdict.checks[-1].count if r.verdict.checks[-1].name == checker.ABORTED else 0
         lines.append(
             f"{r.config.seed:>5}  {'PASS' if r.passed else 'FAIL':<7}  {len(r.load.accepted_events()):>6}  "
             f"{applied:>6}  {lost:>4}  {v.check(checker.LEARNED_TWICE).count:>9}  "
             f"{v.check(checker.SERVED_TWICE).count:>8}  {total:>7}  "
-            f"{redelivery.count:>9}  {redelivery.limit:>5}  {r.elapsed_s:>5.0f}"
+            f"{redelivery.count:>9}  {redelivery.limit:>5}  {broker:>7}  {hidden:>7}  {r.elapsed_s:>5.0f}"
         )
     lines += totals(results)
     failed = [r.config.seed for r in results if not r.passed]
@@ -72,6 +80,9 @@ def totals(results: list[RunResult]) -> list[str]:
         for f in applied
     )
     services = Counter(f.fault.service for f in applied)
+    brokers = [b for r in results for b in r.broker_faults if b.injected_ms is not None]
+    broker_kinds = Counter(f"{b.fault.kind} {b.fault.role}" for b in brokers)
+    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(broker_kinds.items()))
     lost = sum(r.verdict.check(name).count for r in results for name in checker.LOST)
     twice = sum(r.verdict.check(checker.LEARNED_TWICE).count for r in results)
     served = sum(r.verdict.check(checker.SERVED_TWICE).count for r in results)
@@ -80,6 +91,7 @@ def totals(results: list[RunResult]) -> list[str]:
     return [
         f"faults applied: {len(applied)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})",
         f"  by service: {', '.join(f'{k} {n}' for k, n in sorted(services.items()))}",
+        *([f"broker faults applied: {len(brokers)} ({by_kind})"] if brokers else []),
         f"totals: lost {lost}, labels learned twice {twice}, served twice {served}, "
         f"raw redeliveries {redelivered} (most after one fault: {worst})",
     ]
@@ -98,10 +110,15 @@ def main() -> int:
     parser.add_argument(
         "--transactions", action="store_true", help="services write transactionally; the checker reads committed"
     )
+    parser.add_argument("--broker", choices=("tansu", "kafka"), default="tansu", help="the broker the stack starts")
+    parser.add_argument(
+        "--broker-faults", type=int, default=0, help="run on a 3-node Kafka cluster and fault its brokers this often"
+    )
     args = parser.parse_args()
     external = bool(os.environ.get("EDDY_BOOTSTRAP_SERVERS"))
     if args.transactions:
-        print(TRANSACTIONS_CAVEAT if not external else "transactions: on, against the external broker", flush=True)
+        on_tansu = args.broker == "tansu" and not args.broker_faults and not external
+        print(TRANSACTIONS_CAVEAT if on_tansu else "transactions: on, against Apache Kafka", flush=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eddy-chaos-"))
     targets = tuple(t for t in args.targets.split(",") if t)
     print(f"machine: {describe()}; {time.strftime('%Y-%m-%d %H:%M %Z')}; work dir {workdir}", flush=True)
@@ -133,8 +150,10 @@ def _run_all(
             batch_size=args.batch_size,
             isolation="read_committed" if args.transactions else "read_uncommitted",
             transactions=args.transactions,
+            broker=args.broker,
+            broker_faults=args.broker_faults,
             # An external broker keeps earlier runs' topics: each run gets a stream of its own there.
-            stream_name=f"chaos{args.seed + i}x{uuid.uuid4().hex[:6]}" if external else "",
+            stream_name=f"chaos{args.seed + i}x{uuid.uuid4().hex[:6]}" if external and not args.broker_faults else "",
         )
         result = run_once(config, workdir / f"seed{config.seed}")
         results.append(result)

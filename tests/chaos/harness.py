@@ -33,6 +33,7 @@ from shared.settings import REPO_ROOT, Settings
 from shared.stack import pid_alive, read_stack, service_health
 from shared.topics import StreamTopics
 from tests.chaos import checker
+from tests.chaos.broker_faults import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, BrokerChaos, BrokerFaultRecord
 from tests.chaos.faults import ALL_SERVICES, Fault, FaultRecord, FaultScheduler, match_exits, plan_faults
 from tests.chaos.load import LoadConfig, LoadLog, LoadRunner, plan_events
 from tests.chaos.stack import child_events, stop_stack
@@ -43,6 +44,9 @@ STACK_UP_TIMEOUT_S = 120.0
 STACK_DOWN_TIMEOUT_S = 120.0
 SETTLE_POLL_S = 2.0
 SESSION_TIMEOUT_MS = 6000
+# The stream topics whose partition leaders broker faults aim at.
+BROKER_FAULT_TOPICS = ("events", "validated", "predictions", "feedback", "labeled")
+BROKER_FAULTS_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,10 @@ class RunConfig:
     Faults fall between ``fault_window`` (fractions of the load's duration); ``targets`` are the
     services they may hit. ``batch_size`` is the stack's ``EDDY_BATCH_SIZE``, which bounds redeliveries.
     ``transactions`` turns on ``EDDY_KAFKA_TRANSACTIONS`` for the stack's services (their consumers then
-    read committed); ``isolation`` is how the checker reads.
+    read committed); ``isolation`` is how the checker reads. ``broker`` is what the stack starts
+    (``EDDY_EMBEDDED_BROKER``: ``tansu`` or a single ``kafka`` node). ``broker_faults`` > 0 runs the stack
+    on a 3-node Kafka cluster of the harness's own instead (``tests/chaos/broker_faults.py``), whose
+    brokers take that many faults during the load; stream topics then get replication factor 3.
     """
 
     seed: int
@@ -67,10 +74,17 @@ class RunConfig:
     transactions: bool = False
     # Another name for the stream, e.g. one of its own on a shared external broker that keeps topics.
     stream_name: str = ""
+    broker: str = "tansu"
+    broker_faults: int = 0
 
     @property
     def stream(self) -> str:
         return self.stream_name or f"chaos{self.seed}"
+
+    @property
+    def on_kafka(self) -> bool:
+        """Whether the stack runs on Apache Kafka that the harness knows (not an unknown external broker)."""
+        return self.broker_faults > 0 or (self.broker == "kafka" and not os.environ.get("EDDY_BOOTSTRAP_SERVERS"))
 
 
 @dataclass
@@ -87,6 +101,7 @@ class RunResult:
     report: str = ""
     stack_log: Path | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    broker_faults: list[BrokerFaultRecord] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -107,12 +122,21 @@ def write_contract(directory: Path, stream: str) -> Path:
     return path
 
 
-def stack_env(config: RunConfig, workdir: Path) -> dict[str, str]:
-    """The runner's environment: nothing of the caller's EDDY_* but an external broker, if one is named."""
+def stack_env(config: RunConfig, workdir: Path, cluster: str = "") -> dict[str, str]:
+    """The runner's environment: nothing of the caller's EDDY_* but an external broker, if one is named.
+
+    ``cluster``: the bootstrap servers of the harness's own 3-node cluster, whose topics eddy creates
+    with replication factor 3 and ``min.insync.replicas=2``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
     if os.environ.get("EDDY_BOOTSTRAP_SERVERS"):
         env["EDDY_BOOTSTRAP_SERVERS"] = os.environ["EDDY_BOOTSTRAP_SERVERS"]
+    if cluster:
+        env["EDDY_BOOTSTRAP_SERVERS"] = cluster
+        env["EDDY_REPLICATION_FACTOR"] = str(REPLICATION_FACTOR)
+        env["EDDY_MIN_INSYNC_REPLICAS"] = str(MIN_INSYNC_REPLICAS)
     env.update(
+        EDDY_EMBEDDED_BROKER=config.broker,
         EDDY_STATE_DIR=str(workdir / "state"),
         EDDY_CONTRACTS_DIR=str(workdir / "contracts"),
         EDDY_STREAMS=config.stream,
@@ -129,14 +153,16 @@ def stack_env(config: RunConfig, workdir: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_stack(config: RunConfig, workdir: Path) -> Iterator[tuple[dict[str, Any], subprocess.Popen[bytes]]]:
+def running_stack(
+    config: RunConfig, workdir: Path, cluster: str = ""
+) -> Iterator[tuple[dict[str, Any], subprocess.Popen[bytes]]]:
     """The stack, up and healthy; stopped (SIGTERM, then SIGKILL if it hangs) on the way out."""
     state = workdir / "state"
     log = workdir / "stack.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.chaos.stack"],
-            env=stack_env(config, workdir),
+            env=stack_env(config, workdir, cluster),
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -178,6 +204,7 @@ def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tu
     started = time.monotonic()
     previous: Counter[str] | None = None
     down: list[str] = []
+    why = ""
     outputs = [getattr(StreamTopics(stream), kind) for kind in ("validated", "dlq", "predictions", "labeled", "models")]
     while time.monotonic() - started < timeout_s:
         stack = read_stack(state) or {"services": {}}
@@ -188,8 +215,12 @@ def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tu
         counts = checker.count_records(settings, outputs) if caught_up else None
         if counts is not None and counts == previous:
             return time.monotonic() - started, []
+        why = f"down {down}" if down else f"lags {dict(zip(SETTLED_SERVICES, lags, strict=True))}"
+        why = why if not caught_up else f"outputs still growing: {counts}"
         previous = counts
         time.sleep(SETTLE_POLL_S)
+    # Said on stderr, not in the verdict: a slow settle is a finding to look into, not by itself a failure.
+    print(f"not settled within {timeout_s:.0f}s: {why}", file=sys.stderr, flush=True)
     return time.monotonic() - started, down
 
 
@@ -213,7 +244,12 @@ def run_once(config: RunConfig, workdir: Path) -> RunResult:
     load_config = LoadConfig(config.stream, events=config.events, rate=config.rate)
     window = (load_config.duration_s * config.fault_window[0], load_config.duration_s * config.fault_window[1])
     plan = plan_faults(config.seed, config.faults, window, config.targets, SESSION_TIMEOUT_MS / 1000)
-    with running_stack(config, workdir) as (stack, _proc):
+    with contextlib.ExitStack() as cleanup:
+        brokers = None
+        if config.broker_faults:
+            brokers = cleanup.enter_context(BrokerChaos(workdir, config.seed, config.broker_faults))
+        cluster = brokers.bootstrap_servers if brokers else ""
+        stack, _proc = cleanup.enter_context(running_stack(config, workdir, cluster))
         settings = Settings(
             bootstrap_servers=stack["bootstrap_servers"],
             schema_registry_url=stack["schema_registry_url"],
@@ -224,19 +260,33 @@ def run_once(config: RunConfig, workdir: Path) -> RunResult:
         serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
         events_serde = serdes.for_topic(StreamTopics(config.stream).events)
         assert isinstance(events_serde, TopicSerde)
-        load, records = _load_and_faults(config, workdir, stack, settings, events_serde, load_config, plan)
+        faulted = (brokers, window) if brokers else None
+        load, records, broker_records = _load_and_faults(
+            config, workdir, stack, settings, events_serde, load_config, plan, faulted
+        )
         settle_s, down = settle(workdir / "state", settings, config.stream, config.settle_timeout_s)
         unexplained = match_exits(records, child_events(workdir / "stack.log"))
         topics = checker.read_stream(settings, serdes, config.stream, config.isolation)
+        hidden = checker.hidden_by_isolation(settings, config.stream, topics.read) if config.transactions else None
     champion = contracts[config.stream].champion.name
     facts = checker.RunFacts(
-        records, unexplained, down, (champion, 1), config.batch_size, loop_in_flight(config.transactions)
+        records,
+        unexplained,
+        down,
+        (champion, 1),
+        config.batch_size,
+        loop_in_flight(config.transactions),
+        broker_faults=broker_records,
+        # Kafka hides aborted transactions from read_committed readers: no service may redeliver at all.
+        exactly_once=config.transactions and config.on_kafka,
+        hidden=hidden,
     )
     verdict = checker.check(topics, load, facts)
     result = RunResult(
         config, verdict, records, load, time.monotonic() - began, settle_s, started_at, stack_log=workdir / "stack.log"
     )
     result.counts = dict(topics.read)
+    result.broker_faults = broker_records
     result.report = report(result)
     return result
 
@@ -249,8 +299,9 @@ def _load_and_faults(
     serde: TopicSerde,
     load_config: LoadConfig,
     plan: list[Fault],
-) -> tuple[LoadLog, list[FaultRecord]]:
-    """Run the load and the fault plan at the same time, from the same origin."""
+    brokers: tuple[BrokerChaos, tuple[float, float]] | None = None,
+) -> tuple[LoadLog, list[FaultRecord], list[BrokerFaultRecord]]:
+    """Run the load, the fault plan and the broker faults (if any) at the same time, from the same origin."""
     producer = Producer(producer_config(settings))
     runner = LoadRunner(
         load_config, plan_events(config.seed, load_config), stack["services"]["ingestion"]["url"], producer, serde
@@ -261,16 +312,31 @@ def _load_and_faults(
     records: list[FaultRecord] = []
     faults = threading.Thread(target=lambda: records.extend(scheduler.run(stop, origin)), name="chaos-faults")
     faults.start()
+    if brokers:
+        topics = StreamTopics(config.stream)
+        brokers[0].begin({kind: getattr(topics, kind) for kind in BROKER_FAULT_TOPICS}, brokers[1], origin)
     try:
         load = runner.run(stop)
     except BaseException:
         stop.set()  # an interrupted run resumes what it stopped and goes no further
+        if brokers:
+            brokers[0].interrupt()
         raise
     finally:
         # The load is bounded by its own deadline; the faults left then still run (each is bounded).
         faults.join()
+        broker_records = brokers[0].wait_done(BROKER_FAULTS_TIMEOUT_S) if brokers else []
         stop.set()
-    return load, records
+    return load, records, broker_records
+
+
+def broker_name(config: RunConfig) -> str:
+    if config.broker_faults:
+        replicas = f"RF {REPLICATION_FACTOR}, min ISR {MIN_INSYNC_REPLICAS}"
+        return f"Apache Kafka, 3 nodes ({replicas}), {config.broker_faults} broker faults"
+    if os.environ.get("EDDY_BOOTSTRAP_SERVERS"):
+        return "external"
+    return "Apache Kafka, 1 node" if config.broker == "kafka" else "Tansu"
 
 
 def report(result: RunResult) -> str:
@@ -279,14 +345,16 @@ def report(result: RunResult) -> str:
     accepted = load.accepted_events()
     lines = [
         f"chaos run seed={c.seed} stream={c.stream} started {result.started_at}, {result.elapsed_s:.0f}s "
-        f"(settled in {result.settle_s:.0f}s); transactions {'on' if c.transactions else 'off'}, "
-        f"checker reads {c.isolation}",
+        f"(settled in {result.settle_s:.0f}s); broker {broker_name(c)}; "
+        f"transactions {'on' if c.transactions else 'off'}, checker reads {c.isolation}",
         f"load: {len(load.plan)} events at {c.rate:.0f}/s, {len(accepted)} accepted "
         f"({len(load.accepted_events('invalid'))} invalid), {len(load.accepted_labels())} labels accepted; "
         f"client failures: {dict(load.failures) or 'none'}",
         f"read: {', '.join(f'{t} {n}' for t, n in sorted(result.counts.items()))}",
         "faults:",
         *(f"  {r.line(load.started_ms)}" for r in result.faults),
+        *(["broker faults:"] if result.broker_faults else []),
+        *(f"  {r.line(load.started_ms)}" for r in result.broker_faults),
         "redeliveries by fault: " + (", ".join(str(r) for r in result.verdict.redeliveries_by_fault) or "none"),
         result.verdict.table(),
     ]
