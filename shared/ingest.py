@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.contracts import StreamContract
+from shared.kafka import MAX_FUTURE_MS
 
 INGESTED_AT_HEADER = "eddy.ingested_at_ms"
 
@@ -73,7 +74,8 @@ def to_event(
         if name == contract.id_field:
             value = str(value) if value not in (None, "") else str(uuid.uuid4())
         elif name == contract.time_field:
-            value = parse_time_ms(value) if value is not None else (received_ms or now_ms())
+            received = received_ms or now_ms()
+            value = not_in_future(parse_time_ms(value), received, "event time") if value is not None else received
         elif value is None and "default" in spec:
             value = spec["default"]
         else:
@@ -108,9 +110,43 @@ def to_feedback(record: Any, task: str, received_ms: int | None = None, label_fi
     return {
         "event_id": str(event_id),
         "label": label,
-        "label_time_ms": parse_time_ms(when) if when is not None else (received_ms or now_ms()),
+        "label_time_ms": (
+            not_in_future(parse_time_ms(when), received_ms or now_ms(), "label time")
+            if when is not None
+            else (received_ms or now_ms())
+        ),
         "source": None if source is None else str(source),
     }
+
+
+def ahead(time_ms: int, now_ms: int) -> str:
+    """How far ``time_ms`` is ahead of ``now_ms``, in words.
+
+    >>> ahead(7_200_000 + 90_000, 0), ahead(5_000, 0)
+    ('2.0 h', '5 s')
+    """
+    seconds = (time_ms - now_ms) / 1000
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def not_in_future(time_ms: int, received_ms: int, what: str) -> int:
+    """``time_ms``, unless it is more than MAX_FUTURE_MS after ``received_ms``: Kafka would refuse it.
+
+    >>> not_in_future(1_000, 0, "event time")
+    1000
+    >>> not_in_future(4 * 3_600_000, 0, "event time")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    shared.ingest.RecordError: event time 14400000 is 4.0 h ahead of the time of receipt; Kafka refuses ...
+    """
+    if time_ms > received_ms + MAX_FUTURE_MS:
+        raise RecordError(
+            f"{what} {time_ms} is {ahead(time_ms, received_ms)} ahead of the time of receipt; "
+            f"Kafka refuses records over {MAX_FUTURE_MS // 60_000} min in the future"
+        )
+    return time_ms
 
 
 def parse_time_ms(value: Any) -> int:

@@ -24,6 +24,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from shared.retention import topic_retention
 from shared.settings import Settings
 
+# Apache Kafka refuses a record stamped further ahead of the broker's clock than
+# log.message.timestamp.after.max.ms (1 h by default), and with it every other record of its batch:
+# eddy rejects such times where they come in (ingestion, validation) instead of producing them.
+MAX_FUTURE_MS = 3_600_000
+
 log = logging.getLogger(__name__)
 # librdkafka's own log lines go through Python logging (JSON in services, quiet in the CLI), not raw stderr.
 client_log = logging.getLogger("librdkafka")

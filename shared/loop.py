@@ -32,7 +32,7 @@ from prometheus_client import Counter as Metric
 
 from shared import observability as obs
 from shared.dlq import HEADER_PREFIX, RETENTION_GAP, DeadLetter
-from shared.kafka import committed_offsets
+from shared.kafka import MAX_FUTURE_MS, committed_offsets
 from shared.producer import ConfirmedProducer, Delivery, DeliveryError, Headers
 from shared.serde import SerdeError, SerdeRegistry, encode_key
 from shared.topics import StreamTopics
@@ -488,13 +488,19 @@ class StreamLoop:
         produce = self.producer.produce
         every = max(1, lane.sample_every)
         forwarded = 0
+        # A time Kafka would refuse takes the handler's path, which dead-letters it (and only it).
+        not_after_ms = int(time.time() * 1000) + MAX_FUTURE_MS
         for topic, batch in by_topic.items():
             values = [msg.value() for msg in batch]
             out_topic, verdicts = lane.route(topic, values)
             sent: list[Message] = []
             for msg, value, verdict in zip(batch, values, verdicts, strict=True):
                 # The output's key is the event id, whatever the input's was: count it against the limit too.
-                if verdict is None or len(value) + len(verdict[0] or b"") > MAX_RECORD_BYTES:  # type: ignore[arg-type]
+                if (
+                    verdict is None
+                    or len(value) + len(verdict[0] or b"") > MAX_RECORD_BYTES  # type: ignore[arg-type]
+                    or (verdict[1] or 0) > not_after_ms
+                ):
                     rest.append(msg)
                     continue
                 produce(out_topic, value, verdict[0], msg.headers(), verdict[1])  # type: ignore[arg-type]

@@ -14,11 +14,12 @@ from typing import Any
 
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.contracts import load_contracts
 from shared.embedded import free_port
-from shared.kafka import consumer_config, ensure_topics, producer_config
+from shared.kafka import admin_client, consumer_config, ensure_topics, producer_config
 from shared.producer import ConfirmedProducer
 from shared.serde import SerdeRegistry, registry_client
 from shared.settings import REPO_ROOT, Settings
@@ -31,7 +32,21 @@ def serdes_for(settings: Settings) -> SerdeRegistry:
     return SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
 
 
-def create_topics(settings: Settings) -> None:
+def create_topics(settings: Settings, events_max_bytes: int | None = None) -> None:
+    """Every topic of the settings' streams; ``events_max_bytes`` opens each S.events to records that large.
+
+    Apache Kafka refuses records over 1 MB unless the topic allows more, as an operator taking huge events
+    would set it (Tansu takes up to 5 MB and ignores the setting).
+    """
+    if events_max_bytes is not None:
+        admin = admin_client(settings)
+        config = {"max.message.bytes": str(events_max_bytes)}
+        wanted = [
+            NewTopic(StreamTopics(s).events, settings.partitions, settings.replication_factor, config=config)
+            for s in settings.streams
+        ]
+        for future in admin.create_topics(wanted).values():
+            future.result()
     ensure_topics(settings, [t for s in settings.streams for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS))
 
 

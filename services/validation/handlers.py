@@ -12,12 +12,18 @@ from services.validation.config import ValidationConfig
 from services.validation.profile import ProfileTracker
 from shared.contracts import FeatureSpec, StreamContract
 from shared.dlq import Violation
+from shared.ingest import ahead
+from shared.kafka import MAX_FUTURE_MS
 from shared.loop import BatchResult, InRecord, OutRecord
 from shared.topics import StreamTopics
 
 
-def check_record(value: dict[str, Any], contract: StreamContract) -> list[Violation]:
+def check_record(value: dict[str, Any], contract: StreamContract, not_after_ms: int | None = None) -> list[Violation]:
     """Every way ``value`` breaks ``contract``; empty when it is valid.
+
+    With ``not_after_ms``, an event time after it breaks the rule ``future``: Kafka refuses a record
+    stamped more than ``log.message.timestamp.after.max.ms`` (1 h by default) ahead of the broker's clock,
+    and with it every other record of its batch, so such an event is dead-lettered instead of forwarded.
 
     Examples
     --------
@@ -29,6 +35,8 @@ def check_record(value: dict[str, Any], contract: StreamContract) -> list[Violat
     []
     >>> [v.rule for v in check_record({**ok, "x0": 11.0, "region": "mars"}, demo)]
     ['max', 'allowed']
+    >>> [v.rule for v in check_record({**ok, "event_time_ms": 10_000}, demo, not_after_ms=9_999)]
+    ['future']
     """
     violations: list[Violation] = []
     event_id = value.get(contract.id_field)
@@ -38,6 +46,16 @@ def check_record(value: dict[str, Any], contract: StreamContract) -> list[Violat
     if not isinstance(event_time, int) or isinstance(event_time, bool) or event_time <= 0:
         violations.append(
             Violation(contract.time_field, "positive", event_time, "event time must be epoch milliseconds > 0")
+        )
+    elif not_after_ms is not None and event_time > not_after_ms:
+        violations.append(
+            Violation(
+                contract.time_field,
+                "future",
+                event_time,
+                f"event time {event_time} is {ahead(event_time, not_after_ms - MAX_FUTURE_MS)} ahead of the time "
+                f"it was checked; Kafka refuses records over {MAX_FUTURE_MS // 60_000} min in the future",
+            )
         )
     for spec in contract.features:
         violations.extend(_check_feature(spec, value.get(spec.name)))
@@ -101,15 +119,17 @@ class CompiledChecker:
             if f.type not in ("double", "long")
         )
 
-    def __call__(self, value: dict[str, Any]) -> list[Violation]:
-        return [] if self._valid(value) else check_record(value, self.contract)
+    def __call__(self, value: dict[str, Any], not_after_ms: int | None = None) -> list[Violation]:
+        return [] if self._valid(value, not_after_ms) else check_record(value, self.contract, not_after_ms)
 
-    def _valid(self, value: dict[str, Any]) -> bool:
+    def _valid(self, value: dict[str, Any], not_after_ms: int | None) -> bool:
         event_id = value.get(self.contract.id_field)
         if type(event_id) is not str or not event_id.strip():
             return False
         event_time = value.get(self.contract.time_field)
         if type(event_time) is not int or event_time <= 0:
+            return False
+        if not_after_ms is not None and event_time > not_after_ms:
             return False
         for name, required, lo, hi, allowed in self._numeric:
             x = value.get(name)
@@ -156,10 +176,13 @@ class ValidateBatch:
         contracts: dict[str, StreamContract],
         config: ValidationConfig | None = None,
         clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.contracts = contracts
         self.config = config = config or ValidationConfig()
+        # ``clock`` paces the profiles; ``wall_clock`` is what an event time is held against (Kafka's clock).
         self.clock = clock
+        self.wall_clock = wall_clock
         self.checkers = {name: CompiledChecker(contract) for name, contract in contracts.items()}
         self.validated = {name: StreamTopics(name).validated for name in contracts}
         self.profiles = {
@@ -191,10 +214,11 @@ class ValidateBatch:
     def _route(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
         outputs, dead = result.outputs, result.dead
+        not_after_ms = int(self.wall_clock() * 1000) + MAX_FUTURE_MS
         for record in records:
             stream = record.stream
             value = record.value
-            violations = self.checkers[stream](value)
+            violations = self.checkers[stream](value, not_after_ms)
             if violations:
                 for v in violations:
                     metrics.VIOLATIONS.labels(stream, v.field, v.rule).inc()

@@ -31,12 +31,11 @@ import fastavro
 import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import Schema
 
 from services.validation.fastlane import NATIVE
 from shared.dlq import read_dlq_headers
-from shared.kafka import admin_client, consumer_config, producer_config
+from shared.kafka import consumer_config, producer_config
 from shared.serde import registry_client
 from shared.settings import REPO_ROOT, Settings
 from shared.topics import StreamTopics
@@ -276,14 +275,7 @@ def test_every_record_is_validated_or_dead_lettered_exactly_once(
 ) -> None:
     (stream,) = settings.streams
     topics = StreamTopics(stream)
-    # Apache Kafka refuses records over 1 MB unless the topic allows more: an operator who takes huge
-    # events raises the input topic's limit, and validation must still fit their dead letters into S.dlq's.
-    # (Tansu takes records up to 5 MB and ignores the setting.)
-    big_input = NewTopic(topics.events, settings.partitions, 1, config={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
-    admin = admin_client(settings)
-    for future in admin.create_topics([big_input]).values():
-        future.result()
-    create_topics(settings)
+    create_topics(settings, events_max_bytes=MAX_MESSAGE_BYTES)
     planned = plan_inputs(settings, huge_count)
     by_key = {p.key: p for p in planned}
     kinds = Counter(p.kind for p in planned)

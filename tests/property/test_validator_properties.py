@@ -477,7 +477,8 @@ def test_validate_batch_outputs_plus_dead_letters_are_the_inputs_in_order(
     batch: tuple[dict[str, StreamContract], list[InRecord]],
 ) -> None:
     streams, records = batch
-    result = ValidateBatch(streams)(records)
+    # Any 64-bit event time is "now" here, so the rule against times Kafka refuses (a unit test's) stays out of it.
+    result = ValidateBatch(streams, wall_clock=lambda: 2.0**63 / 1000)(records)
     validated_topics = {StreamTopics(s).validated for s in streams}
     validated = [o for o in result.outputs if o.topic in validated_topics]
     # Anything else is a data profile of a stream, derived from the batch and tied to no input record.

@@ -68,3 +68,12 @@ def test_convert_reports_per_record() -> None:
     out = convert([{"x0": 1, "x1": 1, "x2": 1}, {"bad": 1}, "str"], demo_contract(), "events", 1)
     assert [i for i, _ in out.accepted] == [0]
     assert [i for i, _ in out.rejected] == [1, 2]
+
+
+def test_a_time_kafka_would_refuse_is_rejected_at_the_door() -> None:
+    hour = 3_600_000
+    assert to_event({"event_time_ms": 2 * hour, "x0": 1, "x1": 2, "x2": 3}, demo_contract(), received_ms=hour)
+    with pytest.raises(RecordError, match=r"event time .* is 2\.0 h ahead of the time of receipt; Kafka refuses"):
+        to_event({"event_time_ms": 3 * hour, "x0": 1, "x1": 2, "x2": 3}, demo_contract(), received_ms=hour)
+    with pytest.raises(RecordError, match=r"label time .* ahead of the time of receipt"):
+        to_feedback({"event_id": "e1", "label": 1, "label_time_ms": 9 * hour}, "binary", received_ms=hour)

@@ -84,3 +84,16 @@ def test_profiles_published_reference_once_and_running_by_interval() -> None:
     now[0] += 11
     third = handler([record("demo.events", event(21), offset=21)])
     assert [o.key for o in third.outputs if o.topic == "demo.profiles"] == ["demo:running"]
+
+
+def test_an_event_time_kafka_would_refuse_is_dead_lettered_alone() -> None:
+    """Over an hour ahead of the clock, Kafka refuses the record and its whole batch: validation keeps it out."""
+    now_s = 1_800_000_000.0
+    handler = ValidateBatch({"demo": demo_contract()}, wall_clock=lambda: now_s)
+    in_time = record("demo.events", event(1, event_time_ms=int(now_s * 1000) + 3_000_000), offset=1)
+    ahead = record("demo.events", event(2, event_time_ms=int(now_s * 1000) + 4_000_000), offset=2)
+    result = handler([in_time, ahead])
+    assert [o.key for o in result.outputs if o.topic == "demo.validated"] == ["e1"]
+    (letter,) = result.dead
+    assert letter.reason == "contract:future" and letter.violations[0].field == "event_time_ms"
+    assert "1.1 h ahead of the time it was checked" in letter.violations[0].message
