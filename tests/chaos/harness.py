@@ -221,7 +221,20 @@ def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tu
         time.sleep(SETTLE_POLL_S)
     # Said on stderr, not in the verdict: a slow settle is a finding to look into, not by itself a failure.
     print(f"not settled within {timeout_s:.0f}s: {why}", file=sys.stderr, flush=True)
+    dump_stacks(state, read_stack(state) or {"services": {}})
     return time.monotonic() - started, down
+
+
+def dump_stacks(state: Path, stack: dict[str, Any]) -> None:
+    """Each data-path service's Python stacks (py-spy, if installed) next to its log: where a stuck one waits."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    for name in SETTLED_SERVICES:
+        pid = stack["services"].get(name, {}).get("pid")
+        if not pid or not Path(spy).exists():
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+            (state / "logs" / f"{name}.stacks.txt").write_text(done.stdout + done.stderr)
 
 
 def loop_in_flight(transactions: bool = False) -> int:
