@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
 
 from bench.bench_cost import (
@@ -228,6 +229,27 @@ def measure_baseline(settings: Settings, rate: float, seconds: float) -> list[fl
     return latencies
 
 
+def batch_totals(stack: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Per service: (records, micro-batches) handled so far, from its ``eddy_batch_size`` histogram."""
+    totals: dict[str, tuple[float, float]] = {}
+    for name, info in (stack.get("services") or {}).items():
+        if not info.get("url"):
+            continue
+        try:
+            text = httpx.get(f"{info['url']}/metrics", timeout=2.0).text
+        except httpx.HTTPError:
+            continue
+        records = batches = 0.0
+        for line in text.splitlines():
+            if line.startswith("eddy_batch_size_sum"):
+                records += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("eddy_batch_size_count"):
+                batches += float(line.rsplit(" ", 1)[1])
+        if batches:
+            totals[name] = (records, batches)
+    return totals
+
+
 @dataclass
 class Run:
     """Everything measured for one broker at one rate."""
@@ -239,6 +261,8 @@ class Run:
     load: float
     rows: dict[str, list[float]] = field(default_factory=dict)
     cost: Cost | None = None
+    # Per service over the window: (micro-batches per second, mean records per micro-batch).
+    batches: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def idle_hop(broker: str, rate: float, seconds: float, fetch_wait: int) -> list[float]:
@@ -274,6 +298,7 @@ def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
         meter = Meter(settings, stack_processes(stack, up.pid), COST_TOPICS)
         me = cpu_seconds(os.getpid()) or 0.0
         start = meter.sample()
+        batches_before = batch_totals(stack)
         fresh: list[tuple[list[float], list[float]]] = []
         freshness = threading.Thread(target=lambda: fresh.append(measure_freshness(settings, args.seconds)))
         freshness.start()
@@ -286,6 +311,10 @@ def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
         if args.hops:
             tap.join(args.seconds + 30)
         end = meter.sample()
+        for name, (records, count) in batch_totals(stack).items():
+            records0, count0 = batches_before.get(name, (0.0, 0.0))
+            if count > count0:
+                run.batches[name] = ((count - count0) / (end.at - start.at), (records - records0) / (count - count0))
         run.cost = window_cost(broker, rate, start, end, "demo.events")
         run.cost.cpu[READERS] = (cpu_seconds(os.getpid()) or 0.0) - me
         meter.close()
@@ -385,6 +414,10 @@ def main() -> None:
         costs = [r.cost for r in runs if r.rate == rate and r.cost]
         print(f"\nCPU over the window at {rate:,.0f} events/s (bench readers running):")
         print(cost_table(costs))
+    print("\nMicro-batches over the window: batches/s, mean records per batch")
+    for run in runs:
+        cells = ", ".join(f"{name} {per_s:,.0f}/s x {size:,.1f}" for name, (per_s, size) in sorted(run.batches.items()))
+        print(f"{run.broker} at {run.rate:,.0f}/s: {cells}")
     print()
     print("\n".join(verdicts(runs)))
 
