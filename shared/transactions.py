@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -47,6 +48,8 @@ FENCED = frozenset(
 )
 MAX_ATTEMPTS = 8
 RETRY_BACKOFF_S = 0.2
+# How long past its own timeout a transaction call may take before it is taken as stuck.
+STUCK_GRACE_S = 15.0
 
 
 class TransactionFatal(RuntimeError):
@@ -182,7 +185,7 @@ class Transactions:
         deadline = time.monotonic() + self.timeout_s
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                action()
+                self._bounded(action, what)
                 return
             except KafkaException as exc:
                 error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -200,3 +203,35 @@ class Transactions:
                 if error is not None and error.code() in FENCED:
                     detail += " (fenced: another producer has this transactional.id; is EDDY_INSTANCE_ID unique?)"
                 raise TransactionFatal(detail) from exc
+
+    def _bounded(self, action: Callable[[], None], what: str) -> None:
+        """Run ``action`` in a helper thread; if it does not return in time, give the producer up.
+
+        librdkafka does not always keep a transaction call's timeout: ``send_offsets_to_transaction``
+        can block for good once the group coordinator's broker went away (librdkafka issues 5456 and
+        5511; seen here when a broker was stopped under load). Blocked in the main thread, it also kept
+        the service from acting on SIGTERM. A stuck call cannot be cancelled, so the producer is done
+        for: :class:`TransactionFatal` ends the process, and its successor's ``init_transactions``
+        fences this producer and aborts the open transaction, whose batch is then read again.
+        """
+        outcome: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                action()
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"transactions-{what}", daemon=True).start()
+        limit_s = self.timeout_s + STUCK_GRACE_S
+        if not done.wait(limit_s):
+            self.failed = True
+            log.error("transaction call stuck; the producer is given up", extra={"call": what, "after_s": limit_s})
+            raise TransactionFatal(
+                f"{what} did not return within {limit_s:.0f}s (its timeout was {self.timeout_s:.0f}s)"
+            )
+        if outcome:
+            raise outcome[0]

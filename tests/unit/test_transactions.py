@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import threading
+import time
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -155,6 +157,23 @@ def test_fenced_is_fatal_and_nothing_more_is_tried() -> None:
     assert txn.failed
     txn.close()  # a failed producer is not asked to abort
     assert "abort" not in producer.calls
+
+
+def test_a_call_that_never_returns_gives_the_producer_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka's send_offsets_to_transaction can outstay its timeout for good (issues 5456, 5511)."""
+    monkeypatch.setattr(transactions_module, "STUCK_GRACE_S", 0.2)
+    stuck = threading.Event()
+    producer = FakeProducer()
+    producer.send_offsets_to_transaction = lambda *_args: stuck.wait()  # type: ignore[assignment, method-assign]
+    txn = Transactions(producer, MagicMock(), timeout_s=0.1)  # type: ignore[arg-type]
+    txn.begin()
+    began = time.monotonic()
+    with pytest.raises(TransactionFatal, match="did not return"):
+        txn.commit({("s.events", 0): 1})
+    assert time.monotonic() - began < 2.0 and txn.failed
+    txn.close()  # the stuck producer is not asked to abort
+    assert "abort" not in producer.calls
+    stuck.set()
 
 
 def test_close_aborts_an_open_transaction() -> None:
