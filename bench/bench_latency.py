@@ -41,6 +41,7 @@ from bench.bench_cost import (
     READERS,
     Cost,
     Meter,
+    StackDidNotStart,
     broker_kinds,
     cost_table,
     cpu_seconds,
@@ -400,7 +401,11 @@ def main() -> None:
     # Brokers alternate at each rate, so that the two runs being compared are minutes apart.
     for rate in args.rate or [500.0]:
         for broker in brokers:
-            run = run_one(broker, rate, args)
+            try:
+                run = run_one(broker, rate, args)
+            except StackDidNotStart as exc:
+                print(f"{exc}; trying once more", flush=True)
+                run = run_one(broker, rate, args)
             print(f"done: {broker} at {rate:,.0f}/s (started {run.started}, load {run.load:.2f})", flush=True)
             runs.append(run)
     print(f"\nmachine: {describe()}; embedded stack (eddy up --demo --broker B); window {args.seconds:.0f} s")
