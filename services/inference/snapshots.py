@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 
 from services.inference.handlers import ServingModel, ServingSet, StreamModels
 from services.inference.serving import ServingTable
@@ -54,7 +53,9 @@ class SnapshotWatcher:
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
         group = f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}"
-        self._consumer = Consumer(consumer_config(settings, group, background=True))
+        # Caught up means every partition read to its end once: partition EOF says so on any broker.
+        self._consumer = Consumer(consumer_config(settings, group, background=True, **{"enable.partition.eof": True}))
+        self._unread: set[tuple[str, int]] = set()
         self._topics = [StreamTopics(s).models for s in contracts] + [MODEL_EVENTS_TOPIC]
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
         self._stop = threading.Event()
@@ -62,6 +63,7 @@ class SnapshotWatcher:
     def start(self, wait_s: float = 15.0) -> None:
         """Start following; return once existing snapshots are loaded (or ``wait_s`` passed)."""
         assign_from(self._consumer, self._topics)
+        self._unread = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
         self._thread.start()
         if not self.caught_up.wait(wait_s):
             log.warning("snapshot catch-up still running; serving the models loaded so far")
@@ -81,13 +83,15 @@ class SnapshotWatcher:
         self._consumer.close()
 
     def _run(self) -> None:
-        quiet_since = time.monotonic()
         while not self._stop.is_set():
             messages = self._consumer.consume(100, 0.1)
             newest: dict[tuple[str, str, int], dict] = {}
             changed: set[str] = set()
             for msg in messages:
-                if msg.error():
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        self._unread.discard((msg.topic() or "", msg.partition() or 0))
                     continue
                 try:
                     record = self.serdes.for_topic(msg.topic() or "").decode(msg.value())
@@ -104,17 +108,11 @@ class SnapshotWatcher:
                     changed.add(record["stream"])
             if [stream for stream in changed if self.table.serve(stream)]:
                 self.report()
-            if messages:
-                quiet_since = time.monotonic()
-            elif not self.caught_up.is_set() and (self._at_end() or time.monotonic() - quiet_since > 1.0):
+            # Not "no message for a while", nor cached watermarks: with a partition's leader failing over,
+            # fetches return nothing and watermarks are unknown, and a restarted inference that took that for
+            # the end served an older snapshot than its predecessor had (found by the broker-fault chaos runs).
+            if not self.caught_up.is_set() and not self._unread:
                 self.caught_up.set()
-
-    def _at_end(self) -> bool:
-        for tp in self._consumer.position(self._consumer.assignment()):
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if high > 0 and tp.offset < high:
-                return False
-        return True
 
 
 def _aliased(serving: ServingSet) -> list[tuple[ServingModel, str]]:
