@@ -43,6 +43,7 @@ SETTLED_SERVICES = ("validation", "inference", "learning")
 STACK_UP_TIMEOUT_S = 120.0
 STACK_DOWN_TIMEOUT_S = 120.0
 SETTLE_POLL_S = 2.0
+EMPTY_LAG_QUIET_S = 15.0
 SESSION_TIMEOUT_MS = 6000
 # The stream topics whose partition leaders broker faults aim at.
 BROKER_FAULT_TOPICS = ("events", "validated", "predictions", "feedback", "labeled")
@@ -199,10 +200,15 @@ def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tu
 
     Quiet means two polls in a row (``SETTLE_POLL_S`` apart) in which the data path's services hold
     their partitions with lag 0 and the stream's output topics, counted to their end, did not grow.
-    Bounded by ``timeout_s``; returns the seconds waited and the services still down.
+    A service whose lag table is empty holds no position yet: not yet assigned, or (on Kafka, after
+    a rebalance with nothing left to read) assigned at the end, where it reads nothing to learn its
+    position from. Both look alike from outside, so with an empty table the outputs must stay
+    unchanged for ``EMPTY_LAG_QUIET_S``, longer than a rebalance takes. Bounded by ``timeout_s``;
+    returns the seconds waited and the services still down.
     """
     started = time.monotonic()
     previous: Counter[str] | None = None
+    unchanged_since = started
     down: list[str] = []
     why = ""
     outputs = [getattr(StreamTopics(stream), kind) for kind in ("validated", "dlq", "predictions", "labeled", "models")]
@@ -210,13 +216,14 @@ def settle(state: Path, settings: Settings, stream: str, timeout_s: float) -> tu
         stack = read_stack(state) or {"services": {}}
         down = down_services(stack)
         lags = [service_health(stack["services"][name]["url"], 2.0).get("consumer_lag") for name in SETTLED_SERVICES]
-        # An empty lag table means partitions not (yet) assigned: not caught up, whatever it says.
-        caught_up = not down and all(lag and not any(lag.values()) for lag in lags)
-        counts = checker.count_records(settings, outputs) if caught_up else None
-        if counts is not None and counts == previous:
+        no_lag = not down and all(lag is not None and not any(lag.values()) for lag in lags)
+        counts = checker.count_records(settings, outputs) if no_lag else None
+        if counts is None or counts != previous:
+            unchanged_since = time.monotonic()
+        elif all(lags) or time.monotonic() - unchanged_since >= EMPTY_LAG_QUIET_S:
             return time.monotonic() - started, []
         why = f"down {down}" if down else f"lags {dict(zip(SETTLED_SERVICES, lags, strict=True))}"
-        why = why if not caught_up else f"outputs still growing: {counts}"
+        why = why if not no_lag else f"outputs still growing or lag tables empty: {counts}, {why}"
         previous = counts
         time.sleep(SETTLE_POLL_S)
     # Said on stderr, not in the verdict: a slow settle is a finding to look into, not by itself a failure.
