@@ -88,12 +88,13 @@ def totals(results: list[RunResult]) -> list[str]:
     served = sum(r.verdict.check(checker.SERVED_TWICE).count for r in results)
     redelivered = sum(d.records for r in results for d in r.verdict.redeliveries_by_fault)
     worst = max((r.verdict.check(checker.REDELIVERIES).count for r in results), default=0)
+    stuck = sum(c.count for r in results for c in r.verdict.checks if c.name == checker.STUCK_EXITS)
     return [
         f"faults applied: {len(applied)} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})",
         f"  by service: {', '.join(f'{k} {n}' for k, n in sorted(services.items()))}",
         *([f"broker faults applied: {len(brokers)} ({by_kind})"] if brokers else []),
         f"totals: lost {lost}, labels learned twice {twice}, served twice {served}, "
-        f"raw redeliveries {redelivered} (most after one fault: {worst})",
+        f"raw redeliveries {redelivered} (most after one fault: {worst}); exits for a stuck client call {stuck}",
     ]
 
 

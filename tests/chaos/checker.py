@@ -66,6 +66,7 @@ SERVED_TWICE = "served twice (eddy's readers)"
 LEARNED_TWICE = "labels learned twice"
 REDELIVERIES = "redeliveries per fault (max)"
 ABORTED = "aborted records hidden"
+STUCK_EXITS = "exits for a stuck client call"
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,8 @@ class RunFacts:
     batch_size: int
     max_in_flight: int
     broker_faults: Sequence[BrokerFaultRecord] = ()
+    # Exits the service's own log explains: it gave up a transactional producer whose call hung.
+    stuck_exits: Sequence[ChildEvent] = ()
     # Transactions on Apache Kafka: read_committed readers never see an aborted record, so a service's
     # redelivery (its output written again after a fault) would be a failure, not an allowed copy.
     exactly_once: bool = False
@@ -621,6 +624,17 @@ def _brokers(facts: RunFacts) -> list[Check]:
                 examples=tuple(f"kafka-{b.node_id}" for b in broken[:EXAMPLES]),
             ),
         ]
+    if facts.stuck_exits:
+        checks.append(
+            Check(
+                STUCK_EXITS,
+                len(facts.stuck_exits),
+                limit=None,
+                detail="send_offsets_to_transaction hung past its timeout (librdkafka 5456, 5511): "
+                "the producer was given up and the service restarted",
+                examples=tuple(e.child for e in facts.stuck_exits[:EXAMPLES]),
+            )
+        )
     if facts.hidden is not None:
         shown = ", ".join(f"{t.rsplit('.', 1)[-1]} {n}" for t, n in sorted(facts.hidden.items())) or "none"
         checks.append(

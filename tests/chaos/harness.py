@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ from shared.stack import pid_alive, read_stack, service_health
 from shared.topics import StreamTopics
 from tests.chaos import checker
 from tests.chaos.broker_faults import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, BrokerChaos, BrokerFaultRecord
-from tests.chaos.faults import ALL_SERVICES, Fault, FaultRecord, FaultScheduler, match_exits, plan_faults
+from tests.chaos.faults import ALL_SERVICES, ChildEvent, Fault, FaultRecord, FaultScheduler, match_exits, plan_faults
 from tests.chaos.load import LoadConfig, LoadLog, LoadRunner, plan_events
 from tests.chaos.stack import child_events, stop_stack
 
@@ -45,6 +46,9 @@ STACK_DOWN_TIMEOUT_S = 120.0
 SETTLE_POLL_S = 2.0
 EMPTY_LAG_QUIET_S = 15.0
 SESSION_TIMEOUT_MS = 6000
+# What shared.transactions logs when it gives a stuck producer up, and how long before the exit it may be.
+STUCK_MESSAGE = "transaction call stuck"
+STUCK_WINDOW_MS = 60_000
 # The stream topics whose partition leaders broker faults aim at.
 BROKER_FAULT_TOPICS = ("events", "validated", "predictions", "feedback", "labeled")
 BROKER_FAULTS_TIMEOUT_S = 600.0
@@ -244,6 +248,32 @@ def dump_stacks(state: Path, stack: dict[str, Any]) -> None:
             (state / "logs" / f"{name}.stacks.txt").write_text(done.stdout + done.stderr)
 
 
+def stuck_exits(exits: list[ChildEvent], state: Path) -> tuple[list[ChildEvent], list[ChildEvent]]:
+    """Split exits into the unexplained and those a stuck transaction call explains, from the service's log.
+
+    librdkafka's ``send_offsets_to_transaction`` can block for good once the group coordinator's broker
+    went away (``shared/transactions.py``); the service then gives its producer up and exits, and its
+    log says so just before. Those exits are reported on their own row, not hidden and not failed.
+    """
+    unexplained: list[ChildEvent] = []
+    stuck: list[ChildEvent] = []
+    for event in exits:
+        log = state / "logs" / f"{event.child}.log"
+        said = log.exists() and any(
+            STUCK_MESSAGE in line and event.at_ms - STUCK_WINDOW_MS <= _line_ms(line) <= event.at_ms
+            for line in log.read_text(errors="replace").splitlines()
+        )
+        (stuck if said else unexplained).append(event)
+    return unexplained, stuck
+
+
+def _line_ms(line: str) -> int:
+    try:
+        return int(float(json.loads(line)["ts"]) * 1000)
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
 def loop_in_flight(transactions: bool = False) -> int:
     """How many batches a StreamLoop may have unacknowledged (its default, which every service uses).
 
@@ -285,7 +315,7 @@ def run_once(config: RunConfig, workdir: Path) -> RunResult:
             config, workdir, stack, settings, events_serde, load_config, plan, faulted
         )
         settle_s, down = settle(workdir / "state", settings, config.stream, config.settle_timeout_s)
-        unexplained = match_exits(records, child_events(workdir / "stack.log"))
+        unexplained, stuck = stuck_exits(match_exits(records, child_events(workdir / "stack.log")), workdir / "state")
         topics = checker.read_stream(settings, serdes, config.stream, config.isolation)
         hidden = checker.hidden_by_isolation(settings, config.stream, topics.read) if config.transactions else None
     champion = contracts[config.stream].champion.name
@@ -297,6 +327,7 @@ def run_once(config: RunConfig, workdir: Path) -> RunResult:
         config.batch_size,
         loop_in_flight(config.transactions),
         broker_faults=broker_records,
+        stuck_exits=stuck,
         # Kafka hides aborted transactions from read_committed readers: no service may redeliver at all.
         exactly_once=config.transactions and config.on_kafka,
         hidden=hidden,
