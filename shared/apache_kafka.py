@@ -153,8 +153,18 @@ def install(version: str = KAFKA_VERSION, *, quiet: bool = True, timeout_s: floa
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in Kafka's URL-safe base64 form."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: a random UUID in Kafka's URL-safe base64 form, never starting with "-".
+
+    One id in 64 would otherwise start with "-", which the storage tool's ``-t`` then takes for an
+    option (Kafka's own ``Uuid.randomUuid`` skips those for the same reason).
+
+    >>> all(not new_cluster_id().startswith("-") for _ in range(1000))
+    True
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 @dataclass
