@@ -184,6 +184,31 @@ def ensure_topics(settings: Settings, topics: list[str], timeout_s: float = 30.0
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_in_metadata(admin, wanted, deadline)
+
+
+def _wait_in_metadata(admin: AdminClient, topics: list[str], deadline: float) -> None:
+    """Until the metadata a client gets shows ``topics``, each partition with a leader.
+
+    Apache Kafka acknowledges a creation once its controller has it; the broker a client asks next
+    may not know the topic for a moment, and a reader would call it missing.
+    """
+    missing = list(topics)
+    while missing and time.monotonic() < deadline:
+        try:
+            found = admin.list_topics(timeout=5).topics
+        except KafkaException:
+            found = {}
+        missing = [
+            t
+            for t in missing
+            if t not in found
+            or found[t].error is not None
+            or not found[t].partitions
+            or any(p.leader < 0 for p in found[t].partitions.values())
+        ]
+        if missing:
+            time.sleep(0.1)
 
 
 def cluster_id(settings: Settings, timeout_s: float = 10.0) -> str:
