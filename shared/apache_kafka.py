@@ -242,7 +242,7 @@ class KafkaCluster:
         """The first node that is not running, if any."""
         return next((node for node in self.nodes if not node.alive()), None)
 
-    def format_and_start(self, timeout_s: float = 60.0) -> None:
+    def format_and_start(self, timeout_s: float = 120.0) -> None:
         home = install(self.version)
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         for node in self.nodes:
@@ -275,7 +275,7 @@ class KafkaCluster:
         self.stop()
         raise KafkaUnavailable(f"Apache Kafka nodes {sorted(wanted - seen)} did not join within {timeout_s:.0f} s")
 
-    def start_node(self, node: KafkaNode, *, wait: bool = True, timeout_s: float = 60.0) -> None:
+    def start_node(self, node: KafkaNode, *, wait: bool = True, timeout_s: float = 120.0) -> None:
         """Start (or restart) one node from its formatted log dir."""
         home = install(self.version)
         config = node.data_dir.parent / f"server-{node.node_id}.properties"
@@ -361,7 +361,7 @@ def start_kafka(
     heap_mb: int = DEFAULT_HEAP_MB,
     overrides: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
-    timeout_s: float = 60.0,
+    timeout_s: float = 120.0,
 ) -> KafkaCluster:
     """Install if needed, format fresh storage under ``base_dir`` and start ``nodes`` KRaft nodes.
 
