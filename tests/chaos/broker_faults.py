@@ -195,9 +195,13 @@ class BrokerFaultScheduler:
         except BaseException as exc:  # reported by the harness; the cluster is still restored below
             self.error = exc
         finally:
-            self._restore()
-            self.done.set()
-            self.release.wait()
+            try:
+                self._restore()
+            except BaseException as exc:  # a node that cannot start again: the run fails, it does not hang
+                self.error = self.error or exc
+            finally:
+                self.done.set()
+                self.release.wait()
 
     def _apply(self, record: BrokerFaultRecord) -> None:
         if not self.wait_whole(HEALTHY_TIMEOUT_S):
