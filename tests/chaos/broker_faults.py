@@ -34,6 +34,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from shared.apache_kafka import QUIET, KafkaCluster, KafkaNode, start_kafka
+from shared.embedded import wait_for_port
 from tests.chaos.faults import now_ms
 
 BrokerFaultKind = Literal["SIGKILL", "SIGTERM", "SIGSTOP"]
@@ -50,7 +51,7 @@ CLUSTER_OVERRIDES = {
 # Roles a plan cycles through: the controller once for every two partition leaders.
 ROLE_CYCLE: tuple[Role, ...] = ("controller", "leader", "leader")
 KINDS: tuple[BrokerFaultKind, ...] = ("SIGKILL", "SIGTERM", "SIGSTOP")
-HEALTHY_TIMEOUT_S = 90.0
+HEALTHY_TIMEOUT_S = 120.0
 TERM_TIMEOUT_S = 60.0
 POLL_S = 0.5
 
@@ -222,7 +223,11 @@ class BrokerFaultScheduler:
         else:
             record.exit_code = _wait_exit(node, TERM_TIMEOUT_S if fault.kind == "SIGTERM" else 10.0)
             time.sleep(fault.down_s)
-            self.cluster.start_node(node)
+            # Not start_node's own wait: on a timeout it stops the whole cluster, which suits a first start
+            # but would end the run here. A node slow to come back (a JVM start took 40 s on two busy cores)
+            # shows as a cluster not whole in time instead.
+            self.cluster.start_node(node, wait=False)
+            wait_for_port("127.0.0.1", node.port, HEALTHY_TIMEOUT_S, alive=node.alive)
         record.back_ms = now_ms()
         if self.wait_whole(HEALTHY_TIMEOUT_S):
             record.whole_ms = now_ms()
@@ -269,7 +274,7 @@ class BrokerFaultScheduler:
             if node.alive():
                 self.cluster.signal_node(node, signal.SIGCONT)
             else:
-                self.cluster.start_node(node)
+                self.cluster.start_node(node, wait=False)
 
 
 def _whole(admin: AdminClient, nodes: int) -> bool:

@@ -620,7 +620,7 @@ def _brokers(facts: RunFacts) -> list[Check]:
             Check(
                 "cluster not whole after a fault",
                 len(broken),
-                detail="a node not back, or a partition's ISR not full, within 90 s",
+                detail="a node not back, or a partition's ISR not full, within 120 s",
                 examples=tuple(f"kafka-{b.node_id}" for b in broken[:EXAMPLES]),
             ),
         ]
