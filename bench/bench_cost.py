@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,22 +33,13 @@ from confluent_kafka import Consumer
 from bench.machine import describe
 from shared.kafka import consumer_config
 from shared.settings import REPO_ROOT, Settings
-from shared.stack import read_stack
+from shared.stack import SERVICES, read_stack
+from shared.supervisor import terminate
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BROKERS = ("tansu", "kafka")
 # eddy's own processes: every service, the schema registry and the supervisor (`eddy up`).
-EDDY = (
-    "eddy up",
-    "schema_registry",
-    "ingestion",
-    "validation",
-    "model_registry",
-    "inference",
-    "learning",
-    "monitoring",
-    "retraining",
-)
+EDDY = ("eddy up", "schema_registry", *SERVICES)
 LOAD = "demo-feed"
 BROKER = "broker"
 # The benchmark's own readers, when a benchmark measures latency in the same window: shown, not in any total.
@@ -257,12 +247,7 @@ def demo_stack(
             raise StackDidNotStart(f"the stack on {broker} did not start; see {state.parent / 'up.log'}")
         yield stack, up, state
     finally:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait(10)
+        terminate(up, STOP_TIMEOUT_S)
 
 
 def stack_settings(stack: dict[str, Any], fetch_wait_ms: int = 10) -> Settings:

@@ -29,7 +29,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from shared.embedded import BrokerError, free_port, wait_for_port
-from shared.supervisor import die_with_parent
+from shared.supervisor import die_with_parent, terminate
 
 KAFKA_VERSION = "4.3.2"
 SCALA_VERSION = "2.13"
@@ -307,16 +307,8 @@ class KafkaCluster:
 
     def stop_node(self, node: KafkaNode, timeout_s: float = 30.0) -> None:
         """SIGTERM (a controlled shutdown: leadership moves first), then SIGKILL after ``timeout_s``."""
-        proc = node.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGCONT)  # a paused node cannot shut down
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if node.proc is not None:
+            terminate(node.proc, timeout_s)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop every node. SIGTERM goes to all at once: a lone survivor would wait for a quorum."""

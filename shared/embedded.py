@@ -8,7 +8,6 @@ never relies on those, so code that is correct here is correct on real Kafka.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.supervisor import die_with_parent
+from shared.supervisor import die_with_parent, terminate
 
 
 class BrokerError(RuntimeError):
@@ -103,11 +102,4 @@ class TansuBroker:
         return self.proc.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        terminate(self.proc, timeout_s)

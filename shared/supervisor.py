@@ -33,6 +33,19 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child before ex
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM ``proc`` (continuing it first, as a stopped process cannot exit) and wait; SIGKILL past ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @dataclass
 class Child:
     """One supervised process."""
