@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from pathlib import Path
 from shared.observability import setup_logging, stop_event_on_signals
 from shared.settings import Settings
 from shared.stack import EmbeddedStack
+from shared.supervisor import terminate
 from tests.chaos.faults import ChildEvent
 
 SUPERVISOR_LOGGER = "shared.supervisor"
@@ -40,14 +40,7 @@ def main() -> int:
 
 def stop_stack(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     """Stop a stack started as a subprocess the way a user does (SIGTERM), killing it past ``timeout_s``."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
+    terminate(proc, timeout_s)
 
 
 def child_events(log: Path) -> list[ChildEvent]:
