@@ -75,7 +75,7 @@ def to_event(
             value = str(value) if value not in (None, "") else str(uuid.uuid4())
         elif name == contract.time_field:
             received = received_ms or now_ms()
-            value = not_in_future(parse_time_ms(value), received, "event time") if value is not None else received
+            value = kafka_time(parse_time_ms(value), received, "event time") if value is not None else received
         elif value is None and "default" in spec:
             value = spec["default"]
         else:
@@ -111,7 +111,7 @@ def to_feedback(record: Any, task: str, received_ms: int | None = None, label_fi
         "event_id": str(event_id),
         "label": label,
         "label_time_ms": (
-            not_in_future(parse_time_ms(when), received_ms or now_ms(), "label time")
+            kafka_time(parse_time_ms(when), received_ms or now_ms(), "label time")
             if when is not None
             else (received_ms or now_ms())
         ),
@@ -131,16 +131,25 @@ def ahead(time_ms: int, now_ms: int) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def not_in_future(time_ms: int, received_ms: int, what: str) -> int:
-    """``time_ms``, unless it is more than MAX_FUTURE_MS after ``received_ms``: Kafka would refuse it.
+def kafka_time(time_ms: int, received_ms: int, what: str) -> int:
+    """``time_ms``, if Kafka accepts it as a record's timestamp: not before 1970, nor over MAX_FUTURE_MS ahead.
 
-    >>> not_in_future(1_000, 0, "event time")
+    Kafka refuses a negative CreateTime, and one more than ``log.message.timestamp.after.max.ms`` ahead of its
+    clock, and with it every other record of the produce batch: so such a time is this record's error alone.
+
+    >>> kafka_time(1_000, 0, "event time")
     1000
-    >>> not_in_future(4 * 3_600_000, 0, "event time")  # doctest: +ELLIPSIS
+    >>> kafka_time(4 * 3_600_000, 0, "event time")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     shared.ingest.RecordError: event time 14400000 is 4.0 h ahead of the time of receipt; Kafka refuses ...
+    >>> kafka_time(-5, 0, "label time")
+    Traceback (most recent call last):
+    ...
+    shared.ingest.RecordError: label time -5 is before 1970-01-01: Kafka refuses negative timestamps
     """
+    if time_ms < 0:
+        raise RecordError(f"{what} {time_ms} is before 1970-01-01: Kafka refuses negative timestamps")
     if time_ms > received_ms + MAX_FUTURE_MS:
         raise RecordError(
             f"{what} {time_ms} is {ahead(time_ms, received_ms)} ahead of the time of receipt; "

@@ -216,6 +216,19 @@ def huge_numbers() -> list[Probe]:
             path="feedback",
         )
     )
+    # Times that fit in 64 bits but that Kafka refuses as a record's timestamp: before 1970, or days ahead.
+    out.append(Probe("huge_numbers", "event_time=-1", _event_with("event_time_ms", "-1", "kafka-time-0")))
+    out.append(
+        Probe("huge_numbers", "event_time=min_int64", _event_with("event_time_ms", str(-(2**63)), "kafka-time-1"))
+    )
+    out.append(
+        Probe("huge_numbers", "event_time=max_int64", _event_with("event_time_ms", str(2**63 - 1), "kafka-time-2"))
+    )
+    out.append(
+        Probe(
+            "huge_numbers", "label_time=-1", b'{"event_id": "x", "label": true, "label_time_ms": -1}', path="feedback"
+        )
+    )
     return out
 
 

@@ -77,6 +77,10 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "lone_continuation": (400, "UTF-8"),
     "event_id-high": (422, "surrogates not allowed"),
     "time-high": (422, "neither epoch milliseconds nor ISO-8601"),
+    "event_time=-1": (422, "before 1970"),
+    "event_time=min_int64": (422, "before 1970"),
+    "event_time=max_int64": (422, "ahead of the time of receipt"),
+    "label_time=-1": (422, "before 1970"),
     "region-just-over-limit": (413, "too large"),
     "twice-the-limit": (413, "too large"),
     "gzip-bomb": (413, "too large"),
@@ -391,6 +395,7 @@ def test_hostile_json_bodies_are_body_errors(body: bytes, message: str) -> None:
         pytest.param({"event_time_ms": "9" * 5000}, "not epoch milliseconds", id="time-5000-digits"),
         pytest.param({"event_time_ms": 10**400}, "out of range", id="int-400-digits-as-time"),
         pytest.param({"event_time_ms": 1e300}, "out of range", id="float-1e300-as-time"),
+        pytest.param({"event_time_ms": -1}, "before 1970", id="negative-time"),
     ],
 )
 def test_hostile_values_are_record_errors(record: dict[str, Any], message: str) -> None:

@@ -77,3 +77,8 @@ def test_a_time_kafka_would_refuse_is_rejected_at_the_door() -> None:
         to_event({"event_time_ms": 3 * hour, "x0": 1, "x1": 2, "x2": 3}, demo_contract(), received_ms=hour)
     with pytest.raises(RecordError, match=r"label time .* ahead of the time of receipt"):
         to_feedback({"event_id": "e1", "label": 1, "label_time_ms": 9 * hour}, "binary", received_ms=hour)
+    # Found by the gateway fuzz on Kafka: a negative CreateTime failed the whole produce batch with 503.
+    with pytest.raises(RecordError, match=r"event time -1 is before 1970-01-01: Kafka refuses negative"):
+        to_event({"event_time_ms": -1, "x0": 1, "x1": 2, "x2": 3}, demo_contract(), received_ms=hour)
+    with pytest.raises(RecordError, match=r"label time .* before 1970-01-01"):
+        to_feedback({"event_id": "e1", "label": 1, "label_time_ms": "1969-12-31T00:00:00Z"}, "binary", received_ms=hour)
