@@ -1,15 +1,14 @@
-# One image for every eddy service: `docker run eddy <service>` runs python -m services.<service>.
+# One image for every eddy service: `docker run eddy <service>` runs python -m eddy.services.<service>.
 # Linted by hadolint in tests/unit/test_compose.py; the compose file and the Kubernetes manifests run it.
 FROM python:3.11-slim-bookworm AS build
-# A compiler for the native Avro codec and linear kernel (shared/_avro_native.c, shared/_linear_native.c); the
-# runtime image needs none.
+# A compiler for the native Avro codec and linear kernel (shared/eddy/native/);
+# the runtime image needs none.
 # Not pinned: bookworm's security updates replace these versions, and a pin on a replaced version breaks the build.
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared shared
-COPY services services
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
@@ -25,6 +24,6 @@ ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
 RUN mkdir -p /var/lib/eddy && chown 10001 /var/lib/eddy
 USER 10001
 EXPOSE 8000
-# The one-shot topic job overrides this: `python -m shared.create_topics`.
-ENTRYPOINT ["sh", "-c", "exec python -m services.$0 \"$@\""]
+# The one-shot topic job overrides this: `python -m eddy.runtime.create_topics`.
+ENTRYPOINT ["sh", "-c", "exec python -m eddy.services.$0 \"$@\""]
 CMD ["validation"]

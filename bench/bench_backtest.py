@@ -22,20 +22,20 @@ import random
 import statistics
 import time
 
+from eddy.avro.serde import SerdeRegistry, registry_client
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.history.backtest.engine import BacktestModel, run_backtest
+from eddy.history.backtest.source import load_history, read_to_end
+from eddy.kafka.client import ensure_topics, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.ml import linear_kernel
+from eddy.ml.models import build_estimator
 from river import evaluate, metrics
 
 from bench.bench_pipeline import bench_stack
 from bench.machine import describe
-from shared import linear_kernel
-from shared.backtest.engine import BacktestModel, run_backtest
-from shared.backtest.source import load_history, read_to_end
-from shared.contracts import load_contracts
-from shared.kafka import ensure_topics, producer_config
-from shared.models import build_estimator
-from shared.producer import ConfirmedProducer
-from shared.serde import SerdeRegistry, registry_client
-from shared.settings import Settings
-from shared.topics import StreamTopics
 
 STREAM = "backtest10"
 

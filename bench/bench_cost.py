@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.kafka.client import consumer_config
+from eddy.stack.supervisor import terminate
+from eddy.stack.up import SERVICES, read_stack
 
 from bench.machine import describe
-from shared.kafka import consumer_config
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import SERVICES, read_stack
-from shared.supervisor import terminate
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BROKERS = ("tansu", "kafka")
@@ -233,7 +233,7 @@ def demo_stack(
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
     env["EDDY_STATE_DIR"] = str(state)
     env.update(env_extra or {})
-    argv = [sys.executable, "-m", "shared.cli", "up", "--demo", "--broker", broker, "--rate", str(rate)]
+    argv = [sys.executable, "-m", "eddy.cli.main", "up", "--demo", "--broker", broker, "--rate", str(rate)]
     argv += ["--label-delay", str(label_delay_s), "--drift-at", str(drift_at)]
     state.parent.mkdir(parents=True, exist_ok=True)
     with open(state.parent / "up.log", "ab") as out:

@@ -42,12 +42,12 @@ from pathlib import Path
 
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.kafka.client import consumer_config
+from eddy.stack.embedded import free_port, start_tansu
+from eddy.stack.up import wait_http
 
 from bench.machine import describe
-from shared.embedded import free_port, start_tansu
-from shared.kafka import consumer_config
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
 
 STREAM = "demo"
 PATH = f"/v1/streams/{STREAM}/events"
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.adopt("tansu", broker)
         registry_port, gateway_port, baseline_port = free_port(), free_port(), free_port()
         registry_url = f"http://127.0.0.1:{registry_port}"
-        registry_argv = ["-m", "services.schema_registry", "--host", "127.0.0.1", "--port", str(registry_port)]
+        registry_argv = ["-m", "eddy.services.schema_registry", "--host", "127.0.0.1", "--port", str(registry_port)]
         procs.start("registry", [sys.executable, *registry_argv, "--data-dir", str(workdir / "registry")])
         wait_http(f"{registry_url}/subjects", 30)
         env = {k: v for k, v in os.environ.items() if not k.startswith("EDDY_")}
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "EDDY_STREAMS": STREAM,
             "EDDY_LOG_LEVEL": "WARNING",
         }
-        procs.start("ingestion", [sys.executable, "-m", "services.ingestion"], env)
+        procs.start("ingestion", [sys.executable, "-m", "eddy.services.ingestion"], env)
         procs.start("baseline", [sys.executable, "-m", "bench.bench_gateway", "--baseline-server", str(baseline_port)])
         gateway, baseline = f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{baseline_port}"
         try:

@@ -34,6 +34,12 @@ from typing import Any
 
 import httpx
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from eddy.avro.serde import SerdeRegistry, registry_client
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.kafka.client import consumer_config, ensure_topics, producer_config
+from eddy.stack.brokers import start_broker
+from eddy.stack.up import EMBEDDED_FETCH_WAIT_MS, read_stack
 
 from bench.bench_cost import (
     COST_TOPICS,
@@ -51,12 +57,6 @@ from bench.bench_cost import (
     window_cost,
 )
 from bench.machine import describe
-from shared.brokers import start_broker
-from shared.contracts import load_contracts
-from shared.kafka import consumer_config, ensure_topics, producer_config
-from shared.serde import SerdeRegistry, registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import EMBEDDED_FETCH_WAIT_MS, read_stack
 
 # The pipeline and freshness readers time nothing themselves (the times are in the records), so they
 # poll the broker gently and leave the CPU to the stack they measure.

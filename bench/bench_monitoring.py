@@ -19,16 +19,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from eddy.avro.serde import SerdeRegistry, registry_client
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import ensure_topics, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.runtime.loop import BatchResult, InRecord
+from eddy.services.monitoring.handlers import Monitor
+
 from bench.bench_pipeline import REGIONS, STREAM, TIME_LIMIT_S, bench_loop, bench_stack
 from bench.machine import describe
-from services.monitoring.handlers import Monitor
-from shared.contracts import load_contracts
-from shared.kafka import ensure_topics, producer_config
-from shared.loop import BatchResult, InRecord
-from shared.producer import ConfirmedProducer
-from shared.serde import SerdeRegistry, registry_client
-from shared.settings import Settings
-from shared.topics import StreamTopics
 
 
 def labeled_example(i: int, rng: random.Random) -> dict[str, object]:

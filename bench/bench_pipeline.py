@@ -32,23 +32,23 @@ from pathlib import Path
 from statistics import median
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from eddy.avro.serde import SerdeRegistry, registry_client
+from eddy.contracts.stream import StreamContract, load_contracts
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import consumer_config, ensure_topics, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.ml.models import build_estimator, class_key
+from eddy.runtime.loop import FastLane, Handler, StreamLoop
+from eddy.services.inference.handlers import PredictBatch, fresh_models
+from eddy.services.validation.fastlane import NATIVE, FastValidation
+from eddy.services.validation.handlers import ValidateBatch
+from eddy.stack.brokers import start_broker
+from eddy.stack.embedded import free_port
+from eddy.stack.up import wait_http
 
 from bench.bench_cost import broker_kinds
 from bench.machine import describe
-from services.inference.handlers import PredictBatch, fresh_models
-from services.validation.fastlane import NATIVE, FastValidation
-from services.validation.handlers import ValidateBatch
-from shared.brokers import start_broker
-from shared.contracts import StreamContract, load_contracts
-from shared.embedded import free_port
-from shared.kafka import consumer_config, ensure_topics, producer_config
-from shared.loop import FastLane, Handler, StreamLoop
-from shared.models import build_estimator, class_key
-from shared.producer import ConfirmedProducer
-from shared.serde import SerdeRegistry, registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
-from shared.topics import StreamTopics
 
 TIME_LIMIT_S = 120.0
 STREAM = "bench10"
@@ -72,7 +72,7 @@ def bench_event(i: int) -> dict[str, object]:
     }
 
 
-REGISTRY = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1"]
+REGISTRY = [sys.executable, "-m", "eddy.services.schema_registry", "--host", "127.0.0.1"]
 
 
 @contextmanager

@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from eddy.contracts.stream import ModelSpec, StreamContract
 from river import dummy
 
 from bench.drift_scenarios import demo_contract, draws
 from bench.lifecycle import Lifecycle, Run, run_lifecycle
 from bench.machine import describe
-from shared.contracts import ModelSpec, StreamContract
 
 CHANGE_AT = 10_000
 EVENTS = 30_000

@@ -355,9 +355,9 @@ def render(results: list[Result], args: argparse.Namespace, n_schemas: int) -> s
         "client spends more time per request than the server does, so this row measures the client.",
         "",
         "Lookups by id do not go through aiohttp. A small protocol in front of it on the same port "
-        "(`services/schema_registry/fastlane.py`) answers keep-alive `GET /schemas/ids/{id}` requests from the "
-        "store's pre-encoded bodies. The first request of any other kind hands the connection to aiohttp, which is "
-        "why the registry beats the bare aiohttp baseline. A single sequential client is bound by round-trip "
+        "(`shared/eddy/services/schema_registry/fastlane.py`) answers keep-alive `GET /schemas/ids/{id}` requests "
+        "from the store's pre-encoded bodies. The first request of any other kind hands the connection to aiohttp, "
+        "which is why the registry beats the bare aiohttp baseline. A single sequential client is bound by round-trip "
         "latency (client work and two cross-CPU wake-ups on loopback); with several connections the fast lane "
         "serves far more (the 4-connection rows). The Confluent client row includes that client's own "
         "per-request overhead (httpx, retry wrapper, response parsing).",
@@ -410,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [
                 sys.executable,
                 "-m",
-                "services.schema_registry",
+                "eddy.services.schema_registry",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -24,14 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from eddy.contracts.stream import StreamContract, load_contract
+from eddy.core.settings import REPO_ROOT
+from eddy.ml.models import build_estimator, learn, predict_batch
+from eddy.runtime.loop import InRecord
+from eddy.services.monitoring.handlers import Monitor, MonitorConfig
+from eddy.services.validation.profile import ProfileTracker
 from river.datasets import synth
-
-from services.monitoring.handlers import Monitor, MonitorConfig
-from services.validation.profile import ProfileTracker
-from shared.contracts import StreamContract, load_contract
-from shared.loop import InRecord
-from shared.models import build_estimator, learn, predict_batch
-from shared.settings import REPO_ROOT
 
 REGIONS = ("north", "south", "east", "west")
 EXPECTED_KIND = {"abrupt": "concept_drift", "gradual": "concept_drift", "covariate": "data_drift"}

@@ -25,19 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.inference.handlers import PredictBatch, ServingModel, fresh_models
-from services.inference.serving import ServingTable
-from services.learning.handlers import Learner, LearnerState
-from services.model_registry.artifacts import ArtifactStore
-from services.model_registry.handlers import Registry, RegistryHandler
-from services.model_registry.store import Store
-from services.monitoring.handlers import Monitor, MonitorConfig
-from services.retraining.handlers import Retraining
-from shared.contracts import StreamContract
-from shared.loop import InRecord, OutRecord
-from shared.models import ModelState, load_snapshot_estimator
-from shared.roles import ARCHIVED, PROMOTED, ROLLED_BACK, VersionKey, contract_roles, roles_of_event
-from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, StreamTopics
+from eddy.contracts.stream import StreamContract
+from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, StreamTopics
+from eddy.ml.models import ModelState, load_snapshot_estimator
+from eddy.ml.roles import ARCHIVED, PROMOTED, ROLLED_BACK, VersionKey, contract_roles, roles_of_event
+from eddy.runtime.loop import InRecord, OutRecord
+from eddy.services.inference.handlers import PredictBatch, ServingModel, fresh_models
+from eddy.services.inference.serving import ServingTable
+from eddy.services.learning.handlers import Learner, LearnerState
+from eddy.services.model_registry.artifacts import ArtifactStore
+from eddy.services.model_registry.handlers import Registry, RegistryHandler
+from eddy.services.model_registry.store import Store
+from eddy.services.monitoring.handlers import Monitor, MonitorConfig
+from eddy.services.retraining.handlers import Retraining
 
 
 class Clock:

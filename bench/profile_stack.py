@@ -20,9 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from eddy.stack.up import read_stack
+
 from bench.bench_cost import NO_DRIFT, cpu_seconds, demo_stack
 from bench.machine import describe
-from shared.stack import read_stack
 
 SERVICES = ("validation", "inference", "learning", "monitoring", "retraining")
 

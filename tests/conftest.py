@@ -1,7 +1,7 @@
 """Shared fixtures: real brokers and a real schema registry for the whole session.
 
 Every test that needs a broker runs twice, once per tier: on the embedded Tansu and on a single
-Apache Kafka node (``shared.apache_kafka``, installed by Maven on first use), each on free loopback
+Apache Kafka node (``eddy.stack.apache_kafka``, installed by Maven on first use), each on free loopback
 ports; test ids end in ``[tansu]`` or ``[kafka]``. ``EDDY_TEST_BROKERS=tansu`` (or ``kafka``) runs
 one tier. Without Java and Maven the Kafka tier skips, saying what is missing, unless
 ``EDDY_REQUIRE_KAFKA=1`` (CI sets it) makes that a failure. When ``EDDY_BOOTSTRAP_SERVERS`` names
@@ -22,14 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.stack.apache_kafka import missing_tools
+from eddy.stack.brokers import BROKER_KINDS, start_broker
+from eddy.stack.embedded import free_port
+from eddy.stack.up import wait_http
 
-from shared.apache_kafka import missing_tools
-from shared.brokers import BROKER_KINDS, start_broker
-from shared.embedded import free_port
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
-
-REGISTRY_ARGV = [sys.executable, "-m", "services.schema_registry", "--host", "127.0.0.1"]
+REGISTRY_ARGV = [sys.executable, "-m", "eddy.services.schema_registry", "--host", "127.0.0.1"]
 
 
 def broker_tiers() -> list[str]:

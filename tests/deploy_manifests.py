@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from shared.settings import REPO_ROOT
+from eddy.core.settings import REPO_ROOT
 
 K8S_DIR = REPO_ROOT / "infra" / "k8s"
 OVERLAYS = ("dev", "production")
@@ -216,7 +215,7 @@ def rendered_env(service: str, overlay: str) -> dict[str, str]:
     Returns
     -------
     dict of str to str
-        Variable name to value, as ``shared.settings.Settings.from_env`` takes it. Variables the image sets
+        Variable name to value, as ``eddy.core.settings.Settings.from_env`` takes it. Variables the image sets
         (``ENV`` in the Dockerfile) and that the manifests do not are not included.
     """
     objects = render_overlay(overlay)

@@ -15,16 +15,15 @@ from typing import Any
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import NewTopic
+from eddy.avro.serde import SerdeRegistry, registry_client
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.client import admin_client, consumer_config, ensure_topics, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.stack.embedded import free_port
+from eddy.stack.up import wait_http
 from prometheus_client.parser import text_string_to_metric_families
-
-from shared.contracts import load_contracts
-from shared.embedded import free_port
-from shared.kafka import admin_client, consumer_config, ensure_topics, producer_config
-from shared.producer import ConfirmedProducer
-from shared.serde import SerdeRegistry, registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import wait_http
-from shared.topics import PLATFORM_TOPICS, StreamTopics
 
 
 def serdes_for(settings: Settings) -> SerdeRegistry:
@@ -213,7 +212,7 @@ def assignment_changes(log: Path) -> list[tuple[str, set[str]]]:
     return [
         (doc["msg"], set(doc.get("partitions", [])))
         for doc in log_records(log)
-        if doc.get("msg") in ("assigned", "revoked") and doc.get("logger") == "shared.loop"
+        if doc.get("msg") in ("assigned", "revoked") and doc.get("logger") == "eddy.runtime.loop"
     ]
 
 

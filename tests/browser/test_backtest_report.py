@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from eddy.history.backtest.report import write_report
 
-from shared.backtest.report import write_report
 from tests.browser.chromium import Element, artifacts_dir, parse_dom, render, require_chromium
 from tests.unit.test_backtest_report import HOSTILE, make_binary, make_regression, summary_of
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.browser.chromium import Element, artifacts_dir, parse_dom, render, require_chromium
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "services" / "monitoring" / "dashboard"
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "shared" / "eddy" / "services" / "monitoring" / "dashboard"
 SAMPLE = json.loads((Path(__file__).parent / "sample_dashboard.json").read_text())
 STATIC = {
     "/dashboard": ("index.html", "text/html; charset=utf-8"),

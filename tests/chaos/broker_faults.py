@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from eddy.stack.apache_kafka import QUIET, KafkaCluster, KafkaNode, start_kafka
+from eddy.stack.embedded import wait_for_port
 
-from shared.apache_kafka import QUIET, KafkaCluster, KafkaNode, start_kafka
-from shared.embedded import wait_for_port
 from tests.chaos.faults import now_ms
 
 BrokerFaultKind = Literal["SIGKILL", "SIGTERM", "SIGSTOP"]

@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message
+from eddy.avro.serde import SerdeError, SerdeRegistry
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import assign_from, consumer_config
+from eddy.runtime.dlq import read_dlq_headers
 
-from shared.dlq import read_dlq_headers
-from shared.kafka import assign_from, consumer_config
-from shared.serde import SerdeError, SerdeRegistry
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.chaos.broker_faults import BrokerFaultRecord
 from tests.chaos.faults import ChildEvent, FaultRecord
 from tests.chaos.load import LoadLog

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from shared.stack import pid_alive, read_stack, service_health
+from eddy.stack.up import pid_alive, read_stack, service_health
 
 FaultKind = Literal["SIGKILL", "SIGTERM", "SIGSTOP"]
 # Every service eddy up supervises, both registries included (the broker is not: a restart of the

@@ -40,14 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
+from eddy.avro.serde import SerdeError, TopicSerde
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.history.backtest.source import read_to_end
+from eddy.kafka.client import committed_offsets, consumer_config
+from eddy.runtime.dlq import read_dlq_headers
 from hypothesis import strategies as st
 
-from shared.backtest.source import read_to_end
-from shared.dlq import read_dlq_headers
-from shared.kafka import committed_offsets, consumer_config
-from shared.serde import SerdeError, TopicSerde
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import serdes_for, service
 
 REGIONS = ("north", "south", "east", "west")

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
+from eddy.avro.serde import SerdeRegistry, TopicSerde, registry_client
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import producer_config
+from eddy.runtime.loop import StreamLoop
+from eddy.stack.up import pid_alive, read_stack, service_health
 
-from shared.contracts import load_contracts
-from shared.kafka import producer_config
-from shared.loop import StreamLoop
-from shared.serde import SerdeRegistry, TopicSerde, registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import pid_alive, read_stack, service_health
-from shared.topics import StreamTopics
 from tests.chaos import checker
 from tests.chaos.broker_faults import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, BrokerChaos, BrokerFaultRecord
 from tests.chaos.faults import ALL_SERVICES, ChildEvent, Fault, FaultRecord, FaultScheduler, match_exits, plan_faults
@@ -46,7 +46,7 @@ STACK_DOWN_TIMEOUT_S = 120.0
 SETTLE_POLL_S = 2.0
 EMPTY_LAG_QUIET_S = 15.0
 SESSION_TIMEOUT_MS = 6000
-# What shared.transactions logs when it gives a stuck producer up, and how long before the exit it may be.
+# What eddy.kafka.transactions logs when it gives a stuck producer up, and how long before the exit it may be.
 STUCK_MESSAGE = "transaction call stuck"
 STUCK_WINDOW_MS = 60_000
 # The stream topics whose partition leaders broker faults aim at.
@@ -252,7 +252,7 @@ def stuck_exits(exits: list[ChildEvent], state: Path) -> tuple[list[ChildEvent],
     """Split exits into the unexplained and those a stuck transaction call explains, from the service's log.
 
     librdkafka's ``send_offsets_to_transaction`` can block for good once the group coordinator's broker
-    went away (``shared/transactions.py``); the service then gives its producer up and exits, and its
+    went away (``shared/eddy/kafka/transactions.py``); the service then gives its producer up and exits, and its
     log says so just before. Those exits are reported on their own row, not hidden and not failed.
     """
     unexplained: list[ChildEvent] = []

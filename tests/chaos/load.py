@@ -27,9 +27,8 @@ from typing import Any, Literal
 
 import httpx
 from confluent_kafka import KafkaError, Message, Producer
-
-from shared.serde import TopicSerde
-from shared.topics import StreamTopics
+from eddy.avro.serde import TopicSerde
+from eddy.core.topics import StreamTopics
 
 EventKind = Literal["valid", "invalid", "refused"]
 Route = Literal["http", "direct"]

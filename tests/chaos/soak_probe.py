@@ -45,11 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from eddy.core.settings import REPO_ROOT
+from eddy.stack.demo import DemoConfig, demo_examples
+from eddy.stack.up import pid_alive, read_stack, service_health
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.demo import DemoConfig, demo_examples
-from shared.settings import REPO_ROOT
-from shared.stack import pid_alive, read_stack, service_health
 from tests.chaos.stack import stop_stack
 
 STREAM = "soak"
@@ -150,7 +150,7 @@ def running_stack(config: SoakConfig, workdir: Path) -> Iterator[subprocess.Pope
     write_contract(workdir / "contracts", config)
     with open(workdir / "up.log", "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up"],
+            [sys.executable, "-m", "eddy.cli.main", "up"],
             env=stack_env(config, workdir),
             cwd=REPO_ROOT,
             stdout=out,

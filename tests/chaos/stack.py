@@ -1,6 +1,6 @@
 """``eddy up`` for a chaos run: the same embedded stack, with the supervisor's log in JSON lines.
 
-``python -m tests.chaos.stack`` starts exactly what ``eddy up`` starts (``shared.stack.EmbeddedStack``)
+``python -m tests.chaos.stack`` starts exactly what ``eddy up`` starts (``eddy.stack.up.EmbeddedStack``)
 and stops on SIGTERM the same way; the only difference is the log format. ``eddy up`` logs as text and
 leaves out the fields a log call adds, so the exit code of a child is not in its log; here every
 "started" (with the pid) and "child exited" (with the code) line is a JSON object the harness reads
@@ -16,13 +16,14 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from shared.observability import setup_logging, stop_event_on_signals
-from shared.settings import Settings
-from shared.stack import EmbeddedStack
-from shared.supervisor import terminate
+from eddy.core.settings import Settings
+from eddy.runtime.observability import setup_logging, stop_event_on_signals
+from eddy.stack.supervisor import terminate
+from eddy.stack.up import EmbeddedStack
+
 from tests.chaos.faults import ChildEvent
 
-SUPERVISOR_LOGGER = "shared.supervisor"
+SUPERVISOR_LOGGER = "eddy.stack.supervisor"
 
 
 def main() -> int:

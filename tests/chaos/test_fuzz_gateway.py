@@ -34,16 +34,16 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.avro.serde import JsonSerde, SerdeError, TopicSerde
+from eddy.contracts.records import BodyError, RecordError, parse_body, to_event, to_feedback
+from eddy.contracts.stream import load_contract
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.runtime.auth import ApiKeys, Denied
+from eddy.services.ingestion.handlers import convert
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 
-from services.ingestion.handlers import convert
-from shared.auth import ApiKeys, Denied
-from shared.contracts import load_contract
-from shared.ingest import BodyError, RecordError, parse_body, to_event, to_feedback
-from shared.serde import JsonSerde, SerdeError, TopicSerde
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import StreamTopics
 from tests.chaos.fuzz_inputs import (
     HUGE_NUMBERS,
     Probe,

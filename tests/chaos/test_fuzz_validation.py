@@ -1,7 +1,7 @@
 """Input fuzzing of the validation service: hostile records on ``S.events``, each validated or dead-lettered once.
 
 The real validation process runs against the test broker, its reference profile cut to 20 records so
-that the native fast lane (``shared/_avro_native.c``) is on for the hostile part. Straight to
+that the native fast lane (``shared/eddy/native/_avro_native.c``) is on for the hostile part. Straight to
 ``S.events`` go, seeded and bounded: arbitrary bytes, bytes behind the stream's own schema header,
 wrong magic bytes, unknown and foreign schema ids, Avro written byte by byte with hostile strings
 (invisible, bidirectional, whitespace-only and invalid UTF-8 ids and categories), NaN payloads,
@@ -33,16 +33,17 @@ import httpx
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.schema_registry import Schema
+from eddy.avro.serde import SerdeError, TopicSerde, registry_client
+from eddy.contracts.checks import Violation, check_record
+from eddy.contracts.stream import StreamContract, load_contract
+from eddy.core.limits import MAX_FUTURE_MS
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import producer_config
+from eddy.runtime.dlq import DeadLetter, read_dlq_headers
+from eddy.runtime.loop import MAX_RECORD_BYTES, fit_dead_letter, record_bytes
+from eddy.services.validation.fastlane import NATIVE
 
-from services.validation.fastlane import NATIVE
-from services.validation.handlers import check_record
-from shared.contracts import StreamContract, load_contract
-from shared.dlq import DeadLetter, Violation, read_dlq_headers
-from shared.kafka import MAX_FUTURE_MS, producer_config
-from shared.loop import MAX_RECORD_BYTES, fit_dead_letter, record_bytes
-from shared.serde import SerdeError, TopicSerde, registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import StreamTopics
 from tests.chaos.fuzz_inputs import (
     EDGE_DOUBLES,
     HOSTILE_TEXTS,

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
 
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import create_topics, produce_values, read_topic, sample_events, service
 
 pytestmark = pytest.mark.integration

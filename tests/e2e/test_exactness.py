@@ -29,13 +29,13 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.ml.labels import coerce_label
+from eddy.ml.models import build_estimator, load_snapshot_estimator
+from eddy.services.learning import checkpoint
 
-from services.learning import checkpoint
-from services.learning.handlers import coerce_label
-from shared.contracts import load_contracts
-from shared.models import build_estimator, load_snapshot_estimator
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import (
     ValueWriter,
     create_topics,

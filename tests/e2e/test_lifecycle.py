@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.core.settings import REPO_ROOT
+from eddy.stack.up import read_stack
 
-from shared.settings import REPO_ROOT
-from shared.stack import read_stack
 from tests.e2e.test_stack import eddy_cli, own_broker
 from tests.helpers import wait_until
 
@@ -61,7 +61,7 @@ def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_wit
     argv += ["--broker", own_broker(broker_kind)]
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *argv], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+            [sys.executable, "-m", "eddy.cli.main", *argv], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
         )
     try:
         wait_until(lambda: (read_stack(state) or {}).get("ready"), 60, what="the stack to be ready")

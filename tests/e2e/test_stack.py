@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.services.learning import checkpoint
+from eddy.stack.up import pid_alive, read_stack, service_health
 
-from services.learning import checkpoint
-from shared.settings import REPO_ROOT, Settings
-from shared.stack import pid_alive, read_stack, service_health
-from shared.topics import StreamTopics
 from tests.browser.chromium import artifacts_dir, find_chromium, parse_dom, render
 from tests.conftest import service_env
 from tests.helpers import (
@@ -37,7 +37,7 @@ SERVICES = ("ingestion", "validation", "inference", "learning", "monitoring", "r
 
 def eddy_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args], env=env, capture_output=True, timeout=120, cwd=REPO_ROOT
+        [sys.executable, "-m", "eddy.cli.main", *args], env=env, capture_output=True, timeout=120, cwd=REPO_ROOT
     )
 
 
@@ -50,7 +50,7 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[tuple[dict[str, str], 
     )
     with open(tmp_path / "up.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+            [sys.executable, "-m", "eddy.cli.main", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
         )
     try:
 
@@ -171,7 +171,7 @@ def test_quick_start_demo_shows_predictions_within_60s(tmp_path: Path, broker_ki
     started = time.monotonic()
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up", "--demo", "--broker", own_broker(broker_kind)],
+            [sys.executable, "-m", "eddy.cli.main", "up", "--demo", "--broker", own_broker(broker_kind)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -202,7 +202,7 @@ def test_no_process_outlives_a_killed_eddy_up(tmp_path: Path, broker_kind: str) 
     env["EDDY_STATE_DIR"] = str(state)
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up", "--broker", own_broker(broker_kind)],
+            [sys.executable, "-m", "eddy.cli.main", "up", "--broker", own_broker(broker_kind)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

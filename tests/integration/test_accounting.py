@@ -32,13 +32,13 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.schema_registry import Schema
+from eddy.avro.serde import registry_client
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import consumer_config, producer_config
+from eddy.runtime.dlq import read_dlq_headers
+from eddy.services.validation.fastlane import NATIVE
 
-from services.validation.fastlane import NATIVE
-from shared.dlq import read_dlq_headers
-from shared.kafka import consumer_config, producer_config
-from shared.serde import registry_client
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import StreamTopics
 from tests.helpers import create_topics, serdes_for, service
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.ml.models import build_estimator
 from river import evaluate, metrics
 
-from shared.models import build_estimator
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import StreamTopics
 from tests.conftest import service_env
 from tests.helpers import create_topics, produce_values, sample_events, sample_labels
 from tests.unit.records import demo_contract
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def backtest(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "shared.cli", "backtest", settings.streams[0], "--no-record", *args]
+    argv = [sys.executable, "-m", "eddy.cli.main", "backtest", settings.streams[0], "--no-record", *args]
     return subprocess.run(argv, env=service_env(settings), capture_output=True, timeout=120, cwd=REPO_ROOT)
 
 

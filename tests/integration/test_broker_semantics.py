@@ -14,11 +14,10 @@ from dataclasses import replace
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-
-from shared.kafka import consumer_config, ensure_topics, producer_config, read_to_end
-from shared.producer import ConfirmedProducer
-from shared.replay import Bound, replay
-from shared.settings import Settings
+from eddy.core.settings import Settings
+from eddy.history.replay import Bound, replay
+from eddy.kafka.client import consumer_config, ensure_topics, producer_config, read_to_end
+from eddy.kafka.producer import ConfirmedProducer
 
 pytestmark = pytest.mark.integration
 

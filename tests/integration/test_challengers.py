@@ -11,9 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
 
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import create_topics, produce_values, read_topic, service, wait_until
 
 pytestmark = pytest.mark.integration

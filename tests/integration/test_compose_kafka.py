@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.client import ensure_topics
+from eddy.stack.apache_kafka import start_kafka
 
-from shared.apache_kafka import start_kafka
-from shared.kafka import ensure_topics
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import PLATFORM_TOPICS, StreamTopics
 from tests.helpers import produce_values, read_topic
 from tests.unit.records import event
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from eddy.cli import dataset as cli_dataset
+from eddy.cli.common import CliError
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.history.dataset import Bounds, Selection, export_dataset
 
-from shared import cli_dataset
-from shared.cli_common import CliError
-from shared.dataset import Bounds, Selection, export_dataset
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import ValueWriter, create_topics, serdes_for
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,10 @@ import uuid
 
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
-
-from shared.dlq import DeadLetter, Violation
-from shared.dlq_tools import (
+from eddy.contracts.checks import Violation
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.history.dlq_tools import (
     REPLAYED_FROM_HEADER,
     DlqEntry,
     DlqError,
@@ -19,10 +20,10 @@ from shared.dlq_tools import (
     replay_dlq,
     replay_group,
 )
-from shared.kafka import admin_client, producer_config
-from shared.producer import ConfirmedProducer, Headers
-from shared.settings import Settings
-from shared.topics import StreamTopics
+from eddy.kafka.client import admin_client, producer_config
+from eddy.kafka.producer import ConfirmedProducer, Headers
+from eddy.runtime.dlq import DeadLetter
+
 from tests.helpers import create_topics, read_topic
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.runtime.dlq import read_dlq_headers
 
-from shared.dlq import read_dlq_headers
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import create_topics, produce_raw, read_topic, service
 
 pytestmark = pytest.mark.integration

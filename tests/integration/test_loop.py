@@ -6,18 +6,18 @@ import threading
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from eddy.avro.serde import SerdeRegistry
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import committed_offsets, consumer_config, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.runtime.dlq import read_dlq_headers
+from eddy.runtime.loop import FastLane, StreamLoop
+from eddy.services.validation.config import ValidationConfig
+from eddy.services.validation.fastlane import NATIVE, FastValidation
+from eddy.services.validation.handlers import ValidateBatch
 
-from services.validation.config import ValidationConfig
-from services.validation.fastlane import NATIVE, FastValidation
-from services.validation.handlers import ValidateBatch
-from shared.contracts import load_contracts
-from shared.dlq import read_dlq_headers
-from shared.kafka import committed_offsets, consumer_config, producer_config
-from shared.loop import FastLane, StreamLoop
-from shared.producer import ConfirmedProducer
-from shared.serde import SerdeRegistry
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import create_topics, produce_raw, produce_values, read_topic, serdes_for
 
 pytestmark = pytest.mark.integration

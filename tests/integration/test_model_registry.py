@@ -14,15 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-
-from services.model_registry.artifacts import ArtifactStore
-from services.model_registry.config import RegistryConfig
-from services.model_registry.store import Store
-from shared.brokers import start_broker
-from shared.contracts import load_contracts
-from shared.dlq import read_dlq_headers
-from shared.models import build_estimator
-from shared.roles import (
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, StreamTopics
+from eddy.ml.models import build_estimator
+from eddy.ml.roles import (
     CHALLENGER,
     CHAMPION,
     PROMOTED,
@@ -37,8 +33,12 @@ from shared.roles import (
     model_event,
     roles_of_event,
 )
-from shared.settings import Settings
-from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, StreamTopics
+from eddy.runtime.dlq import read_dlq_headers
+from eddy.services.model_registry.artifacts import ArtifactStore
+from eddy.services.model_registry.config import RegistryConfig
+from eddy.services.model_registry.store import Store
+from eddy.stack.brokers import start_broker
+
 from tests.helpers import ValueWriter, create_topics, read_topic, service, wait_until
 
 pytestmark = pytest.mark.integration

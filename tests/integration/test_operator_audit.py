@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import MODEL_CANDIDATES_TOPIC, StreamTopics
+from eddy.ml.roles import PROMOTED, event_details
 
-from shared.roles import PROMOTED, event_details
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import MODEL_CANDIDATES_TOPIC, StreamTopics
 from tests.conftest import service_env
 from tests.helpers import ValueWriter, create_topics, service, wait_until
 from tests.integration.test_dlq_tools import dead_letter, letter
@@ -45,7 +45,7 @@ def keys_env(tmp_path: Path) -> dict[str, str]:
 
 def eddy(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "eddy.cli.main", *args],
         env=service_env(settings, **env),
         capture_output=True,
         text=True,

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, TopicPartition
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.history.replay import Bound, ReplayError, format_summary, parse_bound, replay
+from eddy.kafka.client import admin_client, ensure_topics, producer_config
+from eddy.kafka.producer import ConfirmedProducer
 
-from shared.kafka import admin_client, ensure_topics, producer_config
-from shared.producer import ConfirmedProducer
-from shared.replay import Bound, ReplayError, format_summary, parse_bound, replay
-from shared.settings import REPO_ROOT, Settings
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def source(kafka: Settings) -> tuple[str, list[Record]]:
 
 
 def test_the_high_watermark_read_at_start_is_the_log_end(kafka: Settings, source: tuple[str, list[Record]]) -> None:
-    from shared.replay import _plan
+    from eddy.history.replay import _plan
 
     topic, _ = source
     count, windows = _plan(kafka, topic, None, None, None, False, threading.Event())
@@ -238,7 +238,7 @@ def test_bad_requests_are_one_line_errors(kafka: Settings, source: tuple[str, li
 
 CLI = """
 import argparse, sys
-from shared import cli_replay
+from eddy.cli import replay as cli_replay
 parser = argparse.ArgumentParser(prog="eddy")
 cli_replay.add_parsers(parser.add_subparsers())
 args = parser.parse_args(sys.argv[1:])
@@ -291,8 +291,7 @@ def test_cli_stops_on_a_signal_flushes_and_summarises(kafka: Settings, tmp_path:
 
 def _has_records(settings: Settings, topic: str) -> bool:
     from confluent_kafka import Consumer
-
-    from shared.kafka import consumer_config
+    from eddy.kafka.client import consumer_config
 
     if topic not in admin_client(settings).list_topics(timeout=5).topics:
         return False

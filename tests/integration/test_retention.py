@@ -21,14 +21,14 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
+from eddy.core.settings import Settings
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.client import admin_client, consumer_config, producer_config, topic_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.runtime.dlq import PREDICTION_DELETED, RETENTION_GAP, read_dlq_headers
+from eddy.runtime.loop import BatchResult, InRecord, StreamLoop
 from prometheus_client import REGISTRY
 
-from shared.dlq import PREDICTION_DELETED, RETENTION_GAP, read_dlq_headers
-from shared.kafka import admin_client, consumer_config, producer_config, topic_config
-from shared.loop import BatchResult, InRecord, StreamLoop
-from shared.producer import ConfirmedProducer
-from shared.settings import Settings
-from shared.topics import PLATFORM_TOPICS, StreamTopics
 from tests.helpers import ValueWriter, create_topics, read_topic, serdes_for, service, wait_until
 from tests.unit.records import event, prediction
 

@@ -14,11 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.history.replay import Bound, replay
 
-from shared.contracts import load_contracts
-from shared.replay import Bound, replay
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import create_topics, produce_values, read_topic, sample_events, service, wait_until
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Inference scales out: two replicas in one consumer group share a 4-partition stream.
 
-Two ``python -m services.inference`` processes join the group ``eddy-inference``
+Two ``python -m eddy.services.inference`` processes join the group ``eddy-inference``
 and split S.validated's four partitions; the learning service runs beside them.
 Every event is predicted exactly once, by the replica that owns its partition,
 and once the learner publishes a snapshot both replicas serve that same model.
@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
 
-from shared.contracts import load_contracts
-from shared.settings import Settings
-from shared.topics import StreamTopics
 from tests.helpers import (
     assignment_changes,
     create_topics,

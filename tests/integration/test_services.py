@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
 
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import StreamTopics
 from tests.conftest import service_env
 from tests.helpers import create_topics, read_topic, service
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def eddy(settings: Settings, *args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "eddy.cli.main", *args],
         env=service_env(settings, **env),
         input=stdin,
         capture_output=True,

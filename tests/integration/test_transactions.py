@@ -21,16 +21,16 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import assign_from, committed_offsets, consumer_config, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.kafka.transactions import TransactionFatal
+from eddy.runtime.loop import BatchResult, InRecord, Offsets, StreamLoop
+from eddy.services.validation.config import ValidationConfig
+from eddy.services.validation.handlers import ValidateBatch
 
-from services.validation.config import ValidationConfig
-from services.validation.handlers import ValidateBatch
-from shared.contracts import load_contracts
-from shared.kafka import assign_from, committed_offsets, consumer_config, producer_config
-from shared.loop import BatchResult, InRecord, Offsets, StreamLoop
-from shared.producer import ConfirmedProducer
-from shared.settings import Settings
-from shared.topics import StreamTopics
-from shared.transactions import TransactionFatal
 from tests.helpers import create_topics, produce_values, serdes_for, wait_until
 from tests.unit.records import event
 

@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from eddy.core.settings import Settings
+from eddy.core.topics import MODEL_EVENTS_TOPIC, StreamTopics
+from eddy.ml.models import ModelState
+from eddy.ml.roles import ARCHIVED, CHALLENGER, CHAMPION, PROMOTED, REGISTERED, ROLLED_BACK, SHADOW, VersionKey
 
-from shared.models import ModelState
-from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, PROMOTED, REGISTERED, ROLLED_BACK, SHADOW, VersionKey
-from shared.settings import Settings
-from shared.topics import MODEL_EVENTS_TOPIC, StreamTopics
 from tests.helpers import (
     create_topics,
     latest_snapshot_learned,

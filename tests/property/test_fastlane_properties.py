@@ -16,13 +16,13 @@ from typing import Any
 
 import fastavro
 import pytest
+from eddy.avro.native import NATIVE, checker
+from eddy.contracts.checks import check_record
+from eddy.contracts.stream import StreamContract
+from eddy.services.validation.fastlane import compile_program
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.validation.fastlane import compile_program
-from services.validation.handlers import check_record
-from shared.contracts import StreamContract
-from shared.native import NATIVE, checker
 from tests.property.test_validator_properties import PROPERTY, any_record, conforming_record, contracts
 
 pytestmark = pytest.mark.skipif(not NATIVE, reason="the native extension was not built (no C compiler)")

@@ -16,11 +16,11 @@ from typing import Any
 
 import fastavro
 import pytest
+from eddy.avro import native
+from eddy.core.settings import REPO_ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared import native
-from shared.settings import REPO_ROOT
 from tests.property.test_fastlane_properties import same
 from tests.property.test_validator_properties import PROPERTY
 

@@ -21,14 +21,15 @@ from typing import Any
 import fastavro
 import pytest
 import yaml
+from eddy.contracts.checks import CompiledChecker, check_record
+from eddy.contracts.durations import ContractError
+from eddy.contracts.stream import FeatureSpec, ModelSpec, StreamContract, load_contract
+from eddy.core.topics import StreamTopics
+from eddy.runtime.dlq import read_dlq_headers
+from eddy.runtime.loop import InRecord
+from eddy.services.validation.handlers import ValidateBatch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from services.validation.handlers import CompiledChecker, ValidateBatch, check_record
-from shared.contracts import ContractError, FeatureSpec, ModelSpec, StreamContract, load_contract
-from shared.dlq import read_dlq_headers
-from shared.loop import InRecord
-from shared.topics import StreamTopics
 
 PROPERTY = settings(
     max_examples=200,

@@ -23,7 +23,7 @@ START_TIMEOUT_S = 20.0
 
 @dataclass
 class RegistryProcess:
-    """A running ``python -m services.schema_registry`` and what it printed."""
+    """A running ``python -m eddy.services.schema_registry`` and what it printed."""
 
     proc: subprocess.Popen[str]
     url: str
@@ -63,7 +63,7 @@ def start_registry(data_dir: Path, extra_args: tuple[str, ...] = ()) -> Registry
         [
             sys.executable,
             "-m",
-            "services.schema_registry",
+            "eddy.services.schema_registry",
             "--host",
             "127.0.0.1",
             "--port",

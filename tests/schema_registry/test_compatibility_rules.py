@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from services.schema_registry.avro_parser import parse_schema
-from services.schema_registry.compatibility import Level, can_read, check_compatibility
+from eddy.services.schema_registry.avro_parser import parse_schema
+from eddy.services.schema_registry.compatibility import Level, can_read, check_compatibility
 
 from .compat_cases import CASES, Case, fld, one, rec
 

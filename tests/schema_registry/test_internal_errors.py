@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
-from services.schema_registry.app import create_app
-from services.schema_registry.journal import Journal
-from services.schema_registry.service import RegistryService
-from services.schema_registry.store import Store
+from eddy.services.schema_registry.app import create_app
+from eddy.services.schema_registry.journal import Journal
+from eddy.services.schema_registry.service import RegistryService
+from eddy.services.schema_registry.store import Store
 
 pytestmark = pytest.mark.timeout(30)
 

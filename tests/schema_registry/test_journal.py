@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from services.schema_registry.journal import Journal, JournalError
+from eddy.services.schema_registry.journal import Journal, JournalError
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,9 +6,8 @@ import json
 
 import fastavro
 import pytest
-
-from services.schema_registry.avro_parser import SchemaParseError, parse_schema
-from services.schema_registry.canonical import canonical_json
+from eddy.services.schema_registry.avro_parser import SchemaParseError, parse_schema
+from eddy.services.schema_registry.canonical import canonical_json
 
 pytestmark = pytest.mark.timeout(30)
 

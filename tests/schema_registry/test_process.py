@@ -10,8 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from services.schema_registry.config import parse_settings
+from eddy.services.schema_registry.config import parse_settings
 
 from .conftest import REPO_ROOT, start_registry
 
@@ -41,7 +40,15 @@ def test_second_process_on_same_data_dir_fails(tmp_path: Path) -> None:
     registry = start_registry(tmp_path / "data")
     try:
         other = subprocess.run(
-            [sys.executable, "-m", "services.schema_registry", "--port", "0", "--data-dir", str(tmp_path / "data")],
+            [
+                sys.executable,
+                "-m",
+                "eddy.services.schema_registry",
+                "--port",
+                "0",
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -71,7 +78,7 @@ def test_flags_win_over_environment(tmp_path: Path) -> None:
 def test_env_vars_configure_the_process(tmp_path: Path) -> None:
     env = {**os.environ, "EDDY_SCHEMA_REGISTRY_PORT": "not-a-port"}
     bad = subprocess.run(
-        [sys.executable, "-m", "services.schema_registry", "--data-dir", str(tmp_path / "d")],
+        [sys.executable, "-m", "eddy.services.schema_registry", "--data-dir", str(tmp_path / "d")],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

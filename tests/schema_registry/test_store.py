@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from services.schema_registry.compatibility import Level
-from services.schema_registry.errors import RegistryError
-from services.schema_registry.store import ParsedSchema, Store, parse_candidate, replay
-from services.schema_registry.versions import LATEST
+from eddy.services.schema_registry.compatibility import Level
+from eddy.services.schema_registry.errors import RegistryError
+from eddy.services.schema_registry.store import ParsedSchema, Store, parse_candidate, replay
+from eddy.services.schema_registry.versions import LATEST
 
 pytestmark = pytest.mark.timeout(30)
 

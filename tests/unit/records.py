@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.contracts import StreamContract, load_contract
-from shared.loop import InRecord
-from shared.roles import StreamRoles, VersionKey, model_event
-from shared.settings import REPO_ROOT
+from eddy.contracts.stream import StreamContract, load_contract
+from eddy.core.settings import REPO_ROOT
+from eddy.ml.roles import StreamRoles, VersionKey, model_event
+from eddy.runtime.loop import InRecord
 
 
 def demo_contract() -> StreamContract:

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import doctest
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-
-from shared import apache_kafka, brokers
-from shared.apache_kafka import KAFKA_VERSION, KafkaNode, KafkaUnavailable, fetch_pom, install, node_properties
-from shared.settings import REPO_ROOT, Settings, SettingsError
-
-
-def test_docstring_examples() -> None:
-    for module in (apache_kafka, brokers):
-        assert doctest.testmod(module).failed == 0, module.__name__
+from eddy.core.settings import REPO_ROOT, Settings, SettingsError
+from eddy.stack import apache_kafka
+from eddy.stack.apache_kafka import KAFKA_VERSION, KafkaNode, KafkaUnavailable, fetch_pom, install, node_properties
 
 
 def test_compose_and_the_kubernetes_notes_name_the_pinned_version() -> None:

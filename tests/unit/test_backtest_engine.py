@@ -13,12 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from eddy.contracts.stream import ModelSpec, StreamContract
+from eddy.history.backtest.engine import OBSERVED, BacktestModel, Event, Label, run_backtest, schedule
+from eddy.ml import linear_kernel
+from eddy.ml.models import build_estimator
 from river import datasets, evaluate, metrics
 
-from shared import linear_kernel
-from shared.backtest.engine import OBSERVED, BacktestModel, Event, Label, run_backtest, schedule
-from shared.contracts import ModelSpec, StreamContract
-from shared.models import build_estimator
 from tests.unit.records import demo_contract
 
 SCALED_LR = (("preprocessing.StandardScaler", {}), ("linear_model.LogisticRegression", {}))

@@ -7,15 +7,15 @@ from typing import Any
 import numpy as np
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from eddy.avro.serde import SerdeRegistry, TopicSerde
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.history.backtest import engine
+from eddy.history.backtest.engine import BacktestModel, Event, EventTable, Label, run_backtest
+from eddy.history.backtest.source import _events, _labels, _Raw
+from eddy.history.replay import Bound
+from eddy.ml import linear_kernel
 
-from shared import linear_kernel
-from shared.backtest import engine
-from shared.backtest.engine import BacktestModel, Event, EventTable, Label, run_backtest
-from shared.backtest.source import _events, _labels, _Raw
-from shared.contracts import load_contracts
-from shared.replay import Bound
-from shared.serde import SerdeRegistry, TopicSerde
-from shared.settings import Settings
 from tests.unit.records import demo_contract, event
 
 SETTINGS = Settings()
@@ -134,13 +134,3 @@ def test_progress_counts_every_step_of_every_model(kernel: bool, monkeypatch: An
     assert seen[-1] == (1200, 1200)  # 300 predictions and 300 labels, for each of 2 models
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert len(seen) >= (2 if kernel else 8)  # the kernel reports once per model
-
-
-def test_the_examples_in_the_docstrings_hold() -> None:
-    import doctest
-
-    from shared import cli_replay, columns, progress
-    from shared.backtest import events, source
-
-    for module in (columns, events, source, progress, cli_replay, engine):
-        assert doctest.testmod(module).failed == 0, module.__name__

@@ -1,6 +1,6 @@
 """The backtest report: charts, summary, escaping, determinism and size, on synthetic result tables.
 
-The tables follow the engine's contract (``shared/backtest/engine.py``) but are made up
+The tables follow the engine's contract (``shared/eddy/history/backtest/engine.py``) but are made up
 here with numpy, so these tests need no model and run in seconds, even the million-row one.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from eddy.history.backtest import svg
+from eddy.history.backtest.report import default_window, render_report, write_report
 
-from shared.backtest import svg
-from shared.backtest.report import default_window, render_report, write_report
 from tests.browser.chromium import Element, parse_dom
 
 HOSTILE = "<script>alert(1)</script>"

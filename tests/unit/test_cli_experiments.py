@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.cli import experiments as cli_experiments
+from eddy.cli import main as cli
+from eddy.cli import models as cli_models
+from eddy.cli.experiments import record_experiment
+from eddy.core.settings import Settings
+from eddy.runtime.observability import Health, serve_http
+from eddy.services.model_registry.http import RegistryApi
 
-from services.model_registry.http import RegistryApi
-from shared import cli, cli_experiments, cli_models
-from shared.cli_experiments import record_experiment
-from shared.observability import Health, serve_http
-from shared.settings import Settings
 from tests.unit.test_registry_store import open_registry
 
 DATA = {
@@ -60,7 +62,7 @@ def registry_url(server: tuple[str, RegistryApi], tmp_path: Path, monkeypatch: p
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``eddy`` with the experiments commands added, as shared/cli.py adds them."""
+    """``eddy`` with the experiments commands added, as shared/eddy/cli/main.py adds them."""
     parser = argparse.ArgumentParser(prog="eddy")
     cli_experiments.add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

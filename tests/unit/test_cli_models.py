@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-
-from shared import cli, cli_models
+from eddy.cli import main as cli
+from eddy.cli import models as cli_models
 
 URL = "http://registry.test"
 

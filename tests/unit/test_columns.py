@@ -10,11 +10,10 @@ from typing import Any
 import fastavro
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from eddy.avro.columns import decode_columns, field_types, numeric_fields
+from eddy.avro.serde import SerdeError, TopicSerde
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from shared.columns import decode_columns, field_types, numeric_fields
-from shared.serde import SerdeError, TopicSerde
 
 MIXED = {
     "type": "record",

@@ -7,7 +7,7 @@
   sets: its ``environment`` (anchors and merges resolved by the YAML loader, ``${VAR:-default}`` substituted
   from a given host environment) goes through ``Settings.from_env``, and the Kafka client configs and the
   registry client's config must carry the values the host environment named.
-- The topic job: ``python -m shared.create_topics`` against the session broker.
+- The topic job: ``python -m eddy.runtime.create_topics`` against the session broker.
 """
 
 from __future__ import annotations
@@ -27,15 +27,14 @@ import jsonschema
 import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
-
-from services.inference.config import InferenceConfig
-from shared import create_topics
-from shared.envconfig import from_env
-from shared.kafka import admin_config, consumer_config, producer_config, security_config
-from shared.observability import Health, asks_readiness, serve_http
-from shared.serde import registry_config
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.avro.serde import registry_config
+from eddy.core.envconfig import from_env
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.client import admin_config, consumer_config, producer_config, security_config
+from eddy.runtime import create_topics
+from eddy.runtime.observability import Health, asks_readiness, serve_http
+from eddy.services.inference.config import InferenceConfig
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 SASL_OVERRIDE = REPO_ROOT / "infra" / "compose" / "kafka-sasl.yml"
@@ -380,7 +379,7 @@ def test_services_are_ordered_restarted_and_health_checked() -> None:
         assert depends["schema-registry"] == {"condition": "service_healthy"}, name
         assert depends["eddy-schema-registry"] == {"condition": "service_healthy", "required": False}, name
     topics = services["topics"]
-    assert topics["restart"] == "no" and topics["entrypoint"] == ["python", "-m", "shared.create_topics"]
+    assert topics["restart"] == "no" and topics["entrypoint"] == ["python", "-m", "eddy.runtime.create_topics"]
     assert topics["command"] == []
     assert topics["depends_on"] == {"kafka": {"condition": "service_healthy"}}
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from confluent_kafka import Consumer
-
-from shared.kafka import BULK_READ, consumer_config
-from shared.settings import Settings
+from eddy.core.settings import Settings
+from eddy.kafka.client import BULK_READ, consumer_config
 
 # Port 9 on loopback refuses at once: the client is built and checked, never connected.
 SETTINGS = Settings(bootstrap_servers="127.0.0.1:9")

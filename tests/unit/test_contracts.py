@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
-
-from shared.contracts import ContractError, load_contract, load_contracts
-from shared.settings import REPO_ROOT
+from eddy.contracts.durations import ContractError
+from eddy.contracts.stream import load_contract, load_contracts
+from eddy.core.settings import REPO_ROOT
 
 DEMO_SCHEMA = (REPO_ROOT / "schemas/streams/demo.avsc").read_text()
 GOOD = """

@@ -10,8 +10,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-
-from shared.dataset import (
+from eddy.avro.serde import SerdeError
+from eddy.history.dataset import (
     Bound,
     Bounds,
     DatasetError,
@@ -29,7 +29,6 @@ from shared.dataset import (
     to_table,
     write_dataset,
 )
-from shared.serde import SerdeError
 
 T0 = 1_700_000_000_000
 FEATURES = {"x0": "double", "x1": "double", "x2": "double", "region": "string"}

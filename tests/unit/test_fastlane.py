@@ -9,11 +9,11 @@ from typing import Any
 
 import fastavro
 import pytest
+from eddy.contracts.stream import StreamContract
+from eddy.services.validation.config import ValidationConfig
+from eddy.services.validation.fastlane import NATIVE, FastValidation, Unsupported, compile_program
+from eddy.services.validation.handlers import ValidateBatch
 
-from services.validation.config import ValidationConfig
-from services.validation.fastlane import NATIVE, FastValidation, Unsupported, compile_program
-from services.validation.handlers import ValidateBatch
-from shared.contracts import StreamContract
 from tests.unit.records import demo_contract, event
 
 native = pytest.mark.skipif(not NATIVE, reason="the native extension was not built (no C compiler)")

@@ -1,9 +1,10 @@
 import dataclasses
 from typing import Any
 
-from services.inference.handlers import PredictBatch, ServingModel, ServingSet, fresh_models
-from shared.contracts import ModelSpec
-from shared.models import ModelState, build_estimator, predict_batch
+from eddy.contracts.stream import ModelSpec
+from eddy.ml.models import ModelState, build_estimator, predict_batch
+from eddy.services.inference.handlers import PredictBatch, ServingModel, ServingSet, fresh_models
+
 from tests.unit.records import demo_contract, event, record
 
 
@@ -66,7 +67,7 @@ def test_batch_and_single_predictions_agree() -> None:
 
 
 def test_untrained_tree_answers_none_and_regression_answers_numbers() -> None:
-    from shared.contracts import ModelSpec
+    from eddy.contracts.stream import ModelSpec
 
     tree = build_estimator(ModelSpec("t", (("tree.HoeffdingTreeClassifier", {}),), ("x0",)))
     assert predict_batch(tree, "binary", [{"x0": 1.0}, {"x0": 2.0}]) == [(None, None), (None, None)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import doctest
 import json
 from typing import Any
 
@@ -11,14 +10,13 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from eddy.core.settings import REPO_ROOT
+from eddy.kafka.producer import Delivery, DeliveryError
+from eddy.runtime.auth import ApiKeys
+from eddy.services.inference.config import InferenceConfig, inference_config
+from eddy.services.inference.handlers import PredictBatch, fresh_models
+from eddy.services.inference.http import PredictApi, ServerThread
 
-import services.inference.http as http_module
-from services.inference.config import InferenceConfig, inference_config
-from services.inference.handlers import PredictBatch, fresh_models
-from services.inference.http import PredictApi, ServerThread
-from shared.auth import ApiKeys
-from shared.producer import Delivery, DeliveryError
-from shared.settings import REPO_ROOT
 from tests.unit.records import demo_contract
 
 
@@ -66,10 +64,6 @@ def api_with(producer: FakeProducer, **kw: Any) -> PredictApi:
     contract = demo_contract()
     predict = PredictBatch({"demo": contract}, fresh_models({"demo": contract}))
     return PredictApi({"demo": contract}, JsonSerdes(), predict, producer, **kw)  # type: ignore[arg-type]
-
-
-def test_docstring_examples_run() -> None:
-    assert doctest.testmod(http_module, optionflags=doctest.ELLIPSIS).failed == 0
 
 
 def test_settings_read_from_env_and_documented(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,15 +18,14 @@ from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
+import eddy.runtime.observability
+import eddy.services as services
 import pytest
 import yaml
+from eddy.core.settings import REPO_ROOT
+from eddy.services.schema_registry.metrics import RegistryMetrics
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
-
-import services
-import shared.observability
-from services.schema_registry.metrics import RegistryMetrics
-from shared.settings import REPO_ROOT
 
 PROMETHEUS_CONFIG = REPO_ROOT / "infra" / "prometheus" / "prometheus.yml"
 RULES = REPO_ROOT / "infra" / "prometheus" / "rules" / "eddy-alerts.yml"
@@ -224,12 +223,12 @@ _SUFFIXES: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def metric_modules() -> list[ModuleType]:
-    """``shared.observability`` and every ``services.<name>.metrics`` that exists."""
-    modules = [shared.observability]
+    """``eddy.runtime.observability`` and every ``eddy.services.<name>.metrics`` that exists."""
+    modules = [eddy.runtime.observability]
     for info in pkgutil.iter_modules(services.__path__):
         if not info.ispkg:
             continue
-        name = f"services.{info.name}.metrics"
+        name = f"eddy.services.{info.name}.metrics"
         try:
             modules.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

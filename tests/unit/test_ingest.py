@@ -2,9 +2,9 @@ import math
 from typing import Any
 
 import pytest
+from eddy.contracts.records import BodyError, RecordError, parse_body, parse_time_ms, to_event, to_feedback
+from eddy.services.ingestion.handlers import convert
 
-from services.ingestion.handlers import convert
-from shared.ingest import BodyError, RecordError, parse_body, parse_time_ms, to_event, to_feedback
 from tests.unit.records import demo_contract
 
 

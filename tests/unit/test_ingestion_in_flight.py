@@ -7,12 +7,12 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from eddy.avro.serde import SerdeRegistry
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.runtime.observability import Health
+from eddy.services.ingestion.app import Gateway
 
-from services.ingestion.app import Gateway
-from shared.contracts import load_contracts
-from shared.observability import Health
-from shared.serde import SerdeRegistry
-from shared.settings import Settings
 from tests.unit.records import demo_contract, event
 
 SETTINGS = Settings()

@@ -27,15 +27,15 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from eddy.contracts.stream import load_contracts
+from eddy.core.envconfig import from_env
+from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import StreamTopics
+from eddy.runtime.auth import KEYS_FILE_ENV, ApiKeys
+from eddy.runtime.observability import asks_readiness
+from eddy.services.inference.config import InferenceConfig
+from eddy.services.schema_registry.config import ENV_DATA_DIR, ENV_HOST, ENV_PORT
 
-from services.inference.config import InferenceConfig
-from services.schema_registry.config import ENV_DATA_DIR, ENV_HOST, ENV_PORT
-from shared.auth import KEYS_FILE_ENV, ApiKeys
-from shared.contracts import load_contracts
-from shared.envconfig import from_env
-from shared.observability import asks_readiness
-from shared.settings import REPO_ROOT, Settings
-from shared.topics import StreamTopics
 from tests.deploy_manifests import (
     K8S_DIR,
     KEDA_SCHEMA_FILE,
@@ -60,7 +60,7 @@ from tests.deploy_manifests import (
     workload_of,
 )
 
-SERVICES = tuple(sorted(p.parent.name for p in (REPO_ROOT / "services").glob("*/__main__.py")))
+SERVICES = tuple(sorted(p.parent.name for p in (REPO_ROOT / "shared/eddy/services").glob("*/__main__.py")))
 # eddy's own schema registry comes with the optional component only.
 OPTIONAL_SERVICES = frozenset({"schema_registry"})
 SCALABLE = {

@@ -2,11 +2,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eddy.ml.labels import LabelError, coerce_label
+from eddy.ml.models import ModelState
+from eddy.runtime.loop import BatchResult
+from eddy.services.learning import checkpoint
+from eddy.services.learning.handlers import JoinLimits, Learner, LearnerState
 
-from services.learning import checkpoint
-from services.learning.handlers import JoinLimits, LabelError, Learner, LearnerState, coerce_label
-from shared.loop import BatchResult
-from shared.models import ModelState
 from tests.unit.records import demo_contract, label, prediction, record
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from services.learning.handlers import Learner, LearnerState
-from shared.contracts import ContractError, StreamContract, load_contract
-from shared.loop import InRecord
-from shared.models import ModelSpecError, ModelState, build_estimator, learn, predict_batch
+from eddy.contracts.durations import ContractError
+from eddy.contracts.stream import StreamContract, load_contract
+from eddy.ml.models import ModelSpecError, ModelState, build_estimator, learn, predict_batch
+from eddy.runtime.loop import InRecord
+from eddy.services.learning.handlers import Learner, LearnerState
 
 SCHEMA = {
     "type": "record",

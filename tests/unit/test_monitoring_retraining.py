@@ -3,9 +3,10 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from services.monitoring import metrics as mon_metrics
-from services.monitoring.handlers import Monitor, MonitorConfig
-from services.retraining.handlers import RequestRetrain
+from eddy.services.monitoring import metrics as mon_metrics
+from eddy.services.monitoring.handlers import Monitor, MonitorConfig
+from eddy.services.retraining.handlers import RequestRetrain
+
 from tests.unit.records import demo_contract, record
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.runtime.observability import Health, serve_http
+from eddy.services.model_registry.handlers import Registry
+from eddy.services.model_registry.http import RegistryApi
+from eddy.services.model_registry.store import ExperimentConflict, Store
 
-from services.model_registry.handlers import Registry
-from services.model_registry.http import RegistryApi
-from services.model_registry.store import ExperimentConflict, Store
-from shared.observability import Health, serve_http
 from tests.unit.test_registry_store import open_registry
 
 DATA = {"stream": "demo", "topic": "demo.labeled", "bounds": {"from": 1, "until": 9}, "rows": 8}

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from eddy.ml.roles import PROMOTED, RETRAIN_REQUESTED, ROLLED_BACK
+from eddy.runtime.observability import Health, serve_http
+from eddy.services.model_registry.http import RegistryApi
 
-from services.model_registry.http import RegistryApi
-from shared.observability import Health, serve_http
-from shared.roles import PROMOTED, RETRAIN_REQUESTED, ROLLED_BACK
 from tests.unit.test_registry_store import candidate, open_registry
 
 

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from services.model_registry.artifacts import ArtifactError, ArtifactStore
-from services.model_registry.handlers import CandidateError, Lineage, Refused, Registry, RegistryHandler
-from services.model_registry.store import InvariantError, Store
-from shared.contracts import StreamContract
-from shared.models import build_estimator
-from shared.roles import (
+from eddy.contracts.stream import StreamContract
+from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
+from eddy.ml.models import build_estimator
+from eddy.ml.roles import (
     ARCHIVED,
     CHALLENGER,
     CHAMPION,
@@ -34,7 +31,10 @@ from shared.roles import (
     model_event,
     roles_of_event,
 )
-from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
+from eddy.services.model_registry.artifacts import ArtifactError, ArtifactStore
+from eddy.services.model_registry.handlers import CandidateError, Lineage, Refused, Registry, RegistryHandler
+from eddy.services.model_registry.store import InvariantError, Store
+
 from tests.unit.records import demo_contract, record
 
 V1, V2, V3 = VersionKey("default", 1), VersionKey("default", 2), VersionKey("default", 3)

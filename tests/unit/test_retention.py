@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import doctest
 import pickle
 from typing import Any
 
+import eddy.kafka.client
+import eddy.kafka.retention
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, TopicPartition
+from eddy.core.settings import Settings, SettingsError
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.retention import family_of, join_retention_problem, snapshot_key, topic_retention
+from eddy.ml.models import ModelState
+from eddy.runtime.dlq import NOT_REPLAYABLE, PREDICTION_DELETED, RETENTION_GAP, read_dlq_headers
+from eddy.runtime.loop import OffsetGap, StreamLoop
+from eddy.services.learning.handlers import JoinLimits, Learner, LearnerState, PredictionGap
 
-import shared.kafka
-import shared.retention
-from services.learning.handlers import JoinLimits, Learner, LearnerState, PredictionGap
-from shared.dlq import NOT_REPLAYABLE, PREDICTION_DELETED, RETENTION_GAP, read_dlq_headers
-from shared.loop import OffsetGap, StreamLoop
-from shared.models import ModelState
-from shared.retention import family_of, join_retention_problem, snapshot_key, topic_retention
-from shared.settings import Settings, SettingsError
-from shared.topics import PLATFORM_TOPICS, StreamTopics
 from tests.unit.records import demo_contract, label, prediction, record
-
-
-@pytest.mark.parametrize("module", [shared.retention, shared.kafka])
-def test_docstring_examples_run(module: Any) -> None:
-    assert doctest.testmod(module).failed == 0
 
 
 def test_every_topic_eddy_creates_has_a_policy() -> None:
@@ -46,7 +40,7 @@ def test_stream_names_with_dots_keep_their_family() -> None:
 
 
 def test_replicated_topics_also_get_min_insync_replicas() -> None:
-    conf = shared.kafka.topic_config(Settings(replication_factor=3, min_insync_replicas=2), "s.feedback")
+    conf = eddy.kafka.client.topic_config(Settings(replication_factor=3, min_insync_replicas=2), "s.feedback")
     assert conf["min.insync.replicas"] == "2" and conf["cleanup.policy"] == "delete"
 
 

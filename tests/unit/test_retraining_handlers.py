@@ -7,16 +7,11 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from river.datasets import synth
-
-from services.retraining.handlers import Retraining
-from services.retraining.trainer import candidate_id
-from services.retraining.triggers import request_id
-from shared.contracts import StreamContract
-from shared.loop import BatchResult, InRecord, OutRecord
-from shared.models import build_estimator
-from shared.retraining_spec import PromotionPolicy, QualityTrigger, RetrainingSpec
-from shared.roles import (
+from eddy.contracts.retraining import PromotionPolicy, QualityTrigger, RetrainingSpec
+from eddy.contracts.stream import StreamContract
+from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
+from eddy.ml.models import build_estimator
+from eddy.ml.roles import (
     ARCHIVE_REQUESTED,
     ARCHIVED_EVENT,
     PROMOTED,
@@ -30,7 +25,12 @@ from shared.roles import (
     event_details,
     model_event,
 )
-from shared.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
+from eddy.runtime.loop import BatchResult, InRecord, OutRecord
+from eddy.services.retraining.handlers import Retraining
+from eddy.services.retraining.trainer import candidate_id
+from eddy.services.retraining.triggers import request_id
+from river.datasets import synth
+
 from tests.unit.records import demo_contract
 
 T0 = 1_700_000_000.0

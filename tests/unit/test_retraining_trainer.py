@@ -6,16 +6,16 @@ import pickle
 from dataclasses import replace
 from typing import Any
 
+from eddy.contracts.retraining import ReleaseBudget, RetrainingSpec
+from eddy.contracts.stream import ModelSpec, StreamContract
+from eddy.ml.models import build_estimator
+from eddy.ml.roles import CHALLENGER_REJECTED, VersionKey, event_details
+from eddy.services.retraining.release import check_release
+from eddy.services.retraining.trainer import RetrainRequest, Trainer, candidate_id
+from eddy.services.retraining.window import Example, Window
 from river import linear_model
 from river.datasets import synth
 
-from services.retraining.release import check_release
-from services.retraining.trainer import RetrainRequest, Trainer, candidate_id
-from services.retraining.window import Example, Window
-from shared.contracts import ModelSpec, StreamContract
-from shared.models import build_estimator
-from shared.retraining_spec import ReleaseBudget, RetrainingSpec
-from shared.roles import CHALLENGER_REJECTED, VersionKey, event_details
 from tests.unit.records import demo_contract
 
 CHAMPION = VersionKey("default", 1)

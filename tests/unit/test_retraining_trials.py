@@ -2,13 +2,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from river import dummy
-from river.datasets import synth
-
-from services.retraining.trials import PROBATION, SHADOW_TRIAL, Trials
-from services.retraining.window import Example
-from shared.retraining_spec import PromotionPolicy
-from shared.roles import (
+from eddy.contracts.retraining import PromotionPolicy
+from eddy.ml.roles import (
     ARCHIVE_REQUESTED,
     PROMOTED,
     PROMOTION_REQUESTED,
@@ -20,6 +15,11 @@ from shared.roles import (
     event_details,
     roles_of_event,
 )
+from eddy.services.retraining.trials import PROBATION, SHADOW_TRIAL, Trials
+from eddy.services.retraining.window import Example
+from river import dummy
+from river.datasets import synth
+
 from tests.unit.records import registry_fact
 
 OLD, NEW = VersionKey("default", 1), VersionKey("default", 2)

@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from shared.contracts import ContractError, load_contract, load_contracts
-from shared.settings import REPO_ROOT
-from shared.topics import StreamTopics
+from eddy.contracts.durations import ContractError
+from eddy.contracts.stream import load_contract, load_contracts
+from eddy.core.settings import REPO_ROOT
+from eddy.core.topics import StreamTopics
 
 SANDBOX = "stream: demo-replay-1\nsandbox_of: demo\n"
 

@@ -9,8 +9,6 @@ show.
 from __future__ import annotations
 
 import base64
-import doctest
-import importlib
 import subprocess
 import sys
 import threading
@@ -22,10 +20,9 @@ import certifi
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
-
-from shared.kafka import admin_config, consumer_config, producer_config, security_config
-from shared.serde import registry_client, registry_config
-from shared.settings import MASK, REPO_ROOT, Settings, SettingsError, redact_url, settings_table
+from eddy.avro.serde import registry_client, registry_config
+from eddy.core.settings import MASK, REPO_ROOT, Settings, SettingsError, redact_url, settings_table
+from eddy.kafka.client import admin_config, consumer_config, producer_config, security_config
 
 SASL = {"EDDY_KAFKA_SASL_USERNAME": "eddy", "EDDY_KAFKA_SASL_PASSWORD": "s3cret-pw"}
 # A readable PEM bundle, so that clients which open the CA file at construction accept it.
@@ -228,7 +225,7 @@ def test_settings_no_client_could_use_fail_at_construction(env: dict[str, str], 
 def test_a_process_refuses_to_start_with_unusable_settings() -> None:
     env = {"PATH": "/usr/bin:/bin", "EDDY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "EDDY_KAFKA_SASL_USERNAME": "eddy"}
     result = subprocess.run(
-        [sys.executable, "-m", "shared.create_topics"],
+        [sys.executable, "-m", "eddy.runtime.create_topics"],
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,
@@ -305,9 +302,3 @@ def test_configuration_doc_maps_each_security_setting_to_its_property() -> None:
     for name, (_, default, _, prop) in rows.items():
         assert default == f"`{defaults[name]}`", name
         assert prop.strip("`") in properties, name
-
-
-@pytest.mark.parametrize("module", ["shared.kafka", "shared.serde", "shared.settings"])
-def test_docstring_examples_run(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted and not result.failed

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from eddy.avro.serde import SerdeError, SerdeRegistry
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
 
-from shared.contracts import load_contracts
-from shared.serde import SerdeError, SerdeRegistry
-from shared.settings import Settings
 from tests.unit.records import prediction
 
 SETTINGS = Settings()

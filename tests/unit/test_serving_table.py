@@ -1,9 +1,10 @@
 """The serving table: which version answers, from snapshots and the registry's alias tables (no Kafka)."""
 
-from services.inference.handlers import fresh_models
-from services.inference.serving import ServingTable
-from shared.models import ModelState
-from shared.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey
+from eddy.ml.models import ModelState
+from eddy.ml.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey
+from eddy.services.inference.handlers import fresh_models
+from eddy.services.inference.serving import ServingTable
+
 from tests.unit.records import demo_contract, registry_fact
 
 V1, V2 = VersionKey("default", 1), VersionKey("default", 2)

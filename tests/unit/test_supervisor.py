@@ -2,7 +2,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.supervisor import Child, Supervisor
+from eddy.stack.supervisor import Child, Supervisor
 
 
 def test_dead_child_is_restarted_and_stop_is_orderly(tmp_path: Path) -> None:

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import doctest
 import threading
 import time
 from typing import Any
 from unittest.mock import MagicMock
 
+import eddy.kafka.transactions as transactions_module
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-import shared.transactions as transactions_module
-from shared.kafka import producer_config
-from shared.loop import BatchResult, InRecord, OutRecord, StreamLoop
-from shared.producer import ConfirmedProducer, Delivery, DeliveryError
-from shared.service import NOT_TRANSACTIONAL, ServiceContext
-from shared.settings import Settings, SettingsError
-from shared.transactions import (
+from eddy.core.settings import Settings, SettingsError
+from eddy.kafka.client import producer_config
+from eddy.kafka.producer import ConfirmedProducer, Delivery, DeliveryError
+from eddy.kafka.transactions import (
     TransactionAborted,
     TransactionFatal,
     Transactions,
     classify,
     transactional_id,
 )
+from eddy.runtime.loop import BatchResult, InRecord, OutRecord, StreamLoop
+from eddy.runtime.service import NOT_TRANSACTIONAL, ServiceContext
 
 
 def failure(code: int, **flags: bool) -> KafkaException:
@@ -78,10 +76,6 @@ class FakeProducer:
 
 def transactions(producer: FakeProducer) -> Transactions:
     return Transactions(producer, MagicMock(), timeout_s=5.0)  # type: ignore[arg-type]
-
-
-def test_docstring_examples_run() -> None:
-    assert doctest.testmod(transactions_module).failed == 0
 
 
 def test_the_id_is_stable_per_instance_and_input() -> None:
@@ -379,7 +373,7 @@ def test_learning_stays_out_of_transactions() -> None:
 
 
 def test_every_consumer_reads_at_the_configured_isolation_level() -> None:
-    from shared.kafka import consumer_config
+    from eddy.kafka.client import consumer_config
 
     assert consumer_config(Settings(), "g")["isolation.level"] == "read_uncommitted"
     on = Settings(kafka_transactions=True)

@@ -1,6 +1,8 @@
 import math
 
-from services.validation.handlers import ValidateBatch, check_record
+from eddy.contracts.checks import check_record
+from eddy.services.validation.handlers import ValidateBatch
+
 from tests.unit.records import demo_contract, event, record
 
 
@@ -47,7 +49,7 @@ def test_batch_routes_valid_and_dead_letters_invalid() -> None:
 
 
 def test_compiled_checker_agrees_with_the_rules() -> None:
-    from services.validation.handlers import CompiledChecker
+    from eddy.contracts.checks import CompiledChecker
 
     contract = demo_contract()
     checker = CompiledChecker(contract)
@@ -69,7 +71,7 @@ def test_compiled_checker_agrees_with_the_rules() -> None:
 
 
 def test_profiles_published_reference_once_and_running_by_interval() -> None:
-    from services.validation.config import ValidationConfig
+    from eddy.services.validation.config import ValidationConfig
 
     now = [1000.0]
     handler = ValidateBatch({"demo": demo_contract()}, ValidationConfig(reference_size=10), clock=lambda: now[0])

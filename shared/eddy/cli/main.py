@@ -1,0 +1,575 @@
+"""The ``eddy`` command line.
+
+User mistakes (unknown stream, bad file, broker down) end with one clear line on
+stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from eddy.cli import backtest as cli_backtest
+from eddy.cli import dataset as cli_dataset
+from eddy.cli import experiments as cli_experiments
+from eddy.cli import kafka as cli_kafka
+from eddy.cli import models as cli_models
+from eddy.cli import replay as cli_replay
+from eddy.cli.common import CliError, resolve_settings
+from eddy.contracts.durations import ContractError
+from eddy.contracts.stream import StreamContract, load_contract, load_contracts
+from eddy.core.settings import Settings, redact_url, settings_table
+from eddy.runtime.auth import client_headers
+
+EXIT_USER_ERROR = 2
+
+
+def _contracts(settings: Settings) -> dict[str, StreamContract]:
+    return load_contracts(settings.contracts_dir)
+
+
+def _contract(settings: Settings, stream: str) -> StreamContract:
+    contracts = _contracts(settings)
+    if stream not in contracts:
+        known = ", ".join(sorted(contracts)) or "none"
+        raise CliError(f"unknown stream {stream!r} (known: {known}; contracts are read from {settings.contracts_dir})")
+    return contracts[stream]
+
+
+def _check_kafka(settings: Settings) -> None:
+    from confluent_kafka import KafkaException
+
+    from eddy.kafka.client import admin_client
+
+    try:
+        admin_client(settings).list_topics(timeout=5)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        raise CliError(f"cannot reach Kafka at {settings.bootstrap_servers} (is `eddy up` running?): {reason}") from exc
+
+
+def _serdes(settings: Settings) -> Any:
+    from eddy.avro.serde import SerdeRegistry, registry_client
+
+    return SerdeRegistry(registry_client(settings), settings.schemas_dir, _contracts(settings))
+
+
+# -- up / down / status ----------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from eddy.runtime.observability import setup_logging, stop_event_on_signals
+    from eddy.stack.up import EmbeddedStack
+
+    setup_logging("eddy", os.environ.get("EDDY_LOG_LEVEL", "WARNING"), "text")
+    if args.broker:
+        os.environ["EDDY_EMBEDDED_BROKER"] = args.broker
+    settings = Settings.from_env()
+    demo_args = ["--rate", str(args.rate), "--label-delay", str(args.label_delay), "--drift-at", str(args.drift_at)]
+    stack = EmbeddedStack(settings, dict(os.environ), demo=args.demo, demo_args=demo_args)
+    stop = stop_event_on_signals()
+    try:
+        stack.start()
+        _print_started(stack)
+        stack.run_until_stopped(stop)
+    finally:
+        print("eddy: stopping ...", file=sys.stderr, flush=True)
+        stack.stop()
+    print("eddy: stopped", file=sys.stderr)
+    return 0
+
+
+def _print_started(stack: Any) -> None:
+    lines = [
+        "eddy is up",
+        f"  bootstrap servers   {stack.settings.bootstrap_servers}",
+        f"  schema registry     {redact_url(stack.settings.schema_registry_url)}",
+    ]
+    for child in stack.supervisor.children:
+        if child.url:
+            lines.append(f"  {child.name:<19} {child.url}  (/metrics, /healthz)")
+    lines.append(f"  state and logs      {stack.state_dir}")
+    if stack.demo:
+        lines.append("  demo feed           running: try `eddy tail demo.predictions --max 10` in another terminal")
+    lines.append("Ctrl-C or `eddy down` stops everything.")
+    print("\n".join(lines), flush=True)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from eddy.stack.up import pid_alive, read_stack
+
+    settings = Settings.from_env()
+    stack = read_stack(settings.state_dir)
+    pid = (stack or {}).get("supervisor_pid")
+    if not pid or not pid_alive(pid):
+        print(f"eddy is not running (no live stack in {settings.state_dir})")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if pid_alive(pid):
+        raise CliError(f"eddy (pid {pid}) did not stop within {args.timeout:.0f} s")
+    print("eddy stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from eddy.stack.up import pid_alive, read_stack, service_health
+
+    settings = Settings.from_env()
+    stack = read_stack(settings.state_dir)
+    if not stack or not pid_alive(stack.get("supervisor_pid")):
+        if args.json:
+            print(json.dumps({"running": False, "state_dir": str(settings.state_dir)}))
+            return 1
+        raise CliError(f"eddy is not running (no live stack in {settings.state_dir}); start it with `eddy up`")
+    services = {}
+    for name, info in stack["services"].items():
+        services[name] = {**info, "health": service_health(info.get("url"))}
+    doc = {
+        "running": True,
+        "bootstrap_servers": stack["bootstrap_servers"],
+        "schema_registry_url": redact_url(stack["schema_registry_url"]),
+        "state_dir": stack["state_dir"],
+        "services": services,
+        "streams": _monitoring(services.get("monitoring", {}).get("url")),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"bootstrap servers  {doc['bootstrap_servers']}\nschema registry    {doc['schema_registry_url']}\n")
+    print(f"{'SERVICE':<16} {'STATUS':<9} {'PID':>7} {'RESTARTS':>8} {'LAG':>7}  URL")
+    for name, info in services.items():
+        health = info["health"]
+        lag = health.get("consumer_lag_total", "")
+        print(
+            f"{name:<16} {health.get('status', '?'):<9} {info.get('pid') or '-':>7} {info['restarts']:>8} "
+            f"{lag:>7}  {info.get('url') or ''}"
+        )
+    for stream, board in doc["streams"].items():
+        _print_board(stream, board)
+    return 0
+
+
+def _monitoring(url: str | None) -> dict[str, Any]:
+    """Each stream's dashboard document from the monitoring service ({} when it does not answer)."""
+    if not url:
+        return {}
+    key = client_headers()  # the dashboard's API needs a viewer key when keys are configured
+    try:
+        names = httpx.get(f"{url}/api/streams", headers=key, timeout=3).json()["streams"]
+        return {
+            s: httpx.get(f"{url}/api/dashboard", params={"stream": s}, headers=key, timeout=3).json() for s in names
+        }
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+
+
+def _print_board(stream: str, board: dict[str, Any]) -> None:
+    """Each model's current window metrics (and its worst segment), then the open alerts."""
+    print(f"\nstream {stream} ({board.get('task', '?')})")
+    models = board.get("models") or []
+    if not models:
+        print("  no labeled examples yet")
+    for m in models:
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in m["metrics"].items() if v is not None)
+        print(f"  {m['model']} v{m['version']} ({m['role']})  labeled {m['labeled']}  {shown}")
+        for segment, values in m.get("segments", {}).items():
+            seg = "  ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "labeled" and v is not None)
+            print(f"      {segment:<12} labeled {values.get('labeled', 0)}  {seg}")
+    alerts = board.get("alerts") or []
+    print(f"  open alerts: {len(alerts)}")
+    for a in alerts:
+        reading = f"{a['statistic']} {a['value']:.3f} (threshold {a['threshold']:g})"
+        print(f"    {a['kind']} {a['subject']}: {reading}; {a['window']}")
+
+
+# -- produce / feedback ----------------------------------------------------------------------------
+
+
+def _read_records(path: str) -> list[tuple[int, Any, bytes]]:
+    """(line number, record, original bytes) from JSON lines, a JSON array, or CSV (by extension)."""
+    from eddy.contracts.records import BodyError, parse_body
+
+    if path.endswith(".csv"):
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read CSV {path}: {exc}") from exc
+        rows = frame.to_dict(orient="records")
+        return [(i + 2, row, json.dumps(row, default=str).encode()) for i, row in enumerate(rows)]
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+    lines = [line for line in data.splitlines() if line.strip()]
+    try:
+        records = parse_body(data)
+    except BodyError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+    if len(records) == len(lines):
+        return [(i + 1, r, lines[i]) for i, r in enumerate(records)]
+    return [(i + 1, r, json.dumps(r).encode()) for i, r in enumerate(records)]
+
+
+def _produce_file(args: argparse.Namespace, kind: str) -> int:
+    from eddy.contracts.records import INGESTED_AT_HEADER, RecordError, now_ms, to_event, to_feedback
+    from eddy.core.topics import StreamTopics
+    from eddy.kafka.client import ensure_topics, producer_config
+    from eddy.kafka.producer import ConfirmedProducer
+    from eddy.runtime.dlq import DeadLetter
+
+    settings = resolve_settings()
+    contract = _contract(settings, args.stream)
+    records = _read_records(args.file)
+    _check_kafka(settings)
+    topics = StreamTopics(contract.name)
+    # Against a broker that auto-creates topics, the first write must not pick the partition count.
+    ensure_topics(settings, topics.all())
+    topic = topics.events if kind == "events" else topics.feedback
+    serde = _serdes(settings).for_topic(topic)
+    producer = ConfirmedProducer(producer_config(settings))
+    received = now_ms()
+    sent, rejected = 0, []
+    for line, record, raw in records:
+        try:
+            if kind == "events":
+                value = to_event(record, contract, received, settings.pii_key.encode())
+                key, ts = value[contract.id_field], value[contract.time_field]
+            else:
+                value = to_feedback(record, contract.task, received, contract.label_field)
+                key, ts = value["event_id"], value["label_time_ms"]
+            data = serde.encode(value)
+        except (RecordError, ValueError) as exc:
+            rejected.append((line, str(exc)))
+            letter = DeadLetter(
+                f"{args.file}", 0, line, None, raw, [], None, "cli", "rejected", "RecordError", str(exc)
+            )
+            producer.produce(topics.dlq, raw, None, letter.dlq_headers())
+            continue
+        producer.produce(topic, data, key.encode(), [(INGESTED_AT_HEADER, str(received).encode())], ts)
+        sent += 1
+    producer.confirm()
+    print(f"produced {sent} records to {topic}")
+    for line, message in rejected[:20]:
+        print(f"  line {line}: rejected: {message}", file=sys.stderr)
+    if rejected:
+        more = " (first 20 shown)" if len(rejected) > 20 else ""
+        print(f"{len(rejected)} records rejected and kept in {topics.dlq}{more}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    return _produce_file(args, "events")
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    return _produce_file(args, "feedback")
+
+
+# -- tail -------------------------------------------------------------------------------------------
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from eddy.avro.serde import registry_client
+    from eddy.kafka.client import consumer_config
+    from eddy.runtime.dlq import read_dlq_headers
+
+    settings = resolve_settings()
+    _check_kafka(settings)
+    consumer = Consumer(consumer_config(settings, f"eddy-tail-{uuid.uuid4().hex[:8]}"))
+    metadata = consumer.list_topics(timeout=5)
+    topic = metadata.topics.get(args.topic)
+    if topic is None or topic.error is not None:
+        known = ", ".join(sorted(t for t in metadata.topics if not t.startswith("__")))
+        raise CliError(f"no topic {args.topic!r} (topics: {known})")
+    start = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
+    consumer.assign([TopicPartition(args.topic, p, start) for p in sorted(topic.partitions)])
+    deserializer = AvroDeserializer(registry_client(settings))
+    ctx = SerializationContext(args.topic, MessageField.VALUE)
+    printed = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while (args.max is None or printed < args.max) and (deadline is None or time.monotonic() < deadline):
+            for msg in consumer.consume(min(500, (args.max or 500) - printed), 0.2):
+                if msg.error():
+                    continue
+                raw = msg.value() or b""
+                if raw[:1] == b"\x00" and len(raw) > 5:
+                    try:
+                        value: Any = deserializer(raw, ctx)
+                    except Exception as exc:
+                        value = {"undecodable": f"{type(exc).__name__}: {exc}", "bytes": _show_bytes(raw)}
+                else:
+                    value = {"bytes": _show_bytes(raw), "dlq": read_dlq_headers(msg.headers())}
+                if args.meta:
+                    key = msg.key()
+                    value = {
+                        "topic": msg.topic(),
+                        "partition": msg.partition(),
+                        "offset": msg.offset(),
+                        "timestamp_ms": msg.timestamp()[1],
+                        "key": key.decode("utf-8", "replace") if key else None,
+                        "value": value,
+                    }
+                print(json.dumps(value, default=_json_default), flush=True)
+                printed += 1
+    except BrokenPipeError:
+        pass
+    finally:
+        consumer.close()
+    return 0
+
+
+def _show_bytes(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(raw).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+# -- dead letters -----------------------------------------------------------------------------------
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from eddy.history.dlq_tools import (
+        AuditError,
+        DlqError,
+        audited_replay,
+        format_entry,
+        format_replay,
+        read_dlq,
+        replay_dlq,
+    )
+
+    settings = resolve_settings()
+    stream = args.stream if args.action == "replay" else args.action
+    if args.action == "replay" and not args.stream:
+        raise CliError("eddy dlq replay S: name the stream")
+    _contract(settings, stream)
+    _check_kafka(settings)
+    try:
+        if args.action != "replay":
+            for entry in read_dlq(settings, stream, max_records=args.max):
+                print(entry.to_json() if args.json else format_entry(entry), flush=True)
+            return 0
+        if args.dry_run:
+            result = replay_dlq(settings, stream, only_reasons=args.reason or None, dry_run=True)
+        else:
+            # An operator action: recorded in the model registry's audit log under EDDY_API_KEY's identity.
+            def record(action: str, details: dict[str, Any]) -> None:
+                try:
+                    cli_models.record_audit(stream, action, details, url=args.url)
+                except CliError as exc:
+                    raise AuditError(str(exc)) from exc
+
+            result = audited_replay(settings, stream, record, only_reasons=args.reason or None)
+    except DlqError as exc:
+        raise CliError(str(exc)) from exc
+    print(result.to_json() if args.json else format_replay(result))
+    return 0
+
+
+# -- demo feed ---------------------------------------------------------------------------------------
+
+
+def cmd_demo_feed(args: argparse.Namespace) -> int:
+    from eddy.kafka.client import producer_config
+    from eddy.kafka.producer import ConfirmedProducer
+    from eddy.runtime.observability import setup_logging, stop_event_on_signals
+    from eddy.runtime.service import retry
+    from eddy.stack.demo import DemoConfig, run_demo_feed
+
+    settings = resolve_settings()
+    setup_logging("demo-feed", settings.log_level, settings.log_format)
+    _contract(settings, args.stream)
+    stop = stop_event_on_signals()
+    serdes = retry(lambda: _registered_demo(settings, args.stream), "register demo schemas", stop)
+    config = DemoConfig(
+        stream=args.stream,
+        rate=args.rate,
+        count=args.count,
+        label_delay_s=args.label_delay,
+        drift_at=args.drift_at,
+        seed=args.seed,
+        run_id=args.run_id or f"demo-{uuid.uuid4().hex[:8]}",
+    )
+    sent = run_demo_feed(config, serdes, ConfirmedProducer(producer_config(settings)), stop)
+    print(f"demo feed: {sent} events sent", file=sys.stderr)
+    return 0
+
+
+def _registered_demo(settings: Settings, stream: str) -> Any:
+    from eddy.core.topics import StreamTopics
+
+    serdes = _serdes(settings)
+    serdes.register([StreamTopics(stream).events, StreamTopics(stream).feedback])
+    return serdes
+
+
+# -- streams and config ------------------------------------------------------------------------------
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if args.action == "validate":
+        if not args.name:
+            raise CliError("eddy streams validate FILE")
+        contract = load_contract(Path(args.name))
+        print(f"{args.name}: stream {contract.name!r} is valid ({len(contract.features)} features, {contract.task})")
+        return 0
+    contracts = _contracts(settings)
+    if args.action == "list":
+        for name, c in sorted(contracts.items()):
+            print(f"{name:<20} {c.task:<11} {len(c.features):>3} features  champion={c.champion.name}  {c.path}")
+        return 0
+    contract = _contract(settings, args.name or "")
+    doc = {
+        "stream": contract.name,
+        "task": contract.task,
+        "id_field": contract.id_field,
+        "time_field": contract.time_field,
+        "label_field": contract.label_field,
+        "allowed_lateness_ms": contract.allowed_lateness_ms,
+        "pii": {"drop": list(contract.pii.drop), "hash": list(contract.pii.hash)},
+        "features": [f.__dict__ for f in contract.features],
+        "models": [json.loads(m.to_json()) for m in contract.models],
+        "path": str(contract.path),
+    }
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def cmd_config(_args: argparse.Namespace) -> int:
+    for env, default, doc in settings_table():
+        print(f"{env:<28} {default:<40} {doc}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eddy", description="Streaming MLOps on Kafka.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the embedded stack (broker, registry, every service) until Ctrl-C")
+    up.add_argument("--demo", action="store_true", help="also run the demo feed on the demo stream")
+    up.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        help="the broker to start: tansu (in memory, the default) or kafka (Apache Kafka, `eddy kafka install`)",
+    )
+    up.add_argument("--rate", type=float, default=100.0, help="demo events per second (default 100)")
+    up.add_argument("--label-delay", type=float, default=2.0, help="seconds before a demo label arrives (default 2)")
+    up.add_argument("--drift-at", type=int, default=6000, help="demo event at which the concept drifts (default 6000)")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop a running `eddy up`")
+    down.add_argument("--timeout", type=float, default=60.0)
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="health and consumer lag of every service")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    for name, func, what in (("produce", cmd_produce, "events to S.events"), ("feedback", cmd_feedback, "labels")):
+        p = sub.add_parser(name, help=f"send {what} from JSON lines, a JSON array or CSV ('-' for stdin)")
+        p.add_argument("stream")
+        p.add_argument("file")
+        p.set_defaults(func=func)
+
+    tail = sub.add_parser("tail", help="print a topic's records as JSON lines (decoded Avro)")
+    tail.add_argument("topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--max", type=int, default=None, help="stop after N records")
+    tail.add_argument("--timeout", type=float, default=None, help="stop after SEC seconds")
+    tail.add_argument("--meta", action="store_true", help="include topic, partition, offset, key, timestamp")
+    tail.set_defaults(func=cmd_tail)
+
+    demo = sub.add_parser("demo-feed", help="produce the demo stream (SEA with a concept drift) and its labels")
+    demo.add_argument("--stream", default="demo")
+    demo.add_argument("--rate", type=float, default=100.0)
+    demo.add_argument("--count", type=int, default=0, help="events to send (0: until stopped)")
+    demo.add_argument("--label-delay", type=float, default=2.0)
+    demo.add_argument("--drift-at", type=int, default=6000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--run-id", default="")
+    demo.set_defaults(func=cmd_demo_feed)
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="`eddy dlq S` shows dead letters and reasons; `eddy dlq replay S` sends them back through validation",
+    )
+    dlq.add_argument("action", metavar="S|replay", help="a stream name to show its DLQ, or `replay`")
+    dlq.add_argument("stream", nargs="?", help="with replay: the stream")
+    dlq.add_argument("--max", type=int, default=None, help="show at most N records")
+    dlq.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq.add_argument("--reason", action="append", help="with replay: only these reasons (prefix match; repeatable)")
+    dlq.add_argument("--dry-run", action="store_true", help="with replay: report, send nothing")
+    dlq.add_argument(
+        "--url", help="with replay: the model registry whose audit log records it (default: as `eddy models`)"
+    )
+    dlq.set_defaults(func=cmd_dlq)
+
+    streams = sub.add_parser("streams", help="list, show or validate stream contracts")
+    streams.add_argument("action", choices=["list", "show", "validate"])
+    streams.add_argument("name", nargs="?", help="stream name (show) or contract file (validate)")
+    streams.set_defaults(func=cmd_streams)
+
+    config = sub.add_parser("config", help="every setting, its environment variable and default")
+    config.set_defaults(func=cmd_config)
+    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay, cli_kafka):
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=os.environ.get("EDDY_LOG_LEVEL", "ERROR").upper(), format="eddy: %(message)s")
+    try:
+        result: int = args.func(args)
+        return result
+    except (CliError, ContractError) as exc:
+        print(f"eddy: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # Errors from Kafka, the registry or the stack are still one line; --debug shows the trace.
+        if os.environ.get("EDDY_DEBUG"):
+            raise
+        logging.getLogger("eddy").debug("failed", exc_info=True)
+        print(f"eddy: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

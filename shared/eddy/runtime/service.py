@@ -1,0 +1,172 @@
+"""The composition root every service shares: settings, contracts, Kafka, registry, HTTP.
+
+A service's ``__main__`` calls :func:`bootstrap`, builds its handler from pure
+code, and hands both to a :class:`~eddy.runtime.loop.StreamLoop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer
+
+from eddy.avro.serde import SerdeRegistry, registry_client
+from eddy.contracts.stream import StreamContract, load_contracts
+from eddy.core.settings import REPO_ROOT, Settings, redact_url
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.client import consumer_config, ensure_topics, producer_config
+from eddy.kafka.producer import ConfirmedProducer
+from eddy.kafka.transactions import transactional_id
+from eddy.runtime import observability as obs
+from eddy.runtime.loop import Handler, StreamLoop
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BACKGROUND_LINGER_MS = 25
+# Loops that stay out of transactions even with EDDY_KAFKA_TRANSACTIONS, and why (docs/reliability.md, "Transactions").
+NOT_TRANSACTIONAL = {
+    "learning": "its exactness comes from its checkpoints, outside Kafka: after an aborted transaction, or a crash "
+    "in one, it would not write again the labeled examples it already learned or finds in S.labeled, so "
+    "read_committed readers would never see them",
+}
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service needs, built once."""
+
+    name: str
+    settings: Settings
+    contracts: dict[str, StreamContract]
+    serdes: SerdeRegistry
+    producer: ConfirmedProducer
+    health: obs.Health
+    stop: threading.Event
+    http_port: int
+    background: bool = False
+
+    def consumer(self, group_id: str, **overrides: Any) -> Consumer:
+        return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
+
+    def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
+        """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching.
+
+        With ``EDDY_KAFKA_TRANSACTIONS`` the loop gets a transactional producer of its own (except the
+        loops of ``NOT_TRANSACTIONAL``): the service's ``producer`` keeps writing outside transactions
+        (learning's snapshots, inference's HTTP answers).
+        """
+        group = f"{self.settings.group_prefix}-{self.name}"
+        transactional = self.settings.kafka_transactions and self.name not in NOT_TRANSACTIONAL
+        if self.settings.kafka_transactions and not transactional:
+            log.info("stream loop not transactional", extra={"reason": NOT_TRANSACTIONAL[self.name]})
+        return StreamLoop(
+            service=self.name,
+            consumer=self.consumer(group),
+            producer=self._loop_producer(group, topics) if transactional else self.producer,
+            serdes=self.serdes,
+            topics=topics,
+            handler=handler,
+            batch_size=self.settings.batch_size,
+            batch_timeout_s=self.settings.batch_timeout_s,
+            health=self.health,
+            transactional=transactional,
+            **options,
+        )
+
+    def _loop_producer(self, group: str, topics: list[str]) -> ConfirmedProducer:
+        tid = transactional_id(group, self.settings.instance_id or socket.gethostname(), topics)
+        linger = {"linger.ms": BACKGROUND_LINGER_MS} if self.background else {}
+        conf = producer_config(self.settings, **linger, **{"transactional.id": tid})
+        self.health.set(transactional_id=tid)
+        # Delivered offsets go to the service producer's table, where code tracking them reads them.
+        return ConfirmedProducer(conf, self.producer.track_offsets, self.producer.last_offsets)
+
+    def topics(self, kind: str) -> list[str]:
+        """The topic of ``kind`` (events, predictions, ...) of every stream this process serves."""
+        return [getattr(StreamTopics(s), kind) for s in self.contracts]
+
+
+def bootstrap(
+    name: str,
+    http_routes: dict[str, obs.Route] | None = None,
+    serve: bool = True,
+    background: bool = False,
+) -> ServiceContext:
+    """Read settings, load contracts, create topics, register schemas, start /metrics and /healthz.
+
+    Kafka and the registry may still be starting (under ``eddy up`` or in
+    Compose), so each is retried for a while before giving up with a clear error.
+
+    A ``background`` service is off the prediction path (learning, monitoring,
+    retraining): its consumers wait longer per fetch and its producer batches
+    longer, which spares the broker thousands of requests a second.
+    """
+    settings = Settings.from_env()
+    settings = Settings(**{**settings.__dict__, "service_name": name})
+    obs.setup_logging(name, settings.log_level, settings.log_format)
+    stop = obs.stop_event_on_signals()
+    health = obs.Health(name)
+    port = 0
+    if serve:
+        server = obs.serve_http(settings.http_host, settings.http_port, health, http_routes)
+        port = server.server_address[1]
+        log.info("serving /metrics and /healthz", extra={"url": f"http://{settings.http_host}:{port}"})
+    contracts = load_contracts(settings.contracts_dir, settings.streams)
+    topics = [t for s in contracts for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
+    retry(lambda: ensure_topics(settings, topics), "create topics", stop)
+    serdes = retry(
+        lambda: _registered(settings, contracts, topics),
+        f"register schemas at {redact_url(settings.schema_registry_url)}",
+        stop,
+    )
+    linger = {"linger.ms": BACKGROUND_LINGER_MS} if background else {}
+    producer = ConfirmedProducer(producer_config(settings, **linger))
+    health.set(streams=sorted(contracts))
+    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background)
+
+
+def _registered(settings: Settings, contracts: dict[str, StreamContract], topics: list[str]) -> SerdeRegistry:
+    serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
+    serdes.register(topics)
+    return serdes
+
+
+def retry(action: Callable[[], T], what: str, stop: threading.Event | None = None, timeout_s: float = 60.0) -> T:
+    """Run ``action`` until it succeeds, backing off; re-raise after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
+                raise RuntimeError(f"could not {what}: {exc}") from exc
+            log.warning("retrying", extra={"action": what, "error": str(exc)[:300]})
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def code_version() -> str:
+    """The git commit this code runs from, for lineage ("unknown" outside a checkout)."""
+    env = os.environ.get("EDDY_CODE_VERSION")
+    if env:
+        return env
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"

@@ -1,0 +1,120 @@
+"""Follows S.models and eddy.model-events, and hot-swaps the serving set of each stream without pausing prediction.
+
+Snapshots bring model versions (from learning, as they learn, and from the
+model registry, when a version is registered); model events bring the alias
+table (which version is champion, challenger or shadow). Both are read by one
+thread, so a promotion and the snapshot it needs are applied in order; a
+version is only switched in once its model has arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+from confluent_kafka import Consumer, KafkaError
+
+from eddy.avro.serde import SerdeError, SerdeRegistry
+from eddy.contracts.stream import StreamContract
+from eddy.core.settings import Settings
+from eddy.core.topics import MODEL_EVENTS_TOPIC, StreamTopics
+from eddy.kafka.client import assign_from, consumer_config
+from eddy.ml.roles import CHALLENGER, CHAMPION, SHADOW
+from eddy.runtime.observability import Health
+from eddy.services.inference.handlers import ServingModel, ServingSet, StreamModels
+from eddy.services.inference.serving import ServingTable
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotWatcher:
+    """Reads every stream's S.models and eddy.model-events from the beginning and keeps ``models`` current.
+
+    It reads without a consumer group: every inference replica must see every
+    snapshot and alias change, and starting from the beginning needs no
+    trustworthy "latest" offset.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        contracts: dict[str, StreamContract],
+        serdes: SerdeRegistry,
+        models: StreamModels,
+        health: Health | None = None,
+    ) -> None:
+        self.contracts = contracts
+        self.serdes = serdes
+        self.models = models
+        self.health = health or Health("inference")
+        self.table = ServingTable(contracts, models)
+        self.report()
+        self.caught_up = threading.Event()
+        # A group id is required by the client but never used: offsets are assigned, not committed.
+        group = f"eddy-inference-snapshots-{uuid.uuid4().hex[:8]}"
+        # Caught up means every partition read to its end once: partition EOF says so on any broker.
+        self._consumer = Consumer(consumer_config(settings, group, background=True, **{"enable.partition.eof": True}))
+        self._unread: set[tuple[str, int]] = set()
+        self._topics = [StreamTopics(s).models for s in contracts] + [MODEL_EVENTS_TOPIC]
+        self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
+        self._stop = threading.Event()
+
+    def start(self, wait_s: float = 15.0) -> None:
+        """Start following; return once existing snapshots are loaded (or ``wait_s`` passed)."""
+        assign_from(self._consumer, self._topics)
+        self._unread = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        self._thread.start()
+        if not self.caught_up.wait(wait_s):
+            log.warning("snapshot catch-up still running; serving the models loaded so far")
+
+    def report(self) -> None:
+        """Show the serving models in /healthz: replicas serving the same lineage report the same."""
+        serving = {
+            f"{stream}/{model.name}": {"version": model.version, "learned": model.learned, "alias": alias}
+            for stream, current in self.models.items()
+            for model, alias in _aliased(current)
+        }
+        self.health.set(serving=serving)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._consumer.consume(100, 0.1)
+            newest: dict[tuple[str, str, int], dict] = {}
+            changed: set[str] = set()
+            for msg in messages:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        self._unread.discard((msg.topic() or "", msg.partition() or 0))
+                    continue
+                try:
+                    record = self.serdes.for_topic(msg.topic() or "").decode(msg.value())
+                except SerdeError:
+                    log.exception("undecodable snapshot or model event skipped")
+                    continue
+                if msg.topic() == MODEL_EVENTS_TOPIC:
+                    if self.table.apply_event(record):
+                        changed.add(record["stream"])
+                else:  # only the last snapshot of a version in a batch matters
+                    newest[(record["stream"], record["model_name"], record["model_version"])] = record
+            for record in newest.values():
+                if self.table.load(record):
+                    changed.add(record["stream"])
+            if [stream for stream in changed if self.table.serve(stream)]:
+                self.report()
+            # Not "no message for a while", nor cached watermarks: with a partition's leader failing over,
+            # fetches return nothing and watermarks are unknown, and a restarted inference that took that for
+            # the end served an older snapshot than its predecessor had (found by the broker-fault chaos runs).
+            if not self.caught_up.is_set() and not self._unread:
+                self.caught_up.set()
+
+
+def _aliased(serving: ServingSet) -> list[tuple[ServingModel, str]]:
+    extra = [(serving.challenger, CHALLENGER)] if serving.challenger is not None else []
+    return [(serving.champion, CHAMPION), *extra, *((m, SHADOW) for m in serving.shadows)]

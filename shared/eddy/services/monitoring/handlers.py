@@ -1,0 +1,320 @@
+"""The monitoring handler of one stream: quality, drift and alerts from its topics. Pure: no Kafka here.
+
+- ``S.labeled``: window quality per model version (and per segment), concept drift on the error stream.
+- ``S.validated``: data drift of each feature against the reference profile from ``S.profiles``.
+- ``S.predictions``: prediction drift per model, end-to-end latency, label coverage.
+- ``S.dlq`` and ``eddy.model-events`` (through :meth:`Monitor.on_dlq` and :meth:`Monitor.on_model_event`):
+  the dashboard's DLQ rate and its promotion markers.
+
+Alerts leave as records for ``S.alerts``; :meth:`Monitor.tick` refreshes the
+gauges and the dashboard document once per tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eddy.contracts.stream import StreamContract
+from eddy.core.topics import StreamTopics
+from eddy.runtime.loop import BatchResult, InRecord, OutRecord
+from eddy.services.monitoring import metrics
+from eddy.services.monitoring.alerts import AlertBook, Evidence, Reading
+from eddy.services.monitoring.drift import DataDrift, Judgement, ScoreDrift
+from eddy.services.monitoring.quality import POSITIVE_KEYS, ConceptWatch, QualityWindow, error_of
+from eddy.services.monitoring.timeline import Timeline
+
+MAX_SEGMENTS = 50
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Service-wide settings (``EDDY_MONITORING_*``); per-stream ones live in the contract's ``monitoring:``."""
+
+    min_examples: int = 200
+    resolve_after: int = 2000
+    remember: int = 200_000
+    tick_s: float = 1.0
+    history: int = 600
+
+
+class ModelWatch:
+    """Quality and concept drift of one model version."""
+
+    def __init__(self, contract: StreamContract, model: str, version: int, config: MonitorConfig) -> None:
+        spec = contract.monitoring
+        self.model, self.version, self.task = model, version, contract.task
+        self.window = QualityWindow(contract.task, spec.quality_window)
+        self.segments: dict[str, QualityWindow] = {}
+        self.concept = ConceptWatch(spec.concept_drift, config.min_examples, config.resolve_after)
+        self.evidence = Evidence(StreamTopics(contract.name).labeled)
+        self.labeled_counter = metrics.LABELED.labels(contract.name, model, str(version))
+        # Counters exist from the start at 0, so that Prometheus's increase() sees the first drift.
+        metrics.DRIFTS.labels(contract.name, model)
+
+    @property
+    def labeled(self) -> int:
+        return self.window.seen
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}@{self.version}"
+
+    def add(self, value: dict[str, Any], partition: int, offset: int) -> bool:
+        """One labeled example; True when it revealed a rise of the error (concept drift)."""
+        y, y_pred, probabilities = value["label"], value["prediction"], value["probabilities"]
+        self.window.add(y, y_pred, probabilities)
+        segment = value.get("segment")
+        if segment is not None:
+            window = self.segments.get(segment)
+            if window is None and len(self.segments) < MAX_SEGMENTS:
+                window = self.segments[segment] = QualityWindow(self.task, self.window.examples.maxlen or 1000)
+            if window is not None:
+                window.add(y, y_pred, probabilities)
+        self.evidence.cover(partition, offset)
+        error = error_of(self.task, y, y_pred)
+        return error is not None and self.concept.update(error)
+
+
+class Monitor:
+    """The monitoring handler for one stream."""
+
+    def __init__(
+        self, contract: StreamContract, config: MonitorConfig = MonitorConfig(), clock: Callable[[], float] = time.time
+    ) -> None:
+        self.contract = contract
+        self.config = config
+        self.clock = clock
+        self.topics = StreamTopics(contract.name)
+        self.alerts = AlertBook(contract.name, clock)
+        self.watches: dict[tuple[str, int], ModelWatch] = {}
+        numeric = {f.name for f in contract.features if f.type in ("double", "long")}
+        self.data_drift = DataDrift(
+            [f.name for f in contract.features], numeric, contract.monitoring.data_drift, self.topics.validated
+        )
+        self.score_drift: dict[tuple[str, int], ScoreDrift] = {}
+        self.predicted: Counter[str] = Counter()
+        self.dlq_reasons: Counter[str] = Counter()
+        self.timeline = Timeline(config.history)
+        self.document: dict[str, Any] = {}
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._ticked_at = 0.0
+        self._reported_detections: Counter[str] = Counter()
+        for name in self.data_drift.detectors:
+            metrics.FEATURE_DETECTIONS.labels(contract.name, name)
+        self._e2e = metrics.E2E_LATENCY.labels(contract.name)
+
+    # -- records -------------------------------------------------------------------------------------
+
+    def __call__(self, records: Sequence[InRecord]) -> BatchResult:
+        by_topic: dict[str, list[InRecord]] = defaultdict(list)
+        for record in records:
+            by_topic[record.topic].append(record)
+        alerts: list[dict[str, Any]] = []
+        for topic, batch in by_topic.items():
+            metrics.EVENTS.labels(self.contract.name, topic).inc(len(batch))
+            if topic == self.topics.validated:
+                alerts += self._judge(self._on_validated(batch))
+            elif topic == self.topics.predictions:
+                alerts += self._judge(self._on_predictions(batch))
+            elif topic == self.topics.labeled:
+                alerts += self._on_labeled(batch)
+        return BatchResult(outputs=[OutRecord(self.topics.alerts, a["alert_id"], a) for a in alerts])
+
+    def _on_validated(self, batch: list[InRecord]) -> list[Judgement]:
+        self.timeline.count("validated", len(batch))
+        return self.data_drift.observe([r.value for r in batch], [(r.partition, r.offset) for r in batch])
+
+    def _on_predictions(self, batch: list[InRecord]) -> list[Judgement]:
+        latencies = []
+        by_model: dict[tuple[str, int], list[InRecord]] = defaultdict(list)
+        for record in batch:
+            value = record.value
+            by_model[(value["model_name"], value["model_version"])].append(record)
+            if value["served"] and value.get("ingested_at_ms"):
+                latencies.append(float(value["predicted_at_ms"] - value["ingested_at_ms"]))
+        for ms in latencies:
+            self._e2e.observe(max(0.0, ms / 1000))
+        self.timeline.latencies(latencies)
+        self.timeline.count("predictions", sum(1 for r in batch if r.value["served"]))
+        judgements = []
+        for (model, version), records in by_model.items():
+            self.predicted[model] += len(records)
+            drift = self.score_drift.get((model, version))
+            if drift is None:
+                categorical = self.contract.task == "multiclass"
+                drift = ScoreDrift(
+                    model, self.contract.monitoring.prediction_drift, categorical, self.topics.predictions
+                )
+                self.score_drift[(model, version)] = drift
+            scores = [self._score(r.value) for r in records]
+            judgements += drift.observe(scores, [(r.partition, r.offset) for r in records])
+        return judgements
+
+    def _score(self, value: dict[str, Any]) -> Any:
+        if self.contract.task == "binary":
+            probabilities = value["probabilities"] or {}
+            return next((probabilities[k] for k in POSITIVE_KEYS if k in probabilities), None)
+        return value["prediction"]
+
+    def _on_labeled(self, batch: list[InRecord]) -> list[dict[str, Any]]:
+        alerts = []
+        counted: Counter[ModelWatch] = Counter()
+        for record in batch:
+            value = record.value
+            # S.labeled is at-least-once, and every model has its own example of an event.
+            seen_key = (value["model_name"], value["event_id"])
+            if seen_key in self._seen:
+                continue
+            self._seen[seen_key] = None
+            if len(self._seen) > self.config.remember:
+                self._seen.popitem(last=False)
+            watch = self._watch(value["model_name"], value["model_version"])
+            counted[watch] += 1
+            rose = watch.add(value, record.partition, record.offset)
+            if rose:
+                metrics.DRIFTS.labels(self.contract.name, watch.model).inc()
+            firing = watch.concept.drifting
+            if firing != self.alerts.is_open("concept_drift", watch.model):
+                alert = self.alerts.judge("concept_drift", watch.model, firing, self._concept(watch, record))
+                if alert is not None:
+                    alerts.append(alert)
+                    self._mark(alert)
+        for watch, n in counted.items():
+            watch.labeled_counter.inc(n)
+        self.timeline.count("labeled", sum(counted.values()))
+        return alerts
+
+    def _watch(self, model: str, version: int) -> ModelWatch:
+        watch = self.watches.get((model, version))
+        if watch is None:
+            watch = self.watches[(model, version)] = ModelWatch(self.contract, model, version, self.config)
+        return watch
+
+    def _concept(self, watch: ModelWatch, record: InRecord) -> Reading:
+        spec = self.contract.monitoring.concept_drift
+        return Reading(
+            f"{spec.name}_mean_error",
+            watch.concept.mean_error,
+            float(dict(spec.params).get("delta", 0.0)),
+            f"{spec.name} on the error stream of {watch.key}; the last {watch.concept.averaged} errors averaged",
+            watch.evidence,
+            (record.partition, record.offset),
+            details={"model_version": watch.version, "examples_seen": watch.labeled, "rises": watch.concept.rises},
+        )
+
+    def _judge(self, judgements: list[Judgement]) -> list[dict[str, Any]]:
+        alerts = []
+        for j in judgements:
+            alert = self.alerts.judge(j.kind, j.subject, j.firing, j.reading)
+            if alert is not None:
+                alerts.append(alert)
+                self._mark(alert)
+        return alerts
+
+    def _mark(self, alert: dict[str, Any]) -> None:
+        kind = "alert" if alert["status"] == "firing" else "resolved"
+        self.timeline.mark(alert["raised_at_ms"], kind, f"{alert['kind']} {alert['subject']} {alert['status']}")
+
+    # -- control inputs ------------------------------------------------------------------------------
+
+    def on_profile(self, profile: dict[str, Any]) -> None:
+        if profile.get("kind") == "reference":
+            self.data_drift.set_reference(profile)
+
+    def on_dlq(self, reason: str, count: int = 1) -> None:
+        self.dlq_reasons[reason] += count
+        self.timeline.count("dlq", count)
+
+    def on_model_event(self, event: dict[str, Any]) -> None:
+        if event["event_type"] in ("promoted", "rolled_back"):
+            label = f"{event['model_name']} v{event['model_version']} {event['event_type'].replace('_', ' ')}"
+            self.timeline.mark(int(event["at_ms"]), "promotion", label)
+
+    # -- ticks ---------------------------------------------------------------------------------------
+
+    def maybe_tick(self) -> None:
+        now = self.clock()
+        if now - self._ticked_at >= self.config.tick_s:
+            self.tick(now)
+
+    def tick(self, now: float | None = None) -> None:
+        """Refresh gauges, close the dashboard's tick and publish a new dashboard document."""
+        at = self.clock() if now is None else now
+        self._ticked_at = at
+        stream = self.contract.name
+        quality: dict[str, dict[str, float]] = {}
+        for watch in self.watches.values():
+            values = quality[watch.key] = watch.window.metrics()
+            for name, value in values.items():
+                metrics.QUALITY.labels(stream, watch.model, str(watch.version), name, "all").set(value)
+            for segment, window in watch.segments.items():
+                for name, value in window.metrics().items():
+                    metrics.QUALITY.labels(stream, watch.model, str(watch.version), name, segment).set(value)
+        labeled_by_model: Counter[str] = Counter()
+        for watch in self.watches.values():
+            labeled_by_model[watch.model] += watch.labeled
+        for model, predicted in self.predicted.items():
+            metrics.LABEL_COVERAGE.labels(stream, model).set(min(1.0, labeled_by_model[model] / predicted))
+        for name, total in self.data_drift.detections.items():
+            if total > self._reported_detections[name]:
+                metrics.FEATURE_DETECTIONS.labels(stream, name).inc(total - self._reported_detections[name])
+                self._reported_detections[name] = total
+        data = {name: feature.psi for name, feature in self.data_drift.watches.items()}
+        for name, psi in data.items():
+            if psi is not None:
+                metrics.FEATURE_PSI.labels(stream, name).set(psi)
+        scores = {f"{m}@{v}": d.psi for (m, v), d in self.score_drift.items()}
+        for (model, _), drift in self.score_drift.items():
+            if drift.psi is not None:
+                metrics.PREDICTION_PSI.labels(stream, model).set(drift.psi)
+        gauges: dict[str, dict[str, Any]] = {"quality": quality, "data_drift": data, "prediction_drift": scores}
+        self.timeline.close(int(at * 1000), gauges)
+        self.document = self._document(at)
+
+    def _document(self, now: float) -> dict[str, Any]:
+        champion = self.contract.champion.name
+        watches = sorted(self.watches.values(), key=lambda w: (w.model != champion, w.model, -w.version))
+        spec = self.contract.monitoring.data_drift
+        return {
+            "stream": self.contract.name,
+            "task": self.contract.task,
+            "generated_at_ms": int(now * 1000),
+            "tick_s": self.config.tick_s,
+            "series": self.timeline.series(),
+            "markers": list(self.timeline.markers),
+            "models": [
+                {
+                    "model": w.model,
+                    "version": w.version,
+                    "role": "champion" if w.model == champion else "challenger",
+                    "labeled": w.labeled,
+                    "metrics": dict(w.window.metrics()),
+                    "segments": {s: {**q.metrics(), "labeled": q.seen} for s, q in sorted(w.segments.items())},
+                }
+                for w in watches
+            ],
+            "drift": [
+                {
+                    "feature": f.name,
+                    "psi": self.data_drift.watches[f.name].psi if f.name in self.data_drift.watches else None,
+                    "threshold": spec.psi_threshold,
+                    "window": spec.window,
+                    "detector_drifts": self.data_drift.detections.get(f.name, 0),
+                    "status": _drift_status(self.data_drift, f.name),
+                }
+                for f in self.contract.features
+            ],
+            "alerts": [dict(a) for a in self.alerts.open.values()],
+            "dlq": {"total": sum(self.dlq_reasons.values()), "by_reason": dict(self.dlq_reasons)},
+        }
+
+
+def _drift_status(data_drift: DataDrift, feature: str) -> str:
+    watch = data_drift.watches.get(feature)
+    if watch is None:
+        return "no_reference"
+    return "drifting" if watch.drifting else "ok"
