@@ -12,7 +12,7 @@ rather than render it wrongly:
   own kind and name or by a ``target`` of group, version, kind and exact name;
 - ``namespace``, ``labels`` (metadata labels only: no selectors, no templates) and ``images``.
 
-Where ``kubectl`` is installed, ``tests/unit/test_k8s_manifests.py`` checks that this renders the same
+Where ``kubectl`` is installed, ``tests/unit/deploy/test_k8s_manifests.py`` checks that this renders the same
 objects as ``kubectl kustomize``.
 
 KEDA's CRDs are not among the Kubernetes OpenAPI schemas. Their schema comes from the PyPI package

@@ -125,7 +125,7 @@ def service(
     log = tmp_path / f"{name}.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, "-m", f"eddy.services.{name}"],
             env=service_env(settings, EDDY_HTTP_PORT=str(port), EDDY_SERVICE_NAME=name, **env),
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ import pytest
 from eddy.history.backtest.report import write_report
 
 from tests.browser.chromium import Element, artifacts_dir, parse_dom, render, require_chromium
-from tests.unit.test_backtest_report import HOSTILE, make_binary, make_regression, summary_of
+from tests.unit.history.backtest.test_backtest_report import HOSTILE, make_binary, make_regression, summary_of
 
 
 @pytest.fixture(autouse=True)

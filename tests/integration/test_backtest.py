@@ -15,7 +15,7 @@ from river import evaluate, metrics
 
 from tests.conftest import service_env
 from tests.helpers import create_topics, produce_values, sample_events, sample_labels
-from tests.unit.records import demo_contract
+from tests.records import demo_contract
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from eddy.kafka.client import ensure_topics
 from eddy.stack.apache_kafka import start_kafka
 
 from tests.helpers import produce_values, read_topic
-from tests.unit.records import event
+from tests.records import event
 
 pytestmark = pytest.mark.integration
 

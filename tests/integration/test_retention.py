@@ -30,7 +30,7 @@ from eddy.runtime.loop import BatchResult, InRecord, StreamLoop
 from prometheus_client import REGISTRY
 
 from tests.helpers import ValueWriter, create_topics, read_topic, serdes_for, service, wait_until
-from tests.unit.records import event, prediction
+from tests.records import event, prediction
 
 pytestmark = pytest.mark.integration
 

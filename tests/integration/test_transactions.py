@@ -32,7 +32,7 @@ from eddy.services.validation.config import ValidationConfig
 from eddy.services.validation.handlers import ValidateBatch
 
 from tests.helpers import create_topics, produce_values, serdes_for, wait_until
-from tests.unit.records import event
+from tests.records import event
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ from tests.helpers import (
     service,
     wait_until,
 )
-from tests.unit.records import demo_contract, registry_fact
+from tests.records import demo_contract, registry_fact
 
 pytestmark = pytest.mark.integration
 

@@ -135,7 +135,7 @@ class EmbeddedStack:
         for name in SERVICES:
             port = free_port()
             env = {**child_env, "EDDY_HTTP_PORT": str(port), "EDDY_SERVICE_NAME": name}
-            argv = [sys.executable, "-m", f"services.{name}"]
+            argv = [sys.executable, "-m", f"eddy.services.{name}"]
             self.supervisor.add(Child(name, argv, env, self.logs / f"{name}.log", f"http://127.0.0.1:{port}"))
         if self.demo:
             argv = [sys.executable, "-m", "eddy.cli.main", "demo-feed", *self.demo_args]
