@@ -115,7 +115,7 @@ def read_topic(
 def service(
     name: str, settings: Settings, tmp_path: Path, **env: str
 ) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """``python -m services.<name>`` against the test broker and registry, on a free port, until healthy.
+    """``python -m eddy.services.<name>`` against the test broker and registry, on a free port, until healthy.
 
     Yields the process, its base URL and its log file; the log's tail is printed when it stops.
     """
