@@ -144,7 +144,7 @@ def test_a_committed_offset_that_fell_off_the_log_is_a_dead_letter_gap(kafka: Se
         assert "deleted by retention" in meta["error.message"]
     lost = records_lost(topics.events) - lost_before
     assert lost == sum(log_start[p] - committed[p] for p in ends)
-    assert loop.gaps_total == len(by_partition)
+    assert loop.gaps.total == len(by_partition)
 
 
 def records_lost(topic: str) -> float:

@@ -28,26 +28,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from prometheus_client import Counter as Metric
 
 from eddy.avro.serde import SerdeError, SerdeRegistry, encode_key
 from eddy.core.limits import MAX_FUTURE_MS
 from eddy.core.topics import StreamTopics
-from eddy.kafka.client import committed_offsets
 from eddy.kafka.producer import ConfirmedProducer, Delivery, DeliveryError, Headers
 from eddy.kafka.transactions import TransactionAborted, Transactions
 from eddy.runtime import observability as obs
-from eddy.runtime.dlq import HEADER_PREFIX, RETENTION_GAP, DeadLetter
+from eddy.runtime.dlq import HEADER_PREFIX, DeadLetter
+from eddy.runtime.gaps import GapDetector, OffsetGap, Offsets
 
 log = logging.getLogger(__name__)
 
-Offsets = dict[tuple[str, int], int]
-
-RECORDS_LOST = Metric(
-    "eddy_records_lost_total",
-    "Records deleted by retention before this consumer read them (each gap is also a retention_gap dead letter).",
-    ["service", "topic"],
-)
 
 # Below Kafka's default 1 MB record limit, with room for keys and headers.
 MAX_RECORD_BYTES = 900_000
@@ -144,51 +136,6 @@ class OutRecord:
     raw: bytes | None = None
 
 
-@dataclass(frozen=True)
-class OffsetGap:
-    """Offsets ``first``..``last`` of a partition, deleted by retention before this consumer read them.
-
-    The consumer was positioned at ``first`` (its committed offset, a checkpoint's, or just past what it
-    read) when the log start had already moved to ``log_start``: the client's offset reset skipped ahead.
-    """
-
-    topic: str
-    partition: int
-    first: int
-    last: int
-    log_start: int
-
-    @property
-    def count(self) -> int:
-        return self.last - self.first + 1
-
-    def dead_letter(self, service: str) -> DeadLetter:
-        """The gap as a dead letter: no record to keep, the lost range and the reason in its headers."""
-        message = (
-            f"offsets {self.first}..{self.last} of {self.topic}:{self.partition} ({self.count} records) were deleted "
-            f"by retention before {service} read them; it went on from the log start, offset {self.log_start}"
-        )
-        return DeadLetter(
-            topic=self.topic,
-            partition=self.partition,
-            offset=self.first,
-            key=None,
-            value=None,
-            headers=[],
-            timestamp_ms=None,
-            stage=service,
-            reason=RETENTION_GAP,
-            error_class="OffsetOutOfRange",
-            message=message,
-            extra=(
-                ("gap.first_offset", str(self.first)),
-                ("gap.last_offset", str(self.last)),
-                ("gap.count", str(self.count)),
-                ("gap.log_start_offset", str(self.log_start)),
-            ),
-        )
-
-
 @dataclass
 class BatchResult:
     outputs: list[OutRecord] = field(default_factory=list)
@@ -281,7 +228,6 @@ class StreamLoop:
         self._on_assign = on_assign
         self._on_batch_done = on_batch_done or self.commit
         self._on_idle = on_idle
-        self._on_gap = on_gap
         self.health = health or obs.Health(service)
         self._last_lag_check = 0.0
         self._committed: Offsets = {}
@@ -294,12 +240,7 @@ class StreamLoop:
         # Records the fast lane has sent on so far.
         self.forwarded_total = 0
         self.transactions = Transactions(producer, consumer) if transactional else None
-        # Where each partition's next record should come from, to tell a retention gap from a normal read;
-        # partitions starting from the group's committed offset are looked up at their first batch.
-        self._expected: Offsets = {}
-        self._start_unknown: set[tuple[str, int]] = set()
-        self._gaps: list[OffsetGap] = []
-        self.gaps_total = 0
+        self.gaps = GapDetector(consumer, service, self.health, on_gap)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -352,8 +293,8 @@ class StreamLoop:
         if self.fast_lane is not None:
             accepted, forwarded = self._forward(accepted, self.fast_lane)
         records, dead = self._decode(accepted)
-        if self._gaps:
-            dead = self._take_gaps() + dead
+        if self.gaps.pending:
+            dead = self.gaps.take() + dead
         result = self._handle(records)
         produced = forwarded + self._produce(result.outputs, dead + result.dead)
         if self.transactions is not None:
@@ -413,7 +354,7 @@ class StreamLoop:
             if offset < first.get(where, offset + 1):
                 first[where] = offset
         for (topic, partition), offset in first.items():
-            self._expected[(topic, partition)] = offset
+            self.gaps.expect((topic, partition), offset)
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
@@ -471,7 +412,7 @@ class StreamLoop:
             for tp in self.consumer.position(list(self._assignment.values())):
                 if tp.offset >= 0:
                     offsets[(tp.topic, tp.partition)] = tp.offset
-            self._find_gaps(accepted, offsets)
+            self.gaps.find(accepted, offsets)
         counts = Counter(msg.topic() for msg in accepted) if len(self.topics) > 1 else {self.topics[0]: len(accepted)}
         for topic, count in counts.items():
             if topic and count:
@@ -614,85 +555,6 @@ class StreamLoop:
             )
         return len(outputs) + len(dead)
 
-    # -- retention gaps -------------------------------------------------------------
-
-    def _find_gaps(self, messages: Sequence[Message], positions: Offsets) -> None:
-        """Note the offset ranges retention deleted before this batch's records of each partition could be read.
-
-        Cheap when there is none: per partition that moved, one look at the low watermark the client
-        cached from its last fetch. Only when the log starts past where the partition should have gone
-        on are the batch's offsets walked, to find the exact range.
-        """
-        if self._start_unknown:
-            self._look_up_starts()
-        for where, position in positions.items():
-            expected = self._expected.get(where)
-            self._expected[where] = position
-            if expected is None or position <= expected:
-                continue  # nothing read in it (or rewound), or a start with nothing to compare
-            low = self._log_start(where)
-            if low <= expected:
-                continue  # nothing after ``expected`` was deleted: offsets skipped are transaction markers
-            nxt = expected
-            for msg in messages:
-                if (msg.topic(), msg.partition()) != where:
-                    continue
-                offset: int = msg.offset()  # type: ignore[assignment]
-                if offset > nxt and nxt < low:
-                    self._gap(OffsetGap(where[0], where[1], nxt, min(offset, low) - 1, low))
-                nxt = max(nxt, offset + 1)
-
-    def _log_start(self, where: tuple[str, int]) -> int:
-        """The partition's first offset: as its last fetch reported it, else asked of the broker."""
-        tp = TopicPartition(*where)
-        low, _ = self.consumer.get_watermark_offsets(tp, cached=True)
-        if low < 0:
-            try:
-                low, _ = self.consumer.get_watermark_offsets(tp, timeout=5)
-            except KafkaException:
-                log.warning("log start unknown: a retention gap may go unreported", extra={"partition": where})
-                return -1
-        return low
-
-    def _look_up_starts(self) -> None:
-        """The group's committed offsets of newly assigned partitions: where they should go on from."""
-        wanted, self._start_unknown = sorted(self._start_unknown), set()
-        try:
-            committed = committed_offsets(self.consumer, [TopicPartition(t, p) for t, p in wanted], timeout_s=10)
-        except KafkaException as exc:
-            log.warning("committed offsets unknown: a retention gap may go unreported", extra={"error": str(exc)})
-            return
-        for tp in committed:
-            if tp.offset >= 0:
-                self._expected.setdefault((tp.topic, tp.partition), tp.offset)
-
-    def _gap(self, gap: OffsetGap) -> None:
-        self._gaps.append(gap)
-        self.gaps_total += 1
-        RECORDS_LOST.labels(self.service, gap.topic).inc(gap.count)
-        log.warning(
-            "retention gap: records deleted before they were read",
-            extra={
-                "partition": f"{gap.topic}:{gap.partition}",
-                "first_offset": gap.first,
-                "last_offset": gap.last,
-                "lost": gap.count,
-                "log_start_offset": gap.log_start,
-            },
-        )
-        self.health.set(
-            retention_gaps_total=self.gaps_total,
-            last_retention_gap={"partition": f"{gap.topic}:{gap.partition}", "first": gap.first, "last": gap.last},
-        )
-
-    def _take_gaps(self) -> list[DeadLetter]:
-        """The dead letters of the gaps found in this batch, after ``on_gap`` has heard of each."""
-        gaps, self._gaps = self._gaps, []
-        if self._on_gap is not None:
-            for gap in gaps:
-                self._on_gap(gap)
-        return [gap.dead_letter(self.service) for gap in gaps]
-
     # -- rebalances and lag -------------------------------------------------------
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -703,9 +565,9 @@ class StreamLoop:
         for p in partitions:
             where = (p.topic, p.partition)
             if p.offset >= 0:  # on_assign placed it (learning: its checkpoint's offset)
-                self._expected[where] = p.offset
+                self.gaps.expect(where, p.offset)
             elif p.offset == OFFSET_INVALID:  # the group's committed offset, if any: looked up at the first batch
-                self._start_unknown.add(where)
+                self.gaps.expect_committed(where)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
@@ -718,8 +580,7 @@ class StreamLoop:
         for p in partitions:
             self._committed.pop((p.topic, p.partition), None)
             self._assignment.pop((p.topic, p.partition), None)
-            self._expected.pop((p.topic, p.partition), None)
-            self._start_unknown.discard((p.topic, p.partition))
+            self.gaps.forget((p.topic, p.partition))
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
@@ -729,8 +590,7 @@ class StreamLoop:
         for p in partitions:
             self._committed.pop((p.topic, p.partition), None)
             self._assignment.pop((p.topic, p.partition), None)
-            self._expected.pop((p.topic, p.partition), None)
-            self._start_unknown.discard((p.topic, p.partition))
+            self.gaps.forget((p.topic, p.partition))
 
     def _report_lag(self) -> None:
         now = time.monotonic()

@@ -209,14 +209,14 @@ def test_a_committed_offset_below_the_log_start_is_a_gap() -> None:
     consumer.low[("s.events", 0)] = 12
     loop._assigned(consumer, [TopicPartition("s.events", 0, OFFSET_INVALID)])  # type: ignore[arg-type]
     read(loop, consumer, 0, [12, 13])
-    letters = loop._take_gaps()
+    letters = loop.gaps.take()
     assert gaps == [OffsetGap("s.events", 0, 5, 11, 12)]
     meta = read_dlq_headers(letters[0].dlq_headers())
     assert meta["reason"] == RETENTION_GAP and RETENTION_GAP in NOT_REPLAYABLE
     assert (meta["gap.first_offset"], meta["gap.last_offset"], meta["gap.count"]) == ("5", "11", "7")
     assert letters[0].value is None and letters[0].dlq_topic == "s.dlq"
     read(loop, consumer, 0, [14])  # and only once
-    assert loop._take_gaps() == [] and loop.gaps_total == 1
+    assert loop.gaps.take() == [] and loop.gaps.total == 1
 
 
 def test_a_gap_in_the_middle_of_a_batch_is_found_exactly() -> None:
@@ -225,7 +225,7 @@ def test_a_gap_in_the_middle_of_a_batch_is_found_exactly() -> None:
     loop._assigned(consumer, [TopicPartition("s.events", 1, 40)])  # type: ignore[arg-type]  # placed by on_assign
     consumer.low[("s.events", 1)] = 50
     read(loop, consumer, 1, [40, 41, 50, 51])  # 40 and 41 were fetched before the log start moved
-    loop._take_gaps()
+    loop.gaps.take()
     assert gaps == [OffsetGap("s.events", 1, 42, 49, 50)]
 
 
@@ -247,7 +247,7 @@ def test_no_gap_without_deleted_records(assigned: int, committed: int | None, lo
     consumer.low[("s.events", 0)] = low
     loop._assigned(consumer, [TopicPartition("s.events", 0, assigned)])  # type: ignore[arg-type]
     read(loop, consumer, 0, offsets)
-    assert loop._take_gaps() == [] and gaps == []
+    assert loop.gaps.take() == [] and gaps == []
 
 
 def test_a_consumer_that_falls_behind_retention_while_running_reports_the_gap() -> None:
@@ -257,5 +257,5 @@ def test_a_consumer_that_falls_behind_retention_while_running_reports_the_gap() 
     read(loop, consumer, 0, [0, 1, 2])
     consumer.low[("s.events", 0)] = 100
     read(loop, consumer, 0, [100])
-    loop._take_gaps()
+    loop.gaps.take()
     assert [(g.first, g.last, g.count) for g in gaps] == [(3, 99, 97)]
