@@ -7,8 +7,10 @@ FROM python:3.11-slim-bookworm AS build
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY shared shared
+# setup.py packs schemas/ into the wheel (eddy/_schemas): the installed package runs without this checkout.
+COPY schemas schemas
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
@@ -17,6 +19,7 @@ RUN useradd --create-home --uid 10001 eddy
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
+# The same schemas again, where deployments mount or replace contracts (EDDY_CONTRACTS_DIR below).
 COPY schemas schemas
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     EDDY_SCHEMAS_DIR=/app/schemas EDDY_CONTRACTS_DIR=/app/schemas/streams EDDY_STATE_DIR=/var/lib/eddy \

@@ -30,6 +30,8 @@ from eddy.contracts.retraining import RetrainingSpec, parse_retraining
 
 FEATURE_TYPES = {"double", "long", "string", "boolean"}
 TASKS = {"binary", "multiclass", "regression"}
+# What to do about a missing or empty contracts folder; callers pass only the folder, not the setting it came from.
+CONTRACTS_DIR_HINT = "set EDDY_CONTRACTS_DIR (the contracts_dir setting) to the folder of the stream contracts"
 
 
 @dataclass(frozen=True)
@@ -156,9 +158,25 @@ def _inherited(doc: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def load_contracts(directory: Path, only: tuple[str, ...] = ()) -> dict[str, StreamContract]:
-    """All contracts in ``directory``, or just the streams named in ``only``."""
+    """All contracts in ``directory``, or just the streams named in ``only``.
+
+    Raises
+    ------
+    ContractError
+        For a contract that does not load, and for a folder that is missing or holds no contract: a process
+        that serves no stream because its contracts are elsewhere would look healthy and do nothing.
+
+    >>> load_contracts(Path("/no/such/folder"))
+    Traceback (most recent call last):
+    ...
+    eddy.contracts.durations.ContractError: /no/such/folder: no folder of stream contracts here; ...
+    """
+    paths = sorted(directory.glob("*.yaml"))
+    if not paths:
+        what = "holds no stream contract (*.yaml)" if directory.is_dir() else "no folder of stream contracts here"
+        raise ContractError(f"{directory}: {what}; {CONTRACTS_DIR_HINT}")
     contracts = {}
-    for path in sorted(directory.glob("*.yaml")):
+    for path in paths:
         contract = load_contract(path)
         if contract.name in contracts:
             raise ContractError(f"{path}: stream {contract.name!r} is declared twice")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from eddy.core.resources import default_contracts_dir, default_schemas_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -61,11 +63,15 @@ class Settings:
         metadata={"env": "EDDY_STATE_DIR", "doc": "Logs, checkpoints and the stack file of the embedded stack."},
     )
     schemas_dir: Path = field(
-        default=REPO_ROOT / "schemas", metadata={"env": "EDDY_SCHEMAS_DIR", "doc": "Where the .avsc files live."}
+        default=default_schemas_dir(),
+        metadata={
+            "env": "EDDY_SCHEMAS_DIR",
+            "doc": "Where the .avsc files live (default: the checkout's schemas/, else the installed package's copy).",
+        },
     )
     contracts_dir: Path = field(
-        default=REPO_ROOT / "schemas" / "streams",
-        metadata={"env": "EDDY_CONTRACTS_DIR", "doc": "Where the stream contracts (*.yaml) live."},
+        default=default_contracts_dir(),
+        metadata={"env": "EDDY_CONTRACTS_DIR", "doc": "Where the stream contracts (*.yaml) live: streams/ in those."},
     )
     streams: tuple[str, ...] = field(
         default=(),
