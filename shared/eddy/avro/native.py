@@ -11,7 +11,8 @@ program compiled here from the schema instead. It serves three callers:
   not vouch for.
 
 The extension is optional: it is built at install time when a C compiler is
-there, and without it (``NATIVE`` is False) everything runs on fastavro.
+there, and without it, or with ``EDDY_NATIVE=off`` (``eddy.native``), ``NATIVE``
+is False and everything runs on fastavro.
 
 Examples
 --------
@@ -24,12 +25,17 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-try:
-    from eddy.native import _avro_native  # type: ignore[attr-defined]
-except ImportError:  # no C compiler at install time
-    _avro_native = None
+from eddy.native import load
+
+if TYPE_CHECKING:
+    # mypy checks the calls below against the extension's stub (_avro_native.pyi) ...
+    from eddy.native import _avro_native
+else:
+    # ... while at run time it is None without a C compiler at install time, or with EDDY_NATIVE=off.
+    _avro_native = load("_avro_native")
 
 NATIVE = _avro_native is not None
 
@@ -50,8 +56,23 @@ OTHER, ID, TIME, FEATURE = 0, 1, 2, 3
 # Kinds a field, union branch or map value may have in the codec.
 ENCODABLE = ("null", "boolean", "int", "long", "double", "string")
 
-# (name, kind, null_index, role, numeric, required, lo, hi, allowed, search, symbols, size)
-Op = tuple[str, int, int, int, bool, bool, float, float, Any, Any, Any, int]
+# (name, kind, null_index, role, numeric, required, lo, hi, allowed, search, symbols, size), as _avro_native.pyi has it.
+Op = tuple[
+    str,
+    int,
+    int,
+    int,
+    bool,
+    bool,
+    float,
+    float,
+    frozenset[Any] | None,
+    Callable[[str], object] | None,
+    tuple[str, ...] | None,
+    int,
+]
+# A field of the codec's program: (name, is_map, null index of a [null, map] union or -1, kind or union's kinds).
+CodecField = tuple[str, bool, int, int | tuple[int, ...]]
 
 
 class Unsupported(ValueError):
@@ -117,12 +138,12 @@ def decode_program(schema: dict[str, Any]) -> list[Op]:
     return ops
 
 
-def encoder_fields(schema: dict[str, Any]) -> list[tuple[str, bool, int, Any]]:
+def encoder_fields(schema: dict[str, Any]) -> list[CodecField]:
     """The codec program of ``schema``: per field (name, is_map, null index of a [null, map] union, type).
 
     A type is a kind, or a tuple of kinds for a union of primitives.
     """
-    fields = []
+    fields: list[CodecField] = []
     for field in schema.get("fields", []):
         avro = field["type"]
         map_null = -1
@@ -156,15 +177,15 @@ def _primitive(avro: Any) -> int:
     return KINDS[avro]
 
 
-def checker(header: bytes, ops: list[Op]) -> Any:
+def checker(header: bytes, ops: list[Op]) -> _avro_native.Checker:
     """A native ``Checker`` (``check`` and ``decode`` over lists of values)."""
     if _avro_native is None:
-        raise Unsupported("the native extension was not built")
+        raise Unsupported("the native extension was not built, or EDDY_NATIVE=off")
     return _avro_native.Checker(header, ops)
 
 
-def codec(header: bytes, schema: dict[str, Any]) -> Any:
+def codec(header: bytes, schema: dict[str, Any]) -> _avro_native.Codec:
     """A native ``Codec`` for ``schema``: ``encode`` one record, ``decode`` a list of values."""
     if _avro_native is None:
-        raise Unsupported("the native extension was not built")
+        raise Unsupported("the native extension was not built, or EDDY_NATIVE=off")
     return _avro_native.Codec(header, encoder_fields(schema))

@@ -6,34 +6,37 @@ for this pipeline. :class:`LinearKernel` runs the same arithmetic in C
 then writes the state back into the river objects, so the estimator afterwards
 is river's own and pickles, predicts and learns as before. It applies only to
 the exact configuration it reproduces (plain SGD with constant learning rates,
-no L1, zero initial weights, a scaler without a window); anything else, or a
-build without a C compiler, takes river's own path.
+no L1, zero initial weights, a scaler without a window); anything else, a
+build without a C compiler, or ``EDDY_NATIVE=off``, takes river's own path.
 
 >>> from river import linear_model, preprocessing
 >>> model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
->>> kernel = LinearKernel.of(model, ("a", "b"))
->>> X = np.array([[1.0, 2.0], [2.0, 0.5], [0.0, 1.0]])
->>> out = kernel.run(np.array([1, 1, 0], dtype=np.uint8), np.array([0, 1, 2]), X, np.array([1.0, 0.0, 0.0]))
 >>> reference = preprocessing.StandardScaler() | linear_model.LogisticRegression()
 >>> reference.learn_one({"a": 1.0, "b": 2.0}, True); reference.learn_one({"a": 2.0, "b": 0.5}, False)
->>> bool(abs(out[2] - reference.predict_proba_one({"a": 0.0, "b": 1.0})[True]) < 1e-12)
-True
->>> model["LogisticRegression"].weights == reference["LogisticRegression"].weights
-True
+>>> kernel = LinearKernel.of(model, ("a", "b"))  # None without the extension
+>>> if kernel is not None:
+...     X = np.array([[1.0, 2.0], [2.0, 0.5], [0.0, 1.0]])
+...     out = kernel.run(np.array([1, 1, 0], dtype=np.uint8), np.array([0, 1, 2]), X, np.array([1.0, 0.0, 0.0]))
+...     assert abs(out[2] - reference.predict_proba_one({"a": 0.0, "b": 1.0})[True]) < 1e-12
+...     assert model["LogisticRegression"].weights == reference["LogisticRegression"].weights
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from river import compose, linear_model, optim, preprocessing
 
-try:
-    from eddy.native import _linear_native as native  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: river's own path
-    native = None
+from eddy.native import load
+
+if TYPE_CHECKING:
+    # mypy checks the call in run() against the extension's stub (_linear_native.pyi) ...
+    from eddy.native import _linear_native as native
+else:
+    # ... while at run time it is None (river's own path) without a C compiler at install time, or with EDDY_NATIVE=off.
+    native = load("_linear_native")
 
 LOSS_LOG, LOSS_SQUARED = 0, 1
 PREDICT, LEARN = 0, 1

@@ -41,6 +41,8 @@ static double raw_dot(const double *w, const double *xs, double intercept, Py_ss
     return dot + intercept;
 }
 
+static int aligned(const Py_buffer *b) { return ((uintptr_t)b->buf % sizeof(double)) == 0; }
+
 static PyObject *run(PyObject *self, PyObject *args) {
     Py_buffer kinds, index, X, y, state, out;
     Py_ssize_t d;
@@ -55,6 +57,15 @@ static PyObject *run(PyObject *self, PyObject *args) {
     if (d <= 0 || index.len != n_ops * (Py_ssize_t)sizeof(int64_t) || state.len != (4 * d + 2) * (Py_ssize_t)sizeof(double) ||
         y.len < rows * (Py_ssize_t)sizeof(double) || out.len < rows * (Py_ssize_t)sizeof(double)) {
         PyErr_SetString(PyExc_ValueError, "linear kernel: buffer sizes do not agree");
+        goto done;
+    }
+    if (loss != LOSS_LOG && loss != LOSS_SQUARED) {
+        PyErr_Format(PyExc_ValueError, "linear kernel: unknown loss %d", loss);
+        goto done;
+    }
+    /* The buffers are read as int64 and double arrays: a slice at an odd offset would be misaligned loads. */
+    if (!aligned(&index) || !aligned(&X) || !aligned(&y) || !aligned(&state) || !aligned(&out)) {
+        PyErr_SetString(PyExc_ValueError, "linear kernel: buffers must be 8-byte aligned");
         goto done;
     }
     const uint8_t *op = (const uint8_t *)kinds.buf;
