@@ -12,9 +12,20 @@ from dataclasses import replace
 
 from eddy.core.settings import Settings
 
+# eddy's exit codes (README, "Using eddy"): 0 done, 1 the command ran and failed, 2 the command line is wrong.
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
 
 class CliError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+    """A failure while running a command (broker down, unknown topic, refused request): one line, exit code 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (a missing or invalid option): one line, exit code 2, like argparse's."""
+
+    exit_code = EXIT_USAGE
 
 
 def resolve_settings() -> Settings:

@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 
 from eddy.cli import models as cli_models
-from eddy.cli.common import CliError
+from eddy.cli.common import CliError, UsageError
 from eddy.cli.models import call, registry_options, registry_url
+from eddy.cli.options import positive_int
 from eddy.core.settings import Settings
 from eddy.runtime.auth import client_headers
 
@@ -245,7 +246,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.ids) < 2:
-        raise CliError("compare needs at least two experiment ids")
+        raise UsageError("eddy experiments compare ID ID ...: name at least two experiments")
     experiments = [call(args, "GET", "/api/experiments/show", params={"id": i}) for i in args.ids]
     doc = comparison(experiments)
     if args.json:
@@ -283,7 +284,7 @@ def add_parsers(sub: Any) -> None:
 
     p = actions.add_parser("list", parents=[common], help="a stream's experiments, newest first")
     p.add_argument("stream")
-    p.add_argument("--limit", type=int, default=50, help="at most N experiments (default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, help="at most N experiments (default 50)")
     p.set_defaults(func=cmd_list)
 
     p = actions.add_parser("show", parents=[common], help="one experiment: models, data range, metrics, report")

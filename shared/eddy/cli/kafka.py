@@ -9,11 +9,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from eddy.cli.common import CliError
+from eddy.cli.common import CliError, UsageError
+from eddy.cli.options import positive_int
 from eddy.stack.apache_kafka import KAFKA_VERSION, SCALA_VERSION, KafkaUnavailable, install, installed, kafka_home
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
+    if args.action == "install" and (args.dir or args.nodes != 1):
+        raise UsageError("eddy kafka install takes no --dir or --nodes (they go with `eddy kafka start`)")
     try:
         if args.action == "install":
             return _install()
@@ -69,6 +72,6 @@ def add_parsers(sub: Any) -> None:
         "runs the whole stack on it.",
     )
     p.add_argument("action", choices=["install", "start"])
-    p.add_argument("--nodes", type=int, default=1, help="with start: KRaft nodes, each broker and controller")
+    p.add_argument("--nodes", type=positive_int, default=1, help="with start: KRaft nodes, each broker and controller")
     p.add_argument("--dir", help="with start: where data and logs go (default: a temporary directory)")
     p.set_defaults(func=cmd_kafka)

@@ -1,13 +1,16 @@
 """The ``eddy`` command line.
 
-User mistakes (unknown stream, bad file, broker down) end with one clear line on
-stderr and a non-zero exit, never a traceback.
+Every failure ends with one clear line on stderr, never a traceback, and an exit code:
+0 done, 1 the command ran and failed (broker down, unknown stream or topic, a
+refused request), 2 the command line is wrong (argparse's errors and eddy's own
+option checks, :mod:`eddy.cli.options`).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import importlib.metadata
 import json
 import logging
 import os
@@ -17,7 +20,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -27,13 +30,12 @@ from eddy.cli import experiments as cli_experiments
 from eddy.cli import kafka as cli_kafka
 from eddy.cli import models as cli_models
 from eddy.cli import replay as cli_replay
-from eddy.cli.common import CliError, resolve_settings
+from eddy.cli.common import EXIT_FAILURE, EXIT_USAGE, CliError, UsageError, resolve_settings
+from eddy.cli.options import non_negative_int, non_negative_number, positive_int, positive_number
 from eddy.contracts.durations import ContractError
 from eddy.contracts.stream import StreamContract, load_contract, load_contracts
 from eddy.core.settings import Settings, redact_url, settings_table
 from eddy.runtime.auth import client_headers
-
-EXIT_USER_ERROR = 2
 
 
 def _contracts(settings: Settings) -> dict[str, StreamContract]:
@@ -139,13 +141,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     services = {}
     for name, info in stack["services"].items():
         services[name] = {**info, "health": service_health(info.get("url"))}
+    boards = _monitoring(services.get("monitoring", {}).get("url"))
     doc = {
         "running": True,
         "bootstrap_servers": stack["bootstrap_servers"],
         "schema_registry_url": redact_url(stack["schema_registry_url"]),
         "state_dir": stack["state_dir"],
         "services": services,
-        "streams": _monitoring(services.get("monitoring", {}).get("url")),
+        "models": _current_roles(settings, sorted(set(boards) | set(_stream_names(settings)))),
+        "streams": boards,
     }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -159,9 +163,47 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{name:<16} {health.get('status', '?'):<9} {info.get('pid') or '-':>7} {info['restarts']:>8} "
             f"{lag:>7}  {info.get('url') or ''}"
         )
-    for stream, board in doc["streams"].items():
-        _print_board(stream, board)
+    for stream, roles in doc["models"].items():
+        _print_board(stream, roles, doc["streams"].get(stream, {}))
     return 0
+
+
+def _stream_names(settings: Settings) -> list[str]:
+    return sorted(_loadable_contracts(settings))
+
+
+def _loadable_contracts(settings: Settings) -> dict[str, StreamContract]:
+    """The contracts, or none when they do not load (status reports the stack, not the contract files)."""
+    try:
+        return _contracts(settings)
+    except ContractError:
+        return {}
+
+
+def _current_roles(settings: Settings, streams: list[str]) -> dict[str, dict[str, Any]]:
+    """Each stream's champion and challenger now, from the model registry; with the answer's source.
+
+    Without a registry to ask, the champion is the one each stream starts with (its contract's first
+    model), and the entry says so: after a promotion that is no longer true.
+    """
+    url: str | None = None
+    no_registry: str | None = None
+    try:
+        url = cli_models.registry_url(None, settings)
+    except CliError as exc:
+        no_registry = str(exc)
+    roles = cli_models.live_roles(url, streams) if url else {}
+    first = {name: c.champion.name for name, c in _loadable_contracts(settings).items()}
+    for stream in streams:
+        if "champion" in roles.get(stream, {}):
+            continue
+        roles[stream] = {
+            "champion": f"{first[stream]}@1" if stream in first else None,
+            "challenger": None,
+            "source": "the contract (the first champion only; the model registry did not answer)",
+            "error": roles.get(stream, {}).get("error") or no_registry,
+        }
+    return roles
 
 
 def _monitoring(url: str | None) -> dict[str, Any]:
@@ -178,9 +220,17 @@ def _monitoring(url: str | None) -> dict[str, Any]:
         return {}
 
 
-def _print_board(stream: str, board: dict[str, Any]) -> None:
-    """Each model's current window metrics (and its worst segment), then the open alerts."""
+def _print_board(stream: str, roles: dict[str, Any], board: dict[str, Any]) -> None:
+    """The current champion and challenger, each model's window metrics (and segments), then the open alerts."""
     print(f"\nstream {stream} ({board.get('task', '?')})")
+    challenger = roles.get("challenger") or "-"
+    canary = f" (canary {roles['canary']:g})" if roles.get("challenger") and roles.get("canary") is not None else ""
+    print(f"  champion {roles.get('champion') or '?'}  challenger {challenger}{canary}  from {roles['source']}")
+    if roles.get("error"):
+        print(f"  ({roles['error']})")
+    if not board:
+        print("  monitoring has no dashboard for it yet")
+        return
     models = board.get("models") or []
     if not models:
         print("  no labeled examples yet")
@@ -311,7 +361,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout if args.timeout else None
     try:
         while (args.max is None or printed < args.max) and (deadline is None or time.monotonic() < deadline):
-            for msg in consumer.consume(min(500, (args.max or 500) - printed), 0.2):
+            for msg in consumer.consume(tail_batch(args.max, printed), 0.2):
                 if msg.error():
                     continue
                 raw = msg.value() or b""
@@ -339,6 +389,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
     finally:
         consumer.close()
     return 0
+
+
+def tail_batch(most: int | None, printed: int, batch: int = 500) -> int:
+    """How many records the next read of ``eddy tail`` asks for: a full batch when it follows without ``--max``.
+
+    >>> tail_batch(None, 500), tail_batch(None, 10_000), tail_batch(700, 500), tail_batch(3, 0)
+    (500, 500, 200, 3)
+    """
+    return batch if most is None else min(batch, most - printed)
 
 
 def _show_bytes(raw: bytes) -> str:
@@ -370,8 +429,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
     settings = resolve_settings()
     stream = args.stream if args.action == "replay" else args.action
+    if args.action != "replay" and (args.reason or args.dry_run or args.url):
+        raise UsageError("--reason, --dry-run and --url go with `eddy dlq replay S`")
     if args.action == "replay" and not args.stream:
-        raise CliError("eddy dlq replay S: name the stream")
+        raise UsageError("eddy dlq replay S: name the stream whose dead letters to replay")
+    if args.action != "replay" and args.stream:
+        raise UsageError(f"eddy dlq {args.action} {args.stream}: name one stream, or `eddy dlq replay S`")
     _contract(settings, stream)
     _check_kafka(settings)
     try:
@@ -440,16 +503,25 @@ def cmd_streams(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.action == "validate":
         if not args.name:
-            raise CliError("eddy streams validate FILE")
+            raise UsageError("eddy streams validate FILE: name the contract file to check")
         contract = load_contract(Path(args.name))
         print(f"{args.name}: stream {contract.name!r} is valid ({len(contract.features)} features, {contract.task})")
         return 0
     contracts = _contracts(settings)
     if args.action == "list":
+        if args.name:
+            raise UsageError(f"eddy streams list takes no name (`eddy streams show {args.name}` shows one)")
+        roles = _current_roles(settings, sorted(contracts))
         for name, c in sorted(contracts.items()):
-            print(f"{name:<20} {c.task:<11} {len(c.features):>3} features  champion={c.champion.name}  {c.path}")
+            champion = roles[name]["champion"]
+            print(f"{name:<20} {c.task:<11} {len(c.features):>3} features  champion={champion}  {c.path}")
+        sources = {r["source"] for r in roles.values()}
+        if sources:
+            print(f"(champions from {' and '.join(sorted(sources))})", file=sys.stderr)
         return 0
-    contract = _contract(settings, args.name or "")
+    if not args.name:
+        raise UsageError("eddy streams show S: name the stream (`eddy streams list` lists them)")
+    contract = _contract(settings, args.name)
     doc = {
         "stream": contract.name,
         "task": contract.task,
@@ -475,8 +547,33 @@ def cmd_config(_args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------------------
 
 
+class EddyArgumentParser(argparse.ArgumentParser):
+    """argparse with eddy's usage errors: one line that says what is wrong and where the help is; exit code 2.
+
+    Subcommand parsers are of the same class (``add_subparsers`` makes them so).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def version_line() -> str:
+    """The installed distribution's version, where the package runs from, and on which Python.
+
+    >>> version_line().startswith("eddy ")
+    True
+    """
+    try:
+        installed = importlib.metadata.version("eddy")
+    except importlib.metadata.PackageNotFoundError:
+        installed = "(no installed distribution)"
+    package = Path(__file__).resolve().parent.parent
+    return f"eddy {installed} from {package} (Python {sys.version.split()[0]} at {sys.executable})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eddy", description="Streaming MLOps on Kafka.")
+    parser = EddyArgumentParser(prog="eddy", description="Streaming MLOps on Kafka.")
+    parser.add_argument("--version", action="version", version=version_line(), help="show eddy's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the embedded stack (broker, registry, every service) until Ctrl-C")
@@ -486,13 +583,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["tansu", "kafka"],
         help="the broker to start: tansu (in memory, the default) or kafka (Apache Kafka, `eddy kafka install`)",
     )
-    up.add_argument("--rate", type=float, default=100.0, help="demo events per second (default 100)")
-    up.add_argument("--label-delay", type=float, default=2.0, help="seconds before a demo label arrives (default 2)")
-    up.add_argument("--drift-at", type=int, default=6000, help="demo event at which the concept drifts (default 6000)")
+    up.add_argument("--rate", type=positive_number, default=100.0, help="demo events per second (default 100)")
+    up.add_argument(
+        "--label-delay", type=non_negative_number, default=2.0, help="seconds before a demo label arrives (default 2)"
+    )
+    up.add_argument(
+        "--drift-at", type=non_negative_int, default=6000, help="demo event at which the concept drifts (default 6000)"
+    )
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop a running `eddy up`")
-    down.add_argument("--timeout", type=float, default=60.0)
+    down.add_argument("--timeout", type=positive_number, default=60.0, help="seconds to wait for it (default 60)")
     down.set_defaults(func=cmd_down)
 
     status = sub.add_parser("status", help="health and consumer lag of every service")
@@ -508,17 +609,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print a topic's records as JSON lines (decoded Avro)")
     tail.add_argument("topic")
     tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--max", type=int, default=None, help="stop after N records")
-    tail.add_argument("--timeout", type=float, default=None, help="stop after SEC seconds")
+    tail.add_argument("--max", type=positive_int, default=None, help="stop after N records (default: follow)")
+    tail.add_argument("--timeout", type=positive_number, default=None, help="stop after SEC seconds")
     tail.add_argument("--meta", action="store_true", help="include topic, partition, offset, key, timestamp")
     tail.set_defaults(func=cmd_tail)
 
     demo = sub.add_parser("demo-feed", help="produce the demo stream (SEA with a concept drift) and its labels")
     demo.add_argument("--stream", default="demo")
-    demo.add_argument("--rate", type=float, default=100.0)
-    demo.add_argument("--count", type=int, default=0, help="events to send (0: until stopped)")
-    demo.add_argument("--label-delay", type=float, default=2.0)
-    demo.add_argument("--drift-at", type=int, default=6000)
+    demo.add_argument("--rate", type=positive_number, default=100.0)
+    demo.add_argument("--count", type=non_negative_int, default=0, help="events to send (0: until stopped)")
+    demo.add_argument("--label-delay", type=non_negative_number, default=2.0)
+    demo.add_argument("--drift-at", type=non_negative_int, default=6000)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--run-id", default="")
     demo.set_defaults(func=cmd_demo_feed)
@@ -529,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq.add_argument("action", metavar="S|replay", help="a stream name to show its DLQ, or `replay`")
     dlq.add_argument("stream", nargs="?", help="with replay: the stream")
-    dlq.add_argument("--max", type=int, default=None, help="show at most N records")
+    dlq.add_argument("--max", type=positive_int, default=None, help="show at most N records")
     dlq.add_argument("--json", action="store_true", help="one JSON object per line")
     dlq.add_argument("--reason", action="append", help="with replay: only these reasons (prefix match; repeatable)")
     dlq.add_argument("--dry-run", action="store_true", help="with replay: report, send nothing")
@@ -551,24 +652,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one ``eddy`` command; its exit code (0 done, 1 failed, 2 wrong command line)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not logging.getLogger().handlers:
         logging.basicConfig(level=os.environ.get("EDDY_LOG_LEVEL", "ERROR").upper(), format="eddy: %(message)s")
     try:
         result: int = args.func(args)
         return result
-    except (CliError, ContractError) as exc:
-        print(f"eddy: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except CliError as exc:
+        print(f"eddy: error: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except ContractError as exc:  # a contract file that does not load: the files are wrong, not the command
+        print(f"eddy: error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `eddy ... | head`: the reader has all it wanted. Point stdout at /dev/null so that the flush at
+        # exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         # Errors from Kafka, the registry or the stack are still one line; --debug shows the trace.
         if os.environ.get("EDDY_DEBUG"):
             raise
         logging.getLogger("eddy").debug("failed", exc_info=True)
-        print(f"eddy: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        print(f"eddy: error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def one_line(message: str) -> str:
+    r"""An error message on one line: a multi-line one (a broker's, a contract's list of problems) joined by "; ".
+
+    >>> one_line("contract demo.yaml:\n  - no features\n  - no models\n")
+    'contract demo.yaml: - no features; - no models'
+    """
+    out = ""
+    for line in (text.strip() for text in message.splitlines()):
+        if line:
+            out += line if not out else (" " if out.endswith(":") else "; ") + line
+    return out
 
 
 if __name__ == "__main__":

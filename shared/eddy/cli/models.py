@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from eddy.cli.common import CliError
+from eddy.cli.options import model_version
 from eddy.core.settings import Settings
 from eddy.runtime.auth import CLIENT_KEY_ENV, client_headers
 
@@ -101,6 +102,31 @@ def record_audit(stream: str, action: str, details: dict[str, Any], url: str | N
     return request(
         registry_url(url), "POST", "/api/audit", content=content, headers={"Content-Type": "application/json"}
     )
+
+
+def live_roles(url: str, streams: list[str]) -> dict[str, dict[str, Any]]:
+    """Each stream's champion, challenger and canary share as the registry at ``url`` has them now.
+
+    A stream the registry cannot answer for gets ``{"error": ...}`` instead; once the registry cannot be
+    reached, the remaining streams get the same error without another wait. Every entry says its ``source``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    unreachable: str | None = None
+    for stream in streams:
+        source = {"source": f"the model registry at {url}"}
+        if unreachable is not None:
+            out[stream] = {**source, "error": unreachable}
+            continue
+        try:
+            doc = request(url, "GET", "/api/models", params={"stream": stream})
+        except CliError as exc:
+            out[stream] = {**source, "error": str(exc)}
+            if isinstance(exc.__cause__, httpx.HTTPError):
+                unreachable = str(exc)
+            continue
+        roles = {"champion": doc.get("champion"), "challenger": doc.get("challenger"), "canary": doc.get("canary")}
+        out[stream] = {**roles, **source}
+    return out
 
 
 def _actor() -> str:
@@ -262,30 +288,30 @@ def add_parsers(sub: Any) -> None:
 
     p = actions.add_parser("show", parents=[common], help="everything about a version, its lineage and audit")
     p.add_argument("stream")
-    p.add_argument("version", help="name@version, e.g. default@2")
+    p.add_argument("version", type=model_version, help="name@version, e.g. default@2")
     p.set_defaults(func=cmd_show)
 
     p = actions.add_parser("diff", parents=[common], help="spec, metrics and lineage of two versions side by side")
     p.add_argument("stream")
-    p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("a", type=model_version, help="name@version")
+    p.add_argument("b", type=model_version, help="name@version")
     p.set_defaults(func=cmd_diff)
 
     p = actions.add_parser("promote", parents=[common], help="make a version the champion (probation applies)")
     p.add_argument("stream")
-    p.add_argument("version")
+    p.add_argument("version", type=model_version, help="name@version")
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_promote)
 
     p = actions.add_parser("rollback", parents=[common], help="archive the champion, restore an earlier one")
     p.add_argument("stream")
-    p.add_argument("--to", help="the version to restore (default: the previous champion)")
+    p.add_argument("--to", type=model_version, help="the version to restore (default: the previous champion)")
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_rollback)
 
     p = actions.add_parser("archive", parents=[common], help="archive a version that is not the champion")
     p.add_argument("stream")
-    p.add_argument("version")
+    p.add_argument("version", type=model_version, help="name@version")
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_archive)
 

@@ -70,7 +70,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         code = args.func(args)
     except cli.CliError as exc:
         print(f"eddy: error: {exc}", file=sys.stderr)
-        code = cli.EXIT_USER_ERROR
+        code = exc.exit_code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -138,11 +138,11 @@ def test_compare_flags_different_data(registry_url: str, tmp_path: Path, capsys:
 
 def test_errors_are_one_line(registry_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "experiments", "show", "nope")
-    assert code == cli.EXIT_USER_ERROR and err == "eddy: error: no experiment 'nope' (HTTP 404)\n"
+    assert code == cli.EXIT_FAILURE and err == "eddy: error: no experiment 'nope' (HTTP 404)\n"
     code, _, err = run(capsys, "experiments", "compare", "a")
-    assert code == cli.EXIT_USER_ERROR and "at least two" in err
+    assert code == cli.EXIT_USAGE and "at least two" in err
     code, _, err = run(capsys, "experiments", "list", "nope")
-    assert code == cli.EXIT_USER_ERROR and "unknown stream 'nope'" in err
+    assert code == cli.EXIT_FAILURE and "unknown stream 'nope'" in err
 
 
 def test_record_warns_and_returns_none_when_it_cannot(

@@ -131,9 +131,9 @@ def test_archive_and_retrain(fake: FakeRegistry, capsys: pytest.CaptureFixture[s
 
 def test_registry_errors_are_one_line(fake: FakeRegistry, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "models", "promote", "demo", "default@1")
-    assert code == cli.EXIT_USER_ERROR and err == "eddy: error: default@1 is already the champion (HTTP 409)\n"
+    assert code == cli.EXIT_FAILURE and err == "eddy: error: default@1 is already the champion (HTTP 409)\n"
     code, _, err = run(capsys, "models", "list", "nope")
-    assert code == cli.EXIT_USER_ERROR and "unknown stream 'nope'" in err
+    assert code == cli.EXIT_FAILURE and "unknown stream 'nope'" in err
 
 
 def test_unreachable_registry(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,7 +143,7 @@ def test_unreachable_registry(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     transport = httpx.MockTransport(refuse)
     monkeypatch.setattr(cli_models, "make_client", lambda url: httpx.Client(base_url=url, transport=transport))
     code, _, err = run(capsys, "models", "list", "demo", "--url", "http://127.0.0.1:1")
-    assert code == cli.EXIT_USER_ERROR and "cannot reach the model registry at http://127.0.0.1:1" in err
+    assert code == cli.EXIT_FAILURE and "cannot reach the model registry at http://127.0.0.1:1" in err
 
 
 def test_url_from_the_running_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 - ``S.validated``: data drift of each feature against the reference profile from ``S.profiles``.
 - ``S.predictions``: prediction drift per model, end-to-end latency, label coverage.
 - ``S.dlq`` and ``eddy.model-events`` (through :meth:`Monitor.on_dlq` and :meth:`Monitor.on_model_event`):
-  the dashboard's DLQ rate and its promotion markers.
+  the dashboard's DLQ rate, its promotion markers, and each version's role (champion, challenger,
+  shadow, archived) as the registry's latest alias table has it.
 
 Alerts leave as records for ``S.alerts``; :meth:`Monitor.tick` refreshes the
 gauges and the dashboard document once per tick.
@@ -20,6 +21,7 @@ from typing import Any
 
 from eddy.contracts.stream import StreamContract
 from eddy.core.topics import StreamTopics
+from eddy.ml.roles import StreamRoles, VersionKey, contract_roles, roles_of_event
 from eddy.runtime.loop import BatchResult, InRecord, OutRecord
 from eddy.services.monitoring import metrics
 from eddy.services.monitoring.alerts import AlertBook, Evidence, Reading
@@ -83,7 +85,10 @@ class Monitor:
     """The monitoring handler for one stream."""
 
     def __init__(
-        self, contract: StreamContract, config: MonitorConfig = MonitorConfig(), clock: Callable[[], float] = time.time
+        self,
+        contract: StreamContract,
+        config: MonitorConfig = MonitorConfig(),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.contract = contract
         self.config = config
@@ -99,6 +104,8 @@ class Monitor:
         self.predicted: Counter[str] = Counter()
         self.dlq_reasons: Counter[str] = Counter()
         self.timeline = Timeline(config.history)
+        # Until the registry's first event arrives, the contract's starting roles (its first model champion).
+        self.roles: StreamRoles = contract_roles(contract)
         self.document: dict[str, Any] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ticked_at = 0.0
@@ -230,6 +237,9 @@ class Monitor:
         self.timeline.count("dlq", count)
 
     def on_model_event(self, event: dict[str, Any]) -> None:
+        roles = roles_of_event(event)
+        if roles is not None:
+            self.roles = roles
         if event["event_type"] in ("promoted", "rolled_back"):
             label = f"{event['model_name']} v{event['model_version']} {event['event_type'].replace('_', ' ')}"
             self.timeline.mark(int(event["at_ms"]), "promotion", label)
@@ -275,9 +285,17 @@ class Monitor:
         self.timeline.close(int(at * 1000), gauges)
         self.document = self._document(at)
 
+    def role_of(self, model: str, version: int) -> str:
+        """A version's alias in the latest table; "unregistered" for one the table does not know (yet)."""
+        return self.roles.alias_of(VersionKey(model, version)) or "unregistered"
+
     def _document(self, now: float) -> dict[str, Any]:
-        champion = self.contract.champion.name
-        watches = sorted(self.watches.values(), key=lambda w: (w.model != champion, w.model, -w.version))
+        champion = self.roles.champion
+
+        def order(w: ModelWatch) -> tuple[bool, str, int]:
+            return (VersionKey(w.model, w.version) != champion, w.model, -w.version)
+
+        watches = sorted(self.watches.values(), key=order)
         spec = self.contract.monitoring.data_drift
         return {
             "stream": self.contract.name,
@@ -290,7 +308,7 @@ class Monitor:
                 {
                     "model": w.model,
                     "version": w.version,
-                    "role": "champion" if w.model == champion else "challenger",
+                    "role": self.role_of(w.model, w.version),
                     "labeled": w.labeled,
                     "metrics": dict(w.window.metrics()),
                     "segments": {s: {**q.metrics(), "labeled": q.seen} for s, q in sorted(w.segments.items())},
