@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from eddy.avro import native
 from eddy.avro.schemas import subject_for, value_schema
 from eddy.contracts.stream import StreamContract
+from eddy.core.envconfig import read_one
 from eddy.core.settings import Settings
 
 _HEADER = struct.Struct(">bI")
@@ -230,7 +230,7 @@ class SerdeRegistry:
         codec: str | None = None,
     ):
         self.client = client
-        self.codec = codec or os.environ.get("EDDY_SERDE", "fast")
+        self.codec = codec or read_one(Settings, "serde")
         if self.codec not in ("fast", "confluent"):
             raise ValueError(f"EDDY_SERDE must be 'fast' or 'confluent', not {self.codec!r}")
         self._schemas_dir = schemas_dir

@@ -7,9 +7,10 @@ modules import, and their errors would escape ``main()``'s one-line handling.
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
+from eddy.core.envconfig import explicitly_set, read_env, read_one, setting
 from eddy.core.settings import Settings
 
 # eddy's exit codes (README, "Using eddy"): 0 done, 1 the command ran and failed, 2 the command line is wrong.
@@ -28,15 +29,44 @@ class UsageError(CliError):
     exit_code = EXIT_USAGE
 
 
-def resolve_settings() -> Settings:
+@dataclass(frozen=True)
+class CliSettings:
+    """The command's own settings, beyond the shared ``Settings`` (read by ``eddy.core.envconfig`` too).
+
+    Examples
+    --------
+    >>> read_env(CliSettings, {"EDDY_MODEL_REGISTRY_URL": "http://r:8001", "EDDY_DEBUG": "1"})
+    CliSettings(model_registry_url='http://r:8001', debug=True)
+    """
+
+    model_registry_url: str = setting(
+        "",
+        "EDDY_MODEL_REGISTRY_URL",
+        "The model registry `eddy models`, `eddy retrain` and `eddy experiments` talk to; empty: the running "
+        "`eddy up`'s (`--url` wins).",
+    )
+    debug: bool = setting(False, "EDDY_DEBUG", "true: an unexpected CLI error shows its traceback, not one line.")
+
+
+def cli_settings(env: Mapping[str, str] | None = None) -> CliSettings:
+    """The command's own settings from ``env`` (default: the process environment)."""
+    return read_env(CliSettings, env)
+
+
+def cli_log_level(default: str, env: Mapping[str, str] | None = None) -> str:
+    """``EDDY_LOG_LEVEL`` when set; else the command's ``default``, quieter than a service's."""
+    return str(read_one(Settings, "log_level", env, default))
+
+
+def resolve_settings(env: Mapping[str, str] | None = None) -> Settings:
     """The environment's settings, with Kafka and the schema registry of a running ``eddy up`` unless set."""
-    settings = Settings.from_env()
+    settings = Settings.from_env(env)
     from eddy.stack.up import pid_alive, read_stack
 
     stack = read_stack(settings.state_dir)
     if stack and pid_alive(stack.get("supervisor_pid")):
-        if not os.environ.get("EDDY_BOOTSTRAP_SERVERS"):
+        if not explicitly_set("EDDY_BOOTSTRAP_SERVERS", env):
             settings = replace(settings, bootstrap_servers=stack["bootstrap_servers"])
-        if not os.environ.get("EDDY_SCHEMA_REGISTRY_URL"):
+        if not explicitly_set("EDDY_SCHEMA_REGISTRY_URL", env):
             settings = replace(settings, schema_registry_url=stack["schema_registry_url"])
     return settings

@@ -30,7 +30,15 @@ from eddy.cli import experiments as cli_experiments
 from eddy.cli import kafka as cli_kafka
 from eddy.cli import models as cli_models
 from eddy.cli import replay as cli_replay
-from eddy.cli.common import EXIT_FAILURE, EXIT_USAGE, CliError, UsageError, resolve_settings
+from eddy.cli.common import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    CliError,
+    UsageError,
+    cli_log_level,
+    cli_settings,
+    resolve_settings,
+)
 from eddy.cli.options import non_negative_int, non_negative_number, positive_int, positive_number
 from eddy.contracts.durations import ContractError
 from eddy.contracts.stream import StreamContract, load_contract, load_contracts
@@ -75,7 +83,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from eddy.runtime.observability import setup_logging, stop_event_on_signals
     from eddy.stack.up import EmbeddedStack
 
-    setup_logging("eddy", os.environ.get("EDDY_LOG_LEVEL", "WARNING"), "text")
+    setup_logging("eddy", cli_log_level("WARNING"), "text")
     if args.broker:
         os.environ["EDDY_EMBEDDED_BROKER"] = args.broker
     settings = Settings.from_env()
@@ -658,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=os.environ.get("EDDY_LOG_LEVEL", "ERROR").upper(), format="eddy: %(message)s")
+        logging.basicConfig(level=cli_log_level("ERROR").upper(), format="eddy: %(message)s")
     try:
         result: int = args.func(args)
         return result
@@ -677,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         # Errors from Kafka, the registry or the stack are still one line; --debug shows the trace.
-        if os.environ.get("EDDY_DEBUG"):
+        if cli_settings().debug:
             raise
         logging.getLogger("eddy").debug("failed", exc_info=True)
         print(f"eddy: error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)

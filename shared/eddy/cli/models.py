@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import time
 from typing import Any
 
 import httpx
 
-from eddy.cli.common import CliError
+from eddy.cli.common import CliError, cli_settings
 from eddy.cli.options import model_version
 from eddy.core.settings import Settings
 from eddy.runtime.auth import CLIENT_KEY_ENV, client_headers
@@ -36,8 +35,8 @@ def registry_url(explicit: str | None, settings: Settings | None = None) -> str:
     """``--url``, else the environment, else the registry of the stack running from ``settings.state_dir``."""
     if explicit:
         return explicit.rstrip("/")
-    if os.environ.get(URL_ENV):
-        return os.environ[URL_ENV].rstrip("/")
+    if configured := cli_settings().model_registry_url:
+        return configured.rstrip("/")
     from eddy.stack.up import pid_alive, read_stack
 
     settings = settings or Settings.from_env()

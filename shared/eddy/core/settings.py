@@ -9,11 +9,12 @@ cluster requires them).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from eddy.core.envconfig import SettingsError, read_env, setting, setting_rows, spelled
 from eddy.core.resources import default_contracts_dir, default_schemas_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -23,19 +24,11 @@ SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 ENDPOINT_IDENTIFICATION = ("https", "none")
 ISOLATION_LEVELS = ("auto", "read_committed", "read_uncommitted")
 EMBEDDED_BROKERS = ("tansu", "kafka")
-TRUE_WORDS = ("true", "1", "yes", "on")
-FALSE_WORDS = ("false", "0", "no", "off")
 # How a secret that is set appears wherever settings are shown.
 MASK = "****"
 
 
-class SettingsError(ValueError):
-    """Settings that cannot work together, found at startup rather than at the first broker connection."""
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
+__all__ = ["MASK", "REPO_ROOT", "Settings", "SettingsError", "redact_url", "settings_table"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +166,17 @@ class Settings:
             "doc": "Secret key of the keyed hash applied to the contract's pii.hash fields.",
             "secret": True,
         },
+    )
+    serde: str = setting(
+        "fast",
+        "EDDY_SERDE",
+        "`fast` (fastavro) or `confluent` (confluent-kafka's AvroSerializer/AvroDeserializer): same bytes.",
+        choices=("fast", "confluent"),
+    )
+    code_version: str = setting(
+        "",
+        "EDDY_CODE_VERSION",
+        "The release the model registry records in each version's lineage; empty: the git commit, or unknown.",
     )
     log_level: str = field(default="INFO", metadata={"env": "EDDY_LOG_LEVEL", "doc": "Python log level."})
     log_format: str = field(default="json", metadata={"env": "EDDY_LOG_FORMAT", "doc": "json or text."})
@@ -323,16 +327,9 @@ class Settings:
         return "read_committed" if self.kafka_transactions else "read_uncommitted"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Build settings from ``env`` (default: ``os.environ``)."""
-        source = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = source.get(f.metadata["env"])
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _convert(f.name, f.type, raw)
-        return cls(**values)  # type: ignore[arg-type]
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``), through the one reader ``eddy.core.envconfig``."""
+        return read_env(cls, env)
 
     def kafka_env(self) -> dict[str, str]:
         """The environment a child process needs to reach the same Kafka and registry."""
@@ -352,7 +349,7 @@ class Settings:
             "EDDY_DLQ_RETENTION_MS": str(self.dlq_retention_ms),
             "EDDY_STREAMS": ",".join(self.streams),
             "EDDY_GROUP_PREFIX": self.group_prefix,
-            "EDDY_KAFKA_TRANSACTIONS": _text(self.kafka_transactions),
+            "EDDY_KAFKA_TRANSACTIONS": spelled(self.kafka_transactions),
             "EDDY_KAFKA_ISOLATION_LEVEL": self.kafka_isolation_level,
             **self.security_env(),
         }
@@ -366,41 +363,13 @@ class Settings:
         shown = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            text = _text(value)
+            text = spelled(value)
             if f.metadata.get("secret") and text:
                 text = MASK
             elif f.name == "schema_registry_url":
                 text = redact_url(text)
             shown[f.metadata["env"]] = text
         return shown
-
-
-def _text(value: object) -> str:
-    """A setting's value as its variable would spell it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return ",".join(value) if isinstance(value, tuple) else str(value)
-
-
-def _convert(name: str, type_name: object, raw: str) -> object:
-    kind = str(type_name)
-    if kind == "bool":
-        word = raw.strip().lower()
-        if word not in TRUE_WORDS + FALSE_WORDS:
-            raise ValueError(f"setting {name}: cannot read {raw!r} as true or false")
-        return word in TRUE_WORDS
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "Path":
-            return Path(raw)
-        if kind.startswith("tuple"):
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-    except ValueError as exc:
-        raise ValueError(f"setting {name}: cannot read {raw!r} as {kind}") from exc
-    return raw
 
 
 _SECURITY_FIELDS = frozenset(
@@ -486,11 +455,11 @@ def redact_url(url: str) -> str:
 
 def settings_table() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting, for the docs and ``eddy config``."""
-    rows = []
-    for f in fields(Settings):
-        default = f.default
-        shown = _text(default)
-        if isinstance(default, Path) and default.is_absolute():
-            shown = f"<repo>/{default.relative_to(REPO_ROOT)}"
-        rows.append((f.metadata["env"], shown, f.metadata["doc"]))
-    return rows
+    return setting_rows(Settings, _shown_default)
+
+
+def _shown_default(default: object) -> str:
+    """A default as the docs show it: paths inside the repository relative to ``<repo>``."""
+    if isinstance(default, Path) and default.is_absolute() and default.is_relative_to(REPO_ROOT):
+        return f"<repo>/{default.relative_to(REPO_ROOT)}"
+    return spelled(default)

@@ -7,7 +7,6 @@ code, and hands both to a :class:`~eddy.runtime.loop.StreamLoop`.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import threading
@@ -20,6 +19,7 @@ from confluent_kafka import Consumer
 
 from eddy.avro.serde import SerdeRegistry, registry_client
 from eddy.contracts.stream import StreamContract, load_contracts
+from eddy.core.envconfig import read_one
 from eddy.core.settings import REPO_ROOT, Settings, redact_url
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import consumer_config, ensure_topics, producer_config
@@ -156,7 +156,7 @@ def retry(action: Callable[[], T], what: str, stop: threading.Event | None = Non
 
 def code_version() -> str:
     """The git commit this code runs from, for lineage ("unknown" outside a checkout)."""
-    env = os.environ.get("EDDY_CODE_VERSION")
+    env = read_one(Settings, "code_version")
     if env:
         return env
     try:

@@ -28,7 +28,7 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 from eddy.avro.serde import registry_config
-from eddy.core.envconfig import from_env
+from eddy.core.envconfig import read_env
 from eddy.core.settings import REPO_ROOT, Settings
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import admin_config, consumer_config, producer_config, security_config
@@ -441,7 +441,7 @@ def test_healthcheck_command_fails_until_the_service_is_ready(health_server: tup
 def test_inference_prediction_api_is_on_a_fixed_published_port() -> None:
     inference = resolved({})["services"]["inference"]
     environment = {key: str(value) for key, value in inference["environment"].items()}
-    port = from_env(InferenceConfig, "EDDY_INFERENCE", environment).http_port
+    port = read_env(InferenceConfig, environment).http_port
     # 0 (the default) would be any free port, which nothing outside the container could find.
     assert port == PREDICT_PORT != int(dockerfile_env("EDDY_HTTP_PORT"))
     # It binds the service's HTTP host, the image's: every interface, or the published port would lead nowhere.

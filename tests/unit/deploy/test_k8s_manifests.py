@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from eddy.contracts.stream import load_contracts
-from eddy.core.envconfig import from_env
+from eddy.core.envconfig import read_env
 from eddy.core.settings import REPO_ROOT, Settings
 from eddy.core.topics import StreamTopics
 from eddy.runtime.auth import KEYS_FILE_ENV, ApiKeys
@@ -574,7 +574,7 @@ def test_inference_serves_predictions_on_the_port_its_env_names(overlay: str, ob
     workload = workload_of(objects, "inference")
     container = main_container(workload)
     env = rendered_env("inference", overlay)
-    predict_port = from_env(InferenceConfig, INFERENCE_PREFIX, env).http_port
+    predict_port = read_env(InferenceConfig, env).http_port
     # 0 (the default) would be any free port, which no Service could route to.
     assert predict_port == PREDICT_PORT != int(env["EDDY_HTTP_PORT"]), f"{overlay}: prediction API on {predict_port}"
     # The API binds the service's HTTP host: every interface, so the Service reaches it.

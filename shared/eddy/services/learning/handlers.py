@@ -21,6 +21,7 @@ from eddy.ml.models import ModelState, learn
 from eddy.runtime.dlq import PREDICTION_DELETED
 from eddy.runtime.loop import BatchResult, InRecord, OutRecord
 from eddy.services.learning import metrics
+from eddy.services.learning.config import JoinLimits
 
 
 @dataclass
@@ -80,12 +81,6 @@ class LearnerState:
         self.prediction_gaps.clear()
 
 
-@dataclass(frozen=True)
-class JoinLimits:
-    max_pending: int = 500_000
-    max_remembered: int = 2_000_000
-
-
 class Learner:
     """The learning handler for one model of a stream.
 
@@ -99,7 +94,7 @@ class Learner:
         self,
         contract: StreamContract,
         state: LearnerState,
-        limits: JoinLimits = JoinLimits(),
+        limits: JoinLimits = JoinLimits(),  # noqa: B008 (frozen, so one shared default is safe)
         clock: Callable[[], float] = time.time,
         champion: bool = True,
     ) -> None:

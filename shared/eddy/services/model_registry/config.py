@@ -1,11 +1,12 @@
-"""Where the registry keeps its state, and its knobs (environment variables, like every eddy setting)."""
+"""Where the registry keeps its state, and its knobs (environment variables, read by ``eddy.core.envconfig``)."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from eddy.core.envconfig import read_env, setting
 from eddy.core.settings import Settings
 
 ACTOR = "model_registry"
@@ -13,7 +14,7 @@ ACTOR = "model_registry"
 
 @dataclass(frozen=True)
 class RegistryConfig:
-    """The registry's files and its lineage write throttle.
+    """The registry's files (under ``EDDY_STATE_DIR``) and its lineage write throttle.
 
     Examples
     --------
@@ -23,7 +24,12 @@ class RegistryConfig:
     """
 
     root: Path
-    lineage_interval_s: float = 1.0
+    lineage_interval_s: float = setting(
+        1.0,
+        "EDDY_REGISTRY_LINEAGE_INTERVAL_S",
+        "The model registry writes a model version's lineage to its database at most once per this many seconds.",
+        minimum=0,
+    )
 
     @property
     def db_path(self) -> Path:
@@ -34,7 +40,6 @@ class RegistryConfig:
         return self.root / "artifacts"
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: dict[str, str] | None = None) -> RegistryConfig:
-        source = os.environ if env is None else env
-        interval = float(source.get("EDDY_REGISTRY_LINEAGE_INTERVAL_S") or 1.0)
-        return cls(settings.state_dir / "registry", lineage_interval_s=interval)
+    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> RegistryConfig:
+        """The registry's config under ``settings.state_dir``, its knobs from ``env`` (default: the process's)."""
+        return read_env(cls, env, root=settings.state_dir / "registry")

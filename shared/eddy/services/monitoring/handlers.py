@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from eddy.contracts.stream import StreamContract
@@ -25,22 +24,12 @@ from eddy.ml.roles import StreamRoles, VersionKey, contract_roles, roles_of_even
 from eddy.runtime.loop import BatchResult, InRecord, OutRecord
 from eddy.services.monitoring import metrics
 from eddy.services.monitoring.alerts import AlertBook, Evidence, Reading
+from eddy.services.monitoring.config import MonitorConfig
 from eddy.services.monitoring.drift import DataDrift, Judgement, ScoreDrift
 from eddy.services.monitoring.quality import POSITIVE_KEYS, ConceptWatch, QualityWindow, error_of
 from eddy.services.monitoring.timeline import Timeline
 
 MAX_SEGMENTS = 50
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """Service-wide settings (``EDDY_MONITORING_*``); per-stream ones live in the contract's ``monitoring:``."""
-
-    min_examples: int = 200
-    resolve_after: int = 2000
-    remember: int = 200_000
-    tick_s: float = 1.0
-    history: int = 600
 
 
 class ModelWatch:
@@ -87,7 +76,7 @@ class Monitor:
     def __init__(
         self,
         contract: StreamContract,
-        config: MonitorConfig = MonitorConfig(),
+        config: MonitorConfig = MonitorConfig(),  # noqa: B008 (frozen, so one shared default is safe)
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.contract = contract

@@ -1,21 +1,23 @@
-"""Command-line and environment settings of the registry process."""
+"""Command-line and environment settings of the registry process.
+
+The environment is read by the one reader, ``eddy.core.envconfig``; flags win over it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from eddy.core.envconfig import SettingsError, read_env, setting
 
 ENV_HOST: Final = "EDDY_SCHEMA_REGISTRY_HOST"
 ENV_PORT: Final = "EDDY_SCHEMA_REGISTRY_PORT"
 ENV_DATA_DIR: Final = "EDDY_SCHEMA_REGISTRY_DATA_DIR"
-
-DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8081  # Confluent Schema Registry's port, so default client URLs work
-DEFAULT_DATA_DIR: Final = ".eddy/schema-registry"
+DEFAULT_DATA_DIR: Final = Path(".eddy/schema-registry")
 DEFAULT_MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 
 
@@ -32,16 +34,32 @@ class Settings:
     data_dir : Path
         Where the journal lives.
     max_body_bytes : int
-        Largest accepted request body; bigger ones get 413.
+        Largest accepted request body; bigger ones get 413 (a flag only).
     log_level : str
-        Python logging level name.
+        Python logging level name (a flag only).
+
+    Examples
+    --------
+    >>> parse_settings([], {"EDDY_SCHEMA_REGISTRY_PORT": "9999"}).port
+    9999
     """
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    data_dir: Path = Path(DEFAULT_DATA_DIR)
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    log_level: str = "INFO"
+    host: str = setting("127.0.0.1", ENV_HOST, "Address the schema registry process binds (`--host` wins).")
+    port: int = setting(
+        DEFAULT_PORT,
+        ENV_PORT,
+        "Port of the schema registry process, 0: any free (`--port` wins). Under `eddy up`: the port of the "
+        "embedded registry, default a free one.",
+        minimum=0,
+        maximum=65535,
+    )
+    data_dir: Path = setting(
+        DEFAULT_DATA_DIR,
+        ENV_DATA_DIR,
+        "Directory of the schema registry's durable journal (`--data-dir` wins).",
+    )
+    max_body_bytes: int = field(default=DEFAULT_MAX_BODY_BYTES)
+    log_level: str = field(default="INFO")
 
 
 def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,19 +77,20 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
     Settings
         The resolved settings; flags win over environment variables.
     """
-    env = os.environ if env is None else env
+    try:
+        base = read_env(Settings, env)
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
     parser = argparse.ArgumentParser(
         prog="python -m eddy.services.schema_registry",
         description="Confluent-compatible Avro schema registry for eddy.",
     )
-    parser.add_argument("--host", default=env.get(ENV_HOST, DEFAULT_HOST), help=f"bind address (${ENV_HOST})")
-    parser.add_argument(
-        "--port", type=int, default=_env_int(env, ENV_PORT, DEFAULT_PORT), help=f"port, 0 = any free (${ENV_PORT})"
-    )
+    parser.add_argument("--host", default=base.host, help=f"bind address (${ENV_HOST})")
+    parser.add_argument("--port", type=int, default=base.port, help=f"port, 0 = any free (${ENV_PORT})")
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(env.get(ENV_DATA_DIR, DEFAULT_DATA_DIR)),
+        default=base.data_dir,
         help=f"directory for the durable journal (${ENV_DATA_DIR})",
     )
     parser.add_argument(
@@ -88,13 +107,3 @@ def parse_settings(argv: Sequence[str] | None = None, env: Mapping[str, str] | N
         max_body_bytes=args.max_body_bytes,
         log_level=args.log_level.upper(),
     )
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"{name} must be an integer, not {raw!r}") from None

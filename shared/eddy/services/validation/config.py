@@ -1,30 +1,50 @@
-"""Validation settings (environment variables ``EDDY_VALIDATION_*``)."""
+"""Validation settings (environment variables ``EDDY_VALIDATION_*``), read by ``eddy.core.envconfig``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eddy.core.envconfig import from_env
+from eddy.core.envconfig import read_env, setting
 
 
 @dataclass(frozen=True)
 class ValidationConfig:
     """The fast lane and data profiling.
 
-    - ``fast_lane``: forward valid records without decoding them, checked by native code
-      (``fastlane.py``); off, every record is decoded and checked in Python.
-
-    - ``reference_size``: the first N valid records of a stream form its reference profile (exactly).
-    - ``profile_interval_s``: how often the running profile is published.
-    - ``profile_every``: after the reference is complete, the running profile takes every k-th valid
-      record, a systematic sample that keeps profiling cheap on the hot path (1: every record).
+    Examples
+    --------
+    >>> validation_config({"EDDY_VALIDATION_FAST_LANE": "false"}).fast_lane
+    False
     """
 
-    fast_lane: bool = True
-    reference_size: int = 1000
-    profile_interval_s: float = 10.0
-    profile_every: int = 16
+    fast_lane: bool = setting(
+        True,
+        "EDDY_VALIDATION_FAST_LANE",
+        "Forward valid records without decoding them, vouched for by native code "
+        "(`shared/eddy/services/validation/fastlane.py`); `false`: every record is decoded and checked in Python.",
+    )
+    reference_size: int = setting(
+        1000,
+        "EDDY_VALIDATION_REFERENCE_SIZE",
+        "The first N valid records of a stream form its reference profile.",
+        minimum=0,
+    )
+    profile_interval_s: float = setting(
+        10.0,
+        "EDDY_VALIDATION_PROFILE_INTERVAL_S",
+        "How often the running profile is published to `S.profiles`.",
+        minimum=0,
+    )
+    # A systematic sample keeps profiling cheap on the hot path.
+    profile_every: int = setting(
+        16,
+        "EDDY_VALIDATION_PROFILE_EVERY",
+        "After the reference, the running profile takes every k-th valid record (1: all).",
+        minimum=1,
+    )
 
 
-def validation_config() -> ValidationConfig:
-    return from_env(ValidationConfig, "EDDY_VALIDATION")
+def validation_config(env: Mapping[str, str] | None = None) -> ValidationConfig:
+    """Validation's settings from ``env`` (default: the process environment)."""
+    return read_env(ValidationConfig, env)
