@@ -105,7 +105,7 @@ def test_a_viewer_cannot_promote_an_operator_can_and_the_audit_log_says_who(sett
         dead_letter(settings, [letter(topics.events, 5, b"e5", b'{"x0": 1}', "contract:max")])
         cli_env = {"EDDY_MODEL_REGISTRY_URL": url}
         refused = eddy(settings, "dlq", "replay", stream, EDDY_API_KEY=VIEWER_KEY, **cli_env)
-        assert refused.returncode == 2, refused.stderr
+        assert refused.returncode == 1, refused.stderr
         (line,) = refused.stderr.splitlines()
         assert line.startswith("eddy: error: nothing replayed: the audit log must record a replay first: ")
         assert "the viewer role may not POST /api/audit" in line and "(HTTP 403" in line

@@ -43,6 +43,7 @@ from eddy.cli.options import non_negative_int, non_negative_number, positive_int
 from eddy.contracts.durations import ContractError
 from eddy.contracts.stream import StreamContract, load_contract, load_contracts
 from eddy.core.settings import Settings, redact_url, settings_table
+from eddy.core.topics import StreamTopics
 from eddy.runtime.auth import client_headers
 
 
@@ -81,12 +82,18 @@ def _serdes(settings: Settings) -> Any:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from eddy.runtime.observability import setup_logging, stop_event_on_signals
-    from eddy.stack.up import EmbeddedStack
+    from eddy.stack.up import EmbeddedStack, StackError, pid_alive, read_stack
 
     setup_logging("eddy", cli_log_level("WARNING"), "text")
     if args.broker:
         os.environ["EDDY_EMBEDDED_BROKER"] = args.broker
     settings = Settings.from_env()
+    running = (read_stack(settings.state_dir) or {}).get("supervisor_pid")
+    if pid_alive(running):
+        raise CliError(
+            f"eddy is already running from {settings.state_dir} (pid {running}): `eddy status` shows it, "
+            "`eddy down` stops it; or set EDDY_STATE_DIR to run another"
+        )
     demo_args = ["--rate", str(args.rate), "--label-delay", str(args.label_delay), "--drift-at", str(args.drift_at)]
     stack = EmbeddedStack(settings, dict(os.environ), demo=args.demo, demo_args=demo_args)
     stop = stop_event_on_signals()
@@ -94,6 +101,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.start()
         _print_started(stack)
         stack.run_until_stopped(stop)
+    except StackError as exc:
+        raise CliError(str(exc)) from exc
     finally:
         print("eddy: stopping ...", file=sys.stderr, flush=True)
         stack.stop()
@@ -287,7 +296,6 @@ def _read_records(path: str) -> list[tuple[int, Any, bytes]]:
 
 def _produce_file(args: argparse.Namespace, kind: str) -> int:
     from eddy.contracts.records import INGESTED_AT_HEADER, RecordError, now_ms, to_event, to_feedback
-    from eddy.core.topics import StreamTopics
     from eddy.kafka.client import ensure_topics, producer_config
     from eddy.kafka.producer import ConfirmedProducer
     from eddy.runtime.dlq import DeadLetter
@@ -447,8 +455,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     _check_kafka(settings)
     try:
         if args.action != "replay":
+            shown = 0
             for entry in read_dlq(settings, stream, max_records=args.max):
                 print(entry.to_json() if args.json else format_entry(entry), flush=True)
+                shown += 1
+            if not shown:  # an empty answer on stdout alone reads like a command that did nothing
+                print(f"no dead letters in {StreamTopics(stream).dlq}", file=sys.stderr)
             return 0
         if args.dry_run:
             result = replay_dlq(settings, stream, only_reasons=args.reason or None, dry_run=True)
@@ -497,8 +509,6 @@ def cmd_demo_feed(args: argparse.Namespace) -> int:
 
 
 def _registered_demo(settings: Settings, stream: str) -> Any:
-    from eddy.core.topics import StreamTopics
-
     serdes = _serdes(settings)
     serdes.register([StreamTopics(stream).events, StreamTopics(stream).feedback])
     return serdes
@@ -547,8 +557,10 @@ def cmd_streams(args: argparse.Namespace) -> int:
 
 
 def cmd_config(_args: argparse.Namespace) -> int:
-    for env, default, doc in settings_table():
-        print(f"{env:<28} {default:<40} {doc}")
+    table = list(settings_table())
+    width = max(len(env) for env, _, _ in table)  # the longest name must not push its row out of line
+    for env, default, doc in table:
+        print(f"{env:<{width}} {default:<40} {doc}")
     return 0
 
 
@@ -579,9 +591,20 @@ def version_line() -> str:
     return f"eddy {installed} from {package} (Python {sys.version.split()[0]} at {sys.executable})"
 
 
+class VersionAction(argparse.Action):
+    """``--version``: :func:`version_line` as it is (argparse's own action wraps it at the terminal's width)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kw: Any) -> NoReturn:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = EddyArgumentParser(prog="eddy", description="Streaming MLOps on Kafka.")
-    parser.add_argument("--version", action="version", version=version_line(), help="show eddy's version and exit")
+    parser.add_argument("--version", action=VersionAction, help="show eddy's version, where it runs from, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the embedded stack (broker, registry, every service) until Ctrl-C")

@@ -171,7 +171,9 @@ class EmbeddedStack:
         self.supervisor.stop_all()
         if self.broker is not None:
             self.broker.stop()
-        stack_file(self.state_dir).unlink(missing_ok=True)
+        # Only our own: a start refused because another eddy runs from this state dir must not orphan it.
+        if (read_stack(self.state_dir) or {}).get("supervisor_pid") in (None, os.getpid()):
+            stack_file(self.state_dir).unlink(missing_ok=True)
 
 
 def wait_http(url: str, timeout_s: float) -> None:

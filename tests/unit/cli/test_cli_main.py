@@ -199,3 +199,32 @@ def test_status_says_when_the_champion_is_only_the_contract_s(
     assert code == 0
     assert "champion default@1  challenger -  from the contract (the first champion only" in out
     assert "cannot reach the model registry at http://127.0.0.1:1" in out
+
+
+def test_a_second_up_is_refused_and_leaves_the_running_stack_findable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_stack(tmp_path, "http://127.0.0.1:1")
+    monkeypatch.setenv("EDDY_STATE_DIR", str(tmp_path))
+    code, _, err = run(capsys, "up")
+    assert code == EXIT_FAILURE and "eddy is already running from" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "stack.json").exists(), "`eddy status` and `eddy down` find the running stack by this file"
+
+
+def test_config_rows_line_up(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "config")
+    lines = out.splitlines()
+    width = max(len(line.split(" ", 1)[0]) for line in lines)
+    assert code == 0 and all(
+        (line[width] == " " and line[width + 1] != " ") or line[width + 1 :].startswith(" " * 40) for line in lines
+    )
+
+
+def test_dlq_says_when_there_is_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDDY_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(cli, "_check_kafka", lambda settings: None)
+    monkeypatch.setattr("eddy.history.dlq_tools.read_dlq", lambda settings, stream, max_records=None: iter(()))
+    code, out, err = run(capsys, "dlq", "demo")
+    assert code == 0 and out == "" and err == "no dead letters in demo.dlq\n"
