@@ -1,7 +1,7 @@
 """Input fuzzing of the validation service: hostile records on ``S.events``, each validated or dead-lettered once.
 
 The real validation process runs against the test broker, its reference profile cut to 20 records so
-that the native fast lane (``shared/eddy/native/_avro_native.c``) is on for the hostile part. Straight to
+that the native fast lane (``shared/eddy/native/avro_checker.c``) is on for the hostile part. Straight to
 ``S.events`` go, seeded and bounded: arbitrary bytes, bytes behind the stream's own schema header,
 wrong magic bytes, unknown and foreign schema ids, Avro written byte by byte with hostile strings
 (invisible, bidirectional, whitespace-only and invalid UTF-8 ids and categories), NaN payloads,

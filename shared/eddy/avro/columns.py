@@ -3,7 +3,7 @@
 A backtest reads a stream's whole history only to take a few fields of every
 record: an id, a time, the numeric features. Building a dict per record and
 taking it apart again was most of the read's time, so the native codec
-(``Codec.columns`` in ``_avro_native.c``) writes those fields into arrays
+(``Codec.columns`` in ``shared/eddy/native/avro_columns.c``) writes those fields into arrays
 instead. Values it does not read entirely (another schema id, a schema the
 codec does not serve, bad bytes) are decoded the ordinary way, one by one, and
 their rows filled in; a value that does not decode at all is marked so.
@@ -33,7 +33,7 @@ import numpy as np
 
 from eddy.avro.serde import SerdeError, TopicSerde
 
-# Column kinds, as numbered in _avro_native.c.
+# Column kinds, as numbered in shared/eddy/native/avro_columns.c.
 SKIP, DOUBLE, INT64, OBJECT = 0, 1, 2, 3
 NUMERIC_TYPES = frozenset({"boolean", "int", "long", "float", "double"})
 

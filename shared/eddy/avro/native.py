@@ -1,4 +1,4 @@
-"""Native Avro for flat records: a checker/decoder and an encoder in C (``_avro_native.c``).
+"""Native Avro for flat records: a checker/decoder and an encoder in C (``eddy.native._avro_native``).
 
 fastavro spends most of its time per record resolving the schema, which a
 record of a fixed, flat shape does not need. ``_avro_native`` runs a field
@@ -39,7 +39,7 @@ else:
 
 NATIVE = _avro_native is not None
 
-# Kinds and roles, as numbered in _avro_native.c.
+# Kinds and roles, as numbered in shared/eddy/native/avro_native.h and avro_checker.c.
 KINDS = {
     "null": 0,
     "boolean": 1,

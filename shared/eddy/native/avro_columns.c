@@ -117,10 +117,11 @@ static Column *read_plan(Codec *self, PyObject *plan) {
         goto done;
     }
     for (Py_ssize_t k = 0; k < n_fields; k++) {
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(kinds, k));
+        int overflow;
+        long kind = PyLong_AsLongAndOverflow(PyTuple_GET_ITEM(kinds, k), &overflow);
         if (kind == -1 && PyErr_Occurred()) goto fail;
-        if (kind < COL_SKIP || kind > COL_OBJECT) {
-            PyErr_Format(PyExc_ValueError, "unknown column kind %ld", kind);
+        if (overflow || kind < COL_SKIP || kind > COL_OBJECT) {
+            PyErr_Format(PyExc_ValueError, "unknown column kind %R", PyTuple_GET_ITEM(kinds, k));
             goto fail;
         }
         cols[k].kind = (int)kind;

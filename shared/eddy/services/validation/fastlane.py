@@ -3,7 +3,7 @@
 Most events are valid. For those, decoding the Avro body into a dict only to
 forward the same bytes costs more than everything else validation does (see
 docs/benchmarks.md). The fast lane compiles each stream's schema and contract
-into a flat field program that a small C extension (``shared/eddy/native/_avro_native.c``) runs over
+into a flat field program that a small C extension (``shared/eddy/native/avro_checker.c``) runs over
 the raw bytes of a whole batch. It answers, per record, "certainly valid" (with
 the event id as the key and the event time) or "not sure"; the records it is
 not sure about take the ordinary path, decode and ``check_record``, which alone

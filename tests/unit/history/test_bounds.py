@@ -1,4 +1,5 @@
-"""``eddy replay`` without a broker: reading bounds, and the window search over a fake partition."""
+"""History ranges without a broker: reading bounds (``eddy replay``, ``dataset``, ``backtest``), and the
+window search over a fake partition."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import random
 import pytest
 from eddy.cli import replay as cli_replay
 from eddy.cli.common import CliError
-from eddy.history.replay import Bound, ReplayError, check_range, first_offset_at, parse_bound
+from eddy.history.bounds import Bound, BoundError, check_range, parse_bound
+from eddy.history.reader import first_offset_at
 
 T0 = 1_795_168_800_000  # 2026-11-20T10:00:00Z
 
@@ -41,7 +43,7 @@ def test_parse_bound(text: str, expected: Bound) -> None:
 
 @pytest.mark.parametrize("text", ["", "yesterday", "-5", "12.5", "offset:", "offset:-1", "ms:abc", "2026-13-01"])
 def test_unreadable_bounds_are_one_clear_error(text: str) -> None:
-    with pytest.raises(ReplayError) as err:
+    with pytest.raises(BoundError) as err:
         parse_bound(text, "--from")
     message = str(err.value)
     assert message.startswith(f"--from {text!r}") and "\n" not in message
@@ -52,9 +54,9 @@ def test_empty_ranges_are_refused_and_mixed_kinds_are_not_compared() -> None:
     check_range(Bound("time", T0), None)
     check_range(Bound("offset", 10**9), Bound("time", T0 - 1))
     for until in (Bound("offset", 4), Bound("offset", 5)):
-        with pytest.raises(ReplayError, match="range is empty"):
+        with pytest.raises(BoundError, match="range is empty"):
             check_range(Bound("offset", 5), until)
-    with pytest.raises(ReplayError, match=r"is not after --from 2026-11-20T10:00:00\.000Z"):
+    with pytest.raises(BoundError, match=r"is not after --from 2026-11-20T10:00:00\.000Z"):
         check_range(Bound("time", T0), Bound("time", T0 - 1))
 
 
