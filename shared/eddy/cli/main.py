@@ -535,7 +535,7 @@ def cmd_streams(args: argparse.Namespace) -> int:
             print(f"{name:<20} {c.task:<11} {len(c.features):>3} features  champion={champion}  {c.path}")
         sources = {r["source"] for r in roles.values()}
         if sources:
-            print(f"(champions from {' and '.join(sorted(sources))})", file=sys.stderr)
+            print(f"champions from {' and '.join(sorted(sources))}", file=sys.stderr)
         return 0
     if not args.name:
         raise UsageError("eddy streams show S: name the stream (`eddy streams list` lists them)")
@@ -701,6 +701,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except _transport_errors() as exc:  # the schema registry or another service of the stack is not answering
+        where = f" {_origin(exc)}" if _origin(exc) else ""
+        print(f"eddy: error: cannot reach{where}: {one_line(str(exc))} (is `eddy up` running?)", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:
         # `eddy ... | head`: the reader has all it wanted. Point stdout at /dev/null so that the flush at
         # exit does not fail again.
@@ -713,6 +717,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("eddy").debug("failed", exc_info=True)
         print(f"eddy: error: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """httpx's, and those of the httpx fork confluent-kafka's schema registry client runs on (through authlib)."""
+    errors: list[type[Exception]] = [httpx.TransportError]
+    try:
+        import httpx2  # type: ignore[import-not-found, unused-ignore]
+
+        errors.append(httpx2.TransportError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _origin(exc: Exception) -> str:
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # raised without a request
+        return ""
+    return f"{url.scheme}://{url.host}:{url.port}" if url.port else f"{url.scheme}://{url.host}"
 
 
 def one_line(message: str) -> str:

@@ -228,3 +228,15 @@ def test_dlq_says_when_there_is_nothing(
     monkeypatch.setattr("eddy.history.dlq_tools.read_dlq", lambda settings, stream, max_records=None: iter(()))
     code, out, err = run(capsys, "dlq", "demo")
     assert code == 0 and out == "" and err == "no dead letters in demo.dlq\n"
+
+
+def test_an_unreachable_service_is_named_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(_args: Any) -> int:
+        raise httpx.ConnectError("[Errno 111] refused", request=httpx.Request("GET", "http://127.0.0.1:8081/subjects"))
+
+    monkeypatch.setattr(cli, "cmd_config", refused)
+    code, _, err = run(capsys, "config")
+    assert code == EXIT_FAILURE
+    assert err == "eddy: error: cannot reach http://127.0.0.1:8081: [Errno 111] refused (is `eddy up` running?)\n"
