@@ -42,6 +42,7 @@ from eddy.cli.common import (
 from eddy.cli.options import non_negative_int, non_negative_number, positive_int, positive_number
 from eddy.contracts.durations import ContractError
 from eddy.contracts.stream import StreamContract, load_contract, load_contracts
+from eddy.core.envconfig import explicitly_set
 from eddy.core.settings import Settings, redact_url, settings_table
 from eddy.core.topics import StreamTopics
 from eddy.runtime.auth import client_headers
@@ -690,6 +691,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if not logging.getLogger().handlers:
         logging.basicConfig(level=cli_log_level("ERROR").upper(), format="eddy: %(message)s")
+    if not explicitly_set("EDDY_LOG_LEVEL") and args.func is not cmd_up:
+        from eddy.kafka.client import client_log
+
+        # A command says "cannot reach Kafka" once; librdkafka would say it again for every retry first.
+        client_log.setLevel(logging.CRITICAL)
     try:
         result: int = args.func(args)
         return result

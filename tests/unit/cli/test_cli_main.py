@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,22 @@ def test_an_unreachable_service_is_named_in_one_line(
     code, _, err = run(capsys, "config")
     assert code == EXIT_FAILURE
     assert err == "eddy: error: cannot reach http://127.0.0.1:8081: [Errno 111] refused (is `eddy up` running?)\n"
+
+
+def test_librdkafka_s_retry_logs_are_quiet_unless_asked_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eddy.kafka.client import client_log
+
+    original = client_log.level
+    try:
+        client_log.setLevel(logging.NOTSET)
+        monkeypatch.delenv("EDDY_LOG_LEVEL", raising=False)
+        run(capsys, "config")
+        assert client_log.level == logging.CRITICAL, "the command's own one line says Kafka is unreachable"
+        client_log.setLevel(logging.NOTSET)
+        monkeypatch.setenv("EDDY_LOG_LEVEL", "DEBUG")
+        run(capsys, "config")
+        assert client_log.level == logging.NOTSET
+    finally:
+        client_log.setLevel(original)
