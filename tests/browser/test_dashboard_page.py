@@ -1,106 +1,82 @@
-"""The monitoring dashboard in a real (headless) Chromium, against a stand-in for its API.
+"""The monitoring dashboard in a real (headless) Chromium, served by the monitoring service's own routes.
 
-The stand-in serves the page's static files exactly as the monitoring service does and
-answers the API from ``sample_dashboard.json``, so the page is checked on its own: charts
-drawn, tables filled and highlighted, errors shown, no JavaScript error.
+The server is the one the monitoring service runs (``eddy.runtime.server.serve_http`` with
+``dashboard_api``): the page's static files and the JSON API come from the real routes, and only the
+monitors behind them are stand-ins answering ``sample_dashboard.json``, so the page is checked on its own:
+charts drawn, tables filled and highlighted, errors shown, no JavaScript error.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from eddy.runtime.auth import ApiKeys
+from eddy.runtime.observability import Health
+from eddy.runtime.server import HttpServer, serve_http
+from eddy.services.monitoring.dashboard import dashboard_api
 
 from tests.browser.chromium import Element, artifacts_dir, parse_dom, render, require_chromium
 
-DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "shared" / "eddy" / "services" / "monitoring" / "dashboard"
 SAMPLE = json.loads((Path(__file__).parent / "sample_dashboard.json").read_text())
-STATIC = {
-    "/dashboard": ("index.html", "text/html; charset=utf-8"),
-    "/dashboard/app.js": ("app.js", "application/javascript; charset=utf-8"),
-    "/dashboard/style.css": ("style.css", "text/css; charset=utf-8"),
-}
 CHARTS = ("throughput", "latency", "quality-accuracy", "data-drift", "prediction-drift", "dlq")
+FAILURE = "monitoring state unavailable"
+
+
+class StandInMonitor:
+    """What the dashboard routes read of a ``Monitor``: its document (the stand-in's may fail) and task."""
+
+    def __init__(self, api: FakeApi, document: dict[str, Any]) -> None:
+        self.api = api
+        # A monitor before its first tick has no document: the route answers that it is warming up.
+        self._document = {} if document.get("warming_up") else document
+        self.contract = SimpleNamespace(task=document["task"])
+
+    @property
+    def document(self) -> dict[str, Any]:
+        self.api.dashboard_requests += 1
+        failing = self.api.fail_dashboard_after
+        if failing is not None and self.api.dashboard_requests > failing:
+            raise RuntimeError(FAILURE)
+        return self._document
 
 
 @dataclass
 class FakeApi:
-    """What the stand-in answers; tests change it to provoke failures."""
+    """The monitors behind the routes; tests change them to provoke failures."""
 
-    documents: dict[str, dict[str, Any]] = field(default_factory=lambda: {SAMPLE["stream"]: SAMPLE})
+    monitors: dict[str, StandInMonitor] = field(default_factory=dict)
     fail_dashboard_after: int | None = None  # answer 500 once this many dashboard requests succeeded
     dashboard_requests: int = 0
 
-
-class Handler(BaseHTTPRequestHandler):
-    server: DashboardServer
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        api = self.server.api
-        if url.path in STATIC:
-            name, content_type = STATIC[url.path]
-            self.send(200, (DASHBOARD_DIR / name).read_bytes(), content_type)
-        elif url.path == "/api/streams":
-            self.send_json(200, {"streams": list(api.documents)})
-        elif url.path == "/api/dashboard":
-            api.dashboard_requests += 1
-            if api.fail_dashboard_after is not None and api.dashboard_requests > api.fail_dashboard_after:
-                self.send_json(500, {"error": "monitoring state unavailable"})
-                return
-            stream = parse_qs(url.query).get("stream", [""])[0]
-            if stream in api.documents:
-                self.send_json(200, api.documents[stream])
-            else:
-                self.send_json(404, {"error": f"unknown stream {stream!r}"})
-        else:
-            self.send_json(404, {"error": f"no such path {url.path}"})
-
-    def send_json(self, status: int, body: object) -> None:
-        self.send(status, json.dumps(body).encode(), "application/json")
-
-    def send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:  # keep pytest's output quiet
-        pass
+    def add(self, document: dict[str, Any]) -> None:
+        self.monitors[document["stream"]] = StandInMonitor(self, document)
 
 
-class DashboardServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, api: FakeApi) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.api = api
+@dataclass
+class DashboardServer:
+    api: FakeApi
+    http: HttpServer
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.http.url
 
 
 @pytest.fixture
 def server() -> Iterator[DashboardServer]:
     require_chromium()
-    srv = DashboardServer(FakeApi())
-    thread = threading.Thread(target=srv.serve_forever, name="dashboard-stand-in", daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(10)
+    api = FakeApi()
+    api.add(SAMPLE)
+    routes = dashboard_api(api.monitors)  # type: ignore[arg-type]
+    http = serve_http("127.0.0.1", 0, Health("monitoring"), routes, ApiKeys())
+    yield DashboardServer(api, http)
+    http.stop(10)
 
 
 def chart(dom: Element, name: str) -> Element:
@@ -161,7 +137,8 @@ def test_api_failure_shows_the_error_banner(server: DashboardServer) -> None:
     assert_no_js_error(dom)
     banner = dom.find(id="error-banner")
     assert "hidden" not in banner.attrs and "Could not load" in banner.text
-    assert "500" in banner.text and "monitoring state unavailable" in banner.text
+    # The route's failure is answered as every eddy server answers a crash: 500, JSON, pointing to the log.
+    assert "500" in banner.text and "internal error" in banner.text
     assert dom.find("body").attrs.get("data-ready") != "true"
     assert chart(dom, "throughput").attrs["data-points"] == "0"
     assert "waiting for data" in chart(dom, "throughput").text
@@ -206,7 +183,7 @@ WARMING_UP = {"stream": "fresh", "task": "regression", "warming_up": True}
 
 @pytest.mark.parametrize("document", [EMPTY_DOCUMENT, WARMING_UP], ids=["empty", "warming-up"])
 def test_a_stream_without_data_yet_renders_empty(server: DashboardServer, document: dict[str, Any]) -> None:
-    server.api.documents["fresh"] = document
+    server.api.add(document)
     dom = parse_dom(render(f"{server.url}/dashboard?stream=fresh"))
 
     assert_no_js_error(dom)

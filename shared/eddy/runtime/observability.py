@@ -1,10 +1,10 @@
 """Logs, metrics and health for every eddy process.
 
 Each service exposes ``/metrics`` (Prometheus) and ``/healthz`` (JSON) on its
-own port and logs one JSON object per line. Its other routes (the model
-registry's API, the monitoring dashboard) need an API key once keys are
-configured (see eddy.runtime.auth); ``/metrics`` and ``/healthz`` stay open for
-probes and Prometheus.
+own port (served by eddy.runtime.server, with aiohttp) and logs one JSON object
+per line. Its other routes (the model registry's API, the monitoring dashboard)
+need an API key once keys are configured (see eddy.runtime.auth); ``/metrics``
+and ``/healthz`` stay open for probes and Prometheus.
 
 ``/healthz`` answers two questions (:func:`health_code`): plain, whether the
 process is alive (200 unless it reports "failing": a liveness probe restarts
@@ -22,21 +22,10 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
-from eddy.runtime.auth import ApiKeys, Denied, needed_role
-
-# An extra HTTP route: query parameters in, (status, content type, body) out.
-Route = Callable[[dict[str, str]], tuple[int, str, bytes]]
-# A route keyed "POST /path" answers POST requests; it gets the request body (UTF-8) under this parameter.
-BODY_PARAM = "_body"
-# When API keys are configured, a route gets the identity of the request's key under this parameter.
-IDENTITY_PARAM = "_identity"
-MAX_POST_BYTES = 1_000_000
 # The query parameter that turns /healthz into the readiness question: ``/healthz?ready=1``.
 READY_PARAM = "ready"
 # The statuses in which a service does its work (a stream loop sets "ok" once it consumes); any other is not ready.
@@ -149,103 +138,6 @@ def asks_readiness(query: str) -> bool:
     """Whether a ``/healthz`` query string asks readiness: ``ready``, ``ready=1`` or ``ready=true``, not ``ready=0``."""
     values = urllib.parse.parse_qs(query, keep_blank_values=True).get(READY_PARAM)
     return values is not None and values[0].strip().lower() not in _NOT_READINESS
-
-
-def serve_http(
-    host: str,
-    port: int,
-    health: Health,
-    extra_routes: dict[str, Route] | None = None,
-    keys: ApiKeys | None = None,
-) -> ThreadingHTTPServer:
-    """Serve ``/metrics``, ``/healthz`` and ``extra_routes`` from a daemon thread; returns the server (port bound).
-
-    A route gets the request's query parameters (the first value of each). Routes keyed ``"POST /path"``
-    answer POSTs to ``/path``, with the body as text under :data:`BODY_PARAM` (at most
-    :data:`MAX_POST_BYTES`); every other route answers GET only.
-
-    ``extra_routes`` need an API key when ``keys`` (by default those of :meth:`ApiKeys.from_env`) are
-    configured: the viewer role to GET, operator to POST (see eddy.runtime.auth). A route then gets the key's
-    identity under :data:`IDENTITY_PARAM`, which a client cannot set. ``/metrics`` and ``/healthz`` are
-    always open: Kubernetes probes and Prometheus scrape them without a key. ``/healthz`` is the liveness
-    answer, ``/healthz?ready=1`` the readiness one (:func:`health_code`), both with ``health``'s JSON doc.
-    """
-    routes = dict(extra_routes or {})
-    # Loaded only for a server with an API, so a bad key setting stops that service, not every one.
-    guard = keys if keys is not None else (ApiKeys.from_env() if routes else ApiKeys())
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            path, _, query = self.path.partition("?")
-            if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest())
-            elif path == "/healthz":
-                doc = health.snapshot()
-                code = health_code(doc["status"], asks_readiness(query))
-                self._send(code, "application/json", json.dumps(doc).encode())
-            elif path in routes:
-                params = _query_params(query)
-                if self._authorized("GET", path, params):
-                    self._send(*routes[path](params))
-            else:
-                self._send(404, "application/json", b'{"error": "not found"}')
-
-        def do_POST(self) -> None:
-            path, _, query = self.path.partition("?")
-            route = routes.get(f"POST {path}")
-            length = int(self.headers.get("Content-Length") or 0)
-            if route is None or length > MAX_POST_BYTES:
-                self.close_connection = True  # the body is left unread
-                code, error = (404, "not found") if route is None else (413, "request body too large")
-                self._send(code, "application/json", json.dumps({"error": error}).encode())
-                return
-            params = _query_params(query)
-            # A refused request's body is left unread, so its answer closes the connection (and says so).
-            keep_open, self.close_connection = self.close_connection, True
-            if not self._authorized("POST", path, params):
-                return
-            self.close_connection = keep_open
-            params[BODY_PARAM] = self.rfile.read(length).decode("utf-8", errors="replace")
-            self._send(*route(params))
-
-        def _authorized(self, method: str, path: str, params: dict[str, str]) -> bool:
-            """Whether the request's key may use the route; if not, the 401 or 403 is sent."""
-            verdict = guard.check(dict(self.headers.items()), needed_role(method), f"{method} {path}")
-            if isinstance(verdict, Denied):
-                self._send(verdict.status, "application/json", json.dumps(verdict.body()).encode(), verdict.headers)
-                return False
-            if verdict.authenticated:
-                params[IDENTITY_PARAM] = verdict.name
-            return True
-
-        def _send(self, code: int, ctype: str, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                # Without the header a keep-alive client sends its next request on the closing connection
-                # and finds it closed without an answer.
-                self.send_header("Connection", "close")
-            for name, value in headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server
-
-
-def _query_params(query: str) -> dict[str, str]:
-    """The first value of each query parameter, less those the server sets itself (body, identity)."""
-    params = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
-    return {k: v for k, v in params.items() if k not in (BODY_PARAM, IDENTITY_PARAM)}
 
 
 def stop_event_on_signals() -> threading.Event:

@@ -27,6 +27,7 @@ from eddy.kafka.producer import ConfirmedProducer
 from eddy.kafka.transactions import transactional_id
 from eddy.runtime import observability as obs
 from eddy.runtime.loop import Handler, StreamLoop
+from eddy.runtime.server import HttpApi, HttpServer, serve_http
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +53,7 @@ class ServiceContext:
     stop: threading.Event
     http_port: int
     background: bool = False
+    http: HttpServer | None = None
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
@@ -96,11 +98,15 @@ class ServiceContext:
 
 def bootstrap(
     name: str,
-    http_routes: dict[str, obs.Route] | None = None,
+    http_api: HttpApi | None = None,
     serve: bool = True,
     background: bool = False,
 ) -> ServiceContext:
     """Read settings, load contracts, create topics, register schemas, start /metrics and /healthz.
+
+    The HTTP server (``/healthz``, ``/metrics``, ``/openapi.json`` and ``http_api``'s routes) runs in a
+    thread of its own with its own event loop (eddy.runtime.server), so the stream loop, which blocks the
+    main thread, never waits for a request, nor a request for a batch.
 
     Kafka and the registry may still be starting (under ``eddy up`` or in
     Compose), so each is retried for a while before giving up with a clear error.
@@ -114,11 +120,9 @@ def bootstrap(
     obs.setup_logging(name, settings.log_level, settings.log_format)
     stop = obs.stop_event_on_signals()
     health = obs.Health(name)
-    port = 0
-    if serve:
-        server = obs.serve_http(settings.http_host, settings.http_port, health, http_routes)
-        port = server.server_address[1]
-        log.info("serving /metrics and /healthz", extra={"url": f"http://{settings.http_host}:{port}"})
+    server = serve_http(settings.http_host, settings.http_port, health, http_api) if serve else None
+    if server is not None:
+        log.info("serving /metrics and /healthz", extra={"url": server.url})
     contracts = load_contracts(settings.contracts_dir, settings.streams)
     topics = [t for s in contracts for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
     retry(lambda: ensure_topics(settings, topics), "create topics", stop)
@@ -130,7 +134,8 @@ def bootstrap(
     linger = {"linger.ms": BACKGROUND_LINGER_MS} if background else {}
     producer = ConfirmedProducer(producer_config(settings, **linger))
     health.set(streams=sorted(contracts))
-    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background)
+    port = server.port if server is not None else 0
+    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background, server)
 
 
 def _registered(settings: Settings, contracts: dict[str, StreamContract], topics: list[str]) -> SerdeRegistry:

@@ -17,7 +17,8 @@ from eddy.cli import main as cli
 from eddy.cli import models as cli_models
 from eddy.cli.experiments import record_experiment
 from eddy.core.settings import Settings
-from eddy.runtime.observability import Health, serve_http
+from eddy.runtime.observability import Health
+from eddy.runtime.server import serve_http
 from eddy.services.model_registry.http import RegistryApi
 
 from tests.unit.services.model_registry.test_registry_store import open_registry
@@ -48,9 +49,9 @@ def experiment(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, RegistryApi]]:
     rest = RegistryApi()
-    http = serve_http("127.0.0.1", 0, Health("model_registry"), rest.routes())
-    yield f"http://127.0.0.1:{http.server_address[1]}", rest
-    http.shutdown()
+    http = serve_http("127.0.0.1", 0, Health("model_registry"), rest.http_api())
+    yield f"http://127.0.0.1:{http.port}", rest
+    http.stop()
 
 
 @pytest.fixture()

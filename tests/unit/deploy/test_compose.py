@@ -33,7 +33,8 @@ from eddy.core.settings import REPO_ROOT, Settings
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import admin_config, consumer_config, producer_config, security_config
 from eddy.runtime import create_topics
-from eddy.runtime.observability import Health, asks_readiness, serve_http
+from eddy.runtime.observability import Health, asks_readiness
+from eddy.runtime.server import serve_http
 from eddy.services.inference.config import InferenceConfig
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -417,9 +418,8 @@ def test_healthchecks_ask_readiness_on_the_services_own_port() -> None:
 def health_server() -> Iterator[tuple[Health, int]]:
     health = Health("compose-check")
     server = serve_http("127.0.0.1", 0, health)
-    yield health, server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    yield health, server.port
+    server.stop()
 
 
 def test_healthcheck_command_fails_until_the_service_is_ready(health_server: tuple[Health, int]) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from eddy.cli import main as cli
 from eddy.cli import models as cli_models
@@ -27,8 +27,9 @@ from eddy.runtime.auth import (
     fingerprint,
     needed_role,
 )
-from eddy.runtime.http import refused
-from eddy.runtime.observability import IDENTITY_PARAM, Health, serve_http
+from eddy.runtime.http import identity, refused
+from eddy.runtime.observability import Health
+from eddy.runtime.server import MAX_POST_BYTES, HttpApi, serve_http
 from eddy.services.model_registry.http import RegistryApi
 
 from tests.unit.services.model_registry.test_registry_store import candidate, open_registry
@@ -191,20 +192,29 @@ def test_aiohttp_apis_answer_401_with_challenges_and_403() -> None:
 # -- serve_http: the registry's and the dashboard's server -----------------------------------------
 
 
-def echo(params: dict[str, str]) -> tuple[int, str, bytes]:
-    return 200, "application/json", json.dumps({"identity": params.get(IDENTITY_PARAM)}).encode()
+async def echo(request: web.Request) -> web.Response:
+    await request.read()  # as every POST route does: a body over the limit is refused here
+    return web.json_response({"identity": identity(request)})
+
+
+ECHO = HttpApi(
+    "echo",
+    [web.get("/api/x", echo), web.post("/api/x", echo)],
+    {"/api/x": {method: {"responses": {"200": {"description": "who"}}} for method in ("get", "post")}},
+)
 
 
 @pytest.fixture(scope="module")
 def guarded() -> Iterator[httpx.Client]:
-    server = serve_http("127.0.0.1", 0, Health("t"), {"/api/x": echo, "POST /api/x": echo}, ApiKeys.parse(KEYS))
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
+    server = serve_http("127.0.0.1", 0, Health("t"), ECHO, ApiKeys.parse(KEYS))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
-    server.shutdown()
+    server.stop()
 
 
-def test_health_and_metrics_stay_open(guarded: httpx.Client) -> None:
-    assert guarded.get("/healthz").status_code == 200 and guarded.get("/metrics").status_code == 200
+def test_health_metrics_and_the_openapi_document_stay_open(guarded: httpx.Client) -> None:
+    for path in ("/healthz", "/metrics", "/openapi.json"):
+        assert guarded.get(path).status_code == 200, path
 
 
 def test_routes_need_viewer_to_read_and_operator_to_change(guarded: httpx.Client) -> None:
@@ -224,18 +234,36 @@ def test_routes_need_viewer_to_read_and_operator_to_change(guarded: httpx.Client
     assert guarded.get("/api/nope", headers=as_key(VIEWER_KEY)).status_code == 404
 
 
+def test_a_refused_post_leaves_the_connection_usable(guarded: httpx.Client) -> None:
+    """The keep-alive bug of the old server: a request after a refused POST (body unread) must be answered."""
+    for _ in range(3):
+        assert guarded.post("/api/x", content=b"x" * 50_000, headers=as_key(VIEWER_KEY)).status_code == 403
+        assert guarded.get("/api/x", headers=as_key(VIEWER_KEY)).status_code == 200
+
+
+def test_a_body_too_large_is_413_in_json(guarded: httpx.Client) -> None:
+    too_large = guarded.post("/api/x", content=b"x" * (MAX_POST_BYTES + 1), headers=as_key(OPERATOR_KEY))
+    assert too_large.status_code == 413 and too_large.json()["error"] == "request body too large"
+    assert guarded.get("/api/x", headers=as_key(VIEWER_KEY)).status_code == 200
+
+
+def test_a_method_the_route_does_not_take_is_405_in_json(guarded: httpx.Client) -> None:
+    answer = guarded.delete("/api/x", headers=as_key(OPERATOR_KEY))
+    assert answer.status_code == 405 and "DELETE is not allowed" in answer.json()["error"]
+    assert set(answer.headers["Allow"].split(",")) >= {"GET", "POST"}
+
+
 def test_a_client_cannot_set_the_identity(guarded: httpx.Client) -> None:
-    spoofed = guarded.get("/api/x", params={IDENTITY_PARAM: "otto"}, headers=as_key(VIEWER_KEY))
+    spoofed = guarded.get("/api/x", params={"_identity": "otto"}, headers={**as_key(VIEWER_KEY), "X-Identity": "otto"})
     assert spoofed.json() == {"identity": "vera"}
 
 
 def test_without_keys_the_routes_are_open_and_anonymous() -> None:
-    server = serve_http("127.0.0.1", 0, Health("t"), {"/api/x": echo}, ApiKeys())
+    server = serve_http("127.0.0.1", 0, Health("t"), ECHO, ApiKeys())
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/api/x"
-        assert httpx.get(url, params={IDENTITY_PARAM: "otto"}, timeout=30).json() == {"identity": None}
+        assert httpx.get(f"{server.url}/api/x", timeout=30).json() == {"identity": None}
     finally:
-        server.shutdown()
+        server.stop()
 
 
 # -- the registry: the key's identity is the actor ------------------------------------------------
@@ -247,10 +275,10 @@ def registry_api(tmp_path: Path) -> Iterator[tuple[httpx.Client, RegistryApi]]:
     registry = open_registry(tmp_path)
     registry.register_candidate(candidate(registry.contract("demo"), 1))
     rest.attach(registry, lambda: True)
-    server = serve_http("127.0.0.1", 0, Health("model_registry"), rest.routes(), ApiKeys.parse(KEYS))
-    with httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=30) as client:
+    server = serve_http("127.0.0.1", 0, Health("model_registry"), rest.http_api(), ApiKeys.parse(KEYS))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client, rest
-    server.shutdown()
+    server.stop()
 
 
 def test_a_body_cannot_claim_another_actor(registry_api: tuple[httpx.Client, RegistryApi]) -> None:
@@ -330,16 +358,16 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
 def test_the_cli_sends_the_key_and_says_why_in_one_line(
     fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["retrain", "demo"]) == cli.EXIT_USER_ERROR
+    assert cli.main(["retrain", "demo"]) == cli.EXIT_FAILURE
     assert "X-API-Key" not in fake.requests[-1].headers
     assert capsys.readouterr().err.endswith("(HTTP 401: set EDDY_API_KEY)\n")
     monkeypatch.setenv(auth.CLIENT_KEY_ENV, "nope")
-    assert cli.main(["retrain", "demo"]) == cli.EXIT_USER_ERROR
+    assert cli.main(["retrain", "demo"]) == cli.EXIT_FAILURE
     assert capsys.readouterr().err == (
         "eddy: error: the API key is not valid (HTTP 401: EDDY_API_KEY is not a key the model registry knows)\n"
     )
     monkeypatch.setenv(auth.CLIENT_KEY_ENV, VIEWER_KEY)
-    assert cli.main(["retrain", "demo"]) == cli.EXIT_USER_ERROR
+    assert cli.main(["retrain", "demo"]) == cli.EXIT_FAILURE
     assert capsys.readouterr().err == (
         "eddy: error: the viewer role may not POST /api/retrain; that needs the operator role "
         "(HTTP 403: EDDY_API_KEY needs another role)\n"

@@ -21,11 +21,13 @@ from unittest.mock import MagicMock
 
 import httpx
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from eddy.core.settings import REPO_ROOT
 from eddy.runtime.auth import ApiKeys
 from eddy.runtime.loop import BatchResult, StreamLoop
-from eddy.runtime.observability import FAILING_STATUS, READY_STATUSES, Health, asks_readiness, health_code, serve_http
+from eddy.runtime.observability import FAILING_STATUS, READY_STATUSES, Health, asks_readiness, health_code
+from eddy.runtime.server import HttpApi, serve_http
 from eddy.services.ingestion.app import Gateway
 
 from tests.schema_registry.conftest import start_registry
@@ -43,11 +45,14 @@ def health() -> Health:
 @pytest.fixture
 def health_url(health: Health) -> Iterator[str]:
     """The base URL of a ``serve_http`` for ``health``, with API keys on and one route that needs them."""
-    routes = {"/api": lambda _params: (200, "application/json", b"{}")}
-    server = serve_http("127.0.0.1", 0, health, routes, ApiKeys.parse(f"ops:{API_KEY}:operator"))
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+
+    async def empty(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    api = HttpApi("t", [web.get("/api", empty)], {"/api": {"get": {"responses": {"200": {"description": "{}"}}}}})
+    server = serve_http("127.0.0.1", 0, health, api, ApiKeys.parse(f"ops:{API_KEY}:operator"))
+    yield server.url
+    server.stop()
 
 
 # --- the answer ----------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@ an HTTP prediction like any other.
 Answers: 200 when every record was predicted, 207 when some were rejected, 422 when all were (each
 rejected record with its reasons: field, rule, value, message); 400 for a body that is not JSON, 404 for
 an unknown stream, 413 for too many records or too large a body, 401/403 without a key allowed to
-produce when ``EDDY_API_KEYS`` is set, 503 when Kafka did not acknowledge the predictions.
+produce when ``EDDY_API_KEYS`` is set, 503 when Kafka did not acknowledge the predictions. The API
+describes itself at ``GET /openapi.json`` (``openapi.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,9 +36,11 @@ from eddy.kafka.producer import ConfirmedProducer, DeliveryError
 from eddy.runtime.auth import ApiKeys
 from eddy.runtime.http import error, json_errors, stream_batch
 from eddy.runtime.loop import InRecord
+from eddy.runtime.server import HttpServer
 from eddy.runtime.service import ServiceContext
 from eddy.services.inference.config import InferenceConfig
 from eddy.services.inference.handlers import PredictBatch
+from eddy.services.inference.openapi import openapi
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +129,12 @@ class PredictApi:
         self.keys = keys or ApiKeys()
         self.pii_key = pii_key
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-kafka")
+        self._openapi = openapi(contracts)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.http_max_body_bytes, middlewares=[json_errors])
         app.router.add_post("/v1/streams/{stream}/predict", self.predict)
+        app.router.add_get("/openapi.json", self.openapi)
         app.on_cleanup.append(self._cleanup)
         return app
 
@@ -140,6 +144,10 @@ class PredictApi:
             self.producer.confirm(10)
         except DeliveryError:
             log.exception("predictions still unacknowledged at shutdown")
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        """``GET /openapi.json``: the API's OpenAPI document (``openapi.py``)."""
+        return web.json_response(self._openapi)
 
     async def predict(self, request: web.Request) -> web.Response:
         """``POST /v1/streams/{stream}/predict``: answers once the predictions are in Kafka."""
@@ -193,70 +201,17 @@ class PredictApi:
         return [served[event[contract.id_field]] for event in events]
 
 
-class ServerThread:
-    """An aiohttp application served by a thread with its own event loop, beside the blocking stream loop."""
-
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self.url = ""
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="predict-http", daemon=True)
-
-    def start(self, timeout_s: float = 10.0) -> str:
-        """Start serving; return the URL once the port is bound.
-
-        Raises
-        ------
-        RuntimeError
-            If the server could not start (the port is taken, say) within ``timeout_s``.
-        """
-        self._thread.start()
-        if not self._ready.wait(timeout_s) or self._error is not None:
-            raise RuntimeError(f"prediction API did not start on {self.host}:{self.port}: {self._error}")
-        return self.url
-
-    def stop(self, timeout_s: float = 40.0) -> None:
-        """Stop accepting requests, let those in flight finish, and wait for the thread."""
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and self._thread.is_alive():
-            loop.call_soon_threadsafe(stopping.set)
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except Exception as exc:
-            log.exception("prediction API failed")
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        runner = web.AppRunner(self.app, handle_signals=False)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port).start()
-            host, port = runner.addresses[0][:2]
-            self.url = f"http://{host}:{port}"
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            self._ready.set()
-            await self._stopping.wait()
-        finally:
-            await runner.cleanup()
+# The server thread of the prediction API is the one every eddy server uses; the old name stays for callers.
+ServerThread = HttpServer
 
 
-def start_predict_api(ctx: ServiceContext, predict: PredictBatch, config: InferenceConfig) -> ServerThread:
+def start_predict_api(ctx: ServiceContext, predict: PredictBatch, config: InferenceConfig) -> HttpServer:
     """Serve the prediction API for ``ctx``'s streams and report its URL in the health as ``predict_url``."""
     producer = ConfirmedProducer(producer_config(ctx.settings))
     api = PredictApi(
         ctx.contracts, ctx.serdes, predict, producer, config, ApiKeys.from_env(), ctx.settings.pii_key.encode()
     )
-    server = ServerThread(api.app(), ctx.settings.http_host, config.http_port)
+    server = HttpServer(api.app(), ctx.settings.http_host, config.http_port, name="predict-http")
     url = server.start()
     ctx.health.set(predict_url=url)
     log.info("serving predictions", extra={"url": f"{url}/v1/streams/{{stream}}/predict"})

@@ -1,4 +1,5 @@
-"""The HTTP API: ``POST /v1/streams/{stream}/events`` and ``.../feedback``, and ``GET /openapi.json``.
+"""The HTTP API: ``POST /v1/streams/{stream}/events`` and ``.../feedback``; ``GET /openapi.json``,
+``/healthz`` (``?ready=1`` for readiness) and ``/metrics`` as on every eddy server (eddy.runtime.http).
 
 A request is answered only after the broker acknowledged every accepted record,
 so a 200 means durably in Kafka. A request that would overfill the producer
@@ -15,14 +16,13 @@ from typing import Any
 
 from aiohttp import web
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.contracts.records import INGESTED_AT_HEADER, now_ms
 from eddy.contracts.stream import StreamContract
 from eddy.core.topics import StreamTopics
 from eddy.runtime.auth import ApiKeys
-from eddy.runtime.http import error, json_errors, stream_batch
+from eddy.runtime.http import error, json_errors, ops_routes, stream_batch
 from eddy.runtime.observability import Health
 from eddy.services.ingestion import metrics
 from eddy.services.ingestion.config import IngestionConfig
@@ -72,9 +72,7 @@ class Gateway:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[json_errors])
         app.router.add_post("/v1/streams/{stream}/events", self.events)
         app.router.add_post("/v1/streams/{stream}/feedback", self.feedback)
-        app.router.add_get("/openapi.json", self.openapi)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/metrics", self.metrics)
+        app.add_routes(ops_routes(self.health, self._openapi))
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -88,15 +86,6 @@ class Gateway:
         self._poller.join(2)
         remaining = self.producer.flush(10)
         log.info("flushed", extra={"unacknowledged": remaining})
-
-    async def healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.health.snapshot())
-
-    async def metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def openapi(self, _request: web.Request) -> web.Response:
-        return web.json_response(self._openapi)
 
     async def events(self, request: web.Request) -> web.Response:
         return await self._ingest(request, "events")

@@ -5,121 +5,86 @@ from __future__ import annotations
 from typing import Any
 
 from eddy.contracts.stream import StreamContract
+from eddy.runtime.openapi import OPS_PATHS, STREAM_PARAMETER, answer, document, errors, event_schema, records_body
 
-_AVRO_TO_JSON = {
-    "double": "number",
-    "float": "number",
-    "long": "integer",
-    "int": "integer",
-    "string": "string",
-    "boolean": "boolean",
-}
-
-
-def _event_schema(contract: StreamContract) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for field in contract.event_schema["fields"]:
-        types = field["type"] if isinstance(field["type"], list) else [field["type"]]
-        json_types = [_AVRO_TO_JSON.get(t, "string") for t in types if isinstance(t, str) and t != "null"]
-        prop: dict[str, Any] = {"type": json_types[0] if len(json_types) == 1 else json_types}
-        if "null" in types:
-            prop["nullable"] = True
-        if field.get("doc"):
-            prop["description"] = field["doc"]
-        properties[field["name"]] = prop
-    properties[contract.time_field] = {
-        "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
-        "description": "Event time: epoch milliseconds or ISO-8601 with a timezone; default: time of receipt.",
-    }
-    properties[contract.id_field]["description"] = "Unique event id; a UUID is assigned when missing."
-    return {"type": "object", "additionalProperties": False, "properties": properties}
-
-
-def _results() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "accepted": {"type": "integer"},
-            "rejected": {"type": "integer"},
-            "duplicates": {"type": "integer"},
-            "results": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "index": {"type": "integer"},
-                        "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
-                        "event_id": {"type": "string"},
-                        "error": {"type": "string"},
-                    },
+RESULTS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "duplicates": {"type": "integer"},
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["accepted", "duplicate", "rejected"]},
+                    "event_id": {"type": "string"},
+                    "error": {"type": "string"},
                 },
             },
         },
-    }
+    },
+}
+LABEL: dict[str, Any] = {
+    "type": "object",
+    "required": ["event_id"],
+    "properties": {
+        "event_id": {"type": "string"},
+        "label": {"description": "the label (the stream contract may name this field differently)"},
+        "label_time_ms": {"type": "integer"},
+        "source": {"type": "string"},
+    },
+}
 
 
-def _operation(summary: str, body_schema: dict[str, Any]) -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+def _operation(summary: str, op: str, record: dict[str, Any]) -> dict[str, Any]:
+    results = {"$ref": "#/components/schemas/Results"}
     return {
         "summary": summary,
-        "parameters": [{"name": "stream", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"type": "array", "items": body_schema}},
-                "application/x-ndjson": {"schema": body_schema, "description": "one JSON object per line"},
-            },
-        },
+        "operationId": op,
+        "parameters": [STREAM_PARAMETER],
+        "requestBody": records_body(record, "the records"),
         "responses": {
-            "200": {
-                "description": "every record acknowledged by Kafka (or a duplicate within the window)",
-                "content": {"application/json": {"schema": _results()}},
-            },
-            "207": {
-                "description": "some records rejected (reasons per record); the others acknowledged",
-                "content": {"application/json": {"schema": _results()}},
-            },
-            "400": {"description": "body is not JSON, a JSON array or JSON lines", **error},
-            "401": {"description": "no or unknown API key", **error},
-            "403": {"description": "the key's role may not send records", **error},
-            "404": {"description": "unknown stream", **error},
-            "413": {"description": "too many records or too large a body", **error},
-            "422": {
-                "description": "every record rejected (reasons per record)",
-                "content": {"application/json": {"schema": _results()}},
-            },
-            "429": {"description": "producer queue full; retry after Retry-After seconds", **error},
-            "503": {"description": "Kafka did not acknowledge the records", **error},
+            "200": answer("every record acknowledged by Kafka (or a duplicate within the window)", results),
+            "207": answer("some records rejected (reasons per record); the others acknowledged", results),
+            "422": answer("every record rejected (reasons per record)", results),
+            **errors(
+                400,
+                401,
+                403,
+                404,
+                413,
+                429,
+                500,
+                503,
+                e400="body is not JSON, a JSON array or JSON lines",
+                e403="the key's role may not send records",
+                e404="unknown stream",
+                e413="too many records or too large a body",
+                e429="producer queue full; retry after Retry-After seconds",
+                e503="Kafka did not acknowledge the records",
+            ),
         },
     }
 
 
 def openapi(contracts: dict[str, StreamContract]) -> dict[str, Any]:
-    """The OpenAPI 3.0 document served at ``/openapi.json``."""
-    events = {"oneOf": [_event_schema(c) for c in contracts.values()]} if contracts else {"type": "object"}
-    label = {
-        "type": "object",
-        "required": ["event_id"],
-        "properties": {
-            "event_id": {"type": "string"},
-            "label": {"description": "the label (the stream contract may name this field differently)"},
-            "label_time_ms": {"type": "integer"},
-            "source": {"type": "string"},
-        },
+    """The OpenAPI 3.0 document served at ``/openapi.json``.
+
+    >>> from eddy.contracts.stream import load_contract
+    >>> from eddy.core.settings import REPO_ROOT
+    >>> doc = openapi({"demo": load_contract(REPO_ROOT / "schemas/streams/demo.yaml")})
+    >>> sorted(doc["paths"])[-2:], "demoEvent" in doc["components"]["schemas"]
+    (['/v1/streams/{stream}/events', '/v1/streams/{stream}/feedback'], True)
+    """
+    schemas = {f"{name}Event": event_schema(c) for name, c in contracts.items()}
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
+    events = {"anyOf": refs} if refs else {"type": "object"}
+    paths = {
+        **OPS_PATHS,
+        "/v1/streams/{stream}/events": {"post": _operation("Send events to S.events", "sendEvents", events)},
+        "/v1/streams/{stream}/feedback": {"post": _operation("Send labels to S.feedback", "sendLabels", LABEL)},
     }
-    return {
-        "openapi": "3.0.3",
-        "info": {"title": "eddy ingestion", "version": "1", "description": "Send events and labels to eddy streams."},
-        "paths": {
-            "/v1/streams/{stream}/events": {"post": _operation("Send events to S.events", events)},
-            "/v1/streams/{stream}/feedback": {"post": _operation("Send labels to S.feedback", label)},
-        },
-        "components": {
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
-                **{f"{name}Event": _event_schema(c) for name, c in contracts.items()},
-            },
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-        },
-        "security": [{"apiKey": []}, {}],
-    }
+    return document("eddy ingestion", "Send events and labels to eddy streams.", paths, {"Results": RESULTS, **schemas})

@@ -38,7 +38,7 @@ PLATFORM_DLQ = StreamTopics("eddy").dlq
 
 def main() -> int:
     api = RegistryApi()
-    ctx = bootstrap(ACTOR, http_routes=api.routes())
+    ctx = bootstrap(ACTOR, http_api=api.http_api())
     config = RegistryConfig.from_settings(ctx.settings)
     store = Store(config.db_path)
     artifacts = ArtifactStore(config.artifacts_dir)

@@ -1,4 +1,4 @@
-"""The registry's REST API, served beside ``/metrics`` and ``/healthz`` (``eddy.runtime.observability.serve_http``).
+"""The registry's REST API, served beside ``/metrics`` and ``/healthz`` (``eddy.runtime.server.serve_http``).
 
 Reads: ``GET /api/models``, ``/api/models/show``, ``/api/models/diff``, ``/api/audit``.
 Changes: ``POST /api/models/promote``, ``/api/models/rollback``, ``/api/models/archive``, ``/api/retrain``.
@@ -9,7 +9,11 @@ Experiments (backtest runs): ``GET /api/experiments``, ``/api/experiments/show``
 and ``POST /api/experiments`` (201 when recorded, 200 when the same one already was).
 ``POST /api/audit`` records an operator action done elsewhere (``eddy dlq replay``)
 in the audit log, as a model event like the others.
-Every answer is JSON; errors are ``{"error": message, "status": code}``.
+Every answer is JSON; errors are ``{"error": message, "status": code}``. The OpenAPI document
+(``openapi.py``) is served at ``/openapi.json``.
+
+The routes are aiohttp handlers on the server's own event loop; the registry's work (SQLite, waiting for
+Kafka's acknowledgement) runs in that loop's thread pool, so a slow change never holds up another request.
 
 With API keys configured (eddy.runtime.auth), reads need the viewer role and every POST
 the operator role; the actor of a change, and the creator of an experiment, is
@@ -19,6 +23,7 @@ and the body's ``actor`` (the CLI sends the OS user) is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -26,15 +31,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
 from eddy.history.dlq_tools import REPLAY_AUDIT_ACTIONS
 from eddy.ml.roles import VersionKey
-from eddy.runtime.observability import BODY_PARAM, IDENTITY_PARAM, Route
+from eddy.runtime.http import identity, query_params
+from eddy.runtime.server import HttpApi
+from eddy.services.model_registry import openapi
 from eddy.services.model_registry.handlers import Refused, Registry
 from eddy.services.model_registry.store import ExperimentConflict, VersionRow
 
 log = logging.getLogger(__name__)
 
-Answer = tuple[int, str, bytes]
 Result = tuple[int, Any]
 Read = Callable[[Registry, dict[str, Any]], Result]
 # A change also gets the identity of the request's API key (None when keys are off).
@@ -59,43 +68,54 @@ class RegistryApi:
         self.publish = publish
         self.registry = registry
 
-    def routes(self) -> dict[str, Route]:
-        return {
-            "/api/models": self._read(self.list_versions),
-            "/api/models/show": self._read(self.show),
-            "/api/models/diff": self._read(self.diff),
-            "/api/audit": self._read(self.audit),
-            "POST /api/audit": self._change(self.record),
-            "POST /api/models/promote": self._change(self.promote),
-            "POST /api/models/rollback": self._change(self.rollback),
-            "POST /api/models/archive": self._change(self.archive),
-            "POST /api/retrain": self._change(self.retrain),
-            "/api/experiments": self._read(self.list_experiments),
-            "/api/experiments/show": self._read(self.show_experiment),
-            "POST /api/experiments": self._change(self.add_experiment),
-        }
+    def http_api(self) -> HttpApi:
+        """The routes and their OpenAPI description, for ``eddy.runtime.service.bootstrap``."""
+        return HttpApi("eddy model registry", self.routes(), openapi.PATHS, openapi.SCHEMAS, openapi.DESCRIPTION)
 
-    def _read(self, action: Read) -> Route:
-        return self._serve(lambda registry, params: action(registry, params))
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/models", self._read(self.list_versions)),
+            web.get("/api/models/show", self._read(self.show)),
+            web.get("/api/models/diff", self._read(self.diff)),
+            web.get("/api/audit", self._read(self.audit)),
+            web.post("/api/audit", self._change(self.record)),
+            web.post("/api/models/promote", self._change(self.promote)),
+            web.post("/api/models/rollback", self._change(self.rollback)),
+            web.post("/api/models/archive", self._change(self.archive)),
+            web.post("/api/retrain", self._change(self.retrain)),
+            web.get("/api/experiments", self._read(self.list_experiments)),
+            web.get("/api/experiments/show", self._read(self.show_experiment)),
+            web.post("/api/experiments", self._change(self.add_experiment)),
+        ]
 
-    def _change(self, action: Change) -> Route:
-        # The identity comes from the server (the API key), never from the body.
-        return self._serve(lambda registry, params: action(registry, _body(params), params.get(IDENTITY_PARAM)))
+    def _read(self, action: Read) -> Handler:
+        async def read(request: web.Request) -> web.StreamResponse:
+            params = query_params(request)
+            return await self._answer(lambda registry: action(registry, params))
 
-    def _serve(self, answer: Callable[[Registry, dict[str, str]], Result]) -> Route:
-        def serve(params: dict[str, str]) -> Answer:
-            registry = self.registry
-            if registry is None:
-                return _json(503, {"error": "the model registry is starting", "status": 503})
-            try:
-                return _json(*answer(registry, params))
-            except Refused as exc:
-                return _json(exc.status, {"error": exc.reason, "status": exc.status})
-            except Exception:
-                log.exception("request failed")
-                return _json(500, {"error": "internal error; see the model registry's log", "status": 500})
+        return read
 
-        return serve
+    def _change(self, action: Change) -> Handler:
+        async def change(request: web.Request) -> web.StreamResponse:
+            text = (await request.read()).decode("utf-8", errors="replace")
+            # The identity comes from the server (the API key), never from the body.
+            who = identity(request)
+            return await self._answer(lambda registry: action(registry, _body(text), who))
+
+        return change
+
+    async def _answer(self, answer: Callable[[Registry], Result]) -> web.Response:
+        """``answer``'s status and document, worked out in the loop's thread pool: it blocks (SQLite, Kafka)."""
+        registry = self.registry
+        if registry is None:
+            return _json(503, {"error": "the model registry is starting", "status": 503})
+        try:
+            return _json(*await asyncio.to_thread(answer, registry))
+        except Refused as exc:
+            return _json(exc.status, {"error": exc.reason, "status": exc.status})
+        except Exception:
+            log.exception("request failed")
+            return _json(500, {"error": "internal error; see the model registry's log", "status": 500})
 
     # -- reads ----------------------------------------------------------------------
 
@@ -328,13 +348,13 @@ def metrics_summary(metrics: dict[str, Any], limit: int = 4) -> dict[str, float]
     return {p: numbers[p] for p in ranked[:limit]}
 
 
-def _json(status: int, doc: Any) -> Answer:
-    return status, "application/json", json.dumps(doc, default=str).encode()
+def _json(status: int, doc: Any) -> web.Response:
+    return web.Response(body=json.dumps(doc, default=str).encode(), status=status, content_type="application/json")
 
 
-def _body(params: dict[str, str]) -> dict[str, Any]:
+def _body(text: str) -> dict[str, Any]:
     try:
-        doc = json.loads(params.get(BODY_PARAM) or "{}")
+        doc = json.loads(text or "{}")
     except ValueError as exc:
         raise Refused(400, f"the body is not JSON: {exc}") from exc
     if not isinstance(doc, dict):

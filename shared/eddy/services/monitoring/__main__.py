@@ -17,13 +17,13 @@ from eddy.runtime.feed import SideFeed
 from eddy.runtime.loop import BatchResult, InRecord
 from eddy.runtime.service import ServiceContext, bootstrap
 from eddy.services.monitoring.config import monitor_config
-from eddy.services.monitoring.dashboard import dashboard_routes
+from eddy.services.monitoring.dashboard import dashboard_api
 from eddy.services.monitoring.handlers import Monitor
 
 
 def main() -> int:
     monitors: dict[str, Monitor] = {}
-    ctx = bootstrap("monitoring", http_routes=dashboard_routes(monitors), background=True)
+    ctx = bootstrap("monitoring", http_api=dashboard_api(monitors), background=True)
     config = monitor_config()
     monitors.update({name: Monitor(contract, config) for name, contract in ctx.contracts.items()})
     control = SideFeed(

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from eddy.runtime.observability import Health, serve_http
+from eddy.runtime.observability import Health
+from eddy.runtime.server import serve_http
 from eddy.services.model_registry.handlers import Registry
 from eddy.services.model_registry.http import RegistryApi
 from eddy.services.model_registry.store import ExperimentConflict, Store
@@ -87,11 +88,11 @@ def test_an_existing_database_gains_the_table_and_keeps_its_rows(tmp_path: Path)
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[httpx.Client, RegistryApi]]:
     rest = RegistryApi()
-    server = serve_http("127.0.0.1", 0, Health("model_registry"), rest.routes())
-    client = httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+    server = serve_http("127.0.0.1", 0, Health("model_registry"), rest.http_api())
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5)
     yield client, rest
     client.close()
-    server.shutdown()
+    server.stop()
 
 
 @pytest.fixture()

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from eddy.ml.roles import PROMOTED, RETRAIN_REQUESTED, ROLLED_BACK
-from eddy.runtime.observability import Health, serve_http
+from eddy.runtime.observability import Health
+from eddy.runtime.server import serve_http
 from eddy.services.model_registry.http import RegistryApi
 
 from tests.unit.services.model_registry.test_registry_store import candidate, open_registry
@@ -20,12 +21,12 @@ from tests.unit.services.model_registry.test_registry_store import candidate, op
 def served() -> Iterator[tuple[httpx.Client, RegistryApi]]:
     """One server for the module (stopping one takes half a second); each test attaches its own registry."""
     rest = RegistryApi()
-    server = serve_http("127.0.0.1", 0, Health("model_registry"), rest.routes())
-    client = httpx.Client(base_url=f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+    server = serve_http("127.0.0.1", 0, Health("model_registry"), rest.http_api())
+    client = httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=5)
     assert client.get("/api/models", params={"stream": "demo"}).status_code == 503  # not attached yet
     yield client, rest
     client.close()
-    server.shutdown()
+    server.stop()
 
 
 @pytest.fixture()

@@ -1,0 +1,134 @@
+"""The OpenAPI description of the monitoring dashboard (``dashboard.py``; ``dashboard/API.md`` for people)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eddy.runtime.openapi import answer, errors, query
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+NUMBERS = {"type": "array", "items": {"type": "number", "nullable": True}, "description": "one value per series.t"}
+SERIES_BY_NAME = {"type": "object", "additionalProperties": NUMBERS}
+EPOCH_MS = {"type": "integer", "description": "epoch milliseconds"}
+
+SCHEMAS: dict[str, Any] = {
+    "Streams": {"type": "object", "properties": {"streams": {"type": "array", "items": {"type": "string"}}}},
+    "Dashboard": {
+        "type": "object",
+        "description": "A stream's dashboard document; only stream, task and warming_up before its first tick.",
+        "required": ["stream", "task"],
+        "properties": {
+            "stream": {"type": "string"},
+            "task": {"type": "string", "enum": ["binary", "multiclass", "regression"]},
+            "warming_up": {"type": "boolean", "description": "true until the first tick"},
+            "generated_at_ms": EPOCH_MS,
+            "tick_s": {"type": "number", "description": "spacing of the points"},
+            "series": {
+                "type": "object",
+                "properties": {
+                    "t": {"type": "array", "items": EPOCH_MS},
+                    "throughput": {**SERIES_BY_NAME, "description": "records per second during each tick"},
+                    "latency_ms": {**SERIES_BY_NAME, "description": "ingestion to prediction: p50, p99"},
+                    "quality": {
+                        "type": "object",
+                        "description": "per model@version, per metric name: window metrics over labeled events",
+                        "additionalProperties": SERIES_BY_NAME,
+                    },
+                    "data_drift": {**SERIES_BY_NAME, "description": "PSI of the latest complete window, per feature"},
+                    "prediction_drift": {**SERIES_BY_NAME, "description": "PSI of the score distribution, per model"},
+                },
+                "additionalProperties": True,
+            },
+            "markers": {"type": "array", "items": _ref("Marker")},
+            "models": {"type": "array", "items": _ref("ModelQuality"), "description": "champion first"},
+            "drift": {"type": "array", "items": _ref("FeatureDrift")},
+            "alerts": {"type": "array", "items": _ref("Alert"), "description": "open (firing) alerts"},
+            "dlq": {
+                "type": "object",
+                "properties": {
+                    "total": {"type": "integer"},
+                    "by_reason": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+        },
+        "additionalProperties": True,
+    },
+    "Marker": {
+        "type": "object",
+        "properties": {
+            "t": EPOCH_MS,
+            "kind": {"type": "string", "description": "alert, resolved, promotion, ..."},
+            "label": {"type": "string"},
+        },
+    },
+    "ModelQuality": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "role": {"type": "string"},
+            "labeled": {"type": "integer"},
+            "metrics": {"type": "object", "additionalProperties": {"type": "number", "nullable": True}},
+            "segments": {"type": "object", "additionalProperties": {"type": "object"}},
+        },
+        "additionalProperties": True,
+    },
+    "FeatureDrift": {
+        "type": "object",
+        "properties": {
+            "feature": {"type": "string"},
+            "psi": {"type": "number", "nullable": True},
+            "threshold": {"type": "number"},
+            "window": {"type": "integer"},
+            "detector_drifts": {"type": "integer"},
+            "status": {"type": "string", "enum": ["ok", "drifting", "no_reference"]},
+        },
+        "additionalProperties": True,
+    },
+    "Alert": {"type": "object", "additionalProperties": True, "properties": {"alert_id": {"type": "string"}}},
+}
+
+AUTH_ERRORS = errors(401, 403)
+
+
+def _asset(summary: str, content_type: str, op: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": op,
+            "responses": {
+                "200": {"description": summary, "content": {content_type: {"schema": {"type": "string"}}}},
+                **AUTH_ERRORS,
+            },
+        }
+    }
+
+
+PATHS: dict[str, Any] = {
+    "/dashboard": _asset("The dashboard page", "text/html", "dashboardPage"),
+    "/dashboard/": _asset("The dashboard page", "text/html", "dashboardPageSlash"),
+    "/dashboard/app.js": _asset("The page's script", "application/javascript", "dashboardScript"),
+    "/dashboard/style.css": _asset("The page's style sheet", "text/css", "dashboardStyle"),
+    "/api/streams": {
+        "get": {
+            "summary": "The streams monitored",
+            "operationId": "listStreams",
+            "responses": {"200": answer("the streams, sorted", _ref("Streams")), **AUTH_ERRORS},
+        }
+    },
+    "/api/dashboard": {
+        "get": {
+            "summary": "A stream's dashboard document",
+            "operationId": "dashboard",
+            "parameters": [query("stream", "the stream (default: the first, sorted)")],
+            "responses": {
+                "200": answer("the document (series, markers, models, drift, alerts, DLQ)", _ref("Dashboard")),
+                **errors(401, 403, 404, e404="unknown stream"),
+            },
+        }
+    },
+}
