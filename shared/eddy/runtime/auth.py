@@ -34,8 +34,9 @@ asks for when it opens the dashboard). No key or an unknown one is answered 401
 with a ``WWW-Authenticate`` challenge, a known key with too small a role 403;
 both with a JSON body saying why. The ``eddy`` CLI sends ``EDDY_API_KEY``.
 
-``/healthz`` and ``/metrics`` stay open on every service: Kubernetes probes and
-Prometheus scrape them without a key, and they reveal no records.
+``/healthz``, ``/metrics`` and ``/openapi.json`` stay open on every service:
+Kubernetes probes and Prometheus scrape them without a key, and they reveal no
+records.
 
 When no key is configured (the embedded default), every API is open and the
 actor of a change is whoever the client says it is.
