@@ -448,6 +448,8 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     stream = args.stream if args.action == "replay" else args.action
     if args.action != "replay" and (args.reason or args.dry_run or args.url):
         raise UsageError("--reason, --dry-run and --url go with `eddy dlq replay S`")
+    if args.action == "replay" and args.max is not None:
+        raise UsageError("--max goes with `eddy dlq S` (a replay sends every dead letter that matches --reason)")
     if args.action == "replay" and not args.stream:
         raise UsageError("eddy dlq replay S: name the stream whose dead letters to replay")
     if args.action != "replay" and args.stream:

@@ -111,6 +111,7 @@ def test_version_names_the_distribution_and_where_it_runs_from(capsys: pytest.Ca
         (["experiments", "compare", "one"], "name at least two experiments"),
         (["dlq", "replay"], "name the stream"),
         (["dlq", "demo", "--dry-run"], "go with `eddy dlq replay S`"),
+        (["dlq", "replay", "demo", "--max", "3"], "--max goes with `eddy dlq S`"),
         (["streams", "show"], "name the stream"),
         (["streams", "validate"], "name the contract file"),
         (["kafka", "install", "--nodes", "3"], "takes no --dir or --nodes"),
