@@ -15,8 +15,9 @@ from dataclasses import replace
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from eddy.core.settings import Settings
+from eddy.history.reader import read_to_end
 from eddy.history.replay import Bound, replay
-from eddy.kafka.client import consumer_config, ensure_topics, producer_config, read_to_end
+from eddy.kafka.client import consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
 
 pytestmark = pytest.mark.integration

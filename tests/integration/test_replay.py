@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message, TopicPartition
 from eddy.core.settings import REPO_ROOT, Settings
-from eddy.history.replay import Bound, ReplayError, format_summary, parse_bound, replay
+from eddy.history.bounds import Bound, parse_bound
+from eddy.history.replay import ReplayError, format_summary, replay
 from eddy.kafka.client import admin_client, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
 
@@ -96,12 +97,13 @@ def source(kafka: Settings) -> tuple[str, list[Record]]:
 
 
 def test_the_high_watermark_read_at_start_is_the_log_end(kafka: Settings, source: tuple[str, list[Record]]) -> None:
-    from eddy.history.replay import _plan
+    from eddy.history.reader import fix_spans
 
     topic, _ = source
-    count, windows = _plan(kafka, topic, None, None, None, False, threading.Event())
-    assert count == PARTITIONS
-    assert windows == dict.fromkeys(range(PARTITIONS), (0, PER_PARTITION))
+    spans = fix_spans(kafka, [topic])
+    assert {s.partition: (s.low, s.high, s.first, s.end) for s in spans} == dict.fromkeys(
+        range(PARTITIONS), (0, PER_PARTITION, 0, PER_PARTITION)
+    )
 
 
 @pytest.mark.parametrize(

@@ -18,20 +18,26 @@ from typing import Any
 import pandas as pd
 
 from eddy.avro.serde import SerdeRegistry
-from eddy.cli.common import CliError, resolve_settings
+from eddy.cli.common import EXIT_USAGE, CliError, resolve_settings
 from eddy.contracts.durations import ContractError, parse_duration_ms
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.settings import Settings
 from eddy.history.backtest.engine import OBSERVED, BacktestModel, run_backtest
 from eddy.history.backtest.source import History, load_history
+from eddy.history.bounds import Bound, BoundError, check_range, parse_bound
 from eddy.history.progress import ProgressLine
-from eddy.history.replay import Bound, ReplayError, check_range, parse_bound
 from eddy.ml.models import SnapshotError, load_snapshot_estimator, spec_from_json
 from eddy.ml.roles import VersionKey
 
 
 class BacktestError(CliError):
     """A backtest that cannot run as asked: one line for the CLI."""
+
+
+class BacktestUsageError(BacktestError):
+    """An option given wrong (eddy's exit code 2, like argparse's)."""
+
+    exit_code = EXIT_USAGE
 
 
 def parse_delay(text: str) -> str | int:
@@ -47,7 +53,7 @@ def parse_delay(text: str) -> str | int:
     try:
         return parse_duration_ms(text, "--label-delay")
     except ContractError as exc:
-        raise BacktestError(f"--label-delay {text!r}: 'observed', 0 or a duration like 30s or 2h ({exc})") from exc
+        raise BacktestUsageError(f"--label-delay {text!r}: 'observed', 0 or a duration like 30s or 2h ({exc})") from exc
 
 
 def resolve_model(text: str, contract: StreamContract, settings: Settings, serdes: SerdeRegistry) -> BacktestModel:
@@ -68,12 +74,12 @@ def resolve_model(text: str, contract: StreamContract, settings: Settings, serde
         try:
             key = VersionKey.parse(text)
         except ValueError as exc:
-            raise BacktestError(f"--model {text}: {exc}") from exc
+            raise BacktestUsageError(f"--model {text}: {exc}") from exc
         spec, estimator = registered_version(settings, serdes, contract, key)
         return BacktestModel.warm(spec, estimator, str(key))
     names = [m.name for m in contract.models]
     if text not in names:
-        raise BacktestError(
+        raise BacktestUsageError(
             f"--model {text}: not a model of {contract.name} ({', '.join(names)}), a version (name@N) or a spec file"
         )
     return BacktestModel.fresh(contract.model(text), f"spec:{text}")
@@ -84,7 +90,7 @@ def registered_version(
 ) -> tuple[ModelSpec, Any]:
     """The model a version was registered with, as the registry published it on ``S.models``."""
     from eddy.core.topics import StreamTopics
-    from eddy.kafka.client import read_to_end
+    from eddy.history.reader import read_to_end
 
     topic = StreamTopics(contract.name).models
     found: dict[str, Any] | None = None
@@ -112,7 +118,7 @@ def write_table(table: pd.DataFrame, path: Path) -> None:
     elif path.suffix == ".csv":
         table.to_csv(tmp, index=False, lineterminator="\n")
     else:
-        raise BacktestError(f"--output {path}: write .parquet or .csv")
+        raise BacktestUsageError(f"--output {path}: write .parquet or .csv")
     tmp.replace(path)
 
 
@@ -133,7 +139,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         # Rows of the result table are told apart by model name: the same model twice would be one mixed series.
-        raise BacktestError(f"--model {', '.join(twice)} given more than once: compare each model once")
+        raise BacktestUsageError(f"--model {', '.join(twice)} given more than once: compare each model once")
     began = time.monotonic()
     progress(f"reading {contract.name}.{args.source} and {contract.name}.feedback ...")
     bar = ProgressLine(sys.stderr, "eddy backtest")
@@ -177,15 +183,15 @@ def _bound(text: str | None, option: str) -> Bound | None:
         return None
     try:
         return parse_bound(text, option)
-    except ReplayError as exc:
-        raise BacktestError(str(exc)) from exc
+    except BoundError as exc:
+        raise BacktestUsageError(str(exc)) from exc
 
 
 def _data(history: History, args: argparse.Namespace, start: Bound | None, until: Bound | None) -> dict[str, Any]:
     try:
         check_range(start, until)
-    except ReplayError as exc:
-        raise BacktestError(str(exc)) from exc
+    except BoundError as exc:
+        raise BacktestUsageError(str(exc)) from exc
     return {
         "source": args.source,
         "from": str(start) if start else None,

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from eddy.cli.common import CliError, resolve_settings
+from eddy.cli.common import CliError, UsageError, resolve_settings
+from eddy.history.bounds import BoundError, parse_bound
 from eddy.history.progress import ProgressLine
-from eddy.history.replay import ReplayError, ReplayResult, format_summary, parse_bound, replay
+from eddy.history.replay import ReplayError, ReplayResult, format_summary, replay
 
 EXIT_INTERRUPTED = 130
 
@@ -53,8 +54,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         start = parse_bound(args.start, "--from") if args.start is not None else None
         until = parse_bound(args.until, "--until") if args.until is not None else None
-    except ReplayError as exc:
-        raise CliError(str(exc)) from exc
+    except BoundError as exc:
+        raise UsageError(str(exc)) from exc
     settings = resolve_settings()
     progress = ReplayProgress(sys.stderr)
     with stop_on_signals() as (stop, caught):

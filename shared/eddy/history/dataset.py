@@ -29,11 +29,9 @@ Bounds
     answers time lookups wrong).
 
 Where reading stops
-    Each partition is read up to its high watermark as the first fetch response
-    reports it (``get_watermark_offsets(cached=True)``), not the one a
-    ListOffsets request returns: the embedded broker answers that one wrong.
-    Records written after that are not part of the export, and the manifest
-    gives the exact offsets read.
+    Each partition is read up to its end as it was when the export started
+    (``eddy.history.reader``): records written after that are not part of the
+    export, and the manifest gives the exact offsets read.
 
 Reproducible bytes
     Rows are sorted by (event_time_ms, event_id, model, version) and written
@@ -47,11 +45,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,7 +57,9 @@ import pyarrow.parquet as pq
 
 from eddy.core.files import write_atomically
 from eddy.core.settings import Settings
-from eddy.history import replay
+from eddy.core.times import iso_utc
+from eddy.history.bounds import Bound, BoundError, parse_bound
+from eddy.history.reader import HistoryError, HistoryReader, MissingTopic, ReadTimeout
 from eddy.ml.roles import VersionKey
 
 MANIFEST_NAME = "manifest.json"
@@ -104,45 +102,26 @@ class DatasetError(Exception):
 # -- bounds ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Bound:
-    """One end of the range: an offset (in every partition) or a time in epoch milliseconds."""
+def bound_doc(bound: Bound) -> dict[str, Any]:
+    """A bound as the manifest records it (a time's kind is ``timestamp`` there, with its ISO form).
 
-    given: str
-    kind: Literal["offset", "timestamp"]
-    value: int
-
-    def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"given": self.given, "kind": self.kind, "value": self.value}
-        if self.kind == "timestamp":
-            doc["iso"] = iso_utc(self.value)
-        return doc
-
-
-def parse_bound(text: str) -> Bound:
-    """An offset, epoch milliseconds or an ISO 8601 time (naive means UTC), read as ``eddy replay`` reads them.
-
-    Examples
-    --------
-    >>> parse_bound("1200")
-    Bound(given='1200', kind='offset', value=1200)
-    >>> parse_bound("1700000000000").kind
-    'timestamp'
-    >>> parse_bound("2023-11-14T22:13:20").value
-    1700000000000
-    >>> parse_bound("2023-11-14T23:13:20+01:00").value
-    1700000000000
-
-    Raises
-    ------
-    DatasetError
-        For a negative number or text that is not ISO 8601.
+    >>> bound_doc(parse_bound("1700000000000"))
+    {'given': '1700000000000', 'kind': 'timestamp', 'value': 1700000000000, 'iso': '2023-11-14T22:13:20.000Z'}
     """
+    doc: dict[str, Any] = {"given": bound.given, "kind": "offset" if bound.kind == "offset" else "timestamp"}
+    doc["value"] = bound.value
+    if bound.kind == "time":
+        doc["iso"] = iso_utc(bound.value)
+    return doc
+
+
+def _parse(text: str | None, option: str) -> Bound | None:
+    if not text:
+        return None
     try:
-        bound = replay.parse_bound(text)
-    except replay.ReplayError as exc:
+        return parse_bound(text, option)
+    except BoundError as exc:
         raise DatasetError(str(exc)) from exc
-    return Bound(text.strip(), "offset" if bound.kind == "offset" else "timestamp", bound.value)
 
 
 @dataclass(frozen=True)
@@ -158,7 +137,7 @@ class Bounds:
 
     @classmethod
     def parse(cls, start: str | None, end: str | None) -> Bounds:
-        return cls(parse_bound(start) if start else None, parse_bound(end) if end else None)
+        return cls(_parse(start, "--from"), _parse(end, "--until"))
 
     def _value(self, bound: Bound | None, kind: str) -> int | None:
         return bound.value if bound is not None and bound.kind == kind else None
@@ -173,11 +152,11 @@ class Bounds:
 
     @property
     def from_ms(self) -> int | None:
-        return self._value(self.start, "timestamp")
+        return self._value(self.start, "time")
 
     @property
     def until_ms(self) -> int | None:
-        return self._value(self.end, "timestamp")
+        return self._value(self.end, "time")
 
     def admits(self, offset: int, timestamp_ms: int) -> bool:
         """Whether a record at ``offset`` with ``timestamp_ms`` is inside the bounds."""
@@ -192,8 +171,8 @@ class Bounds:
         return {
             "given": {"from": self.start.given if self.start else None, "until": self.end.given if self.end else None},
             "resolved": {
-                "from": self.start.to_doc() if self.start else None,
-                "until": self.end.to_doc() if self.end else None,
+                "from": bound_doc(self.start) if self.start else None,
+                "until": bound_doc(self.end) if self.end else None,
             },
             "inclusive": {"from": True, "until": False},
         }
@@ -441,7 +420,7 @@ class PartitionRange:
 def read_range(
     settings: Settings, topic: str, bounds: Bounds, timeout_s: float = 120.0
 ) -> tuple[list[RawRecord], list[PartitionRange]]:
-    """Every record of ``topic`` inside the offset bounds, up to each partition's high watermark.
+    """Every record of ``topic`` inside the offset bounds, up to each partition's end when the read started.
 
     No consumer group is joined and nothing is committed. Time bounds are not applied here: the caller
     filters by each record's own timestamp (:meth:`Bounds.admits`).
@@ -451,52 +430,33 @@ def read_range(
     DatasetError
         If the topic does not exist, or not every partition was read to its end within ``timeout_s``.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-    from eddy.kafka.client import consumer_config
-
-    # A group id is required by the client; nothing is ever committed under it.
-    group = f"eddy-dataset-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
     try:
-        # Listing all topics, not one by name: asking for one by name may auto-create it on some brokers.
-        found = consumer.list_topics(timeout=10).topics.get(topic)
-        if found is None or found.error is not None:
-            raise DatasetError(f"no topic {topic!r}: the stream's topics were never created, or nothing was labeled")
-        first = bounds.from_offset
-        ranges = {p: PartitionRange(p, first or 0) for p in sorted(found.partitions)}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING if first is None else first) for p in ranges])
-        records: list[RawRecord] = []
-        pending = set(ranges)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                where = ", ".join(f"{p} at {ranges[p].last_offset} of {ranges[p].end}" for p in sorted(pending))
-                raise DatasetError(f"timed out after {timeout_s:.0f} s reading {topic} (partitions {where})")
-            for msg in consumer.consume(1000, 0.2):
-                partition, offset, err = msg.partition() or 0, msg.offset() or 0, msg.error()
-                span = ranges.get(partition)
-                if span is None or partition not in pending:
-                    continue
-                if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                    continue  # transient: the client retries on its own
-                if span.end is None:
-                    # Fixed at the first fetch: what arrives later is not part of this export.
-                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-                    high = max(high, offset if err is not None else offset + 1)
-                    until = bounds.until_offset
-                    span.end = max(span.start, high if until is None else min(high, until))
-                if err is None and span.start <= offset < span.end:
-                    span.saw(offset)
+        reader = HistoryReader(
+            settings, [topic], start=bounds.start, until=bounds.end, purpose="dataset", timeout_s=timeout_s
+        )
+    except MissingTopic as exc:
+        raise DatasetError(
+            f"no topic {topic!r}: the stream's topics were never created, or nothing was labeled"
+        ) from exc
+    except HistoryError as exc:
+        raise DatasetError(str(exc)) from exc
+    first = bounds.from_offset
+    ranges = {s.partition: PartitionRange(s.partition, first or 0) for s in reader.spans}
+    records: list[RawRecord] = []
+    try:
+        with reader:
+            for batch in reader.batches():
+                for msg in batch:
+                    partition, offset = msg.partition() or 0, msg.offset() or 0
+                    ranges[partition].saw(offset)
                     ts_type, ts = msg.timestamp()
                     records.append(RawRecord(partition, offset, ts if ts_type and ts >= 0 else None, msg.value()))
-                # End of partition: everything up to the high watermark was delivered before it.
-                if err is not None or offset >= span.end - 1:
-                    pending.discard(partition)
-                    consumer.pause([TopicPartition(topic, partition)])
-        return records, [ranges[p] for p in sorted(ranges)]
-    finally:
-        consumer.close()
+    except ReadTimeout as exc:
+        where = ", ".join(f"{s.partition} at {ranges[s.partition].last_offset} of {s.end}" for s in exc.pending)
+        raise DatasetError(f"timed out after {timeout_s:.0f} s reading {topic} (partitions {where})") from exc
+    for span in reader.spans:
+        ranges[span.partition].end = max(ranges[span.partition].start, span.end)
+    return records, [ranges[p] for p in sorted(ranges)]
 
 
 def schema_id_of(value: bytes | None) -> int | None:
@@ -668,12 +628,3 @@ def export_dataset(
         )
 
     return write_dataset(out_dir, table, fmt, manifest_of)
-
-
-def iso_utc(ms: int) -> str:
-    """Epoch milliseconds as ISO 8601 in UTC.
-
-    >>> iso_utc(1700000000123)
-    '2023-11-14T22:13:20.123Z'
-    """
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -20,17 +20,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, Message, TopicPartition
 
 from eddy.core.settings import Settings
+from eddy.core.times import iso_utc
 from eddy.core.topics import StreamTopics
-from eddy.kafka.client import at_high_watermark, committed_offsets, consumer_config, ensure_topics, producer_config
+from eddy.history.reader import HistoryError, HistoryReader, Key, MissingTopic, ReadTimeout
+from eddy.kafka.client import committed_offsets, consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer, Headers
 from eddy.runtime.dlq import HEADER_PREFIX, NOT_REPLAYABLE, read_dlq_headers
 
@@ -254,7 +255,7 @@ def format_entry(entry: DlqEntry) -> str:
         source += f"@{entry.source_offset}"
     first = [entry.reason or "(no reason)", f"source {source}", f"-> {entry.position}"]
     if entry.when_ms is not None:
-        first.append(_iso(entry.when_ms))
+        first.append(iso_utc(entry.when_ms))
     first.append(f"key={_bytes_text(entry.key) if entry.key is not None else '-'}")
     if entry.stage:
         first.append(f"stage={entry.stage}")
@@ -275,9 +276,8 @@ def read_dlq(
     stream: str,
     max_records: int | None = None,
     timeout_s: float = 30.0,
-    quiet_s: float = 1.0,
 ) -> list[DlqEntry]:
-    """Every dead letter in ``S.dlq`` from the beginning, oldest first.
+    """Every dead letter in ``S.dlq`` from the beginning to its end when the read started, oldest first.
 
     Nothing is committed and no group is joined, so reading never changes what
     a replay will send.
@@ -292,10 +292,7 @@ def read_dlq(
         Stop after this many records (the first ones fetched, partition by
         partition); ``None`` reads to the end.
     timeout_s
-        Upper bound on the whole read.
-    quiet_s
-        Consider the topic read once no record arrived for this long, for the
-        rare case where the client cannot tell it reached the end.
+        Upper bound on the whole read: what was read by then is returned.
 
     Returns
     -------
@@ -309,15 +306,13 @@ def read_dlq(
     """
     topic = StreamTopics(stream).dlq
     entries: list[DlqEntry] = []
-    # A group id is required by the client; nothing is ever committed under it.
-    consumer = _consumer(settings, f"eddy-dlq-read-{stream}")
-    try:
-        partitions = _partitions(consumer, topic)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        for batch in _scan(consumer, partitions, max_records, timeout_s, quiet_s, _ScanState()):
+    with _dlq_reader(settings, topic, "dlq-read", None, timeout_s) as (batches, _state):
+        for batch in batches:
+            if max_records is not None:
+                batch = batch[: max_records - len(entries)]
             entries.extend(DlqEntry.from_message(m) for m in batch)
-    finally:
-        consumer.close()
+            if max_records is not None and len(entries) >= max_records:
+                break
     entries.sort(key=lambda e: (e.when_ms if e.when_ms is not None else 0, e.partition, e.offset))
     return entries
 
@@ -411,7 +406,6 @@ def replay_dlq(
     *,
     source_topics: Collection[str] | None = None,
     timeout_s: float = 120.0,
-    quiet_s: float = 1.0,
 ) -> ReplayResult:
     """Send the dead letters of ``S.dlq`` that arrived since the last replay back to their source topic.
 
@@ -444,11 +438,9 @@ def replay_dlq(
         topics (``S.feedback``, another stream, a file rejected by ``eddy
         produce``) are skipped.
     timeout_s
-        Upper bound on reading ``S.dlq``; the progress made is committed and
-        ``caught_up`` is false when it runs out.
-    quiet_s
-        Consider ``S.dlq`` read once no record arrived for this long, for the
-        rare case where the client cannot tell it reached the end.
+        Upper bound on reading ``S.dlq`` (up to its end when the replay
+        started); the progress made is committed and ``caught_up`` is false
+        when it runs out.
 
     Returns
     -------
@@ -467,50 +459,49 @@ def replay_dlq(
     reasons = None if only_reasons is None else set(only_reasons)
     group = replay_group(stream)
     result = ReplayResult(stream=stream, dlq_topic=topics.dlq, group=group, dry_run=dry_run)
-    consumer = _consumer(settings, group)
+    # The group's consumer only commits (and reads the committed offsets): the history reader reads.
+    consumer = Consumer(consumer_config(settings, group))
     producer = None if dry_run else ConfirmedProducer(producer_config(settings))
     try:
-        metadata = consumer.list_topics(timeout=10)
-        existing = set(metadata.topics)
-        partitions = _partitions(consumer, topics.dlq)
-        consumer.assign(_committed_positions(consumer, topics.dlq, partitions))
+        existing = set(consumer.list_topics(timeout=10).topics)
+        positions = _committed_positions(consumer, topics.dlq)
         pending: dict[int, int] = {}
         since_commit = 0
-        state = _ScanState()
-        for batch in _scan(consumer, partitions, None, timeout_s, quiet_s, state):
-            for msg in batch:
-                entry = DlqEntry.from_message(msg)
-                result.scanned += 1
-                pending[entry.partition] = entry.offset + 1
-                first = result.ranges.get(entry.partition, (entry.offset, entry.offset))[0]
-                result.ranges[entry.partition] = (first, entry.offset)
-                destination = entry.source_topic
-                if destination is None or destination not in allowed:
-                    _bump(result.skipped_by_topic, destination or "(no source topic)")
-                    continue
-                # A retention gap's dead letter has no record to send back, whatever reasons were asked for.
-                unwanted = reasons is not None and not _reason_matches(entry.reason, reasons)
-                if entry.reason in NOT_REPLAYABLE or unwanted:
-                    _bump(result.skipped_by_reason, entry.reason or "(no reason)")
-                    continue
-                _bump(result.replayed_by_topic, destination)
-                result.replayed += 1
-                if producer is None:
-                    continue
-                if destination not in existing:
-                    # A broker that auto-creates topics would pick its own partition count: create it ours.
-                    ensure_topics(settings, [destination])
-                    existing.add(destination)
-                producer.produce(destination, entry.value, entry.key, _replay_headers(entry), entry.timestamp_ms)
-            since_commit += len(batch)
+        with _dlq_reader(settings, topics.dlq, "dlq-replay", positions, timeout_s) as (batches, state):
+            for batch in batches:
+                for msg in batch:
+                    entry = DlqEntry.from_message(msg)
+                    result.scanned += 1
+                    pending[entry.partition] = entry.offset + 1
+                    first = result.ranges.get(entry.partition, (entry.offset, entry.offset))[0]
+                    result.ranges[entry.partition] = (first, entry.offset)
+                    destination = entry.source_topic
+                    if destination is None or destination not in allowed:
+                        _bump(result.skipped_by_topic, destination or "(no source topic)")
+                        continue
+                    # A retention gap's dead letter has no record to send back, whatever reasons were asked for.
+                    unwanted = reasons is not None and not _reason_matches(entry.reason, reasons)
+                    if entry.reason in NOT_REPLAYABLE or unwanted:
+                        _bump(result.skipped_by_reason, entry.reason or "(no reason)")
+                        continue
+                    _bump(result.replayed_by_topic, destination)
+                    result.replayed += 1
+                    if producer is None:
+                        continue
+                    if destination not in existing:
+                        # A broker that auto-creates topics would pick its own partition count: create it ours.
+                        ensure_topics(settings, [destination])
+                        existing.add(destination)
+                    producer.produce(destination, entry.value, entry.key, _replay_headers(entry), entry.timestamp_ms)
+                since_commit += len(batch)
+                if producer is not None:
+                    producer.poll(0)
+                    if since_commit >= COMMIT_EVERY:
+                        _confirm_and_commit(producer, consumer, topics.dlq, pending, result.committed)
+                        since_commit = 0
             if producer is not None:
-                producer.poll(0)
-                if since_commit >= COMMIT_EVERY:
-                    _confirm_and_commit(producer, consumer, topics.dlq, pending, result.committed)
-                    since_commit = 0
-        if producer is not None:
-            _confirm_and_commit(producer, consumer, topics.dlq, pending, result.committed)
-        result.caught_up = state.caught_up
+                _confirm_and_commit(producer, consumer, topics.dlq, pending, result.committed)
+            result.caught_up = state.caught_up
     finally:
         consumer.close()
     return result
@@ -592,14 +583,15 @@ def _confirm_and_commit(
     pending.clear()
 
 
-def _committed_positions(consumer: Consumer, topic: str, partitions: list[int]) -> list[TopicPartition]:
-    """Where the replay group stopped, per partition (the beginning where it never committed)."""
-    found = committed_offsets(consumer, [TopicPartition(topic, p) for p in partitions])
-    out = []
+def _committed_positions(consumer: Consumer, topic: str) -> dict[Key, int]:
+    """Where the replay group stopped, per partition (left out where it never committed: the beginning)."""
+    found = committed_offsets(consumer, [TopicPartition(topic, p) for p in _partitions(consumer, topic)])
+    out = {}
     for tp in found:
         if tp.error is not None:
             raise DlqError(f"cannot read the replay offsets of {topic}:{tp.partition}: {tp.error}")
-        out.append(TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        if tp.offset >= 0:
+            out[(topic, tp.partition)] = tp.offset
     return out
 
 
@@ -611,13 +603,38 @@ def _reason_matches(reason: str, wanted: set[str]) -> bool:
 
 
 @dataclass
-class _ScanState:
+class _ReadState:
     caught_up: bool = False
 
 
-def _consumer(settings: Settings, group: str) -> Consumer:
-    # End-of-partition events tell us we are caught up without waiting out the quiet period.
-    return Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
+@contextmanager
+def _dlq_reader(
+    settings: Settings, topic: str, purpose: str, positions: dict[Key, int] | None, timeout_s: float
+) -> Iterator[tuple[Iterator[list[Message]], _ReadState]]:
+    """The batches of ``topic`` from ``positions`` to its end when the read started, and how far they got.
+
+    ``caught_up`` is set once the batches reached every end (a caller that stops early sets nothing);
+    a timeout ends the batches with it unset.
+    """
+    try:
+        reader = HistoryReader(settings, [topic], positions=positions, purpose=purpose, timeout_s=timeout_s)
+    except MissingTopic as exc:
+        raise DlqError(
+            f"no topic {topic!r}: nothing was dead-lettered yet, or the stream's topics were never created"
+        ) from exc
+    except HistoryError as exc:
+        raise DlqError(str(exc)) from exc
+    state = _ReadState()
+
+    def batches() -> Iterator[list[Message]]:
+        try:
+            yield from reader.batches()
+            state.caught_up = True
+        except ReadTimeout:
+            return
+
+    with reader:
+        yield batches(), state
 
 
 def _partitions(consumer: Consumer, topic: str) -> list[int]:
@@ -627,56 +644,6 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
     if found is None or found.error is not None:
         raise DlqError(f"no topic {topic!r}: nothing was dead-lettered yet, or the stream's topics were never created")
     return sorted(found.partitions)
-
-
-def _scan(
-    consumer: Consumer,
-    partitions: list[int],
-    max_records: int | None,
-    timeout_s: float,
-    quiet_s: float,
-    state: _ScanState,
-) -> Iterator[list[Message]]:
-    """Yield batches of records from the assigned partitions until caught up, ``max_records`` or the timeout.
-
-    Caught up means every partition reported its end, or nothing arrived for
-    ``quiet_s``; ``state.caught_up`` is set then (or when ``max_records`` was
-    reached), and left false on a timeout.
-    """
-    at_end: set[int] = set()
-    seen = 0
-    start = time.monotonic()
-    deadline = start + timeout_s
-    last_activity: float | None = None
-    while True:
-        if max_records is not None and seen >= max_records:
-            state.caught_up = True
-            return
-        now = time.monotonic()
-        # Until the broker answered at all, connecting and the first fetch may take longer than quiet_s.
-        quiet = now - last_activity >= quiet_s if last_activity is not None else now - start >= max(quiet_s, 5.0)
-        # An end-of-partition can come early (the embedded broker): the positions must agree with it.
-        if (at_end.issuperset(partitions) and at_high_watermark(consumer)) or quiet:
-            state.caught_up = True
-            return
-        if now >= deadline:
-            return
-        want = 500 if max_records is None else min(500, max_records - seen)
-        batch = []
-        for msg in consumer.consume(want, min(0.2, max(0.0, deadline - now))):
-            err = msg.error()
-            if err is None:
-                batch.append(msg)
-                at_end.discard(msg.partition() or 0)
-            elif err.code() == KafkaError._PARTITION_EOF:
-                at_end.add(msg.partition() or 0)
-                last_activity = time.monotonic()
-            elif err.fatal():
-                raise DlqError(f"fatal consumer error: {err.str()}")
-        if batch:
-            last_activity = time.monotonic()
-            seen += len(batch)
-            yield batch
 
 
 # -- small helpers ----------------------------------------------------------------------------------
@@ -718,10 +685,6 @@ def _parse_violations(text: str | None) -> list[dict[str, Any]]:
     if not isinstance(parsed, list):
         return [{"unparsed": text}]
     return [v if isinstance(v, dict) else {"value": v} for v in parsed]
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _bump(counts: dict[str, int], key: str) -> None:

@@ -6,182 +6,48 @@ record keeps its timestamp (as CreateTime). Replaying ``S.events`` of a stream
 to ``S2.events`` of a sandbox stream (a contract with ``sandbox_of: S``) runs
 the full pipeline on past data.
 
-The range is given per bound (see :func:`parse_bound`) as an offset, applied
-in every partition, or as a time. ``start`` is inclusive, ``until`` exclusive.
-Time bounds never use the broker's timestamp index (``offsets_for_times`` is
+The range is given per bound (see :func:`eddy.history.bounds.parse_bound`) as an
+offset, applied in every partition, or as a time. ``start`` is inclusive,
+``until`` exclusive. The records are read by :class:`eddy.history.reader.HistoryReader`:
+time bounds never use the broker's timestamp index (``offsets_for_times`` is
 wrong on the embedded broker): the window of each partition is found by a
-binary search over the records' own timestamps (:func:`first_offset_at`), and
-every copied record is checked against the range by its own timestamp, so
-nothing outside it is ever copied. The search assumes timestamps do not go
-backwards within a partition; ``scan=True`` reads whole partitions instead and
-is exact whatever their order. Records out of order across partitions are
-exact either way, since each partition is searched on its own.
+binary search over the records' own timestamps, and every copied record is
+checked against the range by its own timestamp, so nothing outside it is ever
+copied. The search assumes timestamps do not go backwards within a partition;
+``scan=True`` reads whole partitions instead and is exact whatever their order.
+Records out of order across partitions are exact either way, since each
+partition is searched on its own.
 
-The end of each partition is the high watermark read at start, taken from a
-fetch response (the "latest" offset the broker reports may be wrong), so a
-topic still being written to does not keep a replay running.
+The end of each partition is fixed when the replay starts, so a topic still
+being written to does not keep a replay running.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 
 from eddy.core.settings import Settings
-from eddy.kafka.client import admin_client, consumer_config, ensure_topics, producer_config
-
-EPOCH_MS_FROM = 10**11
-"""A plain integer bound this large or larger is a time in epoch ms (10**11 ms: 1973-03-03), a smaller one an offset."""
-
-BATCH = 10_000
-"""Records asked of the consumer per call: large batches keep the per-call cost off the per-record cost."""
+from eddy.history.bounds import Bound, BoundError, check_range
+from eddy.history.reader import BATCH, HistoryError, HistoryReader, MissingTopic, ReadTimeout
+from eddy.kafka.client import admin_client, ensure_topics, producer_config
 
 PRODUCER_OVERRIDES: dict[str, Any] = {"linger.ms": 20, "enable.idempotence": False, "max.in.flight": 1}
 """The copy's producer: one request in flight per partition keeps the source order even on retries, without the
 idempotent producer, which halves the rate on the embedded broker. A retry after a lost acknowledgement can
 duplicate a record, which every eddy consumer absorbs (they de-duplicate by event_id)."""
 
-PROBE_OVERRIDES: dict[str, Any] = {
-    "enable.partition.eof": True,
-    # Small fetches: the window search reads one record at a time and must not drag megabytes along with each.
-    "fetch.wait.max.ms": 10,
-    "max.partition.fetch.bytes": 65536,
-    "queued.min.messages": 1,
-    # The client otherwise waits up to a second before fetching again once its queue is full.
-    "fetch.queue.backoff.ms": 0,
-}
-"""The consumer that reads the watermarks and searches the windows."""
-
-PROBE_TIMEOUT_S = 15.0
-"""Longest wait for one record during the window search or the watermark snapshot."""
-
 NO_LOWER = -(2**63)
 NO_UPPER = 2**63
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
 
 
 class ReplayError(ValueError):
     """A replay that cannot run (unknown topic, bad range, broker unreachable): one line, fit for the CLI."""
-
-
-# -- bounds -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bound:
-    """One end of a replay range: an offset (per partition) or a time in epoch milliseconds."""
-
-    kind: Literal["offset", "time"]
-    value: int
-
-    def __str__(self) -> str:
-        if self.kind == "offset":
-            return f"offset {self.value}"
-        return f"{_iso(self.value)} ({self.value} ms)"
-
-
-def parse_bound(text: str, option: str = "bound") -> Bound:
-    """Read a ``--from`` / ``--until`` value.
-
-    - ``offset:N`` is offset N; ``ms:N`` is N epoch milliseconds;
-    - a plain integer below 10**11 is an offset, one of 10**11 or more is epoch milliseconds
-      (every time after 1973-03-03 has at least 12 digits; no partition holds 10**11 records);
-    - anything else must be an ISO 8601 time such as ``2026-11-20T10:00:00Z`` or ``2026-11-20``;
-      a time without a zone is UTC. Sub-millisecond parts round up, which keeps both bounds exact
-      for records, whose timestamps are whole milliseconds.
-
-    Examples
-    --------
-    >>> parse_bound("42"), parse_bound("1700000000000")
-    (Bound(kind='offset', value=42), Bound(kind='time', value=1700000000000))
-    >>> parse_bound("2023-11-14T22:13:20Z"), parse_bound("2023-11-14T23:13:20+01:00").value
-    (Bound(kind='time', value=1700000000000), 1700000000000)
-    >>> parse_bound("ms:5"), parse_bound("offset:100000000000")
-    (Bound(kind='time', value=5), Bound(kind='offset', value=100000000000))
-
-    Raises
-    ------
-    ReplayError
-        Naming ``option`` and what is accepted, when ``text`` is none of these.
-    """
-    s = text.strip()
-    prefix, sep, rest = s.partition(":")
-    if sep and prefix in ("offset", "ms"):
-        if not re.fullmatch(r"\d+", rest.strip()):
-            raise ReplayError(f"{option} {text!r}: {prefix}: must be followed by a non-negative integer")
-        return Bound("offset" if prefix == "offset" else "time", int(rest))
-    if re.fullmatch(r"[+-]?\d+", s):
-        number = int(s)
-        if number < 0:
-            raise ReplayError(f"{option} {text!r}: offsets and times cannot be negative")
-        return Bound("time" if number >= EPOCH_MS_FROM else "offset", number)
-    try:
-        when = datetime.fromisoformat(s)
-    except ValueError:
-        raise ReplayError(
-            f"{option} {text!r} is not an offset, epoch milliseconds (13 digits) or an ISO 8601 time "
-            f"like 2026-11-20T10:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    # Ceiling division: a record (whole ms) is at or after the exact time exactly when it is at or after its ceiling.
-    return Bound("time", -((_EPOCH - when) // _ONE_MS))
-
-
-def check_range(start: Bound | None, until: Bound | None) -> None:
-    """Refuse a range that is empty by construction (``until`` at or before ``start``, of the same kind).
-
-    >>> check_range(Bound("offset", 10), Bound("offset", 5))
-    Traceback (most recent call last):
-    ...
-    eddy.history.replay.ReplayError: --until offset 5 is not after --from offset 10: the range is empty
-    """
-    if start is not None and until is not None and start.kind == until.kind and until.value <= start.value:
-        raise ReplayError(f"--until {until} is not after --from {start}: the range is empty")
-
-
-# -- finding a partition's window by the records' own timestamps ------------------------------------
-
-RecordAt = Callable[[int], "tuple[int, int] | None"]
-"""``record_at(offset)``: (offset, timestamp ms) of the first record at or after ``offset``, None past the end."""
-
-
-def first_offset_at(record_at: RecordAt, low: int, high: int, time_ms: int) -> int:
-    """The first offset in ``[low, high)`` whose record is at or after ``time_ms``; ``high`` when none is.
-
-    A binary search over offsets, reading one record per step, so it is exact
-    when timestamps do not go backwards within the partition. Offsets without
-    a record (compaction, transaction markers) are allowed: ``record_at`` gives
-    the next record there is. The answer is where to start reading; the
-    record found there is the first one at or after ``time_ms``.
-
-    Examples
-    --------
-    >>> times = {0: 10, 1: 20, 2: 20, 5: 30, 6: 40}
-    >>> def record_at(offset):
-    ...     return next(((o, t) for o, t in sorted(times.items()) if o >= offset), None)
-    >>> [first_offset_at(record_at, 0, 7, t) for t in (5, 10, 15, 20, 25, 30, 40, 41)]
-    [0, 0, 1, 1, 3, 3, 6, 7]
-    """
-    lo, hi = low, high
-    # Invariant: every record before lo is before time_ms; the first record at or after hi is not (or there is none).
-    while lo < hi:
-        mid = (lo + hi) // 2
-        found = record_at(mid)
-        if found is None or found[0] >= hi or found[1] >= time_ms:
-            hi = mid
-        else:
-            lo = found[0] + 1
-    return lo
 
 
 # -- result -----------------------------------------------------------------------------------------
@@ -301,7 +167,7 @@ def replay(
         partitions by key (murmur2, like every eddy producer).
     start, until
         The range: ``start`` inclusive, ``until`` exclusive, each an offset or
-        a time (see :func:`parse_bound`); ``None`` is the beginning / the end
+        a time (see :func:`eddy.history.bounds.parse_bound`); ``None`` is the beginning / the end
         as it was when the replay started.
     partition
         Copy only this source partition.
@@ -336,147 +202,50 @@ def replay(
         raise ReplayError(f"the target topic is the source topic {source!r}")
     if rate < 0:
         raise ReplayError(f"--rate {rate:g} must be 0 (no limit) or positive")
-    check_range(start, until)
+    try:
+        check_range(start, until)
+    except BoundError as exc:
+        raise ReplayError(str(exc)) from exc
     time_bounded = any(b is not None and b.kind == "time" for b in (start, until))
     lo_ms = start.value if start is not None and start.kind == "time" else NO_LOWER
     hi_ms = until.value if until is not None and until.kind == "time" else NO_UPPER
-
-    source_count, windows = _plan(settings, source, partition, start, until, scan, stop)
     result = ReplayResult(source, target, scan, False, time_bounded)
-    if not stop.is_set():
-        result.same_partitions = _ensure_target(settings, target, source_count) >= source_count
-        result.windows = windows
-        result.copied = dict.fromkeys(windows, 0)
-        result.out_of_order = dict.fromkeys(windows, 0)
-        _copy(settings, result, lo_ms, hi_ms, rate, stop, on_progress, progress_interval_s, stall_timeout_s)
+    try:
+        reader = HistoryReader(
+            settings,
+            [source],
+            start=start,
+            until=until,
+            partitions=None if partition is None else [partition],
+            search_times=not scan,
+            stop=stop,
+            purpose="replay",
+            batch_size=max(1, min(BATCH, int(rate))) if rate else BATCH,
+            timeout_s=None,
+            stall_timeout_s=stall_timeout_s,
+        )
+    except MissingTopic as exc:
+        raise ReplayError(f"no topic {exc.topic!r}") from exc
+    except HistoryError as exc:
+        raise ReplayError(str(exc)) from exc
+    with reader:
+        result.windows = {span.partition: (span.first, span.end) for span in reader.spans}
+        if not stop.is_set():
+            count = _partition_count(settings, source)
+            result.same_partitions = _ensure_target(settings, target, count) >= count
+            result.copied = dict.fromkeys(result.windows, 0)
+            result.out_of_order = dict.fromkeys(result.windows, 0)
+            _copy(settings, reader, result, lo_ms, hi_ms, rate, on_progress, progress_interval_s)
     result.interrupted = stop.is_set()
     result.elapsed_s = time.monotonic() - began
     return result
 
 
-def _plan(
-    settings: Settings,
-    source: str,
-    partition: int | None,
-    start: Bound | None,
-    until: Bound | None,
-    scan: bool,
-    stop: threading.Event,
-) -> tuple[int, dict[int, tuple[int, int]]]:
-    """The source's partition count, and the offsets ``[first, end)`` to read in each partition to copy."""
-    probe = Consumer(consumer_config(settings, f"eddy-replay-{uuid.uuid4().hex[:8]}", **PROBE_OVERRIDES))
-    try:
-        try:
-            metadata = probe.list_topics(timeout=10)
-        except KafkaException as exc:
-            reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
-            raise ReplayError(f"cannot reach Kafka at {settings.bootstrap_servers}: {reason}") from exc
-        source_count, partitions = _source_partitions(metadata, source, partition)
-        windows = {}
-        for p, (low, high) in _watermarks(probe, source, partitions, stop).items():
-            windows[p] = _window(probe, source, p, low, high, start, until, scan, stop)
-    finally:
-        probe.close()
-    return source_count, windows
-
-
-def _source_partitions(metadata: Any, topic: str, only: int | None) -> tuple[int, list[int]]:
-    """The topic's partition count, and the partitions to copy.
-
-    ``metadata`` lists all topics: asking for one topic by name may auto-create it on some brokers.
-    """
-    found = metadata.topics.get(topic)
+def _partition_count(settings: Settings, topic: str) -> int:
+    found = admin_client(settings).list_topics(timeout=10).topics.get(topic)
     if found is None or found.error is not None:
         raise ReplayError(f"no topic {topic!r}")
-    partitions = sorted(found.partitions)
-    if only is None:
-        return len(partitions), partitions
-    if only not in partitions:
-        raise ReplayError(f"topic {topic!r} has no partition {only} (it has {len(partitions)})")
-    return len(partitions), [only]
-
-
-def _watermarks(
-    consumer: Consumer, topic: str, partitions: list[int], stop: threading.Event
-) -> dict[int, tuple[int, int]]:
-    """Each partition's first offset and high watermark, as of now.
-
-    Read from a fetch from the beginning: the first record gives the low end,
-    the fetch response the high watermark. Neither is asked of the broker's
-    ListOffsets, whose "latest" answer is wrong on the embedded broker.
-    """
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    first: dict[int, int] = {}
-    deadline = time.monotonic() + PROBE_TIMEOUT_S
-    while len(first) < len(partitions) and not stop.is_set():
-        if time.monotonic() > deadline:
-            missing = sorted(set(partitions) - set(first))
-            raise ReplayError(f"{topic}: no answer from partitions {missing} within {PROBE_TIMEOUT_S:.0f} s")
-        for msg in consumer.consume(len(partitions), 0.2):
-            p = msg.partition() or 0
-            err = msg.error()
-            if p in first or (err is not None and err.code() != KafkaError._PARTITION_EOF):
-                continue
-            first[p] = msg.offset() or 0
-            # Stop fetching a partition once its low end is known, so the others get the fetches.
-            consumer.pause([TopicPartition(topic, p)])
-    out = {}
-    for p in partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
-        low = first.get(p, 0)
-        out[p] = (low, max(low, high))
-    # A pause outlives the assignment: the window search assigns these partitions again.
-    consumer.resume([TopicPartition(topic, p) for p in partitions])
-    consumer.unassign()
-    return out
-
-
-def _window(
-    consumer: Consumer,
-    topic: str,
-    partition: int,
-    low: int,
-    high: int,
-    start: Bound | None,
-    until: Bound | None,
-    scan: bool,
-    stop: threading.Event,
-) -> tuple[int, int]:
-    """The offsets ``[first, end)`` of one partition to read."""
-
-    def record_at(offset: int) -> tuple[int, int] | None:
-        if stop.is_set():
-            return None
-        return _record_at(consumer, topic, partition, offset)
-
-    first, end = low, high
-    if start is not None and start.kind == "offset":
-        first = min(max(low, start.value), high)
-    if until is not None and until.kind == "offset":
-        end = max(min(high, until.value), first)
-    if scan:
-        return first, end
-    if start is not None and start.kind == "time":
-        first = first_offset_at(record_at, first, end, start.value)
-    if until is not None and until.kind == "time":
-        end = first_offset_at(record_at, first, end, until.value)
-    return first, end
-
-
-def _record_at(consumer: Consumer, topic: str, partition: int, offset: int) -> tuple[int, int] | None:
-    """(offset, timestamp) of the first record at or after ``offset``, None at the end of the partition."""
-    consumer.assign([TopicPartition(topic, partition, offset)])
-    deadline = time.monotonic() + PROBE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        for msg in consumer.consume(1, 0.5):
-            err = msg.error()
-            if err is None and (msg.offset() or 0) >= offset:
-                return msg.offset() or 0, msg.timestamp()[1]
-            if err is not None and err.code() == KafkaError._PARTITION_EOF:
-                return None
-            if err is not None and err.fatal():
-                raise ReplayError(f"{topic}:{partition}: {err.str()}")
-    raise ReplayError(f"{topic}:{partition}: no record at offset {offset} within {PROBE_TIMEOUT_S:.0f} s")
+    return len(found.partitions)
 
 
 def _ensure_target(settings: Settings, target: str, source_partitions: int) -> int:
@@ -490,18 +259,16 @@ def _ensure_target(settings: Settings, target: str, source_partitions: int) -> i
 
 def _copy(
     settings: Settings,
+    reader: HistoryReader,
     result: ReplayResult,
     lo_ms: int,
     hi_ms: int,
     rate: float,
-    stop: threading.Event,
     on_progress: Callable[[ReplayResult], None] | None,
     progress_interval_s: float,
-    stall_timeout_s: float,
 ) -> None:
     """Read every window, send what is in the time range, flush; fills ``result`` as it goes."""
-    todo = {p for p, (first, end) in result.windows.items() if first < end}
-    if not todo:
+    if not reader.planned:
         return
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -512,29 +279,23 @@ def _copy(
 
     overrides = {"on_delivery": delivered, "delivery.report.only.error": True, **PRODUCER_OVERRIDES}
     producer = Producer(producer_config(settings, **overrides))
-    group = f"eddy-replay-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer(consumer_config(settings, group, **{"enable.partition.eof": True}))
-    consumer.assign([TopicPartition(result.source, p, result.windows[p][0]) for p in sorted(todo)])
-    copier = _Copier(result, consumer, producer, todo, lo_ms, hi_ms, rate, stop)
-    last_record = last_progress = time.monotonic()
+    copier = _Copier(result, producer, lo_ms, hi_ms, rate, reader.stop)
+    last_progress = time.monotonic()
     try:
-        while todo and not stop.is_set():
-            batch = consumer.consume(max(1, min(BATCH, int(rate))) if rate else BATCH, 0.2)
-            now = time.monotonic()
-            if batch:
-                last_record = now
-            elif now - last_record > stall_timeout_s:
-                raise ReplayError(
-                    f"{result.source}: partitions {sorted(todo)} sent nothing for {stall_timeout_s:.0f} s"
-                )
+        for batch in reader.batches():
             copier.take(batch)
             producer.poll(0)
+            now = time.monotonic()
             if on_progress is not None and now - last_progress >= progress_interval_s:
                 last_progress = now
                 result.elapsed_s = now - copier.began
                 on_progress(result)
+    except ReadTimeout as exc:
+        stalled = sorted(span.partition for span in exc.pending)
+        raise ReplayError(
+            f"{result.source}: partitions {stalled} sent nothing for {reader.stall_timeout_s:.0f} s"
+        ) from exc
     finally:
-        consumer.close()
         remaining = producer.flush(30)
         if remaining:
             result.failed += remaining
@@ -542,63 +303,33 @@ def _copy(
 
 
 class _Copier:
-    """The copy's per-record work, apart from its loop: filter, count, pace and produce a consumed batch."""
+    """The copy's per-record work, apart from its loop: filter, count, pace and produce a read batch."""
 
     def __init__(
         self,
         result: ReplayResult,
-        consumer: Consumer,
         producer: Producer,
-        todo: set[int],
         lo_ms: int,
         hi_ms: int,
         rate: float,
         stop: threading.Event,
     ) -> None:
         self.result = result
-        self.consumer = consumer
         self.producer = producer
-        self.todo = todo
-        self.ends = {p: end for p, (_, end) in result.windows.items()}
-        self.last_ts = dict.fromkeys(todo, NO_LOWER)
+        self.last_ts = dict.fromkeys(result.windows, NO_LOWER)
         self.lo_ms, self.hi_ms = lo_ms, hi_ms
         self.rate = rate
         self.stop = stop
         self.sent = 0
         self.began = time.monotonic()
 
-    def finish(self, partition: int) -> None:
-        """Stop reading a partition: its window is done."""
-        self.todo.discard(partition)
-        self.consumer.pause([TopicPartition(self.result.source, partition)])
-
     def take(self, batch: list[Message]) -> None:
         # Locals: this runs for every record, and attribute lookups are a good part of its cost.
-        result, todo, ends, last_ts, lo_ms, hi_ms = (
-            self.result,
-            self.todo,
-            self.ends,
-            self.last_ts,
-            self.lo_ms,
-            self.hi_ms,
-        )
+        result, last_ts, lo_ms, hi_ms = self.result, self.last_ts, self.lo_ms, self.hi_ms
         copied, out_of_order, target, keep = result.copied, result.out_of_order, result.target, result.same_partitions
         produce = self.producer.produce
         for msg in batch:
             p = msg.partition() or 0
-            if p not in todo:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF and (msg.offset() or 0) >= ends[p]:
-                    self.finish(p)
-                elif err.fatal():
-                    raise ReplayError(f"{result.source}:{p}: {err.str()}")
-                continue
-            offset = msg.offset() or 0
-            if offset >= ends[p]:
-                self.finish(p)
-                continue
             ts = msg.timestamp()[1]
             if ts < last_ts[p]:
                 out_of_order[p] += 1
@@ -616,8 +347,6 @@ class _Copier:
                 self.sent += 1
             else:
                 result.skipped += 1
-            if offset + 1 >= ends[p]:
-                self.finish(p)
 
     def _paced(self) -> bool:
         """Wait until the next record is due (record n goes out n / rate after the start); True if stopped."""
@@ -634,7 +363,3 @@ def _produce_when_room(producer: Producer, topic: str, msg: Message, partition: 
             return
         except BufferError:
             continue
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

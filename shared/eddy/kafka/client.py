@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -256,92 +256,9 @@ def scan(
 
 
 # A bulk read keeps a large prefetch queue: the client then fetches ahead while Python decodes, which
-# measured more than twice the default's records/s against the embedded broker.
+# measured more than twice the default's records/s against the embedded broker. The history reader
+# (eddy.history.reader) reads with it.
 BULK_READ: dict[str, Any] = {"queued.min.messages": 1_000_000, "fetch.wait.max.ms": 10}
-BULK_BATCH = 10_000
-# consume() waits for a full batch until its timeout: a long one would idle at every partial batch (the
-# tail of a read, a slow fetch), which measured half of a backtest read's time. Short waits loop instead.
-FILL_WAIT_S = 0.02
-PROGRESS_EVERY_S = 0.5
-# How long a read waits, once every partition is at its end, for records that show it was not.
-QUIET_POLL_S = 0.2
-
-
-def read_to_end(
-    settings: Settings,
-    topics: list[str],
-    timeout_s: float = 300.0,
-    *,
-    start: dict[str, int] | None = None,
-    purpose: str = "read",
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Iterator[list[Message]]:
-    """Batches of every record of ``topics`` from ``start`` (default: the beginning) to each partition's end.
-
-    Built for bulk reads (backtests, checks, exports): no consumer group is joined, nothing is
-    committed, the client prefetches deeply. Missing topics are skipped.
-
-    A partition's end-of-partition event is not taken at its word: against the embedded broker it
-    sometimes comes early (seen at offset 0 of a full partition, and one record short of the end), and
-    the records after it still arrive. So a partition counts as read when its last event was the end,
-    not a record, and the read stops once every partition is there, a quiet poll brings nothing, and
-    every position has reached the high watermark of the partition's last fetch.
-
-    ``on_progress(read, planned)``, if given, is called about twice a second: the records read so
-    far, and those plus what the partitions' last fetches said is left.
-    """
-    config = consumer_config(
-        settings, f"eddy-{purpose}-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True, **BULK_READ}
-    )
-    consumer = Consumer(config)
-    try:
-        assign_from(consumer, topics, start)
-        partitions = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        at_end: set[tuple[str | None, int | None]] = set()
-        quiet_s = max(QUIET_POLL_S, 3 * config["fetch.wait.max.ms"] / 1000)
-        deadline = time.monotonic() + timeout_s
-        read, reported = 0, time.monotonic()
-        while time.monotonic() < deadline:
-            if on_progress is not None and time.monotonic() - reported >= PROGRESS_EVERY_S:
-                reported = time.monotonic()
-                on_progress(read, read + records_left(consumer))
-            done = at_end >= partitions
-            messages = consumer.consume(BULK_BATCH, quiet_s if done else FILL_WAIT_S)
-            batch = [msg for msg in messages if msg.error() is None]
-            if done and not batch and at_high_watermark(consumer):
-                return
-            if at_end:
-                at_end.difference_update((msg.topic(), msg.partition()) for msg in batch)
-            if len(batch) < len(messages):
-                at_end.update(
-                    (msg.topic(), msg.partition())
-                    for msg in messages
-                    if (err := msg.error()) is not None and err.code() == KafkaError._PARTITION_EOF
-                )
-            if batch:
-                read += len(batch)
-                yield batch
-        raise TimeoutError(f"reading {', '.join(topics)} to the end took more than {timeout_s:.0f} s")
-    finally:
-        consumer.close()
-
-
-def at_high_watermark(consumer: Consumer) -> bool:
-    """Whether every assigned partition's position is at the high watermark its last fetch reported."""
-    return records_left(consumer) == 0
-
-
-def records_left(consumer: Consumer) -> int:
-    """Records between each assigned partition's position and the high watermark its last fetch reported.
-
-    Cached watermarks only: the broker's own answer for "latest" is wrong on the embedded broker.
-    """
-    left = 0
-    for tp in consumer.position(consumer.assignment()):
-        _, high = consumer.get_watermark_offsets(tp, cached=True)
-        if tp.offset >= 0 and high >= 0:
-            left += max(0, high - tp.offset)
-    return left
 
 
 def topic_config(settings: Settings, topic: str) -> dict[str, str]:

@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from eddy.avro.serde import SerdeError
+from eddy.history.bounds import Bound
 from eddy.history.dataset import (
-    Bound,
     Bounds,
     DatasetError,
     Example,
@@ -22,7 +22,6 @@ from eddy.history.dataset import (
     build_manifest,
     data_range,
     decode_records,
-    parse_bound,
     schema_id_of,
     select_examples,
     table_bytes,
@@ -65,15 +64,15 @@ def example(i: int, offset: int | None = None, partition: int = 0, **kw: Any) ->
 
 
 def test_bounds_parse_offsets_epoch_ms_and_iso() -> None:
-    assert parse_bound("0") == Bound("0", "offset", 0)
-    assert parse_bound(str(10**11 - 1)).kind == "offset"
-    assert parse_bound(str(10**11)) == Bound(str(10**11), "timestamp", 10**11)
-    assert parse_bound("2023-11-14T22:13:20Z").value == T0
-    assert parse_bound("2023-11-14T22:13:20.5").value == T0 + 500  # naive is UTC
-    assert parse_bound("2023-11-14").value == T0 - (22 * 3600 + 13 * 60 + 20) * 1000
+    assert Bounds.parse("0", None).start == Bound("offset", 0)
+    assert Bounds.parse(str(10**11 - 1), None).from_offset == 10**11 - 1
+    assert Bounds.parse(None, str(10**11)).end == Bound("time", 10**11)
+    assert Bounds.parse("2023-11-14T22:13:20Z", None).from_ms == T0
+    assert Bounds.parse("2023-11-14T22:13:20.5", None).from_ms == T0 + 500  # naive is UTC
+    assert Bounds.parse("2023-11-14", None).from_ms == T0 - (22 * 3600 + 13 * 60 + 20) * 1000
     for bad in ("-3", "yesterday", "12x"):
-        with pytest.raises(DatasetError):
-            parse_bound(bad)
+        with pytest.raises(DatasetError, match="--from"):
+            Bounds.parse(bad, None)
 
 
 def test_bounds_are_half_open_and_refuse_empty_ranges() -> None:

@@ -2,8 +2,8 @@
 
 Events come from ``S.validated`` (what the live pipeline predicted) or
 ``S.events``; labels from ``S.feedback``. Both are read from the beginning to
-the end each partition had when the read reached it (partition EOF, so no
-"latest" offset is asked of the broker: the embedded one answers it wrong).
+the end each partition had when the read started (``eddy.history.reader``), so
+a stream still being written to does not keep a backtest reading.
 The first record of an event id wins, as it does in inference; the first label
 of an event (earliest ``label_time_ms``, then topic order) wins, as in learning.
 Events are put in event-time order, ties by event id, so the order never
@@ -27,8 +27,8 @@ from eddy.contracts.stream import StreamContract
 from eddy.core.settings import Settings
 from eddy.core.topics import StreamTopics
 from eddy.history.backtest.events import EventTable, Label
-from eddy.history.replay import Bound
-from eddy.kafka.client import read_to_end
+from eddy.history.bounds import Bound
+from eddy.history.reader import read_to_end
 
 
 @dataclass

@@ -13,7 +13,7 @@ from eddy.core.settings import Settings
 from eddy.history.backtest import engine
 from eddy.history.backtest.engine import BacktestModel, Event, EventTable, Label, run_backtest
 from eddy.history.backtest.source import _events, _labels, _Raw
-from eddy.history.replay import Bound
+from eddy.history.bounds import Bound
 from eddy.ml import linear_kernel
 
 from tests.records import demo_contract, event
