@@ -38,7 +38,7 @@ def test_api_keys_roles_limits_and_openapi(settings: Settings, tmp_path: Path) -
         assert rejected.status_code == 422 and rejected.json()["results"][0]["status"] == "rejected"
         spec = httpx.get(f"{url}/openapi.json").json()
         assert spec["openapi"].startswith("3.")
-        assert set(spec["paths"]) == {"/v1/streams/{stream}/events", "/v1/streams/{stream}/feedback"}
+        assert {"/v1/streams/{stream}/events", "/v1/streams/{stream}/feedback"} <= set(spec["paths"])
         assert {"401", "403", "404", "413", "422", "429"} <= set(
             spec["paths"]["/v1/streams/{stream}/events"]["post"]["responses"]
         )
