@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer
@@ -20,7 +21,8 @@ from confluent_kafka import Consumer
 from eddy.avro.serde import SerdeRegistry, registry_client
 from eddy.contracts.stream import StreamContract, load_contracts
 from eddy.core.envconfig import read_one
-from eddy.core.settings import REPO_ROOT, Settings, redact_url
+from eddy.core.resources import checkout_root
+from eddy.core.settings import Settings, redact_url
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
@@ -160,18 +162,28 @@ def retry(action: Callable[[], T], what: str, stop: threading.Event | None = Non
 
 
 def code_version() -> str:
-    """The git commit this code runs from, for lineage ("unknown" outside a checkout)."""
+    """What code this is, for lineage: the checkout's git commit, else the installed distribution's version.
+
+    ``EDDY_CODE_VERSION`` overrides both (an image build stamps its commit there).
+    """
     env = read_one(Settings, "code_version")
     if env:
         return env
+    root = checkout_root()
+    if root is not None and (root / ".git").exists():
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except OSError:
+            pass
     try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
+        return f"eddy {metadata.version('eddy')}"
+    except metadata.PackageNotFoundError:
         return "unknown"
