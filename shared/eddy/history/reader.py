@@ -346,9 +346,11 @@ def _record_at(consumer: Consumer, topic: str, partition: int, offset: int) -> t
 class HistoryReader:
     """Batches of the records in fixed spans (see :func:`fix_spans`), as a context manager.
 
-    >>> # with HistoryReader(settings, ["s.events"], until=Bound("offset", 100)) as reader:
-    >>> #     for batch in reader.batches():
-    >>> #         ...
+    Used as::
+
+        with HistoryReader(settings, ["s.events"], until=Bound("offset", 100)) as reader:
+            for batch in reader.batches():
+                ...
 
     Only records inside each partition's ``[first, end)`` are yielded, in the order the client delivers
     them (offset order within a partition). ``read`` counts them, ``planned`` is the spans' total size
