@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eddy.cli.common import CliError, resolve_settings
+from eddy.cli.common import CliError, UsageError, resolve_settings
 from eddy.history.dataset import DATA_NAMES, MANIFEST_NAME, Bounds, DatasetError, Selection, export_dataset
 
 
@@ -19,9 +19,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from eddy.avro.serde import SerdeRegistry, registry_client
     from eddy.contracts.stream import load_contracts
 
-    # Bad arguments fail before anything is read.
-    bounds = Bounds.parse(args.start, args.end)
-    selection = Selection.of(args.model, args.all_models)
+    # Bad arguments fail before anything is read, as usage errors (exit code 2).
+    try:
+        bounds = Bounds.parse(args.start, args.end)
+        selection = Selection.of(args.model, args.all_models)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from exc
     settings = resolve_settings()
     contracts = load_contracts(settings.contracts_dir)
     contract = contracts.get(args.stream)
