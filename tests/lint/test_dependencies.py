@@ -3,7 +3,7 @@
 Every third-party module imported anywhere in ``shared/eddy`` (inside functions too) comes from a distribution in
 ``[project].dependencies``, and every one declared there is imported. An optional extra (all but ``dev``, which
 holds tools) belongs to one integration, ``eddy/integrations/<extra>.py``: its distributions are imported there and
-nowhere else. Import names map to distributions through ``importlib.metadata.packages_distributions()``.
+nowhere else. Import names map to distributions through ``importlib.metadata.import_names_to_distributions()``.
 
 An import inside ``try: ... except ImportError`` outside the integrations is optional (used where present, like
 the httpx fork under confluent-kafka's registry client in ``eddy.cli.main``): it needs no declaration.
@@ -12,11 +12,13 @@ the httpx fork under confluent-kafka's registry client in ``eddy.cli.main``): it
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 import tomllib
 from collections import defaultdict
-from importlib.metadata import packages_distributions
+from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,12 @@ PACKAGE = REPO_ROOT / "shared" / "eddy"
 INTEGRATIONS = PACKAGE / "integrations"
 # Extras of tools and test libraries: nothing in the package imports them.
 TOOL_EXTRAS = {"dev"}
+
+
+@functools.cache
+def import_names_to_distributions() -> Mapping[str, list[str]]:
+    """``packages_distributions()``, read once: it walks every installed distribution's file list."""
+    return metadata.packages_distributions()
 
 
 def normalized(name: str) -> str:
@@ -87,7 +95,7 @@ def imports_by_file(optional: bool = True) -> dict[Path, set[str]]:
 
 def distributions(module: str) -> set[str]:
     """The installed distributions that provide top-level module ``module``."""
-    return {normalized(d) for d in packages_distributions().get(module, [])}
+    return {normalized(d) for d in import_names_to_distributions().get(module, [])}
 
 
 def is_integration(path: Path) -> bool:
@@ -123,7 +131,7 @@ def test_every_declared_dependency_is_imported() -> None:
 def test_an_extra_is_imported_by_its_integration_only(extra: str) -> None:
     core, extras = declared()
     wanted = extras[extra]
-    modules = {m for m, dists in packages_distributions().items() if {normalized(d) for d in dists} & wanted}
+    modules = {m for m, dists in import_names_to_distributions().items() if {normalized(d) for d in dists} & wanted}
     installed = {d for m in modules for d in distributions(m)}
     if wanted - installed:
         pytest.skip(
