@@ -93,7 +93,7 @@ EXPECTED: dict[str, tuple[int, str]] = {
     "wrong-key": (401, "not valid"),
     "invalid-utf8-key": (401, "not valid"),
     "basic-invalid-utf8": (401, "API key"),
-    "get-on-post": (405, "Not Allowed"),
+    "get-on-post": (405, "is not allowed"),
 }
 
 
