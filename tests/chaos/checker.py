@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.core.settings import Settings
 from eddy.core.topics import StreamTopics
@@ -114,10 +114,22 @@ def read_to_end(
                 if err is None:
                     if where in reading:
                         yield msg
-                elif err.code() == KafkaError._PARTITION_EOF:
+                elif err.code() == KafkaError._PARTITION_EOF and _at_end(consumer, msg, isolation):
                     reading.discard(where)
     finally:
         consumer.close()
+
+
+def _at_end(consumer: Consumer, eof: Message, isolation: str) -> bool:
+    """Whether an end-of-partition event is the end: Tansu sometimes reports it before the last records.
+
+    Under read_committed the end is the last stable offset, which the event reports; otherwise it is the
+    high watermark of the fetch (as ``eddy.history.reader`` decides, measured on both brokers).
+    """
+    if isolation == "read_committed":
+        return True
+    _, high = consumer.get_watermark_offsets(TopicPartition(eof.topic() or "", eof.partition() or 0), cached=True)
+    return high < 0 or (eof.offset() or 0) >= high
 
 
 def count_records(settings: Settings, topics: list[str], isolation: str = "read_uncommitted") -> Counter[str]:

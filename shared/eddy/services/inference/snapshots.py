@@ -13,7 +13,7 @@ import logging
 import threading
 import uuid
 
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.contracts.stream import StreamContract
@@ -56,6 +56,9 @@ class SnapshotWatcher:
         # Caught up means every partition read to its end once: partition EOF says so on any broker.
         self._consumer = Consumer(consumer_config(settings, group, background=True, **{"enable.partition.eof": True}))
         self._unread: set[tuple[str, int]] = set()
+        # Under read_committed a partition ends at its last stable offset, below the high watermark while a
+        # transaction is open: there the end-of-partition event is the end.
+        self._committed_reads = settings.isolation_level == "read_committed"
         self._topics = [StreamTopics(s).models for s in contracts] + [MODEL_EVENTS_TOPIC]
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
         self._stop = threading.Event()
@@ -90,7 +93,7 @@ class SnapshotWatcher:
             for msg in messages:
                 error = msg.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
+                    if error.code() == KafkaError._PARTITION_EOF and self._at_end(msg):
                         self._unread.discard((msg.topic() or "", msg.partition() or 0))
                     continue
                 try:
@@ -113,6 +116,19 @@ class SnapshotWatcher:
             # the end served an older snapshot than its predecessor had (found by the broker-fault chaos runs).
             if not self.caught_up.is_set() and not self._unread:
                 self.caught_up.set()
+
+    def _at_end(self, eof: Message) -> bool:
+        """Whether an end-of-partition event is the partition's end: at or past the high watermark of the fetch.
+
+        Tansu sometimes reports the end of a partition before its last records (measured for the history
+        reader, ``eddy.history.reader``); a restarted inference that believed it served an older snapshot
+        than its predecessor had, found by the chaos runs.
+        """
+        if self._committed_reads:
+            return True
+        tp = TopicPartition(eof.topic() or "", eof.partition() or 0)
+        _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+        return high < 0 or (eof.offset() or 0) >= high
 
 
 def _aliased(serving: ServingSet) -> list[tuple[ServingModel, str]]:
