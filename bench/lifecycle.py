@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from eddy.contracts.stream import StreamContract
+from eddy.core.signing import Keyring
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, StreamTopics
 from eddy.ml.models import ModelState, load_snapshot_estimator
 from eddy.ml.roles import ARCHIVED, PROMOTED, ROLLED_BACK, VersionKey, contract_roles, roles_of_event
@@ -87,12 +88,14 @@ class Lifecycle:
         contracts = {contract.name: contract}
         self.topics = StreamTopics(contract.name)
         self.models = fresh_models(contracts)
-        self.table = ServingTable(contracts, self.models)
+        # One keyring for the whole in-process lifecycle, as one under a state dir is for the stack's services.
+        self.keys = Keyring.generate()
+        self.table = ServingTable(contracts, self.models, self.keys)
         self.predict = PredictBatch(contracts, self.models, clock=self.clock)
         self.monitor = Monitor(contract, MonitorConfig(), clock=self.clock)
-        self.retraining = Retraining(contracts, clock=self.clock) if retraining else None
+        self.retraining = Retraining(contracts, signer=self.keys, clock=self.clock) if retraining else None
         store = Store(state_dir / "registry.db")
-        self.registry = Registry(store, ArtifactStore(state_dir / "artifacts"), contracts, clock=self.clock)
+        self.registry = Registry(store, ArtifactStore(state_dir / "artifacts", self.keys), contracts, clock=self.clock)
         self.registry_handler = RegistryHandler(self.registry)
         self.roles = contract_roles(contract)
         self.learners: dict[VersionKey, Learner] = {
@@ -220,7 +223,11 @@ class Lifecycle:
                 record = self._registered[key]
                 spec = self.contract.model(key.name)
                 state = ModelState(
-                    self.contract.name, spec, load_snapshot_estimator(record), key.version, record["learned_count"]
+                    self.contract.name,
+                    spec,
+                    load_snapshot_estimator(record, self.keys),
+                    key.version,
+                    record["learned_count"],
                 )
                 self.learners[key] = Learner(self.contract, LearnerState(state), champion=False)
         for key in list(self.learners):

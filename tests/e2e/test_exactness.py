@@ -104,7 +104,7 @@ def learned(url: str, stream: str) -> int:
 
 def checkpointed(settings: Settings, stream: str, model: str) -> tuple[int, int]:
     """(predictions read, labels learned) according to the checkpoint of ``model``'s learner on disk."""
-    saved = checkpoint.load(checkpoint.checkpoint_path(settings.state_dir, stream, model))
+    saved = checkpoint.load(checkpoint.checkpoint_path(settings.state_dir, stream, model), settings.keyring())
     if saved is None:
         return 0, 0
     topic = StreamTopics(stream).predictions
@@ -240,7 +240,7 @@ def test_learner_killed_twice_learns_every_label_once(settings: Settings, tmp_pa
     print(f"partitions={partitions} (checkpointed, published) at the kills={kills} run={elapsed:.0f}s")
     print("timeline:", "; ".join(timeline))
 
-    eddy_model = load_snapshot_estimator(final)
+    eddy_model = load_snapshot_estimator(final, settings.keyring())
     assert model_state(eddy_model)["counts"] == dict.fromkeys(contract.champion.features, TOTAL)
     if partitions > 1:
         # Across partitions the learning order is the order the learner fetched them in: only counts compare.

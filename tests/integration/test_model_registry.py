@@ -56,6 +56,7 @@ def candidate(settings: Settings, n: int, alias: str = CHALLENGER) -> dict[str, 
         "spec": spec.to_json(),
         "artifact": artifact,
         "sha256": hashlib.sha256(artifact).hexdigest(),
+        "signature": settings.keyring().sign(artifact),
         "learned_count": 300,
         "training_offsets": [{"topic": f"{stream}.labeled", "partition": 0, "first_offset": 0, "last_offset": 299}],
         "schema_ids": {},
@@ -231,7 +232,7 @@ def test_kill_9_during_promotions_leaves_one_champion_and_sound_artifacts(settin
         thread.join(10)
 
     store = Store(config.db_path)
-    artifacts = ArtifactStore(config.artifacts_dir)
+    artifacts = ArtifactStore(config.artifacts_dir, settings.keyring())
     assert store.check() == {stream: 1}
     assert all(artifacts.verify(row.sha256) for row in store.versions(stream))
     decided = {a["event_id"] for a in store.audit(stream, limit=100_000) if a["event_type"] == PROMOTED}

@@ -37,13 +37,13 @@ pytestmark = pytest.mark.integration
 V1, V2 = VersionKey("default", 1), VersionKey("default", 2)
 
 
-def trained_snapshot(stream: str) -> dict:
+def trained_snapshot(settings: Settings, stream: str) -> dict:
     """Version 2 as the registry publishes it: trained elsewhere, no online offsets yet."""
     state = ModelState.fresh(stream, demo_contract().champion, version=2)
     for event, label in zip(sample_events(0, 300), sample_labels(0, 300), strict=True):
         state.estimator.learn_one({k: event[k] for k in ("x0", "x1", "x2")}, label["label"])
     state.learned_count = 300
-    return state.to_snapshot_record("test")
+    return state.to_snapshot_record(settings.keyring(), "test")
 
 
 def served_by(settings: Settings, stream: str, ids: set[str]) -> Counter[str]:
@@ -61,7 +61,7 @@ def test_registered_promoted_and_archived_versions_are_followed(settings: Settin
         produce_values(settings, topics.validated, sample_events(0, 100))
         produce_values(settings, topics.feedback, sample_labels(0, 100))
         wait_until(lambda: latest_snapshot_learned(settings, stream) == 100, 30, what="version 1 to learn")
-        produce_values(settings, topics.models, [trained_snapshot(stream)], key_field="model_name")
+        produce_values(settings, topics.models, [trained_snapshot(settings, stream)], key_field="model_name")
         produce_values(
             settings,
             MODEL_EVENTS_TOPIC,

@@ -104,7 +104,7 @@ def registered_version(
     if found is None:
         raise BacktestError(f"--model {key}: the registry's snapshot of it is not on {topic}")
     try:
-        return spec_from_json(found["spec"]), load_snapshot_estimator(found)
+        return spec_from_json(found["spec"]), load_snapshot_estimator(found, settings.keyring())
     except SnapshotError as exc:
         raise BacktestError(f"--model {key}: {exc}") from exc
 

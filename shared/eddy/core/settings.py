@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from eddy.core.envconfig import SettingsError, read_env, setting, setting_rows, spelled
 from eddy.core.resources import default_contracts_dir, default_schemas_dir
+from eddy.core.signing import KeyringSource, keyring_source
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -284,6 +285,25 @@ class Settings:
         },
     )
 
+    signing_keys_file: str = field(
+        default="",
+        metadata={
+            "env": "EDDY_SIGNING_KEYS_FILE",
+            "doc": "JSON keyring whose keys sign and verify every pickled model and checkpoint (a mounted secret; "
+            "`eddy keys init` makes one). Empty: STATE_DIR/secrets/signing-keys.json, created when missing.",
+        },
+    )
+    signing_keys: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "env": "EDDY_SIGNING_KEYS",
+            "doc": "Signing keys inline, KEY_ID:BASE64[,KEY_ID:BASE64...], the first one signing; wins over "
+            "EDDY_SIGNING_KEYS_FILE. Never logged or shown.",
+            "secret": True,
+        },
+    )
+
     def __post_init__(self) -> None:
         # Spellings librdkafka would accept anyway are normalized, so that configs and checks compare equal.
         object.__setattr__(self, "kafka_security_protocol", self.kafka_security_protocol.strip().upper())
@@ -325,6 +345,10 @@ class Settings:
         if self.kafka_isolation_level != "auto":
             return self.kafka_isolation_level
         return "read_committed" if self.kafka_transactions else "read_uncommitted"
+
+    def keyring(self) -> KeyringSource:
+        """The signing keyring of these settings (``eddy.core.signing.keyring_source``)."""
+        return keyring_source(self.signing_keys, self.signing_keys_file, self.state_dir)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -385,6 +409,8 @@ _SECURITY_FIELDS = frozenset(
         "kafka_ssl_endpoint_identification",
         "schema_registry_basic_auth",
         "schema_registry_ca_location",
+        "signing_keys_file",
+        "signing_keys",
     }
 )
 

@@ -6,7 +6,8 @@ A spec names river estimators by ``module.Class`` with keyword parameters::
       - preprocessing.StandardScaler: {}
       - linear_model.LogisticRegression: {optimizer: {optim.SGD: {lr: 0.05}}}
 
-Snapshots are pickles with a SHA-256 checksum that is verified before loading.
+Snapshots are pickles signed with the keyring's HMAC (``eddy.ml.artifacts``): a snapshot is unpickled only
+after its signature verifies, and its SHA-256 is checked too (it names the registry's artifact file).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from river import compose
 from river.base import AnomalyDetector
 
 from eddy.contracts.stream import ModelSpec
+from eddy.ml.artifacts import ArtifactRefused, Signer, signed_pickle, verify
 
 # Only river's own modules can be named in a spec: a contract must not be able to import arbitrary code.
 ALLOWED_MODULES = {
@@ -57,7 +59,15 @@ class ModelSpecError(ValueError):
 
 
 class SnapshotError(ValueError):
-    """A snapshot whose checksum does not match or that does not unpickle."""
+    """A snapshot refused: unsigned or badly signed, a checksum that does not match, or bytes that do not unpickle.
+
+    ``reason`` is one word for metrics and dead-letter headers (``unsigned``, ``bad_signature``,
+    ``unknown_key``, ``malformed``, ``checksum_mismatch``, ``unpicklable``).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def build_estimator(spec: ModelSpec) -> Any:
@@ -220,9 +230,9 @@ class ModelState:
     def features_of(self, record: dict[str, Any]) -> Features:
         return {name: record.get(name) for name in self.spec.features}
 
-    def to_snapshot_record(self, code_version: str = "unknown") -> dict[str, Any]:
-        """The Avro ``ModelSnapshot`` record for this state."""
-        artifact = pickle.dumps(self.estimator, protocol=pickle.HIGHEST_PROTOCOL)
+    def to_snapshot_record(self, signer: Signer, code_version: str = "unknown") -> dict[str, Any]:
+        """The Avro ``ModelSnapshot`` record for this state, its artifact signed by ``signer``."""
+        artifact, signature = signed_pickle(self.estimator, signer)
         return {
             "stream": self.stream,
             "model_name": self.spec.name,
@@ -232,27 +242,34 @@ class ModelState:
             "spec": self.spec.to_json(),
             "artifact": artifact,
             "sha256": hashlib.sha256(artifact).hexdigest(),
+            "signature": signature,
             "source_offsets": dict(self.source_offsets),
             "learned_from_offsets": dict(getattr(self, "learned_from", {})),
             "code_version": code_version,
         }
 
 
-def load_snapshot_estimator(record: dict[str, Any]) -> Any:
-    """Unpickle a snapshot's estimator after checking its checksum.
+def load_snapshot_estimator(record: dict[str, Any], signer: Signer) -> Any:
+    """Unpickle a snapshot's estimator once its signature verifies and its checksum matches.
 
     Raises
     ------
     SnapshotError
-        If the checksum does not match or the bytes do not unpickle.
+        If the signature is missing or wrong (the bytes are never unpickled), the checksum does not match or
+        the bytes do not unpickle.
     """
     artifact = record["artifact"]
-    if hashlib.sha256(artifact).hexdigest() != record["sha256"]:
-        raise SnapshotError(f"snapshot {record['model_name']} v{record['model_version']}: checksum mismatch")
+    what = f"snapshot {record['stream']}/{record['model_name']} v{record['model_version']}"
     try:
-        return pickle.loads(artifact)
+        verify(artifact, record.get("signature") or "", signer, "snapshot")
+    except ArtifactRefused as exc:
+        raise SnapshotError(exc.reason, f"{what}: {exc}") from exc
+    if hashlib.sha256(artifact).hexdigest() != record["sha256"]:
+        raise SnapshotError("checksum_mismatch", f"{what}: checksum mismatch")
+    try:
+        return pickle.loads(artifact)  # signature verified above
     except Exception as exc:
-        raise SnapshotError(f"snapshot {record['model_name']}: cannot unpickle: {exc}") from exc
+        raise SnapshotError("unpicklable", f"{what}: cannot unpickle: {exc}") from exc
 
 
 def spec_from_json(text: str) -> ModelSpec:

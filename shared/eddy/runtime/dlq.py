@@ -8,9 +8,12 @@ and replayed exactly; headers carry where it came from and why it was rejected.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from confluent_kafka import Message, Producer
 
 from eddy.contracts.checks import Violation
 from eddy.core.topics import StreamTopics
@@ -24,6 +27,8 @@ RETENTION_GAP = "retention_gap"
 # A label whose prediction was deleted by retention before the learner read it.
 PREDICTION_DELETED = "prediction_deleted"
 NOT_REPLAYABLE = frozenset({RETENTION_GAP})
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,45 @@ class DeadLetter:
         own = [(HEADER_PREFIX + k, v.encode("utf-8")) for k, v in meta.items()]
         # The original headers are kept after ours so a replay can restore them.
         return own + [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
+
+
+def dead_letter_of(message: Message, stage: str, reason: str, exc: BaseException) -> DeadLetter:
+    """A dead letter for a record read outside a stream loop (a model snapshot a watcher refused, say)."""
+    _, timestamp_ms = message.timestamp()
+    return DeadLetter(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),  # bytes: no deserializer is configured
+        value=message.value(),
+        headers=list(message.headers() or []),  # type: ignore[arg-type]
+        timestamp_ms=timestamp_ms if timestamp_ms > 0 else None,
+        stage=stage,
+        reason=reason,
+        error_class=type(exc).__name__,
+        message=str(exc),
+    )
+
+
+class DeadLetterWriter:
+    """Writes dead letters from a thread that has no stream loop, with a producer of its own made when needed.
+
+    A snapshot watcher refuses so rarely (a forged or unsigned model) that each letter is flushed at once.
+    """
+
+    def __init__(self, producer_conf: dict[str, Any]) -> None:
+        self.producer_conf = producer_conf
+        self._producer: Producer | None = None
+
+    def write(self, letter: DeadLetter, timeout_s: float = 10.0) -> bool:
+        """Produce ``letter`` to its stream's DLQ; False (logged) if it was not acknowledged in ``timeout_s``."""
+        if self._producer is None:
+            self._producer = Producer(self.producer_conf)
+        self._producer.produce(letter.dlq_topic, letter.value, letter.key, headers=letter.dlq_headers())  # type: ignore[arg-type]
+        if self._producer.flush(timeout_s) > 0:
+            log.error("dead letter not acknowledged", extra={"topic": letter.dlq_topic, "reason": letter.reason})
+            return False
+        return True
 
 
 def read_dlq_headers(headers: Any) -> dict[str, str]:

@@ -23,6 +23,7 @@ from eddy.contracts.stream import StreamContract, load_contracts
 from eddy.core.envconfig import read_one
 from eddy.core.resources import checkout_root
 from eddy.core.settings import Settings, redact_url
+from eddy.core.signing import KeyringSource
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
@@ -56,6 +57,14 @@ class ServiceContext:
     http_port: int
     background: bool = False
     http: HttpServer | None = None
+    signing_keys: KeyringSource | None = None
+
+    @property
+    def keys(self) -> KeyringSource:
+        """The keyring that signs and verifies every pickle this service moves (``eddy.core.signing``)."""
+        if self.signing_keys is None:
+            self.signing_keys = self.settings.keyring()
+        return self.signing_keys
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
@@ -133,11 +142,12 @@ def bootstrap(
         f"register schemas at {redact_url(settings.schema_registry_url)}",
         stop,
     )
+    keys = settings.keyring()  # a missing or unreadable keyring stops the service here, with its reason
     linger = {"linger.ms": BACKGROUND_LINGER_MS} if background else {}
     producer = ConfirmedProducer(producer_config(settings, **linger))
     health.set(streams=sorted(contracts))
     port = server.port if server is not None else 0
-    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background, server)
+    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background, server, keys)
 
 
 def _registered(settings: Settings, contracts: dict[str, StreamContract], topics: list[str]) -> SerdeRegistry:

@@ -131,6 +131,9 @@ class EmbeddedStack:
             settings = replace(settings, schema_registry_url=url)
             self.settings = settings
             wait_http(f"{url}/subjects", 30.0)
+        # One signing keyring for every service (under the state dir unless one is configured), made before any
+        # of them starts: learning, inference, retraining and the registry verify each other's models with it.
+        replace(settings, state_dir=self.state_dir).keyring()
         child_env = {**settings.kafka_env(), "EDDY_STATE_DIR": str(self.state_dir), "EDDY_LOG_FORMAT": "json"}
         for name in SERVICES:
             port = free_port()

@@ -13,6 +13,7 @@ from eddy.ml.models import (
 )
 from eddy.runtime.dlq import DeadLetter, read_dlq_headers
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract
 
 
@@ -44,14 +45,16 @@ def test_snapshot_round_trip_and_checksum() -> None:
     state = ModelState.fresh("demo", demo_contract().champion)
     state.estimator.learn_one({"x0": 1.0, "x1": 1.0, "x2": 1.0}, True)
     state.learned_count = 1
-    snap = state.to_snapshot_record("abc")
-    model = load_snapshot_estimator(snap)
+    snap = state.to_snapshot_record(TEST_KEYS, "abc")
+    model = load_snapshot_estimator(snap, TEST_KEYS)
     assert model.predict_proba_one({"x0": 1.0, "x1": 1.0, "x2": 1.0}) == state.estimator.predict_proba_one(
         {"x0": 1.0, "x1": 1.0, "x2": 1.0}
     )
     assert spec_from_json(snap["spec"]) == state.spec
+    with pytest.raises(SnapshotError, match="does not match the content"):
+        load_snapshot_estimator({**snap, "artifact": snap["artifact"] + b"x"}, TEST_KEYS)
     with pytest.raises(SnapshotError, match="checksum"):
-        load_snapshot_estimator({**snap, "artifact": snap["artifact"] + b"x"})
+        load_snapshot_estimator({**snap, "sha256": "0" * 64}, TEST_KEYS)
 
 
 def test_settings_from_env_and_table() -> None:

@@ -18,7 +18,7 @@ from eddy.services.inference.snapshots import SnapshotWatcher
 def main() -> int:
     ctx = bootstrap("inference")
     models = fresh_models(ctx.contracts)
-    watcher = SnapshotWatcher(ctx.settings, ctx.contracts, ctx.serdes, models, ctx.health)
+    watcher = SnapshotWatcher(ctx.settings, ctx.contracts, ctx.serdes, models, ctx.keys, ctx.health)
     watcher.start()
     loop = ctx.stream_loop(ctx.topics("validated"), PredictBatch(ctx.contracts, models))
     api = start_predict_api(ctx, PredictBatch(ctx.contracts, models), inference_config())

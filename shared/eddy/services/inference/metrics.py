@@ -12,6 +12,11 @@ PREDICTION_LATENCY = Histogram(
 SNAPSHOT_SWAPS = Counter("eddy_snapshot_swaps_total", "Model snapshots hot-swapped in.", ["stream", "model"])
 SNAPSHOT_LEARNED = Gauge("eddy_snapshot_learned", "Labels learned by the serving snapshot.", ["stream", "model"])
 SNAPSHOT_AGE = Gauge("eddy_snapshot_age_seconds", "Age of the serving snapshot when it was swapped in.", ["stream"])
+SNAPSHOTS_REFUSED = Counter(
+    "eddy_snapshots_refused_total",
+    "Model snapshots refused before loading (unsigned, bad signature, unknown key, bad checksum), by reason.",
+    ["stream", "reason"],
+)
 CHAMPION_SWITCHES = Counter(
     "eddy_champion_switches_total", "Times the answering model version changed (promotion or rollback).", ["stream"]
 )

@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 from eddy.contracts.stream import StreamContract
-from eddy.ml.models import SnapshotError, load_snapshot_estimator
+from eddy.ml.artifacts import Signer
+from eddy.ml.models import load_snapshot_estimator
 from eddy.ml.roles import ARCHIVED, StreamRoles, VersionKey, contract_roles, roles_of_event
 from eddy.services.inference import metrics
 from eddy.services.inference.handlers import ServingModel, ServingSet, StreamModels
@@ -27,8 +28,9 @@ class ServingTable:
 
     keep_archived = 2
 
-    def __init__(self, contracts: dict[str, StreamContract], models: StreamModels) -> None:
+    def __init__(self, contracts: dict[str, StreamContract], models: StreamModels, signer: Signer) -> None:
         self.contracts = contracts
+        self.signer = signer
         self.models = models
         self.roles: dict[str, StreamRoles] = {s: contract_roles(c) for s, c in contracts.items()}
         self.loaded: dict[str, dict[VersionKey, ServingModel]] = {
@@ -45,7 +47,13 @@ class ServingTable:
         return True
 
     def load(self, record: dict[str, Any]) -> bool:
-        """Hold the snapshot's model if it is newer than the one held for its version."""
+        """Hold the snapshot's model if it is newer than the one held for its version.
+
+        Raises
+        ------
+        SnapshotError
+            For a snapshot refused (a signature that does not verify, a bad checksum): nothing changes.
+        """
         stream, name, version = record["stream"], record["model_name"], record["model_version"]
         contract = self.contracts.get(stream)
         if contract is None or name not in {m.name for m in contract.models}:
@@ -56,11 +64,7 @@ class ServingTable:
         current = self.loaded[stream].get(key)
         if current is not None and not current.is_older_than(version, record["learned_count"]):
             return False
-        try:
-            estimator = load_snapshot_estimator(record)
-        except SnapshotError:
-            log.exception("snapshot rejected")
-            return False
+        estimator = load_snapshot_estimator(record, self.signer)
         spec = contract.model(name)
         self.loaded[stream][key] = ServingModel(
             name, version, record["learned_count"], estimator, spec.features, contract.task

@@ -19,9 +19,13 @@ from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.contracts.stream import StreamContract
 from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_EVENTS_TOPIC, StreamTopics
-from eddy.kafka.client import assign_from, consumer_config
+from eddy.kafka.client import assign_from, consumer_config, producer_config
+from eddy.ml.artifacts import Signer
+from eddy.ml.models import SnapshotError
 from eddy.ml.roles import CHALLENGER, CHAMPION, SHADOW
+from eddy.runtime.dlq import DeadLetterWriter, dead_letter_of
 from eddy.runtime.observability import Health
+from eddy.services.inference import metrics
 from eddy.services.inference.handlers import ServingModel, ServingSet, StreamModels
 from eddy.services.inference.serving import ServingTable
 
@@ -42,13 +46,16 @@ class SnapshotWatcher:
         contracts: dict[str, StreamContract],
         serdes: SerdeRegistry,
         models: StreamModels,
+        signer: Signer,
         health: Health | None = None,
     ) -> None:
         self.contracts = contracts
         self.serdes = serdes
         self.models = models
         self.health = health or Health("inference")
-        self.table = ServingTable(contracts, models)
+        self.table = ServingTable(contracts, models, signer)
+        # A refused snapshot is kept in the stream's DLQ, byte for byte, with the reason.
+        self.dead_letters = DeadLetterWriter(producer_config(settings))
         self.report()
         self.caught_up = threading.Event()
         # A group id is required by the client but never used: offsets are assigned, not committed.
@@ -88,7 +95,7 @@ class SnapshotWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             messages = self._consumer.consume(100, 0.1)
-            newest: dict[tuple[str, str, int], dict] = {}
+            newest: dict[tuple[str, str, int], tuple[dict, Message]] = {}
             changed: set[str] = set()
             for msg in messages:
                 error = msg.error()
@@ -105,10 +112,13 @@ class SnapshotWatcher:
                     if self.table.apply_event(record):
                         changed.add(record["stream"])
                 else:  # only the last snapshot of a version in a batch matters
-                    newest[(record["stream"], record["model_name"], record["model_version"])] = record
-            for record in newest.values():
-                if self.table.load(record):
-                    changed.add(record["stream"])
+                    newest[(record["stream"], record["model_name"], record["model_version"])] = (record, msg)
+            for record, msg in newest.values():
+                try:
+                    if self.table.load(record):
+                        changed.add(record["stream"])
+                except SnapshotError as exc:
+                    self._refuse(msg, exc)
             if [stream for stream in changed if self.table.serve(stream)]:
                 self.report()
             # Not "no message for a while", nor cached watermarks: with a partition's leader failing over,
@@ -116,6 +126,13 @@ class SnapshotWatcher:
             # the end served an older snapshot than its predecessor had (found by the broker-fault chaos runs).
             if not self.caught_up.is_set() and not self._unread:
                 self.caught_up.set()
+
+    def _refuse(self, msg: Message, exc: SnapshotError) -> None:
+        """A snapshot that is not served: said in the log, counted, and dead-lettered with the reason."""
+        log.error("snapshot refused", extra={"topic": msg.topic(), "offset": msg.offset(), "reason": exc.reason,
+                                             "error": str(exc)})  # fmt: skip
+        metrics.SNAPSHOTS_REFUSED.labels(StreamTopics.stream_of(msg.topic() or ""), exc.reason).inc()
+        self.dead_letters.write(dead_letter_of(msg, "inference.snapshots", exc.reason, exc))
 
     def _at_end(self, eof: Message) -> bool:
         """Whether an end-of-partition event is the partition's end: at or past the high watermark of the fetch.

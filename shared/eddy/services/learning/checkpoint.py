@@ -4,15 +4,18 @@ Because the model and the offsets it has consumed up to are saved in one file,
 a learner killed at any moment restarts from the checkpoint and re-reads exactly
 the input after it: no label is learned twice and none is skipped, with no need
 for broker transactions.
+
+A checkpoint is a signed pickle (``eddy.ml.artifacts``): one whose signature does not verify is never
+unpickled, and the learner does not start on it (``CheckpointRefused``): learning on from anything else
+would learn some labels twice or skip them.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
+from eddy.ml.artifacts import ArtifactRefused, Signer, read_signed_file, write_signed_file
 from eddy.services.learning.handlers import LearnerState
 
 # The checkpoint of a version that was archived keeps this suffix: a rollback to the version resumes from it.
@@ -42,27 +45,33 @@ def saved_versions(state_dir: Path, stream: str, model: str) -> list[int]:
     return sorted(versions)
 
 
-def save(path: Path, checkpoint: Checkpoint) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump(checkpoint, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    # The rename itself must reach the disk before offsets are committed anywhere else.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+class CheckpointRefused(RuntimeError):
+    """A checkpoint whose signature does not verify: the learner stops rather than learn from a guess."""
 
 
-def load(path: Path) -> Checkpoint | None:
+def save(path: Path, checkpoint: Checkpoint, signer: Signer) -> None:
+    """Write ``checkpoint`` signed, atomically; the rename reaches the disk before offsets are committed elsewhere."""
+    write_signed_file(path, checkpoint, signer)
+
+
+def load(path: Path, signer: Signer) -> Checkpoint | None:
+    """The checkpoint at ``path``, None if there is none.
+
+    Raises
+    ------
+    CheckpointRefused
+        If its signature does not verify (it is not unpickled): restore the key that signed it, or move the
+        file away to start that version over.
+    """
     if not path.exists():
         return None
-    with open(path, "rb") as fh:
-        checkpoint = pickle.load(fh)
+    try:
+        checkpoint = read_signed_file(path, signer, "checkpoint")
+    except ArtifactRefused as exc:
+        raise CheckpointRefused(
+            f"{exc}: the learner will not start on it. Restore the signing key that wrote it, or move the file "
+            "away to start this version over from the registry's snapshot."
+        ) from exc
     if not isinstance(checkpoint, Checkpoint):
         raise ValueError(f"{path} is not a learner checkpoint")
     return checkpoint

@@ -87,7 +87,7 @@ class LearningService:
 
     def _restore(self, stream: str, spec: ModelSpec, version: int) -> LearnerState:
         path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, spec.name, version)
-        saved = checkpoint.load(path)
+        saved = checkpoint.load(path, self.ctx.keys)
         where = {"stream": stream, "model": f"{spec.name}@{version}"}
         if saved is None:
             log.info("no checkpoint: fresh model", extra=where)
@@ -169,10 +169,10 @@ class LearningService:
         here on: what the stream's learners have read so far.
         """
         path = checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version)
-        saved = checkpoint.load(path)
+        saved = checkpoint.load(path, self.ctx.keys)
         if saved is not None and saved.cluster_id == self.cluster:
             return saved.state
-        retired = checkpoint.load(path.with_suffix(checkpoint.ARCHIVED_SUFFIX))
+        retired = checkpoint.load(path.with_suffix(checkpoint.ARCHIVED_SUFFIX), self.ctx.keys)
         if retired is not None:
             model = retired.state.model
             log.info("archived version revived", extra={"stream": stream, "model": str(key)})
@@ -181,7 +181,7 @@ class LearningService:
             if record is None:
                 return None  # its snapshot has not been read yet: the next drain brings it
             try:
-                estimator = load_snapshot_estimator(record)
+                estimator = load_snapshot_estimator(record, self.ctx.keys)
             except SnapshotError:
                 log.exception("registered snapshot rejected", extra={"stream": stream, "model": str(key)})
                 return None
@@ -289,6 +289,7 @@ class LearningService:
             checkpoint.save(
                 checkpoint.checkpoint_path(self.ctx.settings.state_dir, stream, key.name, key.version),
                 checkpoint.Checkpoint(self.cluster, state),
+                self.ctx.keys,
             )
             metrics.CHECKPOINT_SECONDS.labels(stream).observe(time.perf_counter() - started)
 
@@ -301,7 +302,7 @@ class LearningService:
                 continue
             model.source_offsets = dict(learner.state.offsets)
             topic = StreamTopics(stream).models
-            data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.code_version))
+            data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.ctx.keys, self.code_version))
             # One key per version: S.models is compacted (eddy.kafka.retention).
             self.ctx.producer.produce(topic, data, snapshot_key(model.spec.name, model.version).encode())
             self._published[(stream, key)] = model.learned_count

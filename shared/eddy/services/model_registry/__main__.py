@@ -41,7 +41,7 @@ def main() -> int:
     ctx = bootstrap(ACTOR, http_api=api.http_api())
     config = RegistryConfig.from_settings(ctx.settings)
     store = Store(config.db_path)
-    artifacts = ArtifactStore(config.artifacts_dir)
+    artifacts = ArtifactStore(config.artifacts_dir, ctx.keys)
     removed = artifacts.clean()
     registry = Registry(store, artifacts, ctx.contracts, code_version())
     retry(lambda: ensure_topics(ctx.settings, [PLATFORM_DLQ]), "create the platform DLQ", ctx.stop)

@@ -22,6 +22,7 @@ from typing import Any
 from eddy.contracts.stream import StreamContract
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, StreamTopics
 from eddy.kafka.retention import snapshot_key
+from eddy.ml.artifacts import ArtifactRefused, signed_pickle, verify
 from eddy.ml.models import build_estimator, spec_from_json
 from eddy.ml.roles import (
     ARCHIVE_REQUESTED,
@@ -135,7 +136,7 @@ class Registry:
         return revived
 
     def snapshot_record(self, row: VersionRow) -> dict[str, Any]:
-        """The ``ModelSnapshot`` of a version's registered artifact (checksum verified on load)."""
+        """The ``ModelSnapshot`` of a version's registered artifact (signature and checksum verified on load)."""
         artifact = self.artifacts.get(row.sha256)
         return {
             "stream": row.stream,
@@ -146,6 +147,8 @@ class Registry:
             "spec": row.spec,
             "artifact": artifact,
             "sha256": row.sha256,
+            # Signed afresh with the active key: the file's signature was checked by artifacts.get.
+            "signature": self.artifacts.signer.sign(artifact),
             # Empty: learning and inference tell a registered artifact from their own progress by this.
             "source_offsets": {},
             "code_version": row.code_version,
@@ -199,7 +202,7 @@ class Registry:
                 continue
             stored = []
             for spec in missing:
-                data = pickle.dumps(build_estimator(spec), protocol=pickle.HIGHEST_PROTOCOL)
+                data, _ = signed_pickle(build_estimator(spec), self.artifacts.signer)
                 stored.append((spec, *self.artifacts.put(data)))  # the artifact first, then the row naming it
             with self.store.transaction():
                 has_champion = CHAMPION in self.store.aliases(stream).values()
@@ -225,7 +228,8 @@ class Registry:
         Raises
         ------
         CandidateError
-            For an unknown stream or model, a bad alias or spec, a checksum mismatch or an unpicklable artifact.
+            For an unknown stream or model, a bad alias or spec, a signature that does not verify (the artifact
+            is then never unpickled), a checksum mismatch or an unpicklable artifact.
         """
         candidate_id = candidate["candidate_id"]
         if self.store.has_candidate(candidate_id):
@@ -240,6 +244,10 @@ class Registry:
         if alias not in (CHALLENGER, SHADOW):
             raise CandidateError("bad_alias", f"candidate {candidate_id}: alias {alias!r} (challenger or shadow)")
         artifact = candidate["artifact"]
+        try:
+            verify(artifact, candidate.get("signature") or "", self.artifacts.signer, "candidate")
+        except ArtifactRefused as exc:
+            raise CandidateError(exc.reason, f"candidate {candidate_id}: {exc}") from exc
         if hashlib.sha256(artifact).hexdigest() != candidate["sha256"]:
             raise CandidateError("checksum_mismatch", f"candidate {candidate_id}: artifact does not match its sha256")
         try:
@@ -247,7 +255,7 @@ class Registry:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CandidateError("bad_spec", f"candidate {candidate_id}: spec is not a model spec: {exc}") from exc
         try:
-            pickle.loads(artifact)
+            pickle.loads(artifact)  # its signature verified above
         except Exception as exc:
             raise CandidateError("unpicklable", f"candidate {candidate_id}: artifact does not unpickle: {exc}") from exc
         sha, size = self.artifacts.put(artifact)  # before the row that names it

@@ -36,7 +36,11 @@ REPLAY_LAG_S = 300.0
 def main() -> int:
     ctx = bootstrap("retraining", background=True)
     handler = Retraining(
-        ctx.contracts, schema_ids=schema_ids(ctx.serdes), code_version=code_version(), replay_lag_s=REPLAY_LAG_S
+        ctx.contracts,
+        signer=ctx.keys,
+        schema_ids=schema_ids(ctx.serdes),
+        code_version=code_version(),
+        replay_lag_s=REPLAY_LAG_S,
     )
     handler.prime(history(ctx))
     topics = ctx.topics("labeled") + ctx.topics("alerts") + [MODEL_EVENTS_TOPIC]

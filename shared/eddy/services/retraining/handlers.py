@@ -33,6 +33,7 @@ from typing import Any
 
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC
+from eddy.ml.artifacts import Signer
 from eddy.ml.models import build_estimator
 from eddy.ml.roles import (
     ARCHIVED,
@@ -128,6 +129,7 @@ class Retraining:
         self,
         contracts: Mapping[str, StreamContract],
         *,
+        signer: Signer,
         clock: Callable[[], float] = time.time,
         schema_ids: Callable[[str], int | None] = lambda topic: None,
         code_version: str = "unknown",
@@ -147,7 +149,13 @@ class Retraining:
                 Triggers(contract, clock),
                 Trials(name, contract.task, spec.promotion, lambda: self.clock() * 1000),
                 Trainer(
-                    contract, clock=clock, schema_ids=schema_ids, code_version=code_version, build=build, timer=timer
+                    contract,
+                    signer=signer,
+                    clock=clock,
+                    schema_ids=schema_ids,
+                    code_version=code_version,
+                    build=build,
+                    timer=timer,
                 ),
             )
         # From prime(): ids already on eddy.model-events, candidates already registered, requests answered.

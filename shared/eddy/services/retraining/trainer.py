@@ -33,6 +33,7 @@ from typing import Any
 
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.topics import StreamTopics
+from eddy.ml.artifacts import Signer
 from eddy.ml.models import Features, build_estimator, learn, predict_batch
 from eddy.ml.roles import CHALLENGER, CHALLENGER_REJECTED, SHADOW, VersionKey, model_event
 from eddy.runtime.loop import MAX_RECORD_BYTES
@@ -113,6 +114,7 @@ class Trainer:
         self,
         contract: StreamContract,
         *,
+        signer: Signer,
         clock: Callable[[], float] = time.time,
         schema_ids: Callable[[str], int | None] = lambda topic: None,
         code_version: str = "unknown",
@@ -120,6 +122,7 @@ class Trainer:
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.contract = contract
+        self.signer = signer
         self.spec = contract.retraining
         self.clock = clock
         self.schema_ids = schema_ids
@@ -281,6 +284,8 @@ class Trainer:
             "spec": best.spec.to_json(),
             "artifact": artifact,
             "sha256": hashlib.sha256(artifact).hexdigest(),
+            # The registry unpickles a candidate only if this verifies: the artifact is made by this process.
+            "signature": self.signer.sign(artifact),
             "learned_count": len(learned),
             "training_offsets": offset_ranges(learned),
             "schema_ids": {labeled: schema_id} if schema_id is not None else {},

@@ -5,6 +5,7 @@ from eddy.ml.roles import ARCHIVED, CHALLENGER, CHAMPION, SHADOW, VersionKey
 from eddy.services.inference.handlers import fresh_models
 from eddy.services.inference.serving import ServingTable
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract, registry_fact
 
 V1, V2 = VersionKey("default", 1), VersionKey("default", 2)
@@ -17,12 +18,12 @@ def aliases(table: dict[VersionKey, str], canary: float = 0.0) -> dict:
 def snapshot(version: int, learned: int) -> dict:
     state = ModelState.fresh("demo", demo_contract().champion, version=version)
     state.learned_count = learned
-    return state.to_snapshot_record()
+    return state.to_snapshot_record(TEST_KEYS)
 
 
 def table() -> ServingTable:
     contract = demo_contract()
-    return ServingTable({"demo": contract}, fresh_models({"demo": contract}))
+    return ServingTable({"demo": contract}, fresh_models({"demo": contract}), TEST_KEYS)
 
 
 def test_a_promotion_waits_for_the_champions_model_then_switches() -> None:

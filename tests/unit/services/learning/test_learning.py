@@ -8,6 +8,7 @@ from eddy.runtime.loop import BatchResult
 from eddy.services.learning import checkpoint
 from eddy.services.learning.handlers import JoinLimits, Learner, LearnerState
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract, label, prediction, record
 
 
@@ -144,14 +145,14 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     lrn([pred(1), lab(1), pred(2)])
     lrn.state.offsets["demo.predictions:0"] = 3
     path = checkpoint.checkpoint_path(tmp_path, "demo", "default")
-    checkpoint.save(path, checkpoint.Checkpoint("cluster-a", lrn.state))
-    restored = checkpoint.load(path)
+    checkpoint.save(path, checkpoint.Checkpoint("cluster-a", lrn.state), TEST_KEYS)
+    restored = checkpoint.load(path, TEST_KEYS)
     assert restored is not None and restored.cluster_id == "cluster-a"
     assert restored.state.model.learned_count == 1
     assert list(restored.state.pending_predictions) == ["e2"]
     assert restored.state.offsets == {"demo.predictions:0": 3}
     assert "e1" in restored.state.learned
-    assert checkpoint.load(tmp_path / "missing.ckpt") is None
+    assert checkpoint.load(tmp_path / "missing.ckpt", TEST_KEYS) is None
 
 
 def test_forget_inputs_keeps_the_model() -> None:

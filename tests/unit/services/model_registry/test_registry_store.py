@@ -35,6 +35,7 @@ from eddy.services.model_registry.artifacts import ArtifactError, ArtifactStore
 from eddy.services.model_registry.handlers import CandidateError, Lineage, Refused, Registry, RegistryHandler
 from eddy.services.model_registry.store import InvariantError, Store
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract, record
 
 V1, V2, V3 = VersionKey("default", 1), VersionKey("default", 2), VersionKey("default", 3)
@@ -62,13 +63,16 @@ def candidate(contract: StreamContract, n: int, alias: str = CHALLENGER, **overr
         "created_at_ms": 1_700_000_000_000 + n,
         "reason": "concept_drift",
     }
-    return {**base, **overrides}
+    record = {**base, **overrides}
+    # Signed as retraining signs it, unless a test gives its own signature.
+    record.setdefault("signature", TEST_KEYS.sign(record["artifact"]))
+    return record
 
 
 def open_registry(tmp_path: Path, contract: StreamContract | None = None) -> Registry:
     contract = contract or demo_contract()
     store = Store(tmp_path / "registry" / "registry.db")
-    artifacts = ArtifactStore(tmp_path / "registry" / "artifacts")
+    artifacts = ArtifactStore(tmp_path / "registry" / "artifacts", TEST_KEYS)
     registry = Registry(store, artifacts, {contract.name: contract}, "test")
     registry.ensure_initial()
     return registry
@@ -149,6 +153,10 @@ def test_a_candidate_id_is_registered_once(registry: Registry) -> None:
         ({"alias": CHAMPION}, "bad_alias"),
         ({"spec": "{}"}, "bad_spec"),
         ({"artifact": b"not a pickle", "sha256": hashlib.sha256(b"not a pickle").hexdigest()}, "unpicklable"),
+        ({"signature": ""}, "unsigned"),
+        ({"signature": "v1:test-key:" + "0" * 64}, "bad_signature"),
+        ({"signature": "v1:someone-else:" + "0" * 64}, "unknown_key"),
+        ({"signature": "sha256:abc"}, "malformed"),
     ],
 )
 def test_bad_candidates_are_refused_with_a_reason(registry: Registry, overrides: dict[str, Any], reason: str) -> None:
@@ -292,19 +300,24 @@ def test_reopening_the_database_gives_the_same_state(tmp_path: Path) -> None:
 
 
 def test_artifact_checksum_mismatch_is_detected(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path / "artifacts")
+    store = ArtifactStore(tmp_path / "artifacts", TEST_KEYS)
     sha, size = store.put(b"model bytes")
     assert store.get(sha) == b"model bytes" and size == 11 and store.path(sha).parent.name == sha[:2]
-    store.path(sha).write_bytes(b"model bytez")
-    with pytest.raises(ArtifactError, match="corrupt"):
+    signed = store.path(sha).read_bytes()
+    store.path(sha).write_bytes(signed.replace(b"model bytes", b"model bytez"))
+    with pytest.raises(ArtifactError, match="does not match the content"):
         store.get(sha)
     assert not store.verify(sha)
+    # Re-signed with a key eddy does not hold, the content's own checksum is then checked.
+    store.path(sha).write_bytes(b"EDDY-SIGNED " + TEST_KEYS.sign(b"model bytez").encode() + b"\nmodel bytez")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        store.get(sha)
     with pytest.raises(ArtifactError, match="missing"):
         store.get("a" * 64)
 
 
 def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
-    store = ArtifactStore(tmp_path / "artifacts")
+    store = ArtifactStore(tmp_path / "artifacts", TEST_KEYS)
     sha, _ = store.put(b"x")
     (store.path(sha).parent / ".tmp-abc").write_bytes(b"half")
     assert store.clean() == 1 and store.clean() == 0 and store.get(sha) == b"x"

@@ -7,6 +7,7 @@ from eddy.services.monitoring import metrics as mon_metrics
 from eddy.services.monitoring.handlers import Monitor, MonitorConfig
 from eddy.services.retraining.handlers import RequestRetrain
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract, record
 
 
@@ -90,7 +91,7 @@ def alert(status: str = "firing", kind: str = "concept_drift", raised: int = 5) 
 
 
 def test_retrain_requested_once_per_firing_alert() -> None:
-    handler = RequestRetrain({"demo": demo_contract()}, clock=lambda: 2.0)
+    handler = RequestRetrain({"demo": demo_contract()}, signer=TEST_KEYS, clock=lambda: 2.0)
     out = handler([record("demo.alerts", alert()), record("demo.alerts", alert())]).outputs
     assert len(out) == 1
     event = out[0].value
@@ -105,6 +106,6 @@ def test_retrain_requested_once_per_firing_alert() -> None:
     # ... and without a cooldown it asks again.
     contract = demo_contract()
     eager = replace(contract, retraining=replace(contract.retraining, cooldown=0))
-    handler = RequestRetrain({"demo": eager}, clock=lambda: 2.0)
+    handler = RequestRetrain({"demo": eager}, signer=TEST_KEYS, clock=lambda: 2.0)
     assert len(handler([record("demo.alerts", alert())]).outputs) == 1
     assert len(handler([record("demo.alerts", alert(raised=7))]).outputs) == 1

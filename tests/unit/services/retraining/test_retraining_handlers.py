@@ -31,6 +31,7 @@ from eddy.services.retraining.trainer import candidate_id
 from eddy.services.retraining.triggers import request_id
 from river.datasets import synth
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract
 
 T0 = 1_700_000_000.0
@@ -62,7 +63,7 @@ class Sim:
     def __init__(self, c: StreamContract | None = None, **options: Any) -> None:
         self.now = T0
         options.setdefault("timer", itertools.count(step=1e-5).__next__)
-        self.handler = Retraining({"demo": c or contract()}, clock=lambda: self.now, **options)
+        self.handler = Retraining({"demo": c or contract()}, signer=TEST_KEYS, clock=lambda: self.now, **options)
         self.offsets: dict[str, int] = {}
         self.event = 0
 

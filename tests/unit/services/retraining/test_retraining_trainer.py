@@ -16,6 +16,7 @@ from eddy.services.retraining.window import Example, Window
 from river import linear_model
 from river.datasets import synth
 
+from tests.keys import TEST_KEYS
 from tests.records import demo_contract
 
 CHAMPION = VersionKey("default", 1)
@@ -71,7 +72,14 @@ def steady() -> float:
 
 def test_a_retrained_challenger_beats_a_stale_champion_and_is_published() -> None:
     examples = window(sea(3, 300, 2), stale(stale_champion()))
-    trainer = Trainer(contract(), timer=steady, clock=lambda: 1234.5, schema_ids=lambda topic: 42, code_version="abc")
+    trainer = Trainer(
+        contract(),
+        signer=TEST_KEYS,
+        timer=steady,
+        clock=lambda: 1234.5,
+        schema_ids=lambda topic: 42,
+        code_version="abc",
+    )
     outcome = trainer.train(REQUEST, CHAMPION, examples)
     assert outcome.rejected == []
     candidate = outcome.candidate
@@ -103,7 +111,9 @@ def test_a_retrained_challenger_beats_a_stale_champion_and_is_published() -> Non
 
 def test_canary_makes_it_a_challenger_and_the_same_request_builds_the_same_candidate() -> None:
     examples = window(sea(3, 300, 2), stale(stale_champion()))
-    trainer = Trainer(contract(canary=0.1), clock=lambda: 1.0, timer=itertools.count(step=1e-4).__next__)
+    trainer = Trainer(
+        contract(canary=0.1), signer=TEST_KEYS, clock=lambda: 1.0, timer=itertools.count(step=1e-4).__next__
+    )
     first, again = trainer.train(REQUEST, CHAMPION, examples), trainer.train(REQUEST, CHAMPION, examples)
     assert first.candidate is not None and again.candidate is not None
     assert first.candidate["alias"] == "challenger"
@@ -122,7 +132,7 @@ def test_a_candidate_worse_than_the_champion_on_the_holdout_is_rejected() -> Non
         return y, {"true": float(y), "false": 1.0 - float(y)}
 
     examples = window(rows, perfect)
-    outcome = Trainer(contract(), timer=steady, clock=lambda: 5.0).train(REQUEST, CHAMPION, examples)
+    outcome = Trainer(contract(), signer=TEST_KEYS, timer=steady, clock=lambda: 5.0).train(REQUEST, CHAMPION, examples)
     assert outcome.candidate is None
     (event,) = outcome.rejected
     details = event_details(event)
@@ -180,7 +190,7 @@ def test_release_checks_enforce_the_latency_and_size_budgets() -> None:
 
 def test_release_failures_reject_the_candidate_with_the_evidence() -> None:
     examples = window(sea(3, 300, 2), stale(stale_champion()))
-    trainer = Trainer(contract(), timer=steady, clock=lambda: 5.0, build=lambda spec: NaNClassifier())
+    trainer = Trainer(contract(), signer=TEST_KEYS, timer=steady, clock=lambda: 5.0, build=lambda spec: NaNClassifier())
     outcome = trainer.train(REQUEST, CHAMPION, examples)
     assert outcome.candidate is None
     (event,) = outcome.rejected
@@ -189,7 +199,9 @@ def test_release_failures_reject_the_candidate_with_the_evidence() -> None:
     assert details["evidence"]["release"]["checks"]["finite"]["passed"] is False
 
     ticks = itertools.count(step=0.050)
-    slow = Trainer(contract(), clock=lambda: 5.0, timer=lambda: next(ticks)).train(REQUEST, CHAMPION, examples)
+    slow = Trainer(contract(), signer=TEST_KEYS, clock=lambda: 5.0, timer=lambda: next(ticks)).train(
+        REQUEST, CHAMPION, examples
+    )
     assert slow.candidate is None and event_details(slow.rejected[0])["check"] == "release:latency"
 
 
@@ -204,7 +216,7 @@ def test_other_candidates_compete_and_those_missing_features_are_skipped() -> No
         retraining=RetrainingSpec(train_window=300, candidates=("tree", "regional", "prior")),
     )
     examples = window(sea(3, 300, 2), stale(stale_champion()))
-    outcome = Trainer(c, timer=steady, clock=lambda: 5.0).train(REQUEST, CHAMPION, examples)
+    outcome = Trainer(c, signer=TEST_KEYS, timer=steady, clock=lambda: 5.0).train(REQUEST, CHAMPION, examples)
     assert set(outcome.skipped) == {"regional"} and "region" in outcome.skipped["regional"]
     assert [r.spec.name for r in outcome.results] == ["default", "tree", "prior"]
     # The constant predictor is worse than the stale champion on the holdout: rejected, never published.
@@ -225,7 +237,9 @@ def test_regression_candidates_are_judged_on_absolute_error() -> None:
         return 2 * x["x0"] - x["x1"] + 4.0, None
 
     examples = window(rows, off_by_three)
-    outcome = Trainer(c, timer=steady, clock=lambda: 5.0).train(REQUEST, VersionKey("reg", 1), examples)
+    outcome = Trainer(c, signer=TEST_KEYS, timer=steady, clock=lambda: 5.0).train(
+        REQUEST, VersionKey("reg", 1), examples
+    )
     assert outcome.candidate is not None
     holdout = json.loads(outcome.candidate["metrics"])["holdout"]
     assert holdout["champion"]["mae"] == 3.0
@@ -235,5 +249,5 @@ def test_regression_candidates_are_judged_on_absolute_error() -> None:
 
 def test_too_few_examples_trains_nothing() -> None:
     examples = window(sea(3, 1, 2), stale(stale_champion()))
-    outcome = Trainer(contract(), timer=steady, clock=lambda: 5.0).train(REQUEST, CHAMPION, examples)
+    outcome = Trainer(contract(), signer=TEST_KEYS, timer=steady, clock=lambda: 5.0).train(REQUEST, CHAMPION, examples)
     assert outcome.candidate is None and outcome.rejected == [] and "*" in outcome.skipped
