@@ -226,6 +226,10 @@ class KafkaCluster:
     heap_mb: int = DEFAULT_HEAP_MB
     overrides: dict[str, str] = field(default_factory=dict)
     version: str = KAFKA_VERSION
+    # More arguments for ``kafka-storage format`` (``--add-scram``: KRaft's first SCRAM credentials).
+    format_args: tuple[str, ...] = ()
+    # Security properties of the admin client that waits for the nodes (a secured listener needs them).
+    client_security: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -250,7 +254,12 @@ class KafkaCluster:
             props = node_properties(node, voters, len(self.nodes), self.overrides)
             config = node.data_dir.parent / f"server-{node.node_id}.properties"
             config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-            java(home, "kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(config), heap_mb=256)
+            java(
+                home,
+                "kafka.tools.StorageTool",
+                *("format", "-t", self.cluster_id, "-c", str(config), *self.format_args),
+                heap_mb=256,
+            )
         for node in self.nodes:
             self.start_node(node, wait=False)
         for node in self.nodes:
@@ -259,7 +268,7 @@ class KafkaCluster:
 
     def wait_registered(self, timeout_s: float) -> None:
         """Until every running node is in the cluster's metadata: an open port is not yet a broker."""
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": QUIET}
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "logger": QUIET, **self.client_security}
         admin = AdminClient(conf)
         wanted = {n.node_id for n in self.nodes if n.alive()}
         deadline = time.monotonic() + timeout_s
