@@ -28,6 +28,7 @@ from eddy.cli import backtest as cli_backtest
 from eddy.cli import dataset as cli_dataset
 from eddy.cli import experiments as cli_experiments
 from eddy.cli import kafka as cli_kafka
+from eddy.cli import keys as cli_keys
 from eddy.cli import models as cli_models
 from eddy.cli import replay as cli_replay
 from eddy.cli.common import (
@@ -680,7 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="every setting, its environment variable and default")
     config.set_defaults(func=cmd_config)
-    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay, cli_kafka):
+    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay, cli_kafka, cli_keys):
         module.add_parsers(sub)
     return parser
 

@@ -55,6 +55,10 @@ SECRET_BYTES = 32
 # Shorter secrets make HMAC-SHA256 guessable; the generated ones are 32 bytes.
 MIN_SECRET_BYTES = 16
 DEFAULT_KEYRING = Path("secrets") / "signing-keys.json"
+# The audit log's entries for a change of keys (``eddy keys rotate|remove``; event types on eddy.model-events).
+KEY_ROTATED = "signing_key_rotated"
+KEY_REMOVED = "signing_key_removed"
+KEY_AUDIT_ACTIONS = frozenset({KEY_ROTATED, KEY_REMOVED})
 
 
 class SignatureError(ValueError):
