@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from eddy.core.signing import KEY_AUDIT_ACTIONS
 from eddy.history.dlq_tools import REPLAY_AUDIT_ACTIONS
 from eddy.ml.roles import VersionKey
 from eddy.runtime.http import identity, query_params
@@ -49,6 +50,8 @@ Read = Callable[[Registry, dict[str, Any]], Result]
 # A change also gets the identity of the request's API key (None when keys are off).
 Change = Callable[[Registry, dict[str, Any], str | None], Result]
 MAX_AUDIT = 1000
+# Operator actions done outside the registry that its audit log takes (POST /api/audit).
+AUDITED_ACTIONS = REPLAY_AUDIT_ACTIONS | KEY_AUDIT_ACTIONS
 MAX_CHAIN = 100
 MAX_EXPERIMENTS = 1000
 # Ids go into URLs and file names: keep them to a safe alphabet.
@@ -249,13 +252,14 @@ class RegistryApi:
     def record(self, registry: Registry, body: dict[str, Any], identity: str | None) -> tuple[int, Any]:
         """An operator action done outside the registry, in the audit log: ``{stream, action, details}``.
 
-        Only the actions of :data:`eddy.history.dlq_tools.REPLAY_AUDIT_ACTIONS` are taken: the entry is
+        Only the actions of :data:`eddy.history.dlq_tools.REPLAY_AUDIT_ACTIONS` and of
+        :data:`eddy.core.signing.KEY_AUDIT_ACTIONS` (``eddy keys rotate|remove``) are taken: the entry is
         published on ``eddy.model-events``, where a request type (a promotion, say) would be applied.
         """
         stream = _stream(registry, body)
         action = body.get("action")
-        if action not in REPLAY_AUDIT_ACTIONS:
-            raise Refused(400, f"action must be one of {', '.join(sorted(REPLAY_AUDIT_ACTIONS))}")
+        if action not in AUDITED_ACTIONS:
+            raise Refused(400, f"action must be one of {', '.join(sorted(AUDITED_ACTIONS))}")
         details = body.get("details", {})
         if not isinstance(details, dict):
             raise Refused(400, "details must be a JSON object")
