@@ -3,7 +3,7 @@
 Run it beside a stack (``eddy up --demo``), with eddy's settings in the environment like any eddy process::
 
     pip install 'eddy[faust]'
-    python docs/examples/faust_predictions.py worker
+    python docs/examples/faust_predictions.py worker --without-web
 
 It reads ``S.predictions`` of the first stream in ``EDDY_STREAMS`` (``demo`` when unset), in the consumer
 group ``EDDY_GROUP_PREFIX-faust-predictions``, and prints each served prediction: event id, model, answer.
@@ -20,7 +20,8 @@ from eddy.integrations.faust import eddy_app, predictions_topic
 
 settings = Settings.from_env()
 stream_name = settings.streams[0] if settings.streams else "demo"
-# faust's own web server (port 6066) is of no use here.
+# faust's own web server (port 6066) is of no use here. The ``worker`` command turns it back on unless it is
+# given ``--without-web``: it sets ``web_enabled`` from its own option, whatever the app says.
 app = eddy_app(f"{settings.group_prefix}-faust-predictions", settings, web_enabled=False)
 # faust's worker turns prints into log lines: the predictions go to the process's own stdout.
 OUTPUT = sys.stdout

@@ -6,13 +6,14 @@ faust-streaming is an extra (``pip install 'eddy[faust]'``; CI installs it): wit
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from eddy.core.settings import REPO_ROOT, Settings
@@ -76,10 +77,14 @@ def prediction(stream: str, i: int, served: bool = True) -> dict[str, Any]:
 
 
 def faust_worker(script: Path, settings: Settings, cwd: Path) -> subprocess.Popen[str]:
-    """``python SCRIPT worker`` on the test broker and registry, its log in ``cwd/worker.log``."""
+    """``python SCRIPT worker`` on the test broker and registry, its log in ``cwd/worker.log``.
+
+    ``--without-web``: faust's ``worker`` command turns its web server on whatever the app's ``web_enabled``
+    says, and two workers at once (another test run) would then both bind port 6066.
+    """
     env = service_env(settings, EDDY_STREAMS=settings.streams[0], PYTHONPATH=str(REPO_ROOT))
     return subprocess.Popen(
-        [sys.executable, str(script), "worker", "--loglevel", "warn"],
+        [sys.executable, str(script), "worker", "--without-web", "--loglevel", "warn"],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -99,20 +104,44 @@ def stop(worker: subprocess.Popen[str], cwd: Path) -> None:
     print((cwd / "worker.log").read_text()[-3000:])
 
 
-def lines_until(worker: subprocess.Popen[str], want: int, timeout_s: float) -> list[str]:
-    """The worker's prediction lines (``EVENT_ID MODEL ANSWER``, not its banner), until ``want`` or ``timeout_s``."""
-    assert worker.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while len(lines) < want and time.monotonic() < deadline and worker.poll() is None:
-        ready, _, _ = select.select([worker.stdout], [], [], 0.5)
-        if ready:
-            line = worker.stdout.readline()
-            if not line:  # the worker closed its output: it is stopping
-                break
+class PrintedLines:
+    """The worker's prediction lines (``EVENT_ID MODEL ANSWER``, not its banner), read by a thread as it prints.
+
+    A thread, not ``select`` on the pipe: a burst of prints reaches the pipe at once, the first ``readline``
+    moves all of it into the file object's buffer, and ``select`` then sees an empty pipe, so the lines in
+    that buffer were never read (CI: 15 of 30 printed lines seen).
+    """
+
+    def __init__(self, worker: subprocess.Popen[str]) -> None:
+        assert worker.stdout is not None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, args=(worker.stdout,), daemon=True)
+        self._reader.start()
+        self._closed = False
+
+    def _read(self, stdout: IO[str]) -> None:
+        for line in stdout:
             if PRINTED.fullmatch(line.strip()):
-                lines.append(line.strip())
-    return lines
+                self._lines.put(line.strip())
+        self._lines.put(None)  # the worker closed its output: it stopped
+
+    def until(self, want: int, timeout_s: float) -> list[str]:
+        """The next lines, until ``want`` of them, ``timeout_s`` or the worker's end."""
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while len(lines) < want and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                self._closed = True
+            else:
+                lines.append(line)
+        return lines
 
 
 def test_the_example_app_prints_every_served_prediction(settings: Settings, tmp_path: Path) -> None:
@@ -123,10 +152,11 @@ def test_the_example_app_prints_every_served_prediction(settings: Settings, tmp_
     produce_values(settings, StreamTopics(stream).predictions, served + shadows)
 
     worker = faust_worker(EXAMPLE, settings, tmp_path)
+    printed = PrintedLines(worker)
     try:
-        lines = lines_until(worker, len(served), TIME_LIMIT_S)
+        lines = printed.until(len(served), TIME_LIMIT_S)
         # The shadow answers sit between the served ones in each partition: a short wait shows none is printed.
-        lines += lines_until(worker, 1, 2.0)
+        lines += printed.until(1, 2.0)
     finally:
         stop(worker, tmp_path)
     expected = {f"{p['event_id']} default {p['prediction']}" for p in served}

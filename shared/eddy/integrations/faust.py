@@ -172,7 +172,9 @@ def eddy_app(app_id: str, settings: Settings | None = None, **options: Any) -> f
     """A faust app on the settings' Kafka cluster, with their security and topic defaults.
 
     ``options`` go to ``faust.App`` and win over the defaults (an in-memory table store, eddy's partition
-    count and replication factor for the topics faust creates).
+    count and replication factor for the topics faust creates). faust's ``worker`` command sets
+    ``web_enabled`` from its own ``--with-web/--without-web`` option (on by default, port 6066), so an app
+    made with ``web_enabled=False`` still runs ``worker --without-web``.
 
     Examples
     --------
