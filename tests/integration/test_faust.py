@@ -84,7 +84,7 @@ def faust_worker(script: Path, settings: Settings, cwd: Path) -> subprocess.Pope
     """
     env = service_env(settings, EDDY_STREAMS=settings.streams[0], PYTHONPATH=str(REPO_ROOT))
     return subprocess.Popen(
-        [sys.executable, str(script), "worker", "--without-web", "--loglevel", "warn"],
+        [sys.executable, str(script), "worker", "--without-web", "--loglevel", "info"],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -101,7 +101,9 @@ def stop(worker: subprocess.Popen[str], cwd: Path) -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(5)
-    print((cwd / "worker.log").read_text()[-3000:])
+    # What the worker logged before the test stopped it (joined group, assignment, ready), shown on failure.
+    log = (cwd / "worker.log").read_text()
+    print(log.split("Signal received")[0][-4000:])
 
 
 class PrintedLines:
