@@ -249,14 +249,13 @@ class ModelState:
         }
 
 
-def load_snapshot_estimator(record: dict[str, Any], signer: Signer) -> Any:
-    """Unpickle a snapshot's estimator once its signature verifies and its checksum matches.
+def check_snapshot(record: dict[str, Any], signer: Signer) -> None:
+    """Check a snapshot's signature, then its checksum, without unpickling it.
 
     Raises
     ------
     SnapshotError
-        If the signature is missing or wrong (the bytes are never unpickled), the checksum does not match or
-        the bytes do not unpickle.
+        If the signature is missing or wrong, or the checksum does not match.
     """
     artifact = record["artifact"]
     what = f"snapshot {record['stream']}/{record['model_name']} v{record['model_version']}"
@@ -266,9 +265,22 @@ def load_snapshot_estimator(record: dict[str, Any], signer: Signer) -> Any:
         raise SnapshotError(exc.reason, f"{what}: {exc}") from exc
     if hashlib.sha256(artifact).hexdigest() != record["sha256"]:
         raise SnapshotError("checksum_mismatch", f"{what}: checksum mismatch")
+
+
+def load_snapshot_estimator(record: dict[str, Any], signer: Signer) -> Any:
+    """Unpickle a snapshot's estimator once its signature verifies and its checksum matches.
+
+    Raises
+    ------
+    SnapshotError
+        If the signature is missing or wrong (the bytes are never unpickled), the checksum does not match or
+        the bytes do not unpickle.
+    """
+    check_snapshot(record, signer)
     try:
-        return pickle.loads(artifact)  # signature verified above
+        return pickle.loads(record["artifact"])  # its signature verified above
     except Exception as exc:
+        what = f"snapshot {record['stream']}/{record['model_name']} v{record['model_version']}"
         raise SnapshotError("unpicklable", f"{what}: cannot unpickle: {exc}") from exc
 
 

@@ -21,7 +21,7 @@ from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_EVENTS_TOPIC, StreamTopics
 from eddy.kafka.client import assign_from, consumer_config, producer_config
 from eddy.ml.artifacts import Signer
-from eddy.ml.models import SnapshotError
+from eddy.ml.models import SnapshotError, check_snapshot
 from eddy.ml.roles import CHALLENGER, CHAMPION, SHADOW
 from eddy.runtime.dlq import DeadLetterWriter, dead_letter_of
 from eddy.runtime.observability import Health
@@ -53,6 +53,7 @@ class SnapshotWatcher:
         self.serdes = serdes
         self.models = models
         self.health = health or Health("inference")
+        self.signer = signer
         self.table = ServingTable(contracts, models, signer)
         # A refused snapshot is kept in the stream's DLQ, byte for byte, with the reason.
         self.dead_letters = DeadLetterWriter(producer_config(settings))
@@ -111,7 +112,13 @@ class SnapshotWatcher:
                 if msg.topic() == MODEL_EVENTS_TOPIC:
                     if self.table.apply_event(record):
                         changed.add(record["stream"])
-                else:  # only the last snapshot of a version in a batch matters
+                else:
+                    try:  # every snapshot is checked: a forged one must neither load nor hide a genuine one
+                        check_snapshot(record, self.signer)
+                    except SnapshotError as exc:
+                        self._refuse(msg, exc)
+                        continue
+                    # Only the last snapshot of a version in a batch matters.
                     newest[(record["stream"], record["model_name"], record["model_version"])] = (record, msg)
             for record, msg in newest.values():
                 try:
