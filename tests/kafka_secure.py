@@ -6,16 +6,25 @@ import dataclasses
 import shutil
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.acls import principal
-from eddy.kafka.client import consumer_config, producer_config
-from eddy.stack.kafka_security import ADMIN, MECHANISM, SecureKafka
+from eddy.kafka.client import consumer_config, ensure_topics, producer_config
+from eddy.stack.kafka_security import ADMIN, MECHANISM, SecureKafka, start_secure_kafka
 
+from tests.helpers import log_records, read_topic, sample_events, sample_labels, serdes_for, service, wait_until
+
+# The order they start in: the registry first publishes the models the others load.
+SERVICES = ["model_registry", "validation", "inference", "learning", "monitoring", "retraining", "ingestion"]
+EVENTS = 200
 OK = "ok"
 NO_ANSWER = "no answer"
 # What a refused read looks like: an explicit refusal, or, for a topic the principal may not describe, silence.
@@ -109,3 +118,103 @@ def read_outcomes(
 def probe_group(name: str) -> str:
     """A concrete group for a table entry: itself, or a fresh name under its prefix."""
     return f"{name[:-1]}probe-{uuid.uuid4().hex[:6]}" if name.endswith("*") else name
+
+
+def skip_unless_kafka_tier() -> None:
+    """Skip unless this session runs the Kafka tier; without Java or Maven, skip (or fail with EDDY_REQUIRE_KAFKA)."""
+    from tests.conftest import broker_tiers, skip_without_kafka
+
+    if "kafka" not in broker_tiers():
+        pytest.skip("the kafka tier is not selected (EDDY_TEST_BROKERS, EDDY_BOOTSTRAP_SERVERS)")
+    skip_without_kafka()
+
+
+def secure_env_parts(root: Path, protocol: str, registry_url: str, streams: int) -> tuple[SecureKafka, Settings]:
+    """A secured node under ``root`` with every principal applied for ``streams`` fresh streams, whose
+    topics the ``topics job`` principal created, as in a deployment; and the settings naming them (no user yet).
+    """
+    names = [f"s{uuid.uuid4().hex[:8]}" for _ in range(streams)]
+    kafka = start_secure_kafka(root / "kafka", protocol=protocol)
+    try:
+        base = Settings(
+            bootstrap_servers=kafka.bootstrap_servers,
+            schema_registry_url=registry_url,
+            state_dir=root / "state",
+            contracts_dir=contracts_for(root / "contracts", names),
+            streams=tuple(names),
+            session_timeout_ms=6000,
+            background_fetch_wait_max_ms=100,
+            partitions=1,
+            group_prefix=f"eddy-{names[-1]}",
+        )
+        kafka.apply_principals(names, base.group_prefix)
+        topics = [t for s in names for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
+        ensure_topics(SecureEnv(kafka, base).as_role("topics job"), topics)
+    except BaseException:
+        kafka.stop()
+        raise
+    return kafka, base
+
+
+def authorization_failures(log: Path) -> list[dict[str, Any]]:
+    """The log records of a service that mention a refusal by the broker's authorizer."""
+    return [r for r in log_records(log) if "authorization failed" in str(r).lower().replace("_", " ")]
+
+
+def read_in_group(settings: Settings, topic: str, expect: int, group: str, timeout_s: float = 60.0) -> list[Any]:
+    """Decode ``expect`` records of ``topic`` read and committed in ``group`` (the principal must be granted it)."""
+    serde = serdes_for(settings).for_topic(topic)
+    consumer = Consumer(consumer_config(settings, group))
+    consumer.subscribe([topic])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < expect and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                error = msg.error()
+                assert error is None or error.code() == KafkaError._PARTITION_EOF, error
+                if error is None:
+                    out.append(serde.decode(msg.value()))
+        if out:
+            consumer.commit(offsets=consumer.position(consumer.assignment()), asynchronous=False)
+    finally:
+        consumer.close()
+    return out
+
+
+def run_pipeline_as_principals(env: SecureEnv, stream: str, tmp_path: Path, events: int = EVENTS) -> float:
+    """Run the seven services, each as its own principal, with transactions; send events and labels through
+    the gateway; check the viewer reads every prediction and learning labels every event; check no service
+    met an authorization failure. Returns the seconds it took.
+    """
+    started = time.monotonic()
+    logs: list[Path] = []
+    with ExitStack() as stack:
+        urls = {}
+        for name in SERVICES:
+            settings = env.as_role(name, streams=(stream,), kafka_transactions=True)
+            _, url, log = stack.enter_context(service(name, settings, tmp_path, EDDY_INSTANCE_ID="acl-test"))
+            urls[name] = url
+            logs.append(log)
+
+        def all_ready() -> bool:
+            return all(httpx.get(f"{u}/healthz?ready=1", timeout=5).status_code == 200 for u in urls.values())
+
+        wait_until(all_ready, 90, what="every service ready")
+        gateway = urls["ingestion"]
+        r = httpx.post(f"{gateway}/v1/streams/{stream}/events", json=sample_events(0, events), timeout=30)
+        assert r.status_code == 200 and r.json()["accepted"] == events, r.text
+        viewer = env.as_role("viewer (user role)", kafka_transactions=True)
+        group = f"{viewer.group_prefix}-viewer-test"
+        predictions = read_in_group(viewer, StreamTopics(stream).predictions, events, group)
+        assert {p["event_id"] for p in predictions} >= {f"ev{i}" for i in range(events)}
+        r = httpx.post(f"{gateway}/v1/streams/{stream}/feedback", json=sample_labels(0, events), timeout=30)
+        assert r.status_code == 200, r.text
+        admin = env.as_user(ADMIN, kafka_transactions=True)
+        labeled = read_topic(admin, StreamTopics(stream).labeled, expect=events, timeout_s=60)
+        assert len({x["event_id"] for x in labeled}) == events
+        for url in urls.values():  # each still ready after the traffic
+            assert httpx.get(f"{url}/healthz?ready=1", timeout=5).status_code == 200
+    denied = [(log.name, record) for log in logs for record in authorization_failures(log)]
+    assert not denied, denied
+    return time.monotonic() - started

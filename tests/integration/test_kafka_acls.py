@@ -19,12 +19,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
-import httpx
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -36,53 +34,40 @@ from confluent_kafka.admin import (
 from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.acls import PRINCIPALS, Principal, principal, topic_names
-from eddy.kafka.client import consumer_config, ensure_topics, producer_config
+from eddy.kafka.client import consumer_config, producer_config
 from eddy.kafka.transactions import transactional_id
-from eddy.stack.kafka_security import start_secure_kafka
 
-from tests.conftest import broker_tiers, skip_without_kafka
-from tests.helpers import log_records, read_topic, sample_events, sample_labels, service, wait_until
-from tests.kafka_secure import OK, REFUSED_READ, SecureEnv, contracts_for, probe_group, read_outcomes, write_outcomes
+from tests.helpers import service, wait_until
+from tests.kafka_secure import (
+    OK,
+    REFUSED_READ,
+    SecureEnv,
+    authorization_failures,
+    probe_group,
+    read_outcomes,
+    run_pipeline_as_principals,
+    secure_env_parts,
+    skip_unless_kafka_tier,
+    write_outcomes,
+)
 
 pytestmark = pytest.mark.integration
-
-SERVICES = ["model_registry", "validation", "inference", "learning", "monitoring", "retraining", "ingestion"]
-EVENTS = 200
 
 
 @pytest.fixture(scope="module", params=["kafka"])
 def env(
     request: pytest.FixtureRequest, registry_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecureEnv]:
-    if "kafka" not in broker_tiers():
-        pytest.skip("the kafka tier is not selected (EDDY_TEST_BROKERS, EDDY_BOOTSTRAP_SERVERS)")
-    skip_without_kafka()
-    root = tmp_path_factory.mktemp("kafka-acls")
-    probe, served = f"p{uuid.uuid4().hex[:8]}", f"s{uuid.uuid4().hex[:8]}"
-    kafka = start_secure_kafka(root / "kafka")
+    skip_unless_kafka_tier()
+    kafka, base = secure_env_parts(tmp_path_factory.mktemp("kafka-acls"), "SASL_PLAINTEXT", registry_url, 2)
     try:
-        base = Settings(
-            bootstrap_servers=kafka.bootstrap_servers,
-            schema_registry_url=registry_url,
-            state_dir=root / "state",
-            contracts_dir=contracts_for(root / "contracts", [probe, served]),
-            streams=(probe, served),
-            session_timeout_ms=6000,
-            background_fetch_wait_max_ms=100,
-            partitions=1,
-            group_prefix=f"eddy-{served}",
-        )
-        kafka.apply_principals([probe, served], base.group_prefix)
-        secured = SecureEnv(kafka, base)
-        # The topics job's principal creates them all, as in a deployment.
-        topics = [t for s in (probe, served) for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
-        ensure_topics(secured.as_role("topics job"), topics)
-        yield secured
+        yield SecureEnv(kafka, base)
     finally:
         kafka.stop()
 
 
 def probe_stream(env: SecureEnv) -> str:
+    """The stream the probes write bytes into; the services run on the other."""
     return env.base.streams[0]
 
 
@@ -91,44 +76,8 @@ def served_stream(env: SecureEnv) -> str:
 
 
 def test_every_service_runs_the_pipeline_as_its_own_principal(env: SecureEnv, tmp_path: Path) -> None:
-    stream = served_stream(env)
-    started = time.monotonic()
-    logs: list[Path] = []
-    with ExitStack() as stack:
-        urls = {}
-        for name in SERVICES:
-            settings = env.as_role(name, streams=(stream,), kafka_transactions=True)
-            _, url, log = stack.enter_context(service(name, settings, tmp_path, EDDY_INSTANCE_ID="acl-test"))
-            urls[name] = url
-            logs.append(log)
-
-        def all_ready() -> bool:
-            return all(httpx.get(f"{u}/healthz?ready=1", timeout=5).status_code == 200 for u in urls.values())
-
-        wait_until(all_ready, 90, what="every service ready")
-        gateway = urls["ingestion"]
-        r = httpx.post(f"{gateway}/v1/streams/{stream}/events", json=sample_events(0, EVENTS), timeout=30)
-        assert r.status_code == 200 and r.json()["accepted"] == EVENTS, r.text
-        viewer = env.as_role("viewer (user role)", kafka_transactions=True)
-        predictions = read_committed(
-            viewer, StreamTopics(stream).predictions, EVENTS, f"{viewer.group_prefix}-viewer-t"
-        )
-        assert {p["event_id"] for p in predictions} >= {f"ev{i}" for i in range(EVENTS)}
-        r = httpx.post(f"{gateway}/v1/streams/{stream}/feedback", json=sample_labels(0, EVENTS), timeout=30)
-        assert r.status_code == 200, r.text
-        admin = env.as_user("admin", kafka_transactions=True)
-        labeled = read_topic(admin, StreamTopics(stream).labeled, expect=EVENTS, timeout_s=60)
-        assert len({x["event_id"] for x in labeled}) == EVENTS
-        for url in urls.values():  # each still ready after the traffic
-            assert httpx.get(f"{url}/healthz?ready=1", timeout=5).status_code == 200
-    denied = [(log.name, record) for log in logs for record in authorization_failures(log)]
-    assert not denied, denied
-    print(f"seven services as seven principals: {time.monotonic() - started:.1f} s")
-
-
-def authorization_failures(log: Path) -> list[dict]:
-    """The log records of a service that mention a refusal by the broker's authorizer."""
-    return [r for r in log_records(log) if "authorization failed" in str(r).lower().replace("_", " ")]
+    seconds = run_pipeline_as_principals(env, served_stream(env), tmp_path)
+    print(f"seven services as seven principals (SASL_PLAINTEXT): {seconds:.1f} s")
 
 
 def test_a_service_run_as_another_principal_never_gets_ready_and_says_why(env: SecureEnv, tmp_path: Path) -> None:
@@ -137,29 +86,6 @@ def test_a_service_run_as_another_principal_never_gets_ready_and_says_why(env: S
     with service("validation", settings, tmp_path) as (_, _, log):
         wait_until(lambda: authorization_failures(log), 30, what="an authorization failure in the log")
     # (Its /healthz?ready=1 still answers 200: the loop is ready once subscribed, before its first fetch.)
-
-
-def read_committed(settings: Settings, topic: str, expect: int, group: str, timeout_s: float = 60.0) -> list[dict]:
-    """Decode ``expect`` records of ``topic`` read in ``group`` (which the principal must be granted)."""
-    from tests.helpers import serdes_for
-
-    serde = serdes_for(settings).for_topic(topic)
-    consumer = Consumer(consumer_config(settings, group))
-    consumer.subscribe([topic])
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                error = msg.error()
-                assert error is None or error.code() == KafkaError._PARTITION_EOF, error
-                if error is None:
-                    out.append(serde.decode(msg.value()))
-        if out:  # the group is the viewer's: committing in it is granted
-            consumer.commit(offsets=consumer.position(consumer.assignment()), asynchronous=False)
-    finally:
-        consumer.close()
-    return out
 
 
 def matrix_topics(env: SecureEnv) -> list[str]:
