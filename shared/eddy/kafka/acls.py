@@ -54,6 +54,8 @@ class Principal:
         is a prefix.
     transactional_ids : tuple of str
         Transactional ids it may use, in the same form.
+    group_describes : tuple of str
+        Groups whose committed offsets it may read without joining them (a lag scaler).
     describes : str
         ``*``: describe every eddy topic (a service's start lists them); empty: nothing beyond
         what it reads and writes.
@@ -67,6 +69,7 @@ class Principal:
     writes: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     transactional_ids: tuple[str, ...] = ()
+    group_describes: tuple[str, ...] = ()
     describes: str = ""
     creates: bool = False
 
@@ -139,6 +142,13 @@ PRINCIPALS: tuple[Principal, ...] = (
         reads=("S.predictions", "S.alerts"),
         groups=("{prefix}-viewer-*",),
     ),
+    # KEDA's Kafka scaler (Kubernetes): the lag of the groups it scales, and nothing of their records.
+    Principal(
+        "eddy-keda",
+        "KEDA lag scaler",
+        group_describes=("{prefix}-validation", "{prefix}-inference", "{prefix}-monitoring"),
+        describes=ALL_TOPICS,
+    ),
 )
 BY_NAME = {p.name: p for p in PRINCIPALS}
 BY_ROLE = {p.role: p for p in PRINCIPALS}
@@ -152,8 +162,7 @@ def principal(role: str) -> Principal:
     >>> principal("chef")
     Traceback (most recent call last):
     ...
-    KeyError: "no Kafka principal for 'chef': known roles are ingestion, validation, inference, learning, \
-monitoring, retraining, model_registry, topics job, producer (user role), viewer (user role)"
+    KeyError: "no Kafka principal for 'chef': known roles are ingestion, validation, ..."
     """
     try:
         return BY_ROLE[role]
@@ -216,10 +225,37 @@ def acl_bindings(who: Principal, streams: Sequence[str], group_prefix: str = "ed
     for group in who.groups:
         name, pattern = _pattern(group, group_prefix)
         out.append(allow(ResourceType.GROUP, name, pattern, AclOperation.READ))
+    for group in who.group_describes:
+        name, pattern = _pattern(group, group_prefix)
+        out.append(allow(ResourceType.GROUP, name, pattern, AclOperation.DESCRIBE))
     for tid in who.transactional_ids:
         name, pattern = _pattern(tid, group_prefix)
-        out += [allow(ResourceType.TRANSACTIONAL_ID, name, pattern, op) for op in (AclOperation.WRITE,)]
+        out.append(allow(ResourceType.TRANSACTIONAL_ID, name, pattern, AclOperation.WRITE))
     return out
+
+
+# Confluent's schema registry (compose's default registry) keeps its schemas in ``_schemas``, in its own group.
+CONFLUENT_REGISTRY = "eddy-schema-registry"
+CONFLUENT_REGISTRY_TOPIC = "_schemas"
+CONFLUENT_REGISTRY_GROUP = "schema-registry"
+
+
+def confluent_registry_bindings(user: str = CONFLUENT_REGISTRY) -> list[AclBinding]:
+    """What Confluent's schema registry needs: its topic (created by itself, its config checked) and its group.
+
+    >>> sorted(b.operation.name for b in confluent_registry_bindings())
+    ['CREATE', 'DESCRIBE_CONFIGS', 'READ', 'READ', 'WRITE']
+    """
+    literal, allow = ResourcePatternType.LITERAL, AclPermissionType.ALLOW
+    topic_ops = (AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DESCRIBE_CONFIGS)
+    out = [
+        AclBinding(ResourceType.TOPIC, CONFLUENT_REGISTRY_TOPIC, literal, f"User:{user}", "*", op, allow)
+        for op in topic_ops
+    ]
+    group = AclBinding(
+        ResourceType.GROUP, CONFLUENT_REGISTRY_GROUP, literal, f"User:{user}", "*", AclOperation.READ, allow
+    )
+    return [*out, group]
 
 
 def all_bindings(streams: Sequence[str], group_prefix: str = "eddy") -> list[AclBinding]:
@@ -231,6 +267,11 @@ def _cell(items: Iterable[str]) -> str:
     return ", ".join(f"`{i}`" for i in items) or "none"
 
 
+def _groups(p: Principal) -> str:
+    cells = [f"`{g}` (read)" for g in p.groups] + [f"`{g}` (describe)" for g in p.group_describes]
+    return ", ".join(cells) or "none"
+
+
 def principals_markdown() -> str:
     """The table of :data:`PRINCIPALS` as Markdown, as ``docs/operations.md`` shows it.
 
@@ -238,8 +279,7 @@ def principals_markdown() -> str:
     ['| `User:eddy-ingestion`', 'ingestion']
     """
     rows = [
-        "| principal | used by | reads | writes | groups (read) | transactional ids (write) "
-        "| topics: describe, create |",
+        "| principal | used by | reads | writes | groups | transactional ids (write) | topics: describe, create |",
         "|---|---|---|---|---|---|---|",
     ]
     for p in PRINCIPALS:
@@ -247,7 +287,7 @@ def principals_markdown() -> str:
             "; create all eddy topics" if p.creates else ""
         )
         rows.append(
-            f"| `User:{p.name}` | {p.role} | {_cell(p.reads)} | {_cell(p.writes)} | {_cell(p.groups)} "
+            f"| `User:{p.name}` | {p.role} | {_cell(p.reads)} | {_cell(p.writes)} | {_groups(p)} "
             f"| {_cell(p.transactional_ids)} | {extent} |"
         )
     return "\n".join(rows) + "\n"

@@ -15,8 +15,11 @@ TLS certificates come from :func:`make_certificates`: a throwaway CA and a serve
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +35,10 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from eddy.kafka.acls import PRINCIPALS, acl_bindings
+from eddy.contracts.stream import load_contracts
+from eddy.core.settings import Settings
+from eddy.kafka.acls import CONFLUENT_REGISTRY, PRINCIPALS, acl_bindings, confluent_registry_bindings
+from eddy.kafka.client import admin_client
 from eddy.stack.apache_kafka import (
     DEFAULT_HEAP_MB,
     QUIET,
@@ -249,3 +255,62 @@ def start_secure_kafka(
     )
     cluster.format_and_start(timeout_s)
     return SecureKafka(cluster, protocol, admin_password, tls)
+
+
+# --- provisioning a deployment's cluster (compose's SASL variant) -------------------------------------------
+
+PASSWORD_ENV_PREFIX = "KAFKA_PASSWORD_"
+log = logging.getLogger("eddy.stack.kafka_security")
+
+
+def password_variable(user: str) -> str:
+    """The environment variable holding ``user``'s password for :func:`provision`.
+
+    >>> password_variable("eddy-model-registry")
+    'KAFKA_PASSWORD_MODEL_REGISTRY'
+    """
+    return PASSWORD_ENV_PREFIX + user.removeprefix("eddy-").replace("-", "_").upper()
+
+
+def provision(settings: Settings, env: Mapping[str, str], with_confluent_registry: bool = True) -> list[str]:
+    """Create every principal whose password ``env`` holds, and every principal's ACLs, on the cluster of ``settings``.
+
+    ``settings`` connect as a principal allowed to alter users and ACLs (a super user). Passwords are set
+    for both SCRAM mechanisms. ACLs name the streams of the contracts ``settings`` select and its group
+    prefix. Existing users get the password given; existing ACLs are left as they are. Returns the users set.
+    """
+    users = [p.name for p in PRINCIPALS] + ([CONFLUENT_REGISTRY] if with_confluent_registry else [])
+    given = {user: env[password_variable(user)] for user in users if env.get(password_variable(user))}
+    admin = admin_client(settings)
+    if given:
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(user, ScramCredentialInfo(mechanism, SCRAM_ITERATIONS), password.encode())
+            for user, password in given.items()
+            for mechanism in (ScramMechanism.SCRAM_SHA_512, ScramMechanism.SCRAM_SHA_256)
+        ]
+        for user, future in admin.alter_user_scram_credentials(upserts).items():
+            future.result()
+            log.info("SCRAM user set", extra={"user": user})
+    streams = sorted(load_contracts(settings.contracts_dir, settings.streams))
+    bindings = [b for p in PRINCIPALS for b in acl_bindings(p, streams, settings.group_prefix)]
+    if with_confluent_registry:
+        bindings += confluent_registry_bindings()
+    for future in admin.create_acls(bindings).values():
+        future.result()
+    log.info("ACLs applied", extra={"bindings": len(bindings), "streams": streams})
+    return sorted(given)
+
+
+def main() -> int:
+    """``python -m eddy.stack.kafka_security``: :func:`provision` from the environment (EDDY_* and KAFKA_PASSWORD_*)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        provision(Settings.from_env(), os.environ)
+    except KafkaException as exc:
+        print(f"could not provision Kafka principals: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
