@@ -142,4 +142,8 @@ def running_api(name: str, settings: Settings, tmp_path: Path, **env: str) -> It
                 0.2,
                 "the dashboard document",
             )
+        # Ready (doing its work), not only alive: the fuzz counts a 503 from /healthz as a failure.
+        wait_until(
+            lambda: httpx.get(f"{url}/healthz", params={"ready": "1"}, timeout=5).status_code == 200, 40, 0.2, "ready"
+        )
         yield RunningApi(name, base, url, log, proc)

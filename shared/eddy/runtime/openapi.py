@@ -258,6 +258,45 @@ def event_schema(contract: StreamContract) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties}
 
 
+def checked_event_schema(contract: StreamContract) -> dict[str, Any]:
+    """:func:`event_schema` with the contract's rules (``check_record``): an event no rule rejects.
+
+    What inference's prediction API predicts rather than rejects (ingestion takes any event of the
+    schema's shape: validation applies the rules downstream).
+
+    >>> from eddy.contracts.stream import load_contract
+    >>> from eddy.core.settings import REPO_ROOT
+    >>> schema = checked_event_schema(load_contract(REPO_ROOT / "schemas/streams/demo.yaml"))
+    >>> schema["required"], schema["properties"]["x0"]["minimum"], schema["properties"]["region"]["enum"][-1]
+    (['x0', 'x1', 'x2'], 0.0, None)
+    """
+    schema = event_schema(contract)
+    properties = schema["properties"]
+    required = []
+    for spec in contract.features:
+        prop = dict(properties.get(spec.name, {}))
+        if spec.min is not None:
+            prop["minimum"] = spec.min
+        if spec.max is not None:
+            prop["maximum"] = spec.max
+        if spec.pattern is not None:
+            prop["pattern"] = spec.pattern
+        if spec.required:
+            prop.pop("nullable", None)
+            required.append(spec.name)
+        if spec.allowed is not None:
+            # OpenAPI 3.0: a nullable enum lists null among its values.
+            prop["enum"] = [*spec.allowed, *([None] if prop.get("nullable") else [])]
+        properties[spec.name] = prop
+    # Not blank (check_record's rule "required"), and after 1970 (its rule "positive").
+    properties[contract.id_field] = {**properties[contract.id_field], "minLength": 1, "pattern": r"\S"}
+    properties[contract.time_field] = {
+        **properties[contract.time_field],
+        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "format": "date-time"}],
+    }
+    return {**schema, **({"required": required} if required else {})}
+
+
 def records_body(record: dict[str, Any], description: str) -> dict[str, Any]:
     """A request body of records (``parse_body``): one JSON object, a JSON array of them, or JSON lines."""
     return {

@@ -83,12 +83,42 @@ def checked_events(records: list[Any], contract: StreamContract, received_ms: in
         except RecordError as exc:
             out.rejected[index] = [{"field": None, "rule": "schema", "value": None, "message": str(exc)}]
             continue
+        not_text = _not_text(event)
+        if not_text is not None:
+            # Avro (S.predictions) takes only UTF-8: such a record could be predicted but never logged.
+            message = f"field {not_text!r} holds a lone UTF-16 surrogate (like \\ud800), which is not text"
+            out.rejected[index] = [{"field": not_text, "rule": "schema", "value": None, "message": message}]
+            continue
         violations = check_record(event, contract)
         if violations:
             out.rejected[index] = [v.as_dict() for v in violations]
         else:
             out.valid.append((index, event))
     return out
+
+
+def _not_text(value: Any, name: str = "") -> str | None:
+    """The name of the first field of ``value`` whose text (or key) is not UTF-8 encodable; None when all are.
+
+    >>> _not_text({"event_id": "e1", "tags": {"a": "\\ud800"}}), _not_text({"x0": 1.0, "region": "north"})
+    ('tags', None)
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return name
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field = name or str(key)
+            if _not_text(key, field) is not None or _not_text(item, field) is not None:
+                return field
+    if isinstance(value, list):
+        for item in value:
+            if _not_text(item, name) is not None:
+                return name
+    return None
 
 
 def results(count: int, predictions: Mapping[int, dict[str, Any]], checked: Checked) -> list[dict[str, Any]]:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from eddy.contracts.stream import StreamContract
-from eddy.runtime.openapi import OPS_PATHS, STREAM_PARAMETER, answer, document, errors, event_schema, records_body
+from eddy.runtime.openapi import (
+    OPS_PATHS,
+    STREAM_PARAMETER,
+    answer,
+    checked_event_schema,
+    document,
+    errors,
+    records_body,
+)
 
 REASON = {
     "type": "object",
@@ -55,7 +63,7 @@ def openapi(contracts: dict[str, StreamContract]) -> dict[str, Any]:
     >>> sorted(openapi({"demo": load_contract(REPO_ROOT / "schemas/streams/demo.yaml")})["paths"])
     ['/openapi.json', '/v1/streams/{stream}/predict']
     """
-    schemas = {f"{name}Event": event_schema(c) for name, c in contracts.items()}
+    schemas = {f"{name}Event": checked_event_schema(c) for name, c in contracts.items()}
     refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
     events = {"anyOf": refs} if refs else {"type": "object"}
     results = {"$ref": "#/components/schemas/Predictions"}

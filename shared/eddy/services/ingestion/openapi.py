@@ -27,16 +27,35 @@ RESULTS: dict[str, Any] = {
         },
     },
 }
-LABEL: dict[str, Any] = {
-    "type": "object",
-    "required": ["event_id"],
-    "properties": {
-        "event_id": {"type": "string"},
-        "label": {"description": "the label (the stream contract may name this field differently)"},
-        "label_time_ms": {"type": "integer"},
-        "source": {"type": "string"},
-    },
-}
+
+
+def label_schema(contract: StreamContract) -> dict[str, Any]:
+    """The JSON object a client sends as one label of ``contract``'s stream (converted by ``to_feedback``).
+
+    >>> from eddy.contracts.stream import load_contract
+    >>> from eddy.core.settings import REPO_ROOT
+    >>> schema = label_schema(load_contract(REPO_ROOT / "schemas/streams/demo.yaml"))
+    >>> schema["required"], schema["additionalProperties"]
+    (['event_id', 'label'], False)
+    """
+    return {
+        "type": "object",
+        "required": ["event_id", contract.label_field],
+        "additionalProperties": False,
+        "properties": {
+            "event_id": {"type": "string", "minLength": 1, "description": "the event this label belongs to"},
+            contract.label_field: {
+                "anyOf": [{"type": "boolean"}, {"type": "number"}, {"type": "string"}],
+                "description": "boolean for binary tasks, string (or integer) for multiclass, number for regression",
+            },
+            "label_time_ms": {
+                "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
+                "description": "when the label became known: epoch milliseconds or ISO-8601 with a timezone; "
+                "default: time of receipt",
+            },
+            "source": {"type": "string", "nullable": True, "description": "who or what supplied the label"},
+        },
+    }
 
 
 def _operation(summary: str, op: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -80,11 +99,20 @@ def openapi(contracts: dict[str, StreamContract]) -> dict[str, Any]:
     (['/v1/streams/{stream}/events', '/v1/streams/{stream}/feedback'], True)
     """
     schemas = {f"{name}Event": event_schema(c) for name, c in contracts.items()}
-    refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
-    events = {"anyOf": refs} if refs else {"type": "object"}
+    labels = {f"{name}Label": label_schema(c) for name, c in contracts.items()}
     paths = {
         **OPS_PATHS,
-        "/v1/streams/{stream}/events": {"post": _operation("Send events to S.events", "sendEvents", events)},
-        "/v1/streams/{stream}/feedback": {"post": _operation("Send labels to S.feedback", "sendLabels", LABEL)},
+        "/v1/streams/{stream}/events": {"post": _operation("Send events to S.events", "sendEvents", _any_of(schemas))},
+        "/v1/streams/{stream}/feedback": {
+            "post": _operation("Send labels to S.feedback", "sendLabels", _any_of(labels))
+        },
     }
-    return document("eddy ingestion", "Send events and labels to eddy streams.", paths, {"Results": RESULTS, **schemas})
+    return document(
+        "eddy ingestion", "Send events and labels to eddy streams.", paths, {"Results": RESULTS, **schemas, **labels}
+    )
+
+
+def _any_of(schemas: dict[str, Any]) -> dict[str, Any]:
+    """One of the component ``schemas`` (any object when there is none)."""
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
+    return {"anyOf": refs} if refs else {"type": "object"}

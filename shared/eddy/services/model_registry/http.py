@@ -53,6 +53,8 @@ MAX_AUDIT = 1000
 # Operator actions done outside the registry that its audit log takes (POST /api/audit).
 AUDITED_ACTIONS = REPLAY_AUDIT_ACTIONS | KEY_AUDIT_ACTIONS
 MAX_CHAIN = 100
+# The largest integer SQLite stores (created_at_ms): a larger one would fail the insert.
+MAX_INT64 = 2**63 - 1
 MAX_EXPERIMENTS = 1000
 # Ids go into URLs and file names: keep them to a safe alphabet.
 EXPERIMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -207,7 +209,7 @@ class RegistryApi:
         if not isinstance(experiment_id, str) or not EXPERIMENT_ID.fullmatch(experiment_id):
             raise Refused(400, "id must be 1 to 128 letters, digits or . _ : - (starting with a letter or digit)")
         created_at_ms = body.get("created_at_ms")
-        if created_at_ms is not None and (type(created_at_ms) is not int or created_at_ms < 0):
+        if created_at_ms is not None and (type(created_at_ms) is not int or not 0 <= created_at_ms <= MAX_INT64):
             raise Refused(400, "created_at_ms must be epoch milliseconds (a non-negative integer)")
         doc = {k: v for k, v in body.items() if k not in EXPERIMENT_COLUMNS}
         doc.update(experiment_doc(doc))
@@ -258,7 +260,8 @@ class RegistryApi:
         """
         stream = _stream(registry, body)
         action = body.get("action")
-        if action not in AUDITED_ACTIONS:
+        # Not a string (a JSON object, say) is no action: and it could not be looked up in a set.
+        if not isinstance(action, str) or action not in AUDITED_ACTIONS:
             raise Refused(400, f"action must be one of {', '.join(sorted(AUDITED_ACTIONS))}")
         details = body.get("details", {})
         if not isinstance(details, dict):
@@ -361,8 +364,15 @@ def _body(text: str) -> dict[str, Any]:
         doc = json.loads(text or "{}")
     except ValueError as exc:
         raise Refused(400, f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Refused(400, "the body is JSON nested too deeply") from exc
     if not isinstance(doc, dict):
         raise Refused(400, "the body must be a JSON object")
+    try:
+        # A lone surrogate (\ud800) is valid JSON but no text: SQLite and Avro could not store it.
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Refused(400, "the body holds a lone UTF-16 surrogate (like \\ud800), which is not text") from exc
     return doc
 
 
@@ -379,9 +389,12 @@ def _key(args: dict[str, Any], field: str) -> VersionKey:
     if not value or not isinstance(value, str):
         raise Refused(400, f"{field} is required: a model version like default@3")
     try:
-        return VersionKey.parse(value)
+        key = VersionKey.parse(value)
     except ValueError as exc:
         raise Refused(400, str(exc)) from exc
+    if key.version > MAX_INT64:
+        raise Refused(400, f"{field}: no version number is over {MAX_INT64}")
+    return key
 
 
 def experiment_doc(body: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,11 @@ SCHEMAS: dict[str, Any] = {
             "created_by": {"type": "string"},
             "created_at_ms": {"type": "integer"},
             "learned_count": {"type": "integer"},
-            "online_learned_count": {"type": "integer"},
+            "online_learned_count": {
+                "type": "integer",
+                "nullable": True,
+                "description": "learned online since its snapshot; null until inference reports it",
+            },
             "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
             "reason": {"type": "string", "nullable": True},
             "sha256": {"type": "string"},
