@@ -31,11 +31,13 @@ from eddy.avro.serde import registry_config
 from eddy.core.envconfig import read_env
 from eddy.core.settings import REPO_ROOT, Settings
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
+from eddy.kafka.acls import CONFLUENT_REGISTRY, PRINCIPALS, principal
 from eddy.kafka.client import admin_config, consumer_config, producer_config, security_config
 from eddy.runtime import create_topics
 from eddy.runtime.observability import Health, asks_readiness
 from eddy.runtime.server import serve_http
 from eddy.services.inference.config import InferenceConfig
+from eddy.stack.kafka_security import AUTHORIZER, password_variable
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 SASL_OVERRIDE = REPO_ROOT / "infra" / "compose" / "kafka-sasl.yml"
@@ -184,7 +186,7 @@ def test_compose_file_matches_the_compose_specification(compose_schema: dict[str
 
 
 def test_sasl_override_matches_the_compose_specification(compose_schema: dict[str, Any]) -> None:
-    credentials = {"EDDY_KAFKA_SASL_USERNAME": "eddy", "EDDY_KAFKA_SASL_PASSWORD": "pw"}
+    credentials = SASL_PASSWORDS
     override = interpolate(load(SASL_OVERRIDE), credentials)
     assert not schema_errors(compose_schema, override)
     errors = schema_errors(compose_schema, resolved(credentials, SASL_OVERRIDE))
@@ -307,35 +309,65 @@ def test_every_eddy_service_reads_its_settings_from_the_compose_environment(host
         ), name
 
 
-def test_sasl_override_secures_every_client_of_the_bundled_broker() -> None:
-    credentials = {"EDDY_KAFKA_SASL_USERNAME": "eddy", "EDDY_KAFKA_SASL_PASSWORD": "scram-pw"}
-    doc = resolved(credentials, SASL_OVERRIDE)
-    security = {
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "eddy",
-        "sasl.password": "scram-pw",
-    }
+# The principal each compose service runs as (eddy.kafka.acls), and the host variable holding its password.
+COMPOSE_PRINCIPALS = {name: principal(name.replace("-", "_")) for name in LONG_RUNNING} | {
+    "topics": principal("topics job")
+}
+SASL_PASSWORDS = {password_variable(p.name): f"pw-{p.name}" for p in COMPOSE_PRINCIPALS.values()} | {
+    password_variable(CONFLUENT_REGISTRY): "pw-registry"
+}
+
+
+def test_sasl_override_runs_every_client_as_its_own_principal() -> None:
+    doc = resolved(SASL_PASSWORDS, SASL_OVERRIDE)
+    users = set()
     for name in KAFKA_CLIENTS:
+        user = COMPOSE_PRINCIPALS[name].name
+        security = {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": f"pw-{user}",
+        }
         assert_clients_carry(service_settings(doc["services"][name]), "kafka:9092", security, name)
+        users.add(user)
+    assert len(users) == len(KAFKA_CLIENTS), "two services share a Kafka principal"
     kafka = doc["services"]["kafka"]["environment"]
     assert "CLIENT:SASL_PLAINTEXT" in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
-    # Nothing but the SASL listener is reachable from other containers.
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == AUTHORIZER
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    # The anonymous super user exists only on listeners other containers cannot reach.
+    assert kafka["KAFKA_SUPER_USERS"] == "User:ANONYMOUS"
     assert [listener for listener in kafka["KAFKA_LISTENERS"].split(",") if "127.0.0.1" not in listener] == [
         "CLIENT://:9092"
     ]
-    users = doc["services"]["kafka-users"]
-    assert users["environment"] == {"SCRAM_USER": "eddy", "SCRAM_PASSWORD": "scram-pw"}
-    assert "$SCRAM_PASSWORD" in users["command"][0] and "scram-pw" not in users["command"][0]
-    registry = doc["services"]["schema-registry"]
-    assert registry["environment"]["SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
-    assert (
-        'username="eddy" password="scram-pw"' in registry["environment"]["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
-    )
+    registry = doc["services"]["schema-registry"]["environment"]
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    jaas = registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
+    assert f'username="{CONFLUENT_REGISTRY}" password="pw-registry"' in jaas
     for name in ("topics", "schema-registry"):
-        assert doc["services"][name]["depends_on"]["kafka-users"] == {"condition": "service_completed_successfully"}
-    with pytest.raises(MissingVariable, match="EDDY_KAFKA_SASL_PASSWORD"):
-        resolved({"EDDY_KAFKA_SASL_USERNAME": "eddy"}, SASL_OVERRIDE)
+        assert doc["services"][name]["depends_on"]["kafka-principals"] == {
+            "condition": "service_completed_successfully"
+        }
+
+
+def test_sasl_override_provisions_every_principal_from_the_host_environment() -> None:
+    raw = load(SASL_OVERRIDE)["services"]["kafka-principals"]
+    assert raw["network_mode"] == "service:kafka" and raw["entrypoint"][-1] == "eddy.stack.kafka_security"
+    doc = resolved(SASL_PASSWORDS, SASL_OVERRIDE)
+    env = {k: str(v) for k, v in doc["services"]["kafka-principals"]["environment"].items()}
+    settings = Settings.from_env(env)
+    assert settings.bootstrap_servers.startswith("127.0.0.1:") and settings.kafka_security_protocol == "PLAINTEXT"
+    # Exactly the passwords the clients use: provision() creates the users the services log in as.
+    for variable, password in SASL_PASSWORDS.items():
+        assert env[variable] == password and raw["environment"][variable].startswith(f"${{{variable}:?"), variable
+    # And every principal of the table can be given one (the user roles' are optional).
+    for who in PRINCIPALS:
+        if who.role != "KEDA lag scaler":
+            assert password_variable(who.name) in env, who.name
+    for variable in SASL_PASSWORDS:
+        with pytest.raises(MissingVariable, match=variable):
+            resolved({k: v for k, v in SASL_PASSWORDS.items() if k != variable}, SASL_OVERRIDE)
 
 
 def test_secrets_come_only_from_the_host_environment() -> None:
