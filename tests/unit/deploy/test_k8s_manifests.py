@@ -31,6 +31,7 @@ from eddy.contracts.stream import load_contracts
 from eddy.core.envconfig import read_env
 from eddy.core.settings import REPO_ROOT, Settings
 from eddy.core.topics import StreamTopics
+from eddy.kafka.acls import principal
 from eddy.runtime.auth import KEYS_FILE_ENV, ApiKeys
 from eddy.runtime.observability import asks_readiness
 from eddy.services.inference.config import InferenceConfig
@@ -664,8 +665,9 @@ def test_kedas_kafka_authentication_matches_eddys(overlay: str, objects: list[Re
         parameters = secret_target(objects, auth)
         if protocol.startswith("SASL_"):
             assert parameters["sasl"] == KEDA_SASL[env["EDDY_KAFKA_SASL_MECHANISM"]]
-            assert parameters["username"] == env["EDDY_KAFKA_SASL_USERNAME"]
-            assert parameters["password"] == env["EDDY_KAFKA_SASL_PASSWORD"]
+            # Its own principal: it reads consumer lag, never records (eddy.kafka.acls).
+            assert parameters["username"] == principal("KEDA lag scaler").name
+            assert parameters["password"]
         else:
             assert parameters.get("sasl", "none") == "none"
         if protocol.endswith("SSL"):
@@ -674,6 +676,33 @@ def test_kedas_kafka_authentication_matches_eddys(overlay: str, objects: list[Re
             assert parameters["tls"] == "enable" and parameters["ca"] == ca
         else:
             assert parameters.get("tls", "disable") == "disable"
+
+
+# The principal each workload runs as (eddy.kafka.acls); the Job creates the topics.
+WORKLOAD_ROLES = {"create-topics": "topics job", "model-registry": "model_registry"}
+
+
+def test_each_workload_runs_as_its_own_kafka_principal(overlay: str, objects: list[Resource]) -> None:
+    users = {}
+    for workload in of_kind(objects, *POD_TEMPLATE_KINDS):
+        name = workload["metadata"]["name"]
+        if name == "schema-registry":  # eddy's own registry: no Kafka client
+            continue
+        env = rendered_env_in(objects, workload)
+        role = WORKLOAD_ROLES.get(name, name)
+        assert env.get("EDDY_KAFKA_SASL_USERNAME") == principal(role).name, f"{overlay} {name}"
+        users[name] = env["EDDY_KAFKA_SASL_USERNAME"]
+        if overlay == "production":
+            assert env.get("EDDY_KAFKA_SASL_PASSWORD"), f"{name}: no password for its principal"
+    assert len(set(users.values())) == len(users), users
+
+
+def test_keda_scales_only_groups_its_principal_may_describe(objects: list[Resource]) -> None:
+    keda = principal("KEDA lag scaler")
+    prefix = config(objects).get("EDDY_GROUP_PREFIX", "eddy")
+    allowed = {g.replace("{prefix}", prefix) for g in keda.group_describes}
+    groups = {t["metadata"]["consumerGroup"] for s in of_kind(objects, "ScaledObject") for t in s["spec"]["triggers"]}
+    assert groups and groups <= allowed, sorted(groups - allowed)
 
 
 def test_rendered_env_builds_every_services_settings(overlay: str, objects: list[Resource]) -> None:
