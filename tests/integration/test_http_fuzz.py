@@ -24,7 +24,9 @@ And after the requests: nothing accepted is lost, and nothing rejected is half-w
 ``S.events`` (``S.feedback``) holds exactly the event ids (labels) acknowledged as accepted, each as
 often as acknowledged. Predictions: ``S.predictions`` holds exactly the predictions answered. The
 registry: ``eddy.model-events`` holds exactly the changes answered 200 or 202 under the operator's
-name, and every experiment answered 201 is there to read. The services are still the same processes.
+name, and the stream's experiments are exactly those answered 201. Hand-picked requests (:data:`HOSTILE`)
+follow the fuzz: each answered 500 before it was fixed, or is close to one that was. The services are
+still the same processes at the end, and ready.
 """
 
 from __future__ import annotations
@@ -331,7 +333,10 @@ def check_registry(settings: Settings, tally: Tally, running: RunningApi) -> Non
             break
     assert by_operator == applied, _diff(by_operator, applied)
     recorded = {r.json()["id"] for c, r in tally.answers if c.method == "POST" and r.status_code == 201}
+    assert recorded, "the fuzz recorded no experiment"
     with httpx.Client(base_url=running.url, headers=keyed(VIEWER), timeout=10) as client:
+        listed = client.get("/api/experiments", params={"stream": stream, "limit": "1000"}).json()["experiments"]
+        assert {e["id"] for e in listed} == recorded, "experiments recorded but not answered 201, or lost"
         for experiment_id in sorted(recorded)[:50]:
             shown = client.get("/api/experiments/show", params={"id": experiment_id})
             assert shown.status_code == 200, (experiment_id, shown.text)
