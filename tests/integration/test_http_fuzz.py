@@ -4,7 +4,7 @@ For each API (ingestion, inference's predictions, the model registry, the monito
 service runs against the test broker with API keys (``http_apis.py``), and schemathesis loads the
 document it serves at ``/openapi.json``. For every operation of it, hypothesis draws requests from the
 document, valid ones (positive) and ones that break it (negative), seeded (``derandomize``) so a run
-repeats. Half of the drawn requests name the real stream (path, query or body) and, at the registry,
+repeats. Three in four of the drawn requests name the real stream (path, query or body) and, at the registry,
 a real version, so that they get past the 404s into the APIs' work; the key sent is one whose role
 may do everything the API offers.
 
@@ -63,6 +63,8 @@ TIMEOUT_S = 20.0
 BUDGET_S = 90.0
 # The key each API is fuzzed with: a role that may do everything the API offers.
 ROLE = {"ingestion": PRODUCER, "inference": PRODUCER, "model_registry": OPERATOR, "monitoring": VIEWER}
+# Three requests in four name the real stream; the others whatever schemathesis drew.
+AIMED = st.sampled_from([True, True, True, False])
 # Versions the registry may know (default@1 is the champion it starts with) and some it does not.
 VERSIONS = ("default@1", "default@2", "default@3", "other@1")
 # The response checks of schemathesis run on every answer; its checks that judge the API's leniency
@@ -185,7 +187,7 @@ def fuzz_operation(operation: APIOperation, mode: GenerationMode, target: Target
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(generation_mode=mode), aimed=st.booleans(), version=st.sampled_from(VERSIONS))
+    @given(case=operation.as_strategy(generation_mode=mode), aimed=AIMED, version=st.sampled_from(VERSIONS))
     def send(case: Case, aimed: bool, version: str) -> None:
         if time.monotonic() > target.deadline:
             tally.skipped += 1
@@ -300,7 +302,7 @@ def topic_ids(settings: Settings, topic: str) -> Counter[str]:
     return Counter(v["event_id"] for v in read_topic(settings, topic, quiet_s=2.0))
 
 
-def check_ingestion(settings: Settings, tally: Tally, _running: RunningApi) -> None:
+def check_ingestion(settings: Settings, tally: Tally, _running: RunningApi) -> str:
     topics = StreamTopics(settings.streams[0])
     events = accepted_records(tally, "/events", "accepted")
     labels = accepted_records(tally, "/feedback", "accepted")
@@ -309,16 +311,18 @@ def check_ingestion(settings: Settings, tally: Tally, _running: RunningApi) -> N
     assert in_events == events, _diff(in_events, events)
     in_feedback = topic_ids(settings, topics.feedback)
     assert in_feedback == labels, _diff(in_feedback, labels)
+    return f"{events.total()} events and {labels.total()} labels acknowledged, each once in S.events / S.feedback"
 
 
-def check_inference(settings: Settings, tally: Tally, _running: RunningApi) -> None:
+def check_inference(settings: Settings, tally: Tally, _running: RunningApi) -> str:
     predicted = accepted_records(tally, "/predict", "predicted")
     assert predicted, "the fuzz got nothing predicted: it did not reach the model"
     logged = topic_ids(settings, StreamTopics(settings.streams[0]).predictions)
     assert logged == predicted, _diff(logged, predicted)
+    return f"{predicted.total()} predictions answered, each once in S.predictions"
 
 
-def check_registry(settings: Settings, tally: Tally, running: RunningApi) -> None:
+def check_registry(settings: Settings, tally: Tally, running: RunningApi) -> str:
     (stream,) = settings.streams
     changes = ("/audit", "/promote", "/rollback", "/archive", "/retrain")
     posts = [(c, r) for c, r in tally.answers if c.method == "POST" and c.formatted_path.endswith(changes)]
@@ -340,13 +344,16 @@ def check_registry(settings: Settings, tally: Tally, running: RunningApi) -> Non
         for experiment_id in sorted(recorded)[:50]:
             shown = client.get("/api/experiments/show", params={"id": experiment_id})
             assert shown.status_code == 200, (experiment_id, shown.text)
+    return f"{applied.total()} changes answered 200/202, each once in eddy.model-events; {len(recorded)} experiments"
 
 
-def check_monitoring(_settings: Settings, tally: Tally, _running: RunningApi) -> None:
-    assert answered(tally, "/api/dashboard", (200,)), "the fuzz never got a dashboard document"
+def check_monitoring(_settings: Settings, tally: Tally, _running: RunningApi) -> str:
+    documents = answered(tally, "/api/dashboard", (200,))
+    assert documents, "the fuzz never got a dashboard document"
+    return f"{len(documents)} dashboard documents"
 
 
-ACCOUNTING: dict[str, Callable[[Settings, Tally, RunningApi], None]] = {
+ACCOUNTING: dict[str, Callable[[Settings, Tally, RunningApi], str]] = {
     "ingestion": check_ingestion,
     "inference": check_inference,
     "model_registry": check_registry,
@@ -386,5 +393,5 @@ def test_the_api_answers_every_request_its_document_allows_and_loses_nothing(
         assert running.proc.poll() is None and running.proc.pid == pid
         health = httpx.get(f"{running.service_url}/healthz", timeout=5).json()
         assert health["status"] == "ok", health
-        ACCOUNTING[api](settings, tally, running)
+        print(ACCOUNTING[api](settings, tally, running))
     assert json.dumps(KEYS[ROLE[api]]) not in running.log.read_text(errors="replace")
