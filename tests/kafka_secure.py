@@ -65,14 +65,18 @@ class SecureEnv:
         return self.as_user(principal(role).name, **changes)
 
 
-def write_outcomes(settings: Settings, topics: list[str], timeout_s: float = 20.0) -> dict[str, str]:
+def write_outcomes(
+    settings: Settings, topics: list[str], timeout_s: float = 20.0, idempotent: bool = True
+) -> dict[str, str]:
     """Produce one record to each topic with the service producer's config: ``ok`` or the error's name."""
     outcomes: dict[str, str] = {}
 
     def delivered(err: KafkaError | None, msg: Any) -> None:
         outcomes[msg.topic()] = OK if err is None else err.name()
 
-    producer = Producer(producer_config(settings, **{"message.timeout.ms": int(timeout_s * 1000) - 2000}))
+    limit = {"message.timeout.ms": int(timeout_s * 1000) - 2000}
+    plain = {} if idempotent else {"enable.idempotence": False}
+    producer = Producer(producer_config(settings, **limit, **plain))
     try:
         for topic in topics:
             producer.produce(topic, b"acl-probe", b"acl-probe", on_delivery=delivered)

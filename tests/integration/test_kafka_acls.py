@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclBindingFilter,
@@ -34,7 +34,7 @@ from confluent_kafka.admin import (
 from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.acls import PRINCIPALS, Principal, principal, topic_names
-from eddy.kafka.client import consumer_config, producer_config
+from eddy.kafka.client import admin_client, consumer_config, producer_config
 from eddy.kafka.transactions import transactional_id
 
 from tests.helpers import service, wait_until
@@ -109,11 +109,11 @@ def test_each_principal_writes_and_reads_exactly_what_the_table_grants(env: Secu
     assert refused <= REFUSED_READ, reads
     if who.describes:  # it may see every topic, so each refusal is explicit
         assert refused <= {"TOPIC_AUTHORIZATION_FAILED"}, reads
-    writes = write_outcomes(settings, topics)
+    # A principal that may write nowhere cannot get an idempotent producer id at all (a fatal error, not a
+    # topic's): its probe producer is a plain one, so that each topic answers for itself.
+    writes = write_outcomes(settings, topics, idempotent=bool(who.writes))
     assert {t for t, o in writes.items() if o == OK} == allowed(who.writes, stream), writes
-    if who.writes:  # a principal that may write nowhere cannot even get a producer id: a fatal error, not a topic's
-        refused = {o for o in writes.values() if o != OK}
-        assert refused <= {"TOPIC_AUTHORIZATION_FAILED"}, writes
+    assert {o for o in writes.values() if o != OK} <= {"TOPIC_AUTHORIZATION_FAILED"}, writes
 
 
 @pytest.mark.parametrize(
@@ -264,3 +264,24 @@ def test_a_side_reader_outside_its_group_prefix_is_refused_the_coordinator(env: 
         errors = {m.error().name() for m in consumer.consume(10, 0.2) if m.error() and m.topic() is None}
     consumer.close()
     assert errors == {"GROUP_AUTHORIZATION_FAILED"}
+
+
+def committed_lag_error(settings: Settings, group: str) -> str | None:
+    """Read ``group``'s committed offsets as KEDA's scaler does: None, or the error's name."""
+    admin = admin_client(settings)
+    request = [ConsumerGroupTopicPartitions(group)]
+    try:
+        for future in admin.list_consumer_group_offsets(request, request_timeout=15).values():
+            future.result()
+        return None
+    except KafkaException as exc:
+        return exc.args[0].name()
+
+
+def test_keda_reads_the_lag_of_the_groups_it_scales_and_nothing_else(env: SecureEnv) -> None:
+    keda = env.as_role("KEDA lag scaler")
+    prefix = env.base.group_prefix
+    assert committed_lag_error(keda, f"{prefix}-validation") is None
+    assert committed_lag_error(keda, f"{prefix}-learning") == "GROUP_AUTHORIZATION_FAILED"
+    topic = StreamTopics(probe_stream(env)).events
+    assert read_outcomes(keda, [topic], f"{prefix}-validation")[topic] == "TOPIC_AUTHORIZATION_FAILED"
