@@ -4,21 +4,22 @@ For each API (ingestion, inference's predictions, the model registry, the monito
 operations are read from the document the service serves at ``/openapi.json``, and each must have a
 route class in ``http_apis.ROUTE_CLASSES`` (and each class there a documented operation): a new route
 without a class fails here. Each operation is then called with no key, a key that is not configured,
-and a key of each role (viewer, producer, operator), and answered exactly as ``eddy.runtime.auth``
-documents:
+and a key of each role (viewer, producer, operator), each way a client may present it (``X-API-Key``,
+``Authorization: Bearer``, HTTP Basic), and answered exactly as ``eddy.runtime.auth`` documents:
 
 - open routes (``/healthz``, ``/metrics``, ``/openapi.json``): everyone;
 - read (GET of the registry and the dashboard): viewer and operator; producer 403;
 - produce (ingestion, predictions): producer and operator; viewer 403;
 - operate (the registry's POSTs): operator only; viewer and producer 403;
 - no key or an unknown one: 401 with the ``WWW-Authenticate`` challenges; every 401 and 403 a JSON
-  error saying why, and none repeats the key it was sent.
+  error saying why (a 403 names the role needed), and none repeats the key it was sent.
 
-5 requests per operation (31 operations, 155 requests); each service starts once per API.
+9 requests per operation (31 operations, 279 requests); each service starts once per API.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from tests.helpers import create_topics
 from tests.integration.http_apis import (
     APIS,
     KEYS,
+    NEEDED,
     ROUTE_CLASSES,
     WRONG_KEY,
     documented_operations,
@@ -40,13 +42,23 @@ from tests.integration.http_apis import (
 
 pytestmark = pytest.mark.integration
 
-CREDENTIALS: dict[str | None, dict[str, str]] = {
-    None: {},
-    "wrong": {"Authorization": f"Bearer {WRONG_KEY}"},
-    VIEWER: {"X-API-Key": KEYS[VIEWER]},
-    PRODUCER: {"X-API-Key": KEYS[PRODUCER]},
-    OPERATOR: {"X-API-Key": KEYS[OPERATOR]},
-}
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"anyone:{key}".encode()).decode()}
+
+
+# (label, role or None for no key, "wrong" for a key not configured, headers): every way a key is presented.
+CREDENTIALS: list[tuple[str, str | None, dict[str, str]]] = [
+    ("no key", None, {}),
+    ("a wrong key (Bearer)", "wrong", {"Authorization": f"Bearer {WRONG_KEY}"}),
+    ("a wrong key (X-API-Key)", "wrong", {"X-API-Key": WRONG_KEY}),
+    ("viewer (X-API-Key)", VIEWER, {"X-API-Key": KEYS[VIEWER]}),
+    ("viewer (Basic)", VIEWER, basic(KEYS[VIEWER])),
+    ("producer (X-API-Key)", PRODUCER, {"X-API-Key": KEYS[PRODUCER]}),
+    ("producer (Bearer)", PRODUCER, {"Authorization": f"Bearer {KEYS[PRODUCER]}"}),
+    ("operator (X-API-Key)", OPERATOR, {"X-API-Key": KEYS[OPERATOR]}),
+    ("operator (Bearer)", OPERATOR, {"Authorization": f"Bearer {KEYS[OPERATOR]}"}),
+]
 
 
 def request_for(method: str, path: str, operation: dict[str, Any], stream: str) -> dict[str, Any]:
@@ -56,7 +68,7 @@ def request_for(method: str, path: str, operation: dict[str, Any], stream: str) 
         for p in operation.get("parameters", [])
         if p["in"] == "query" and p.get("required")
     }
-    body = None
+    body: dict[str, Any] | None = None
     if "requestBody" in operation:
         streams = path.startswith("/v1/streams/")
         body = {"x0": 1.0, "x1": 2.0, "x2": 3.0} if streams else {"stream": stream, "reason": "role matrix"}
@@ -85,11 +97,11 @@ def test_every_route_answers_each_role_as_documented(api: str, settings: Setting
         problems = []
         for method, path in sorted(documented):
             operation = doc["paths"][path][method]
-            for role, headers in CREDENTIALS.items():
+            for label, role, headers in CREDENTIALS:
                 expected = expected_status(classes[(method, path)], role)
                 response = client.request(**request_for(method, path, operation, stream), headers=headers)
                 got = "allowed" if response.status_code not in (401, 403) else str(response.status_code)
-                where = f"{method.upper()} {path} as {role or 'no key'}"
+                where = f"{method.upper()} {path} with {label}"
                 if got != expected:
                     problems.append(f"{where}: expected {expected}, got {response.status_code} {response.text[:200]}")
                     continue
@@ -98,6 +110,9 @@ def test_every_route_answers_each_role_as_documented(api: str, settings: Setting
                     continue
                 if not response.json().get("error"):
                     problems.append(f"{where}: {got} without a reason: {response.text[:200]}")
+                needed = NEEDED.get(classes[(method, path)])
+                if got == "403" and f"needs the {needed} role" not in response.json().get("error", ""):
+                    problems.append(f"{where}: 403 without naming the role needed ({needed}): {response.text[:200]}")
                 if got == "401" and response.headers.get_list("WWW-Authenticate") != list(CHALLENGES):
                     problems.append(f"{where}: 401 without the challenges: {response.headers}")
                 if any(key in response.text for key in (*KEYS.values(), WRONG_KEY)):
