@@ -16,6 +16,10 @@ hypothesis writes, go to ``POST /v1/streams/S/events`` (and ``/feedback``); host
 
 The in-process tests below check the gateway's pure path (parse, convert, encode) over many more
 hypothesis examples, and pin each input that crashed it before (regressions).
+
+This fuzz writes hostile bytes by hand; ``tests/integration/test_http_fuzz.py`` draws requests from the
+gateway's OpenAPI document (schemathesis), and those of the other HTTP APIs, checking each answer
+against the document.
 """
 
 from __future__ import annotations
