@@ -80,7 +80,7 @@ def test_every_service_runs_the_pipeline_as_its_own_principal(env: SecureEnv, tm
     print(f"seven services as seven principals (SASL_PLAINTEXT): {seconds:.1f} s")
 
 
-def test_a_service_run_as_another_principal_never_gets_ready_and_says_why(env: SecureEnv, tmp_path: Path) -> None:
+def test_a_service_run_as_another_principal_is_refused_and_says_why(env: SecureEnv, tmp_path: Path) -> None:
     """Validation under the gateway's principal: it may not read S.events nor use validation's group."""
     settings = env.as_role("ingestion", streams=(served_stream(env),))
     with service("validation", settings, tmp_path) as (_, _, log):
