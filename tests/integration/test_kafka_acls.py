@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
@@ -83,9 +84,16 @@ def test_every_service_runs_the_pipeline_as_its_own_principal(env: SecureEnv, tm
 def test_a_service_run_as_another_principal_is_refused_and_says_why(env: SecureEnv, tmp_path: Path) -> None:
     """Validation under the gateway's principal: it may not read S.events nor use validation's group."""
     settings = env.as_role("ingestion", streams=(served_stream(env),))
-    with service("validation", settings, tmp_path) as (_, _, log):
+    with service("validation", settings, tmp_path) as (_, url, log):
         wait_until(lambda: authorization_failures(log), 30, what="an authorization failure in the log")
-    # (Its /healthz?ready=1 still answers 200: the loop is ready once subscribed, before its first fetch.)
+
+        def not_ready() -> bool:
+            answer = httpx.get(f"{url}/healthz", params={"ready": "1"}, timeout=5)
+            return answer.status_code == 503 and answer.json()["status"] == "unauthorized"
+
+        # Alive (not restarted in a loop) but not ready: a rollout does not count it, and /healthz says why.
+        wait_until(not_ready, 30, what="readiness to say unauthorized")
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
 
 
 def matrix_topics(env: SecureEnv) -> list[str]:

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 # Below Kafka's default 1 MB record limit, with room for keys and headers.
 MAX_RECORD_BYTES = 900_000
 TRUNCATED_KEEP_BYTES = 64 * 1024
+# A consumer refused its group or a topic by the cluster's ACLs: the health status it reports meanwhile.
+UNAUTHORIZED = "unauthorized"
+DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
 
 
 def record_bytes(value: bytes | None, key: bytes | None, headers: Headers | None) -> int:
@@ -407,7 +410,12 @@ class StreamLoop:
                 log.warning("consume error", extra={"error": err.str()})
                 if err.fatal():
                     raise RuntimeError(f"fatal consumer error: {err.str()}")
+                if err.code() in DENIED:
+                    # Alive but not doing its work: readiness says so until a batch or an assignment gets through.
+                    self.health.set(UNAUTHORIZED, authorization_error=err.str())
         offsets: Offsets = {}
+        if accepted and self.health.status == UNAUTHORIZED:
+            self.health.set("ok", authorization_error=None)
         if accepted:
             for tp in self.consumer.position(list(self._assignment.values())):
                 if tp.offset >= 0:
@@ -559,6 +567,8 @@ class StreamLoop:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned", extra={"partitions": [f"{p.topic}:{p.partition}" for p in partitions]})
+        if self.health.status == UNAUTHORIZED:  # the group is granted now
+            self.health.set("ok", authorization_error=None)
         self._assignment.update(((p.topic, p.partition), TopicPartition(p.topic, p.partition)) for p in partitions)
         if self._on_assign:
             self._on_assign(consumer, partitions)
