@@ -11,7 +11,7 @@ may do everything the API offers.
 Bounds: :data:`EXAMPLES` requests per operation and mode, no shrinking, a client timeout of
 :data:`TIMEOUT_S` per request, and a wall-time guard of :data:`BUDGET_S` per API after which the
 remaining examples are drawn but not sent. The fuzz runs on the Tansu tier only (its findings do not
-depend on the broker); the four APIs take about a minute together.
+depend on the broker): about 4,000 requests to the four APIs, a minute with the service starts.
 
 Each answer must be:
 
