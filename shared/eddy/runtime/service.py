@@ -61,7 +61,12 @@ class ServiceContext:
 
     @property
     def keys(self) -> KeyringSource:
-        """The keyring that signs and verifies every pickle this service moves (``eddy.core.signing``)."""
+        """The keyring that signs and verifies every pickle this service moves (``eddy.core.signing``).
+
+        Read when first asked for: the services that move models (learning, inference, retraining, the model
+        registry) ask at start, so a missing or unreadable keyring stops them there, with its reason; the
+        others never need one.
+        """
         if self.signing_keys is None:
             self.signing_keys = self.settings.keyring()
         return self.signing_keys
@@ -142,12 +147,11 @@ def bootstrap(
         f"register schemas at {redact_url(settings.schema_registry_url)}",
         stop,
     )
-    keys = settings.keyring()  # a missing or unreadable keyring stops the service here, with its reason
     linger = {"linger.ms": BACKGROUND_LINGER_MS} if background else {}
     producer = ConfirmedProducer(producer_config(settings, **linger))
     health.set(streams=sorted(contracts))
     port = server.port if server is not None else 0
-    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background, server, keys)
+    return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background, server)
 
 
 def _registered(settings: Settings, contracts: dict[str, StreamContract], topics: list[str]) -> SerdeRegistry:
