@@ -3,8 +3,9 @@
 For each API (ingestion, inference's predictions, the model registry, the monitoring dashboard), the
 service runs against the test broker with API keys (``http_apis.py``), and schemathesis loads the
 document it serves at ``/openapi.json``. For every operation of it, hypothesis draws requests from the
-document, valid ones (positive) and ones that break it (negative), seeded (``derandomize``) so a run
-repeats. Three in four of the drawn requests name the real stream (path, query or body) and, at the registry,
+document, valid ones (positive) and ones that break it (negative), seeded (``derandomize``): the same
+document draws the same requests (each run's stream has a fresh name, so the counts vary a little).
+Three in four of the drawn requests name the real stream (path, query or body) and, at the registry,
 a real version, so that they get past the 404s into the APIs' work; the key sent is one whose role
 may do everything the API offers.
 
