@@ -66,7 +66,11 @@ SECRET_VARIABLES = (
     "EDDY_SCHEMA_REGISTRY_BASIC_AUTH",
     "EDDY_API_KEYS",
     "EDDY_PII_KEY",
+    "EDDY_SIGNING_KEYS",
 )
+# The services that sign or verify models and checkpoints: they must share one keyring file.
+MODEL_SERVICES = ("learning", "inference", "retraining", "model_registry")
+SECRETS_DIR = "/etc/eddy/secrets"
 
 
 # --- Compose's interpolation and override merge -----------------------------------------------------------
@@ -387,6 +391,37 @@ def test_secrets_come_only_from_the_host_environment() -> None:
     # With nothing set on the host, no secret has a value.
     for service in eddy_services(resolved({})).values():
         assert not any(service["environment"].get(variable) for variable in SECRET_VARIABLES)
+
+
+@pytest.mark.parametrize("host", ["defaults", "elsewhere"])
+def test_model_services_share_one_signing_keyring(host: str) -> None:
+    """Each container has its own state dir, so the state dir's keyring would differ: a mounted file instead."""
+    elsewhere = "/etc/eddy/secrets/prod-keyring.json"
+    doc = resolved({"EDDY_SIGNING_KEYS_FILE": elsewhere} if host == "elsewhere" else {})
+    paths = set()
+    for name in MODEL_SERVICES:
+        service = doc["services"][name]
+        settings = service_settings(service)
+        assert not settings.signing_keys, name
+        paths.add(settings.signing_keys_file)
+        # The file lies in a directory mounted into the container (not a file mount: a rotation replaces it).
+        assert SECRETS_DIR in {str(volume).split(":")[1] for volume in service["volumes"]}, name
+        assert settings.signing_keys_file.startswith(SECRETS_DIR + "/"), name
+    assert paths == {elsewhere if host == "elsewhere" else f"{SECRETS_DIR}/signing-keys.json"}
+    # The inline keys, when the host sets them, reach every model service too.
+    inline = "k1:" + "A" * 44
+    for name in MODEL_SERVICES:
+        assert service_settings(resolved({"EDDY_SIGNING_KEYS": inline})["services"][name]).signing_keys == inline
+
+
+def test_compose_tells_how_to_make_and_rotate_the_keyring() -> None:
+    header = COMPOSE.read_text().split("\nx-eddy-environment", 1)[0]
+    readme = (REPO_ROOT / "infra" / "compose" / "secrets" / "README.md").read_text()
+    for text in (header, readme):
+        assert "eddy keys init --file infra/compose/secrets/signing-keys.json" in text
+        assert "keys rotate --file" in text and "10001" in text
+    example = ENV_EXAMPLE.read_text()
+    assert "\nEDDY_SIGNING_KEYS_FILE=\n" in example and "\nEDDY_SIGNING_KEYS=\n" in example
 
 
 def test_env_example_lists_every_host_variable() -> None:

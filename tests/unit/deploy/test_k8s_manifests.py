@@ -30,6 +30,7 @@ import yaml
 from eddy.contracts.stream import load_contracts
 from eddy.core.envconfig import read_env
 from eddy.core.settings import REPO_ROOT, Settings
+from eddy.core.signing import Keyring, KeyringError, keyring_source
 from eddy.core.topics import StreamTopics
 from eddy.kafka.acls import principal
 from eddy.runtime.auth import KEYS_FILE_ENV, ApiKeys
@@ -58,6 +59,7 @@ from tests.deploy_manifests import (
     render_overlay,
     rendered_env,
     resource_id,
+    workload_name,
     workload_of,
 )
 
@@ -89,6 +91,10 @@ KEDA_SASL = {"SCRAM-SHA-512": "scram_sha512", "SCRAM-SHA-256": "scram_sha256", "
 # Values that are settings rather than secrets, allowed in the production Secrets as they are.
 NOT_SECRET = frozenset({"sasl", "tls", "EDDY_KAFKA_SASL_USERNAME"})
 PLACEHOLDER = "REPLACE_ME"
+# The services that sign or verify models and checkpoints: they, and only they, mount the signing keyring.
+MODEL_SERVICES = ("learning", "inference", "retraining", "model_registry")
+SIGNING_SECRET = "eddy-signing-keys"
+SIGNING_KEY = "signing-keys.json"
 # The variables eddy's own schema registry reads (it has no Settings of its own kind).
 SCHEMA_REGISTRY_ENV = (ENV_HOST, ENV_PORT, ENV_DATA_DIR)
 
@@ -765,3 +771,54 @@ def test_manifests_name_only_variables_eddy_reads() -> None:
         for resource in render_overlay(overlay):
             named |= set(variable_names(normalized(resource)))
     assert named and named <= known, sorted(named - known)
+
+
+def test_model_services_share_the_signing_keyring_from_a_secret(
+    overlay: str, objects: list[Resource], tmp_path: Path
+) -> None:
+    """Learning, inference, retraining and the registry read one keyring file, mounted from eddy-signing-keys."""
+    model_workloads = {workload_name(service) for service in MODEL_SERVICES}
+    assert model_workloads <= {w["metadata"]["name"] for w in of_kind(objects, *WORKLOAD_KINDS)}
+    keyrings = set()
+    for resource in pod_templates(objects):
+        name = resource["metadata"]["name"]
+        spec = pod_spec(resource)
+        signing_volumes = {
+            v["name"] for v in spec.get("volumes", []) if v.get("secret", {}).get("secretName") == SIGNING_SECRET
+        }
+        container = main_container(resource)
+        env = container_env(objects, container)
+        if name not in model_workloads:
+            assert not signing_volumes, f"{name} mounts the signing keyring, which it never reads"
+            assert "EDDY_SIGNING_KEYS_FILE" not in env, name
+            continue
+        mounts = [m for m in container.get("volumeMounts", []) if m["name"] in signing_volumes]
+        assert len(mounts) == 1 and mounts[0].get("readOnly") is True, f"{name}: {mounts}"
+        path = env.get("EDDY_SIGNING_KEYS_FILE", "")
+        assert path == f"{mounts[0]['mountPath'].rstrip('/')}/{SIGNING_KEY}", f"{name}: {path!r} is not in the mount"
+        assert Settings.from_env(env).signing_keys_file == path and not env.get("EDDY_SIGNING_KEYS"), name
+        content = mounted_file(objects, resource, container, path)
+        assert content is not None, f"{name}: nothing mounted at {path}"
+        keyrings.add(content)
+    assert len(keyrings) == 1, "the model services read different keyrings"
+    (content,) = keyrings
+    if overlay == "production":
+        # A placeholder a service refuses: nothing signs with a key from the repository.
+        assert PLACEHOLDER in content
+        with pytest.raises(KeyringError):
+            Keyring.from_json(content, SIGNING_SECRET)
+    else:
+        keyring_file = tmp_path / SIGNING_KEY
+        keyring_file.write_text(content)
+        source = keyring_source("", str(keyring_file), tmp_path / "state")
+        assert source.verify(b"model", source.sign(b"model")) == source.current().active
+        assert source.current().active.startswith("dev-only"), "the committed keyring must say it is for dev only"
+
+
+def test_no_secret_is_mounted_with_subpath(objects: list[Resource]) -> None:
+    """A subPath mount never sees a Secret's update, so a rotated keyring (or API key) would not reach the pod."""
+    for resource in pod_templates(objects):
+        spec = pod_spec(resource)
+        for container in spec["containers"] + spec.get("initContainers", []):
+            for mount in container.get("volumeMounts", []):
+                assert not {"subPath", "subPathExpr"} & mount.keys(), f"{resource['metadata']['name']}: {mount}"
