@@ -222,6 +222,9 @@ def write_keyring(path: Path, keyring: Keyring, exclusive: bool = False) -> bool
         fh.write(keyring.to_json())
         fh.flush()
         os.fsync(fh.fileno())
+    if path.exists():
+        # A rotation keeps who may read the file (a container's uid, a group): services must not lose it.
+        _copy_access(path, tmp)
     if not exclusive:
         os.replace(tmp, path)
         return True
@@ -232,6 +235,15 @@ def write_keyring(path: Path, keyring: Keyring, exclusive: bool = False) -> bool
         return False
     finally:
         tmp.unlink()
+
+
+def _copy_access(source: Path, target: Path) -> None:
+    stat = source.stat()
+    os.chmod(target, stat.st_mode & 0o777)
+    try:
+        os.chown(target, stat.st_uid, stat.st_gid)
+    except PermissionError:  # only root may give a file away; others keep their own ownership
+        log.warning("the keyring's owner could not be kept", extra={"path": str(source), "uid": stat.st_uid})
 
 
 class KeyringSource:
@@ -269,7 +281,14 @@ class KeyringSource:
                 raise KeyringError(f"no signing keyring at {self.path}") from exc
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp or self._keyring is None:
-                keyring = Keyring.from_json(self.path.read_text(), str(self.path))
+                try:
+                    keyring = Keyring.from_json(self.path.read_text(), str(self.path))
+                except (OSError, KeyringError) as exc:
+                    if self._keyring is None:
+                        raise KeyringError(f"signing keyring {self.path}: {exc}") from exc
+                    # Mid-rotation (a file being replaced, its access being restored): keep the keys read before.
+                    log.error("signing keyring unreadable: keeping the keys read before", extra={"error": str(exc)})
+                    return self._keyring
                 if self._keyring is not None and keyring != self._keyring:
                     shown = {"active_key": keyring.active, "keys": list(keyring.keys)}
                     log.info("signing keyring reloaded", extra=shown)

@@ -98,3 +98,17 @@ def test_a_named_keyring_file_must_exist_and_inline_keys_win(tmp_path: Path) -> 
     assert settings.keyring().current().active == "inline"
     assert "A" * 44 not in repr(settings) and settings.shown()["EDDY_SIGNING_KEYS"] != "inline:" + "A" * 44
     assert not (tmp_path / DEFAULT_KEYRING).exists()
+
+
+def test_a_rotation_keeps_the_files_access_and_a_process_keeps_its_keys_while_the_file_is_unreadable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys.json"
+    write_keyring(path, TEST_KEYS)
+    path.chmod(0o640)  # readable by the containers' group, as the compose docs set it up
+    write_keyring(path, TEST_KEYS.rotated("k2"))
+    assert path.stat().st_mode & 0o777 == 0o640
+    source = KeyringSource(path)
+    source.recheck_s = 0.0
+    path.write_text("{ half written")
+    assert source.current().active == "k2"  # the keys read before, not a crash
