@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from eddy.cli import production as cli_production
 from eddy.cli.common import CliError, cli_settings
 from eddy.cli.options import model_version
 from eddy.core.settings import Settings
@@ -275,7 +276,7 @@ def registry_options() -> argparse.ArgumentParser:
 
 
 def add_parsers(sub: Any) -> None:
-    """Add ``models`` (list, show, diff, promote, rollback, archive) and ``retrain`` to eddy's subcommands."""
+    """Add ``models`` (list, show, diff, promote, rollback, archive, history) and ``retrain`` to eddy's subcommands."""
 
     common = registry_options()
     models = sub.add_parser("models", help="model versions, aliases and lineage in the model registry")
@@ -313,6 +314,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("version", type=model_version, help="name@version")
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_archive)
+
+    p = actions.add_parser("history", help="which version answered when, since when and why (eddy.model-events)")
+    p.add_argument("stream")
+    p.add_argument("--at", help="only the period holding this time (ISO 8601 or epoch ms)")
+    p.add_argument("--json", action="store_true", help="one JSON array of periods")
+    p.set_defaults(func=cli_production.cmd_history)
 
     p = sub.add_parser("retrain", parents=[common], help="ask the retraining service to retrain a stream's model")
     p.add_argument("stream")
