@@ -7,28 +7,30 @@ inference would, one event at a time, and must:
   number for a regressor (never None);
 - give no NaN or infinite probability;
 - answer within the latency budget (p99 of a single prediction);
-- pickle (and unpickle) into an artifact within the size budget.
+- pickle into a signed artifact within the size budget, and load back from it once its signature verifies.
 
 Examples
 --------
 >>> from river import linear_model
 >>> model = linear_model.LogisticRegression()
 >>> model.learn_one({"x": 1.0}, True)
->>> report = check_release(model, "binary", [{"x": 0.5}] * 20, ReleaseBudget(probe=10))
->>> report.passed, report.checks["valid_outputs"]["probed"]
-(True, 10)
+>>> from eddy.core.signing import Keyring
+>>> keys = Keyring({"k1": b"0" * 32}, "k1")
+>>> report = check_release(model, "binary", [{"x": 0.5}] * 20, ReleaseBudget(probe=10), keys)
+>>> report.passed, report.checks["valid_outputs"]["probed"], report.signature[:6]
+(True, 10, 'v1:k1:')
 """
 
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from eddy.contracts.retraining import ReleaseBudget
+from eddy.ml.artifacts import Signer, signed_pickle, verified_unpickle
 from eddy.ml.models import Features, is_anomaly_detector, predict_batch
 
 
@@ -38,6 +40,7 @@ class ReleaseReport:
 
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifact: bytes = b""
+    signature: str = ""
 
     @property
     def failed(self) -> list[str]:
@@ -56,6 +59,7 @@ def check_release(
     task: str,
     probe: Sequence[Features],
     budget: ReleaseBudget,
+    signer: Signer,
     timer: Callable[[], float] = time.perf_counter,
 ) -> ReleaseReport:
     """Run the release checks of ``estimator`` on up to ``budget.probe`` events of ``probe``.
@@ -98,7 +102,7 @@ def check_release(
         "p99_ms": round(p99, 4),
         "max_latency_ms": budget.max_latency_ms,
     }
-    report.checks["artifact"] = _artifact_check(estimator, budget.max_artifact_bytes, report)
+    report.checks["artifact"] = _artifact_check(estimator, budget.max_artifact_bytes, signer, report)
     return report
 
 
@@ -127,12 +131,11 @@ def _p99(latencies: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-def _artifact_check(estimator: Any, limit: int, report: ReleaseReport) -> dict[str, Any]:
+def _artifact_check(estimator: Any, limit: int, signer: Signer, report: ReleaseReport) -> dict[str, Any]:
     try:
-        artifact = pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL)
-        # The bytes made on the line above, never out of this process: the round trip is the check.
-        pickle.loads(artifact)
+        artifact, signature = signed_pickle(estimator, signer)
+        verified_unpickle(artifact, signature, signer, "candidate")  # the round trip the registry will make
     except Exception as exc:
         return {"passed": False, "bytes": None, "max_artifact_bytes": limit, "error": f"{type(exc).__name__}: {exc}"}
-    report.artifact = artifact
+    report.artifact, report.signature = artifact, signature
     return {"passed": len(artifact) <= limit, "bytes": len(artifact), "max_artifact_bytes": limit}

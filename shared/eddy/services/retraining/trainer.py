@@ -215,7 +215,7 @@ class Trainer:
             result.check, result.why = "training", f"{type(exc).__name__}: {exc}"[:300]
             return result
         result.estimator = estimator
-        result.release = check_release(estimator, task, rows, self.release, self.timer)
+        result.release = check_release(estimator, task, rows, self.release, self.signer, self.timer)
         if not result.release.passed:
             result.check = "release:" + ",".join(result.release.failed)
             result.why = f"release checks failed: {', '.join(result.release.failed)}"
@@ -284,8 +284,8 @@ class Trainer:
             "spec": best.spec.to_json(),
             "artifact": artifact,
             "sha256": hashlib.sha256(artifact).hexdigest(),
-            # The registry unpickles a candidate only if this verifies: the artifact is made by this process.
-            "signature": self.signer.sign(artifact),
+            # The registry unpickles a candidate only if this verifies; the release check signed it.
+            "signature": best.release.signature,
             "learned_count": len(learned),
             "training_offsets": offset_ranges(learned),
             "schema_ids": {labeled: schema_id} if schema_id is not None else {},

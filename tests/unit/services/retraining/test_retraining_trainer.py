@@ -2,12 +2,12 @@ import hashlib
 import itertools
 import json
 import math
-import pickle
 from dataclasses import replace
 from typing import Any
 
 from eddy.contracts.retraining import ReleaseBudget, RetrainingSpec
 from eddy.contracts.stream import ModelSpec, StreamContract
+from eddy.ml.artifacts import verified_unpickle
 from eddy.ml.models import build_estimator
 from eddy.ml.roles import CHALLENGER_REJECTED, VersionKey, event_details
 from eddy.services.retraining.release import check_release
@@ -92,7 +92,8 @@ def test_a_retrained_challenger_beats_a_stale_champion_and_is_published() -> Non
     assert candidate["schema_ids"] == {"demo.labeled": 42}
     assert candidate["learned_count"] == 300
     assert candidate["sha256"] == hashlib.sha256(candidate["artifact"]).hexdigest()
-    assert pickle.loads(candidate["artifact"]).predict_one({"x0": 9.0, "x1": 9.0, "x2": 1.0}) is True
+    model = verified_unpickle(candidate["artifact"], candidate["signature"], TEST_KEYS, "candidate")
+    assert model.predict_one({"x0": 9.0, "x1": 9.0, "x2": 1.0}) is True
     # Two partitions, each one contiguous range of this version's records.
     assert candidate["training_offsets"] == [
         {"topic": "demo.labeled", "partition": 0, "first_offset": 10, "last_offset": 10 + 3 * 149},
@@ -166,10 +167,10 @@ class SilentClassifier(NaNClassifier):
 
 def test_release_checks_reject_nan_and_missing_answers() -> None:
     probe = [x for x, _ in sea(0, 50, 3)]
-    nan = check_release(NaNClassifier(), "binary", probe, ReleaseBudget(), steady)
+    nan = check_release(NaNClassifier(), "binary", probe, ReleaseBudget(), TEST_KEYS, steady)
     assert {"finite", "valid_outputs"} <= set(nan.failed)
     assert nan.checks["finite"]["non_finite"] == 50
-    silent = check_release(SilentClassifier(), "binary", probe, ReleaseBudget(), steady)
+    silent = check_release(SilentClassifier(), "binary", probe, ReleaseBudget(), TEST_KEYS, steady)
     assert silent.failed == ["valid_outputs"] and silent.checks["valid_outputs"]["invalid"] == 50
 
 
@@ -179,13 +180,15 @@ def test_release_checks_enforce_the_latency_and_size_budgets() -> None:
         model.learn_one(x, y)
     probe = [x for x, _ in sea(0, 300, 5)]
     ticks = itertools.count(step=0.010)  # every prediction takes 10 ms by this clock
-    slow = check_release(model, "binary", probe, ReleaseBudget(probe=100, max_latency_ms=5.0), lambda: next(ticks))
+    slow = check_release(
+        model, "binary", probe, ReleaseBudget(probe=100, max_latency_ms=5.0), TEST_KEYS, lambda: next(ticks)
+    )
     assert slow.failed == ["latency"]
     assert slow.checks["latency"]["p99_ms"] > 5.0 and slow.checks["valid_outputs"]["probed"] == 100
-    big = check_release(model, "binary", probe, ReleaseBudget(max_artifact_bytes=100), steady)
+    big = check_release(model, "binary", probe, ReleaseBudget(max_artifact_bytes=100), TEST_KEYS, steady)
     assert big.failed == ["artifact"] and big.checks["artifact"]["bytes"] > 100
     regression = linear_model.LinearRegression()
-    assert check_release(regression, "regression", probe, ReleaseBudget(), steady).passed
+    assert check_release(regression, "regression", probe, ReleaseBudget(), TEST_KEYS, steady).passed
 
 
 def test_release_failures_reject_the_candidate_with_the_evidence() -> None:
