@@ -52,10 +52,12 @@ from eddy.core.signing import Keyring, KeyringSource
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
+from eddy.ml.artifacts import signed_pickle, verify
 from eddy.ml.models import ModelState, build_estimator
 from eddy.services.learning import checkpoint
 from eddy.services.learning.handlers import LearnerState
 from eddy.stack.embedded import free_port
+from eddy.stack.supervisor import terminate
 from eddy.stack.up import wait_http
 from prometheus_client.parser import text_string_to_metric_families
 from river import datasets, forest, tree
@@ -227,7 +229,7 @@ class RecordingUnpickler(pickle.Unpickler):
 
 
 def globals_of(data: bytes) -> set[str]:
-    """The globals a pickle names (it is unpickled: only for bytes made in this process)."""
+    """The globals a pickle names (it is unpickled: only for bytes whose signature was verified)."""
     recorder = RecordingUnpickler(data)
     recorder.load()
     return recorder.names
@@ -376,8 +378,9 @@ class Alternatives:
     codec: tuple[int, float, float, bool] | None = None  # bytes, dumps µs, loads µs, exact
 
 
-def alternatives(name: str, model: Any, held_out: list[Row], reps: int) -> Alternatives:
-    data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+def alternatives(name: str, model: Any, held_out: list[Row], reps: int, signer: KeyringSource) -> Alternatives:
+    data, signature = signed_pickle(model, signer)
+    verify(data, signature, signer, "bench")  # every load below is of these bytes
     names = globals_of(data)
     loads_us, _ = timed_us(lambda: pickle.loads(data), reps)
     try:
@@ -560,12 +563,7 @@ def run_service(broker: str, n: int) -> ServiceRun:
             run.checkpoints = int(metric(url, "eddy_checkpoint_seconds_count"))
             run.checkpoint_write_ms = metric(url, "eddy_checkpoint_seconds_sum") * 1000
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            terminate(proc, 30.0)
         if proc.returncode not in (0, -signal.SIGTERM):
             print(log_path.read_text()[-3000:])
         keys = settings.keyring()
@@ -695,7 +693,7 @@ def main() -> None:
     costs.append(
         artifact_cost(f"learner checkpoint ({REMEMBERED_IDS:,} ids)", long_run_checkpoint(demo), signer, args.reps)
     )
-    alts = [alternatives(name, model, held_out, args.reps) for name, model in models.items()]
+    alts = [alternatives(name, model, held_out, args.reps, signer) for name, model in models.items()]
     with tempfile.TemporaryDirectory() as workdir:
         refusals = forged_refusals(Path(workdir))
     runs = [] if args.skip_service else [run_service(b, args.labels) for b in broker_kinds(args.broker)]
