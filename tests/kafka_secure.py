@@ -6,7 +6,8 @@ import dataclasses
 import shutil
 import time
 import uuid
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,9 +134,10 @@ def skip_unless_kafka_tier() -> None:
     skip_without_kafka()
 
 
-def secure_env_parts(root: Path, protocol: str, registry_url: str, streams: int) -> tuple[SecureKafka, Settings]:
+@contextmanager
+def secure_env(root: Path, protocol: str, registry_url: str, streams: int) -> Iterator[SecureEnv]:
     """A secured node under ``root`` with every principal applied for ``streams`` fresh streams, whose
-    topics the ``topics job`` principal created, as in a deployment; and the settings naming them (no user yet).
+    topics the ``topics job`` principal created, as in a deployment; stopped on exit.
     """
     names = [f"s{uuid.uuid4().hex[:8]}" for _ in range(streams)]
     kafka = start_secure_kafka(root / "kafka", protocol=protocol)
@@ -152,12 +154,12 @@ def secure_env_parts(root: Path, protocol: str, registry_url: str, streams: int)
             group_prefix=f"eddy-{names[-1]}",
         )
         kafka.apply_principals(names, base.group_prefix)
+        env = SecureEnv(kafka, base)
         topics = [t for s in names for t in StreamTopics(s).all()] + list(PLATFORM_TOPICS)
-        ensure_topics(SecureEnv(kafka, base).as_role("topics job"), topics)
-    except BaseException:
+        ensure_topics(env.as_role("topics job"), topics)
+        yield env
+    finally:
         kafka.stop()
-        raise
-    return kafka, base
 
 
 def authorization_failures(log: Path) -> list[dict[str, Any]]:

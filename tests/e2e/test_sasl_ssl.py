@@ -21,7 +21,7 @@ from eddy.core.settings import Settings
 from eddy.kafka.client import admin_client
 from eddy.stack.kafka_security import make_certificates
 
-from tests.kafka_secure import SecureEnv, run_pipeline_as_principals, secure_env_parts, skip_unless_kafka_tier
+from tests.kafka_secure import SecureEnv, run_pipeline_as_principals, secure_env, skip_unless_kafka_tier
 
 pytestmark = pytest.mark.e2e
 
@@ -31,11 +31,8 @@ def env(
     request: pytest.FixtureRequest, registry_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecureEnv]:
     skip_unless_kafka_tier()
-    kafka, base = secure_env_parts(tmp_path_factory.mktemp("sasl-ssl"), "SASL_SSL", registry_url, 1)
-    try:
-        yield SecureEnv(kafka, base)
-    finally:
-        kafka.stop()
+    with secure_env(tmp_path_factory.mktemp("sasl-ssl"), "SASL_SSL", registry_url, 1) as env:
+        yield env
 
 
 def test_the_pipeline_runs_over_sasl_ssl_with_one_principal_per_service(env: SecureEnv, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from tests.kafka_secure import (
     probe_group,
     read_outcomes,
     run_pipeline_as_principals,
-    secure_env_parts,
+    secure_env,
     skip_unless_kafka_tier,
     write_outcomes,
 )
@@ -60,11 +60,8 @@ def env(
     request: pytest.FixtureRequest, registry_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecureEnv]:
     skip_unless_kafka_tier()
-    kafka, base = secure_env_parts(tmp_path_factory.mktemp("kafka-acls"), "SASL_PLAINTEXT", registry_url, 2)
-    try:
-        yield SecureEnv(kafka, base)
-    finally:
-        kafka.stop()
+    with secure_env(tmp_path_factory.mktemp("kafka-acls"), "SASL_PLAINTEXT", registry_url, 2) as env:
+        yield env
 
 
 def probe_stream(env: SecureEnv) -> str:
