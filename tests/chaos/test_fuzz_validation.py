@@ -40,8 +40,7 @@ from eddy.core.limits import MAX_FUTURE_MS
 from eddy.core.settings import REPO_ROOT, Settings
 from eddy.core.topics import StreamTopics
 from eddy.kafka.client import producer_config
-from eddy.runtime.dlq import DeadLetter, read_dlq_headers
-from eddy.runtime.loop import MAX_RECORD_BYTES, fit_dead_letter, record_bytes
+from eddy.runtime.dlq import MAX_RECORD_BYTES, DeadLetter, fit_dead_letter, read_dlq_headers, record_bytes
 from eddy.services.validation.fastlane import NATIVE
 
 from tests.chaos.fuzz_inputs import (

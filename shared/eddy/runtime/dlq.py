@@ -7,6 +7,7 @@ and replayed exactly; headers carry where it came from and why it was rejected.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -29,6 +30,11 @@ PREDICTION_DELETED = "prediction_deleted"
 NOT_REPLAYABLE = frozenset({RETENTION_GAP})
 
 log = logging.getLogger(__name__)
+
+
+# Below Kafka's default 1 MB record limit, with room for keys and headers.
+MAX_RECORD_BYTES = 900_000
+TRUNCATED_KEEP_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,36 @@ class DeadLetter:
         return own + [(k, v) for k, v in self.headers if not k.startswith(HEADER_PREFIX)]
 
 
+def record_bytes(value: bytes | None, key: bytes | None, headers: Headers | None) -> int:
+    """What a record weighs against the record limit: its value, key and headers."""
+    return len(value or b"") + len(key or b"") + sum(len(name) + len(content or b"") for name, content in headers or ())
+
+
+def fit_dead_letter(letter: DeadLetter) -> tuple[bytes | None, bytes | None, Headers]:
+    """The value, key and headers of ``letter``'s DLQ record, cut down where they would not fit the record limit.
+
+    Kafka would refuse a larger record and the batch could never commit. The value, then the key, are
+    cut to a prefix, with their size and hash in headers; the input's own headers go, if it comes to that.
+    """
+    value, key, headers = letter.value, letter.key, letter.dlq_headers()
+    if value is not None and len(value) > TRUNCATED_KEEP_BYTES and record_bytes(value, key, headers) > MAX_RECORD_BYTES:
+        headers += _truncated(value, "")
+        value = value[:TRUNCATED_KEEP_BYTES]
+    if key is not None and len(key) > TRUNCATED_KEEP_BYTES and record_bytes(value, key, headers) > MAX_RECORD_BYTES:
+        headers += _truncated(key, "key_")
+        key = key[:TRUNCATED_KEEP_BYTES]
+    if record_bytes(value, key, headers) > MAX_RECORD_BYTES:
+        headers = [h for h in headers if h[0].startswith(HEADER_PREFIX)] + [(HEADER_PREFIX + "headers_dropped", b"1")]
+    return value, key, headers
+
+
+def _truncated(data: bytes, prefix: str) -> Headers:
+    return [
+        (f"{HEADER_PREFIX}{prefix}truncated_from_bytes", str(len(data)).encode()),
+        (f"{HEADER_PREFIX}{prefix}sha256", hashlib.sha256(data).hexdigest().encode()),
+    ]
+
+
 def dead_letter_of(message: Message, stage: str, reason: str, exc: BaseException) -> DeadLetter:
     """A dead letter for a record read outside a stream loop (a model snapshot a watcher refused, say)."""
     _, timestamp_ms = message.timestamp()
@@ -105,7 +141,8 @@ class DeadLetterWriter:
         """Produce ``letter`` to its stream's DLQ; False (logged) if it was not acknowledged in ``timeout_s``."""
         if self._producer is None:
             self._producer = Producer(self.producer_conf)
-        self._producer.produce(letter.dlq_topic, letter.value, letter.key, headers=letter.dlq_headers())  # type: ignore[arg-type]
+        value, key, headers = fit_dead_letter(letter)
+        self._producer.produce(letter.dlq_topic, value, key, headers=headers)  # type: ignore[arg-type]
         if self._producer.flush(timeout_s) > 0:
             log.error("dead letter not acknowledged", extra={"topic": letter.dlq_topic, "reason": letter.reason})
             return False

@@ -18,7 +18,6 @@ offsets commit in one Kafka transaction instead, one batch at a time
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -35,48 +34,15 @@ from eddy.core.topics import StreamTopics
 from eddy.kafka.producer import ConfirmedProducer, Delivery, DeliveryError, Headers
 from eddy.kafka.transactions import TransactionAborted, Transactions
 from eddy.runtime import observability as obs
-from eddy.runtime.dlq import HEADER_PREFIX, DeadLetter
+from eddy.runtime.dlq import MAX_RECORD_BYTES, DeadLetter, fit_dead_letter, record_bytes
 from eddy.runtime.gaps import GapDetector, OffsetGap, Offsets
 
 log = logging.getLogger(__name__)
 
 
-# Below Kafka's default 1 MB record limit, with room for keys and headers.
-MAX_RECORD_BYTES = 900_000
-TRUNCATED_KEEP_BYTES = 64 * 1024
 # A consumer refused its group or a topic by the cluster's ACLs: the health status it reports meanwhile.
 UNAUTHORIZED = "unauthorized"
 DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
-
-
-def record_bytes(value: bytes | None, key: bytes | None, headers: Headers | None) -> int:
-    """What a record weighs against the record limit: its value, key and headers."""
-    return len(value or b"") + len(key or b"") + sum(len(name) + len(content or b"") for name, content in headers or ())
-
-
-def fit_dead_letter(letter: DeadLetter) -> tuple[bytes | None, bytes | None, Headers]:
-    """The value, key and headers of ``letter``'s DLQ record, cut down where they would not fit the record limit.
-
-    Kafka would refuse a larger record and the batch could never commit. The value, then the key, are
-    cut to a prefix, with their size and hash in headers; the input's own headers go, if it comes to that.
-    """
-    value, key, headers = letter.value, letter.key, letter.dlq_headers()
-    if value is not None and len(value) > TRUNCATED_KEEP_BYTES and record_bytes(value, key, headers) > MAX_RECORD_BYTES:
-        headers += _truncated(value, "")
-        value = value[:TRUNCATED_KEEP_BYTES]
-    if key is not None and len(key) > TRUNCATED_KEEP_BYTES and record_bytes(value, key, headers) > MAX_RECORD_BYTES:
-        headers += _truncated(key, "key_")
-        key = key[:TRUNCATED_KEEP_BYTES]
-    if record_bytes(value, key, headers) > MAX_RECORD_BYTES:
-        headers = [h for h in headers if h[0].startswith(HEADER_PREFIX)] + [(HEADER_PREFIX + "headers_dropped", b"1")]
-    return value, key, headers
-
-
-def _truncated(data: bytes, prefix: str) -> Headers:
-    return [
-        (f"{HEADER_PREFIX}{prefix}truncated_from_bytes", str(len(data)).encode()),
-        (f"{HEADER_PREFIX}{prefix}sha256", hashlib.sha256(data).hexdigest().encode()),
-    ]
 
 
 @dataclass(slots=True)

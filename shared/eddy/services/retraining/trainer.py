@@ -36,7 +36,7 @@ from eddy.core.topics import StreamTopics
 from eddy.ml.artifacts import Signer
 from eddy.ml.models import Features, build_estimator, learn, predict_batch
 from eddy.ml.roles import CHALLENGER, CHALLENGER_REJECTED, SHADOW, VersionKey, model_event
-from eddy.runtime.loop import MAX_RECORD_BYTES
+from eddy.runtime.dlq import MAX_RECORD_BYTES
 from eddy.services.retraining.release import ReleaseReport, check_release
 from eddy.services.retraining.scoring import finite, higher_is_better, metric_name, score, summarise
 from eddy.services.retraining.stats import PairedResult, paired_accuracy, paired_errors
