@@ -6,11 +6,16 @@ registry registers it, the trial promotes it, and the dashboard shows the
 promotion. Then `eddy models show` reaches the served version's lineage, and
 `eddy models rollback` is what inference answers with 2 s later. Retraining is
 killed with SIGKILL during the trial: the registry stays consistent and the
-restarted service, replaying from the beginning, decides nothing twice.
+restarted service, replaying from the beginning, decides nothing twice. Last,
+`eddy models history` tells the whole story from `eddy.model-events`: the first
+champion, the canary trial (`--at` a time inside it names the champion, the
+challenger and its 10% share), the promotion with the trial's evidence, and the
+user's rollback.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -23,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from eddy.core.settings import REPO_ROOT
+from eddy.core.times import iso_utc
 from eddy.stack.up import read_stack
 
 from tests.e2e.test_stack import eddy_cli, own_broker
@@ -39,6 +45,21 @@ def champion(env: dict[str, str]) -> str | None:
         return None
     current: str = json.loads(listed.stdout)["champion"]
     return current
+
+
+def history(env: dict[str, str], *options: str) -> list[dict[str, Any]]:
+    """`eddy models history demo --json` with ``options``: the periods it names."""
+    result = eddy_cli(env, "models", "history", "demo", "--json", *options)
+    assert result.returncode == 0, result.stderr.decode()[-1000:]
+    periods: list[dict[str, Any]] = json.loads(result.stdout)
+    return periods
+
+
+def history_text(env: dict[str, str], *options: str) -> list[str]:
+    """`eddy models history demo` with ``options``: its lines for people."""
+    result = eddy_cli(env, "models", "history", "demo", *options)
+    assert result.returncode == 0, result.stderr.decode()[-1000:]
+    return result.stdout.decode().splitlines()
 
 
 def predict(state: Path, event_id: str) -> dict[str, Any]:
@@ -134,6 +155,7 @@ def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_wit
         time.sleep(max(0.0, 2.0 - (time.monotonic() - done)))
         answers = {f"{a['model_name']}@{a['model_version']}" for a in (predict(state, f"after-{i}") for i in range(5))}
         assert answers == {restored}, (answers, restored)
+        assert_history_across_promotion_and_rollback(env, promoted, restored)
     finally:
         eddy_cli(env, "down")
         try:
@@ -145,3 +167,54 @@ def test_drift_is_answered_by_a_promoted_challenger_and_a_rollback_is_served_wit
             log_path = state / "logs" / f"{name}.log"
             if log_path.exists():
                 print(name, log_path.read_text()[-1500:])
+
+
+def assert_history_across_promotion_and_rollback(env: dict[str, str], promoted: str, restored: str | None) -> None:
+    """`eddy models history` names each period of the run above: who answered, since when, why and by whom."""
+    periods = history(env)
+    table = [(p["champion"], p["challenger"], p["canary"], p["cause"], p["by"]) for p in periods]
+    user = f"user:{getpass.getuser()}"
+    assert table == [
+        ("default@1", None, 0.0, "registered", "model_registry"),  # the contract's first version
+        ("default@1", "default@2", 0.1, "registered", "model_registry"),  # the canary trial (contract: 10%)
+        ("default@2", None, 0.0, "promoted", "retraining"),  # the trial's verdict
+        ("default@1", None, 0.0, "rolled_back", user),  # `eddy models rollback` above
+    ], table
+    assert (promoted, restored) == ("default@2", "default@1")
+    first, trial, champion_period, rollback = periods
+    # Periods follow each other without a gap; only the last one is open.
+    assert [p["until_ms"] for p in periods[:-1]] == [p["from_ms"] for p in periods[1:]], periods
+    assert rollback["until_ms"] is None and all(p["from_ms"] < p["until_ms"] for p in periods[:-1]), periods
+    assert first["evidence"]["reason"] == "contract"
+    assert trial["evidence"]["parent"] == "default@1" and trial["evidence"]["reason"], trial
+    # The promotion carries the trial's evidence: the paired comparison retraining decided on.
+    evidence = champion_period["evidence"]
+    assert evidence["previous"] == "default@1" and evidence["request"], evidence
+    verdict = evidence["evidence"]
+    assert verdict["decision"] == "promote" and verdict["significant"] and verdict["margin_met"], verdict
+    assert (verdict["champion"], verdict["contender"]) == ("default@1", "default@2"), verdict
+    assert verdict["contender_metric"] > verdict["champion_metric"] and verdict["pairs"] >= verdict["needed"], verdict
+    assert rollback["evidence"]["from"] == "default@2" and rollback["evidence"]["reason"] == "e2e test", rollback
+
+    # The text form names the same versions, in the same order.
+    lines = history_text(env)
+    assert len(lines) == 4, lines
+    assert "default@1 answers  registered by model_registry (reason: contract)" in lines[0], lines
+    assert "default@1 answers, default@2 answers 10%  registered by model_registry" in lines[1], lines
+    assert "default@2 answers  promoted by retraining" in lines[2], lines
+    assert f"default@1 answers  rolled_back by {user} (reason: e2e test)" in lines[3], lines
+    assert lines[3].split("  ")[0].endswith(" .. now"), lines
+
+    # --at a time in the middle of the canary trial (ISO 8601) names the champion and the canary share.
+    middle = (trial["from_ms"] + trial["until_ms"]) // 2
+    assert history(env, "--at", iso_utc(middle)) == [trial]
+    (line,) = history_text(env, "--at", iso_utc(middle))
+    assert "default@1 answers, default@2 answers 10%" in line, line
+    # --at a time in the promoted period (epoch ms) names the promoted version, and nothing else.
+    middle = (champion_period["from_ms"] + champion_period["until_ms"]) // 2
+    assert history(env, "--at", str(middle)) == [champion_period]
+    (line,) = history_text(env, "--at", str(middle))
+    assert "default@2 answers  promoted by retraining" in line, line
+    # Before the first version nothing answered: a clear error, not an empty answer.
+    before = eddy_cli(env, "models", "history", "demo", "--at", str(first["from_ms"] - 1))
+    assert before.returncode != 0 and b"nothing answered" in before.stderr, before
