@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -96,7 +97,7 @@ class SnapshotWatcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             messages = self._consumer.consume(100, 0.1)
-            newest: dict[tuple[str, str, int], tuple[dict, Message]] = {}
+            newest: Newest = {}
             changed: set[str] = set()
             for msg in messages:
                 error = msg.error()
@@ -118,8 +119,7 @@ class SnapshotWatcher:
                     except SnapshotError as exc:
                         self._refuse(msg, exc)
                         continue
-                    # Only the last snapshot of a version in a batch matters.
-                    newest[(record["stream"], record["model_name"], record["model_version"])] = (record, msg)
+                    keep_newest(newest, record, msg)
             for record, msg in newest.values():
                 try:
                     if self.table.load(record):
@@ -153,6 +153,28 @@ class SnapshotWatcher:
         tp = TopicPartition(eof.topic() or "", eof.partition() or 0)
         _, high = self._consumer.get_watermark_offsets(tp, cached=True)
         return high < 0 or (eof.offset() or 0) >= high
+
+
+Newest = dict[tuple[str, str, int], tuple[dict[str, Any], Any]]
+
+
+def keep_newest(newest: Newest, record: dict[str, Any], msg: Any) -> None:
+    """Hold ``record`` if it is the newest snapshot of its version in the batch: the one that learned most.
+
+    Not the last one read: a batch spans partitions, and the registry's snapshot of a version (learned
+    nothing) can follow the learner's on another partition. Taking the last one, a restarted inference served
+    the version as registered for the rest of a chaos run.
+
+    >>> newest: Newest = {}
+    >>> for learned in (0, 1487, 0):
+    ...     keep_newest(newest, {"stream": "s", "model_name": "m", "model_version": 1, "learned_count": learned}, None)
+    >>> [record["learned_count"] for record, _ in newest.values()]
+    [1487]
+    """
+    key = (record["stream"], record["model_name"], record["model_version"])
+    held = newest.get(key)
+    if held is None or record["learned_count"] >= held[0]["learned_count"]:
+        newest[key] = (record, msg)
 
 
 def _aliased(serving: ServingSet) -> list[tuple[ServingModel, str]]:
