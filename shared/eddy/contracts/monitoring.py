@@ -15,9 +15,15 @@
         window: 1000             # predictions per PSI window of the score distribution
         psi_threshold: 0.2
         warmup: 1000             # predictions skipped before the reference, while a new model settles
+      estimated_quality:         # label-free quality (CBPE), binary streams only; off without this key
+        window: 1000             # predictions per estimate
+        calibration_window: 2000 # most recent labeled examples the calibrator is fitted on
+        calibration: isotonic    # isotonic | binning | none (the scores are calibrated already)
+        threshold: 0.05          # alert when estimated accuracy falls this far below the version's reference
 
-Every key is optional; the defaults are above. A bad detector name or parameter
-fails at load time, like a bad model spec.
+Every key is optional; the defaults are above, and ``estimated_quality: {}`` turns
+the estimate on with them. A bad detector name or parameter fails at load time,
+like a bad model spec.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 from river import drift
 
 DETECTORS: dict[str, Any] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN}
+CALIBRATIONS = ("isotonic", "binning", "none")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,16 @@ class WindowSpec:
 
 
 @dataclass(frozen=True)
+class EstimationSpec:
+    """Label-free quality estimation (``eddy.services.monitoring.estimation``): its windows, calibration and alert."""
+
+    window: int = 1000
+    calibration_window: int = 2000
+    calibration: str = "isotonic"
+    threshold: float = 0.05
+
+
+@dataclass(frozen=True)
 class MonitoringSpec:
     """How a stream is monitored (all defaults when the contract has no ``monitoring:`` section)."""
 
@@ -57,6 +74,7 @@ class MonitoringSpec:
     concept_drift: DetectorSpec = field(default_factory=DetectorSpec)
     data_drift: WindowSpec = field(default_factory=WindowSpec)
     prediction_drift: WindowSpec = field(default_factory=lambda: WindowSpec(warmup=1000))
+    estimated_quality: EstimationSpec | None = None
 
 
 def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
@@ -81,7 +99,8 @@ def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError("monitoring must be a mapping")
-    _no_unknown(doc, {"segment", "quality_window", "concept_drift", "data_drift", "prediction_drift"}, "monitoring")
+    known = {"segment", "quality_window", "concept_drift", "data_drift", "prediction_drift", "estimated_quality"}
+    _no_unknown(doc, known, "monitoring")
     segment = doc.get("segment")
     if segment is not None and segment not in features:
         raise ValueError(f"monitoring.segment {segment!r} is not a feature of the contract")
@@ -96,6 +115,7 @@ def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
         concept_drift=_detector(doc.get("concept_drift")),
         data_drift=_window(doc.get("data_drift"), "monitoring.data_drift", default.data_drift),
         prediction_drift=_window(doc.get("prediction_drift"), "monitoring.prediction_drift", default.prediction_drift),
+        estimated_quality=_estimation(doc["estimated_quality"]) if "estimated_quality" in doc else None,
     )
 
 
@@ -132,6 +152,38 @@ def _window(doc: Any, where: str, default: WindowSpec) -> WindowSpec:
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"{where}.warmup must be a whole number >= 0, not {warmup!r}")
     return WindowSpec(_positive(doc.get("window", default.window), f"{where}.window"), float(threshold), warmup)
+
+
+def _estimation(doc: Any) -> EstimationSpec:
+    """The ``estimated_quality`` mapping (empty or null: every default).
+
+    >>> _estimation({"window": 500, "calibration": "binning"})
+    EstimationSpec(window=500, calibration_window=2000, calibration='binning', threshold=0.05)
+    >>> _estimation({"threshold": 2})
+    Traceback (most recent call last):
+    ...
+    ValueError: monitoring.estimated_quality.threshold must be a number in (0, 1), not 2
+    """
+    where = "monitoring.estimated_quality"
+    doc = doc or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a mapping like {{window: 1000, threshold: 0.05}}")
+    _no_unknown(doc, {"window", "calibration_window", "calibration", "threshold"}, where)
+    default = EstimationSpec()
+    calibration = doc.get("calibration", default.calibration)
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"{where}.calibration {calibration!r} is not one of {list(CALIBRATIONS)}")
+    threshold = doc.get("threshold", default.threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+        raise ValueError(f"{where}.threshold must be a number in (0, 1), not {threshold!r}")
+    return EstimationSpec(
+        window=_positive(doc.get("window", default.window), f"{where}.window"),
+        calibration_window=_positive(
+            doc.get("calibration_window", default.calibration_window), f"{where}.calibration_window"
+        ),
+        calibration=calibration,
+        threshold=float(threshold),
+    )
 
 
 def _positive(value: Any, where: str) -> int:

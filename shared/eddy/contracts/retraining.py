@@ -4,7 +4,7 @@
 
     retraining:
       triggers:
-        drift: true              # retrain on monitoring's concept-drift and quality alerts
+        drift: true              # retrain on monitoring's concept-drift, estimated-quality and quality alerts
         schedule: 6h             # and on this period (omit for none)
         quality: {metric: accuracy, below: 0.8}   # and when the champion's windowed metric crosses this
       cooldown: 1000             # labeled examples after a retrain before another trigger counts

@@ -224,6 +224,9 @@ def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
         retraining = parse_retraining(doc.get("retraining"), [m.name for m in models], task)
     except ValueError as exc:
         raise ContractError(str(exc)) from exc
+    if monitoring.estimated_quality is not None and task != "binary":
+        # Regression has no sound label-free estimate here, and multiclass is not built yet (docs/monitoring.md).
+        raise ContractError(f"monitoring.estimated_quality needs a binary task, not {task!r}")
     return StreamContract(
         name,
         event_schema,

@@ -2,10 +2,11 @@
 
 - ``S.labeled``: window quality per model version (and per segment), concept drift on the error stream.
 - ``S.validated``: data drift of each feature against the reference profile from ``S.profiles``.
-- ``S.predictions``: prediction drift per model, end-to-end latency, label coverage.
+- ``S.predictions``: prediction drift per model, end-to-end latency, label coverage, and (when the contract
+  turns it on) each version's label-free quality estimate (``estimated_quality.py``).
 - ``S.dlq`` and ``eddy.model-events`` (through :meth:`Monitor.on_dlq` and :meth:`Monitor.on_model_event`):
-  the dashboard's DLQ rate, its promotion markers, and each version's role (champion, challenger,
-  shadow, archived) as the registry's latest alias table has it.
+  the dashboard's DLQ rate, its promotion markers, each version's role (champion, challenger,
+  shadow, archived) as the registry's latest alias table has it, and the production history.
 
 Alerts leave as records for ``S.alerts``; :meth:`Monitor.tick` refreshes the
 gauges and the dashboard document once per tick.
@@ -20,16 +21,22 @@ from typing import Any
 
 from eddy.contracts.stream import StreamContract
 from eddy.core.topics import StreamTopics
+from eddy.ml.models import class_key
+from eddy.ml.production_history import production_history
 from eddy.ml.roles import StreamRoles, VersionKey, contract_roles, roles_of_event
 from eddy.runtime.loop import BatchResult, InRecord, OutRecord
 from eddy.services.monitoring import metrics
 from eddy.services.monitoring.alerts import AlertBook, Evidence, Reading
 from eddy.services.monitoring.config import MonitorConfig
 from eddy.services.monitoring.drift import DataDrift, Judgement, ScoreDrift
+from eddy.services.monitoring.estimated_quality import EstimatedWindow, VersionEstimates
 from eddy.services.monitoring.quality import POSITIVE_KEYS, ConceptWatch, QualityWindow, error_of
 from eddy.services.monitoring.timeline import Timeline
 
 MAX_SEGMENTS = 50
+# Registry facts kept for the production history (a stream sees a handful a day; this is years of them).
+MAX_REGISTRY_FACTS = 10_000
+ESTIMATED_QUALITY = "estimated_quality"
 
 
 class ModelWatch:
@@ -42,6 +49,9 @@ class ModelWatch:
         self.segments: dict[str, QualityWindow] = {}
         self.concept = ConceptWatch(spec.concept_drift, config.min_examples, config.resolve_after)
         self.evidence = Evidence(StreamTopics(contract.name).labeled)
+        estimation = spec.estimated_quality
+        self.estimates = VersionEstimates(estimation) if estimation is not None else None
+        self.estimate_evidence = Evidence(StreamTopics(contract.name).predictions)
         self.labeled_counter = metrics.LABELED.labels(contract.name, model, str(version))
         # Counters exist from the start at 0, so that Prometheus's increase() sees the first drift.
         metrics.DRIFTS.labels(contract.name, model)
@@ -66,8 +76,21 @@ class ModelWatch:
             if window is not None:
                 window.add(y, y_pred, probabilities)
         self.evidence.cover(partition, offset)
+        if self.estimates is not None and (score := positive_score(probabilities)) is not None:
+            self.estimates.label(value["event_id"], score, is_positive(y_pred), is_positive(y))
         error = error_of(self.task, y, y_pred)
         return error is not None and self.concept.update(error)
+
+    def predicted(self, value: dict[str, Any], partition: int, offset: int) -> EstimatedWindow | None:
+        """One prediction of this version into its estimate; the window it closed, estimated, if any."""
+        score = positive_score(value["probabilities"])
+        if self.estimates is None or score is None:
+            return None
+        self.estimate_evidence.cover(partition, offset)
+        at_ms = int(value["predicted_at_ms"])
+        return self.estimates.predict(
+            value["event_id"], score, is_positive(value["prediction"]), value.get("segment"), at_ms
+        )
 
 
 class Monitor:
@@ -96,6 +119,7 @@ class Monitor:
         # Until the registry's first event arrives, the contract's starting roles (its first model champion).
         self.roles: StreamRoles = contract_roles(contract)
         self.document: dict[str, Any] = {}
+        self.registry_facts: list[dict[str, Any]] = []
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._ticked_at = 0.0
         self._reported_detections: Counter[str] = Counter()
@@ -115,7 +139,8 @@ class Monitor:
             if topic == self.topics.validated:
                 alerts += self._judge(self._on_validated(batch))
             elif topic == self.topics.predictions:
-                alerts += self._judge(self._on_predictions(batch))
+                judgements, estimated = self._on_predictions(batch)
+                alerts += estimated + self._judge(judgements)
             elif topic == self.topics.labeled:
                 alerts += self._on_labeled(batch)
         return BatchResult(outputs=[OutRecord(self.topics.alerts, a["alert_id"], a) for a in alerts])
@@ -124,7 +149,7 @@ class Monitor:
         self.timeline.count("validated", len(batch))
         return self.data_drift.observe([r.value for r in batch], [(r.partition, r.offset) for r in batch])
 
-    def _on_predictions(self, batch: list[InRecord]) -> list[Judgement]:
+    def _on_predictions(self, batch: list[InRecord]) -> tuple[list[Judgement], list[dict[str, Any]]]:
         latencies = []
         by_model: dict[tuple[str, int], list[InRecord]] = defaultdict(list)
         for record in batch:
@@ -137,7 +162,10 @@ class Monitor:
         self.timeline.latencies(latencies)
         self.timeline.count("predictions", sum(1 for r in batch if r.value["served"]))
         judgements = []
+        alerts = []
         for (model, version), records in by_model.items():
+            if self.contract.monitoring.estimated_quality is not None:
+                alerts += self._estimate(self._watch(model, version), records)
             self.predicted[model] += len(records)
             drift = self.score_drift.get((model, version))
             if drift is None:
@@ -148,12 +176,52 @@ class Monitor:
                 self.score_drift[(model, version)] = drift
             scores = [self._score(r.value) for r in records]
             judgements += drift.observe(scores, [(r.partition, r.offset) for r in records])
-        return judgements
+        return judgements, alerts
+
+    def _estimate(self, watch: ModelWatch, records: list[InRecord]) -> list[dict[str, Any]]:
+        """Feed a version's predictions to its estimate; judge the champion's alert at each window it closes."""
+        alerts = []
+        for record in records:
+            window = watch.predicted(record.value, record.partition, record.offset)
+            if window is None or watch.estimates is None:
+                continue
+            if VersionKey(watch.model, watch.version) == self.roles.champion:
+                open_now = self.alerts.is_open(ESTIMATED_QUALITY, watch.model)
+                firing = watch.estimates.firing(window, open_now)
+                if firing is not None and firing != open_now:
+                    reading = self._estimated_reading(watch, window, (record.partition, record.offset))
+                    alert = self.alerts.judge(ESTIMATED_QUALITY, watch.model, firing, reading)
+                    if alert is not None:
+                        alerts.append(alert)
+                        self._mark(alert)
+            watch.estimate_evidence = Evidence(self.topics.predictions)
+        return alerts
+
+    def _estimated_reading(self, watch: ModelWatch, window: EstimatedWindow, trigger: tuple[int, int]) -> Reading:
+        estimates = watch.estimates
+        assert estimates is not None and estimates.reference is not None
+        accuracy = window.estimated["accuracy"]
+        return Reading(
+            "estimated_accuracy",
+            accuracy.value,
+            estimates.reference - estimates.spec.threshold,
+            f"{accuracy.n} predictions of {watch.key}, calibrated ({estimates.spec.calibration}) on its last "
+            f"{len(estimates.calibration)} labels",
+            watch.estimate_evidence,
+            trigger,
+            details={
+                "model_version": watch.version,
+                "window": window.index,
+                "low": accuracy.low,
+                "high": accuracy.high,
+                "reference_accuracy": estimates.reference,
+                "max_drop": estimates.spec.threshold,
+            },
+        )
 
     def _score(self, value: dict[str, Any]) -> Any:
         if self.contract.task == "binary":
-            probabilities = value["probabilities"] or {}
-            return next((probabilities[k] for k in POSITIVE_KEYS if k in probabilities), None)
+            return positive_score(value["probabilities"])
         return value["prediction"]
 
     def _on_labeled(self, batch: list[InRecord]) -> list[dict[str, Any]]:
@@ -229,6 +297,8 @@ class Monitor:
         roles = roles_of_event(event)
         if roles is not None:
             self.roles = roles
+            self.registry_facts.append(event)
+            del self.registry_facts[:-MAX_REGISTRY_FACTS]
         if event["event_type"] in ("promoted", "rolled_back"):
             label = f"{event['model_name']} v{event['model_version']} {event['event_type'].replace('_', ' ')}"
             self.timeline.mark(int(event["at_ms"]), "promotion", label)
@@ -270,9 +340,39 @@ class Monitor:
         for (model, _), drift in self.score_drift.items():
             if drift.psi is not None:
                 metrics.PREDICTION_PSI.labels(stream, model).set(drift.psi)
-        gauges: dict[str, dict[str, Any]] = {"quality": quality, "data_drift": data, "prediction_drift": scores}
+        estimated = self._estimate_gauges()
+        gauges: dict[str, dict[str, Any]] = {
+            "quality": quality,
+            "data_drift": data,
+            "prediction_drift": scores,
+            "estimated_accuracy": estimated,
+        }
         self.timeline.close(int(at * 1000), gauges)
         self.document = self._document(at)
+
+    def _estimate_gauges(self) -> dict[str, float]:
+        """Set the estimate gauges and the settled windows' errors; each version's latest estimated accuracy."""
+        stream, latest = self.contract.name, {}
+        for watch in self.watches.values():
+            estimates = watch.estimates
+            if estimates is None:
+                continue
+            estimates.refresh_realized()
+            version = str(watch.version)
+            window = estimates.latest
+            if window is not None:
+                latest[watch.key] = window.estimated["accuracy"].value
+                _set_estimates(stream, watch.model, version, "all", window.estimated)
+            for segment, values in estimates.segment_estimates().items():
+                _set_estimates(stream, watch.model, version, segment, values)
+            for settled in estimates.settled:
+                for metric in settled.estimated:
+                    error = settled.error(metric)
+                    if error is not None:
+                        metrics.ESTIMATION_ERROR.labels(stream, watch.model, version, metric).set(error)
+                        metrics.ESTIMATION_ABS_ERROR.labels(stream, watch.model, metric).observe(abs(error))
+            estimates.settled.clear()
+        return latest
 
     def role_of(self, model: str, version: int) -> str:
         """A version's alias in the latest table; "unregistered" for one the table does not know (yet)."""
@@ -301,6 +401,7 @@ class Monitor:
                     "labeled": w.labeled,
                     "metrics": dict(w.window.metrics()),
                     "segments": {s: {**q.metrics(), "labeled": q.seen} for s, q in sorted(w.segments.items())},
+                    "estimated": w.estimates.to_json() if w.estimates is not None else None,
                 }
                 for w in watches
             ],
@@ -317,7 +418,34 @@ class Monitor:
             ],
             "alerts": [dict(a) for a in self.alerts.open.values()],
             "dlq": {"total": sum(self.dlq_reasons.values()), "by_reason": dict(self.dlq_reasons)},
+            "history": [p.to_json() for p in production_history(self.registry_facts)],
         }
+
+
+def positive_score(probabilities: dict[str, float] | None) -> float | None:
+    """A binary prediction's P(true), from its probability map (None without one).
+
+    >>> positive_score({"true": 0.8, "false": 0.2}), positive_score(None)
+    (0.8, None)
+    """
+    return next((float(probabilities[k]) for k in POSITIVE_KEYS if k in probabilities), None) if probabilities else None
+
+
+def is_positive(value: Any) -> bool:
+    """Whether a binary label or prediction is the class ``true``.
+
+    >>> is_positive(True), is_positive("1"), is_positive("false")
+    (True, True, False)
+    """
+    return class_key(value) in POSITIVE_KEYS
+
+
+def _set_estimates(stream: str, model: str, version: str, segment: str, values: dict[str, Any]) -> None:
+    for metric, estimate in values.items():
+        for bound in ("value", "low", "high"):
+            metrics.ESTIMATED_QUALITY.labels(stream, model, version, metric, bound, segment).set(
+                getattr(estimate, bound)
+            )
 
 
 def _drift_status(data_drift: DataDrift, feature: str) -> str:

@@ -26,3 +26,20 @@ PREDICTION_PSI = Gauge("eddy_prediction_psi", "PSI of the last window of a model
 DRIFTS = Counter("eddy_concept_drifts_total", "Concept drifts detected on the error stream.", ["stream", "model"])
 ALERTS_FIRING = Gauge("eddy_alerts_firing", "Alerts currently firing.", ["stream", "kind"])
 ALERTS = Counter("eddy_alerts", "Alert records raised, by status.", ["stream", "kind", "status"])
+ESTIMATED_QUALITY = Gauge(
+    "eddy_estimated_quality",
+    "Label-free estimate (CBPE) of a version's quality over its last window of predictions; bound is value, "
+    "low or high (the 95% band); segment 'all' or one segment's value.",
+    ["stream", "model", "version", "metric", "bound", "segment"],
+)
+ESTIMATION_ERROR = Gauge(
+    "eddy_estimation_error",
+    "Estimate minus realized value of the newest window whose labels arrived.",
+    ["stream", "model", "version", "metric"],
+)
+ESTIMATION_ABS_ERROR = Histogram(
+    "eddy_estimation_abs_error",
+    "Absolute error of each settled window's estimate, once its labels arrived.",
+    ["stream", "model", "metric"],
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2),
+)

@@ -4,7 +4,7 @@ Each trigger that fires produces a ``retrain_requested`` model event (actor
 ``retraining``) whose id is a function of what caused it, so the same cause
 read again after a restart asks with the same id and is acted on once:
 
-- a monitoring alert (``concept_drift`` or ``quality``, firing): the alert's id
+- a monitoring alert (``concept_drift``, ``estimated_quality`` or ``quality``, firing): the alert's id
   and time (``retraining.triggers.drift``);
 - the schedule (``retraining.triggers.schedule``): the stream and the period's
   slot of wall-clock time;
@@ -35,7 +35,9 @@ from eddy.services.retraining.window import Example, offset_ranges
 log = logging.getLogger("eddy.services.retraining")
 
 # Kinds of alert that mean the model, not the data pipeline, is the problem.
-RETRAIN_KINDS = {"concept_drift", "quality"}
+RETRAIN_KINDS = {"concept_drift", "estimated_quality", "quality"}
+# Kinds whose subject is the model (its version in the details); the others are about the stream's champion.
+MODEL_SUBJECT_KINDS = {"concept_drift", "estimated_quality"}
 ACTOR = "retraining"
 # Alerts remembered as handled: a replay re-reads each once, so this only has to outlast a batch or two.
 HANDLED_ALERTS = 10_000
@@ -95,7 +97,7 @@ class Triggers:
     # -- triggers ----------------------------------------------------------------------------
 
     def on_alert(self, alert: Mapping[str, Any], roles: StreamRoles, quiet: str | None) -> dict[str, Any] | None:
-        """A retrain request for a firing concept-drift or quality alert about the champion, once per alert."""
+        """A retrain request for a firing concept-drift, estimated-quality or quality alert about the champion, once."""
         metrics.ALERTS.labels(alert["stream"], alert["kind"], alert["status"]).inc()
         if alert["status"] != "firing" or alert["kind"] not in RETRAIN_KINDS:
             return None
@@ -106,7 +108,7 @@ class Triggers:
         while len(self._alerts) > HANDLED_ALERTS:
             self._alerts.popitem(last=False)
         details = _json_object(alert.get("details"))
-        subject = str(alert["subject"]) if alert["kind"] == "concept_drift" else roles.champion.name
+        subject = str(alert["subject"]) if alert["kind"] in MODEL_SUBJECT_KINDS else roles.champion.name
         version = int(details.get("model_version", 0) or 0)
         about = VersionKey(subject, version)
         # An alert about a challenger or shadow is not the champion's problem; an unknown version may be

@@ -341,3 +341,10 @@ def test_history_older_than_the_replay_lag_neither_triggers_nor_trains() -> None
     assert len(of_type(out, RETRAIN_REQUESTED)) == 1 and candidates(out) == []
     out = sim.events(data, 1, {V1: coin(2)})  # ... and is trained once the records are live
     assert len(candidates(out)) == 1
+
+
+def test_an_estimated_quality_alert_about_the_champion_asks_for_a_retrain() -> None:
+    sim = Sim()
+    (request,) = of_type(sim.alert(kind="estimated_quality").outputs, RETRAIN_REQUESTED)
+    details = event_details(request)
+    assert details["reason"] == "estimated_quality" and request["model_version"] == 1
