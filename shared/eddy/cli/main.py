@@ -47,6 +47,7 @@ from eddy.core.envconfig import explicitly_set
 from eddy.core.settings import Settings, redact_url, settings_table
 from eddy.core.topics import StreamTopics
 from eddy.runtime.auth import client_headers
+from eddy.services.monitoring.estimation import MIN_CALIBRATION
 
 
 def _contracts(settings: Settings) -> dict[str, StreamContract]:
@@ -256,6 +257,8 @@ def _print_board(stream: str, roles: dict[str, Any], board: dict[str, Any]) -> N
     for m in models:
         shown = "  ".join(f"{k} {v:.3f}" for k, v in m["metrics"].items() if v is not None)
         print(f"  {m['model']} v{m['version']} ({m['role']})  labeled {m['labeled']}  {shown}")
+        if m.get("estimated"):
+            print(f"      {estimate_line(m['estimated'])}")
         for segment, values in m.get("segments", {}).items():
             seg = "  ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "labeled" and v is not None)
             print(f"      {segment:<12} labeled {values.get('labeled', 0)}  {seg}")
@@ -264,6 +267,29 @@ def _print_board(stream: str, roles: dict[str, Any], board: dict[str, Any]) -> N
     for a in alerts:
         reading = f"{a['statistic']} {a['value']:.3f} (threshold {a['threshold']:g})"
         print(f"    {a['kind']} {a['subject']}: {reading}; {a['window']}")
+
+
+def estimate_line(estimated: dict[str, Any]) -> str:
+    """A version's label-free estimate (its ``estimated`` entry on the dashboard) as one line.
+
+    >>> band = {"value": 0.874, "low": 0.853, "high": 0.895, "n": 1000}
+    >>> print(estimate_line({"current": {"accuracy": band}, "reference_accuracy": 0.9, "threshold": 0.05,
+    ...                      "calibration": "isotonic", "calibration_labels": 2000}))
+    estimated before labels: accuracy 0.874 (0.853-0.895)  reference 0.900, alert below 0.850  (isotonic, 2000 labels)
+    >>> print(estimate_line({"current": None, "reference_accuracy": None, "calibration": "isotonic",
+    ...                      "calibration_labels": 40}))
+    estimated before labels: none yet (40 labels; the calibrator needs 100)
+    """
+    current = estimated.get("current")
+    labels = estimated.get("calibration_labels", 0)
+    if not current:
+        return f"estimated before labels: none yet ({labels} labels; the calibrator needs {MIN_CALIBRATION})"
+    shown = "  ".join(f"{k} {e['value']:.3f} ({e['low']:.3f}-{e['high']:.3f})" for k, e in current.items())
+    reference = estimated.get("reference_accuracy")
+    line = f"estimated before labels: {shown}"
+    if reference is not None:
+        line += f"  reference {reference:.3f}, alert below {reference - estimated.get('threshold', 0.0):.3f}"
+    return line + f"  ({estimated.get('calibration')}, {labels} labels)"
 
 
 # -- produce / feedback ----------------------------------------------------------------------------
