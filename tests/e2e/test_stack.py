@@ -10,8 +10,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eddy.core.settings import REPO_ROOT, Settings
@@ -224,6 +225,26 @@ def test_no_process_outlives_a_killed_eddy_up(tmp_path: Path, broker_kind: str) 
         print((tmp_path / "up.log").read_text()[-2000:])
 
 
+def check_estimates(env: dict[str, str], board: Callable[[], dict[str, Any]]) -> None:
+    """The champion's label-free estimate: on the dashboard with its band, in `eddy status`, and the history."""
+
+    def estimated() -> dict[str, Any] | None:
+        champion = next((m for m in board()["models"] if m["role"] == "champion"), None)
+        current = (champion or {}).get("estimated") or {}
+        return current if current.get("current") else None
+
+    wait_until(lambda: estimated() is not None, 90, what="the champion's first estimated window")
+    found = estimated()
+    assert found is not None
+    accuracy = found["current"]["accuracy"]
+    assert 0 <= accuracy["low"] <= accuracy["value"] <= accuracy["high"] <= 1 and accuracy["n"] == 1000
+    assert found["calibration"] == "isotonic" and found["calibration_labels"] >= 100
+    (first, *_) = board()["history"]
+    assert first["champion"] == "default@1" and first["cause"] in ("registered", "synced"), first
+    shown = eddy_cli(env, "status").stdout.decode()
+    assert "estimated before labels: accuracy" in shown, shown
+
+
 def check_monitoring(env: dict[str, str], state: Path) -> None:
     """The running demo's monitoring: window quality in `eddy status`, and a live dashboard in a real browser."""
     url = read_stack(state)["services"]["monitoring"]["url"]
@@ -242,6 +263,7 @@ def check_monitoring(env: dict[str, str], state: Path) -> None:
     shown = status.stdout.decode()
     assert status.returncode == 0 and "stream demo (binary)" in shown and "open alerts:" in shown
     assert "accuracy" in shown, shown
+    check_estimates(env, board)
     if find_chromium() is None:
         pytest.skip("no Chromium for the live dashboard check: apt-get install -y chromium")
     dom = parse_dom(render(f"{url}/dashboard", artifacts_dir() / "dashboard-live.png"))
