@@ -26,6 +26,8 @@ from tests.browser.chromium import Element, artifacts_dir, parse_dom, render, re
 SAMPLE = json.loads((Path(__file__).parent / "sample_dashboard.json").read_text())
 CHARTS = ("throughput", "latency", "quality-accuracy", "data-drift", "prediction-drift", "dlq")
 FAILURE = "monitoring state unavailable"
+# The page writes bands as low, an en dash, high and signed errors with a minus sign, as typeset numbers.
+DASH, MINUS = "\u2013", "\u2212"
 
 
 class StandInMonitor:
@@ -195,3 +197,133 @@ def test_a_stream_without_data_yet_renders_empty(server: DashboardServer, docume
         assert "waiting for data" in chart(dom, name).text
     assert "waiting for labeled data" in dom.find(id="quality-charts").text
     assert "no open alerts" in dom.find(id="alerts").text
+    assert "hidden" in dom.find(id="estimated-section").attrs
+    assert "no registry event seen yet" in dom.find(id="history").text
+
+
+def variant(stream: str, **changes: Any) -> dict[str, Any]:
+    """The sample as another stream, with ``changes`` to its top level and ``estimated`` per model."""
+    document = json.loads(json.dumps(SAMPLE))
+    estimated = changes.pop("estimated", {})
+    document.update(stream=stream, **changes)
+    for model in document["models"]:
+        key = f"{model['model']}@{model['version']}"
+        if key in estimated:
+            model["estimated"] = estimated[key]
+    return document
+
+
+def test_estimated_quality_panel_shows_estimates_next_to_realized(server: DashboardServer) -> None:
+    shot = artifacts_dir() / "dashboard-estimated-history.png"
+    dom = parse_dom(render(f"{server.url}/dashboard", screenshot=shot, size=(1280, 4200)))
+
+    assert_no_js_error(dom)
+    section = dom.find(id="estimated-section")
+    assert "hidden" not in section.attrs
+    cards = section.find_all("div", **{"class": "estimate-card role-champion"})
+    cards += section.find_all("div", **{"class": "estimate-card role-challenger"})
+    assert [c.attrs["data-model"] for c in cards] == ["default@1", "challenger@1"], "champion first"
+    champion, challenger = cards
+
+    # the current estimate with its band; the champion's is below reference - threshold (0.912 - 0.05)
+    accuracy = champion.find("div", data_metric="accuracy")
+    assert "0.803" in accuracy.text and f"0.782{DASH}0.824" in accuracy.text and "n 1000" in accuracy.text
+    assert "below" in accuracy.classes and "below the alert line" in accuracy.text
+    assert "0.763" in champion.find("div", data_metric="f1").text
+    facts = champion.find("p", **{"class": "facts"}).text
+    assert "isotonic on 2000 labels" in facts and "reference accuracy 0.912" in facts and "alert below 0.862" in facts
+    assert "0.874" in challenger.find("div", data_metric="accuracy").text
+    assert f"0.853{DASH}0.895" in challenger.find("div", data_metric="accuracy").text
+    assert "below" not in challenger.find("div", data_metric="accuracy").classes
+    assert "once the first calibration window is full" in challenger.find("p", **{"class": "facts"}).text
+
+    # recent windows, newest first: estimate, realized next to it, labeled share, the error once settled
+    rows = [r for r in champion.find_all("tr") if "data-window" in r.attrs]
+    assert [r.attrs["data-window"] for r in rows] == [str(i) for i in range(21, 13, -1)]
+    settled = champion.find("tr", data_window="18")
+    assert "settled" in settled.classes
+    assert f"0.806 (0.785{DASH}0.827)" in settled.text and "0.813" in settled.text and "90%" in settled.text
+    assert settled.text.strip().endswith(f"{MINUS}0.007"), settled.text
+    labeling = champion.find("tr", data_window="19")
+    assert "0.790" in labeling.text and "44%" in labeling.text and labeling.text.strip().endswith("pending")
+    assert labeling.find("td", **{"class": "num partial"}).text == "0.790"
+
+    south = champion.find("tr", data_segment="south")
+    assert "biased" in south.classes and f"0.641 (0.601{DASH}0.681)" in south.text
+    assert "biased" not in challenger.find("tr", data_segment="south").classes
+
+    # estimated (dashed) and realized accuracy of both versions, and the champion's alert line
+    estimated_chart = chart(dom, "estimated-accuracy")
+    assert len(estimated_chart.find_all("path", **{"class": "series dashed"})) == 2
+    assert len(estimated_chart.find_all("path", **{"class": "series"})) == 2
+    estimated = [v for values in SAMPLE["series"]["estimated_accuracy"].values() for v in values]
+    realized = [v for model in SAMPLE["series"]["quality"].values() for v in model["accuracy"]]
+    assert int(estimated_chart.attrs["data-points"]) == sum(v is not None for v in estimated + realized)
+    assert estimated_chart.find_all("line", **{"class": "threshold"})
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_production_history_names_each_period(server: DashboardServer) -> None:
+    dom = parse_dom(render(f"{server.url}/dashboard"))
+
+    assert_no_js_error(dom)
+    history = dom.find(id="history")
+    periods = [row for row in history.find_all("tr") if "data-period" in row.attrs]
+    assert [int(r.attrs["data-period"]) for r in periods] == [p["from_ms"] for p in SAMPLE["history"]]
+    assert dom.find(id="history-count").text == "4"
+    registered, promoted, rolled_back, trial = periods
+    assert "default@1" in registered.find("td", **{"class": "mono champion"}).text
+    assert "registered by model_registry" in registered.text and "contract" in registered.text
+    assert "46 h 0 min" in registered.text, "from 72 h to 26 h ago"
+    assert "promoted by retraining" in promoted.text and "default@2" in promoted.text
+    assert "shadow trial won" in promoted.text
+    assert "evidence.contender_metric" in promoted.text and "0.9214" in promoted.text
+    assert "rolled back by alice" in rolled_back.text and "probation: accuracy fell" in rolled_back.text
+    assert "bar cause-rolled_back" in {b.attrs["class"] for b in rolled_back.find_all("div") if "bar" in b.classes}
+    # the canary trial: still open, the challenger with its share of the traffic
+    assert {"trial", "current"} <= trial.classes
+    assert "challenger@1" in trial.find("td", **{"class": "challenger"}).text and "10% canary" in trial.text
+    assert "→ now" in trial.text and "41 s" in trial.text
+    assert trial.find_all("span", **{"class": "canary"}), "the canary stripe of the bar"
+    assert all("trial" not in p.classes and "current" not in p.classes for p in (registered, promoted, rolled_back))
+
+
+def test_versions_waiting_for_labels_say_so(server: DashboardServer) -> None:
+    waiting = {
+        "calibration": "binning",
+        "reference_accuracy": None,
+        "threshold": 0.05,
+        "current": None,
+        "segments": {},
+        "windows": [],
+    }
+    server.api.add(
+        variant(
+            "waiting",
+            estimated={
+                "default@1": {**waiting, "calibration_labels": 40},
+                "challenger@1": {**waiting, "calibration_labels": 150},
+            },
+        )
+    )
+    dom = parse_dom(render(f"{server.url}/dashboard?stream=waiting"))
+
+    assert_no_js_error(dom)
+    assert "hidden" not in dom.find(id="estimated-section").attrs
+    champion = dom.find("div", data_model="default@1")
+    assert "no estimate yet (needs 100 labels, has 40)" in champion.text
+    assert not champion.find_all("div", **{"class": "tiles"})
+    assert "binning on 40 labels" in champion.text and "no window closed yet" in champion.text
+    assert "the first window of predictions is still filling" in dom.find("div", data_model="challenger@1").text
+
+
+def test_estimation_off_and_no_history_render_without_the_panels(server: DashboardServer) -> None:
+    server.api.add(variant("plain", history=[], estimated={"default@1": None, "challenger@1": None}))
+    dom = parse_dom(render(f"{server.url}/dashboard?stream=plain"))
+
+    assert_no_js_error(dom)
+    assert dom.find("body").attrs.get("data-ready") == "true"
+    assert "hidden" in dom.find(id="estimated-section").attrs
+    assert "no registry event seen yet" in dom.find(id="history").text
+    assert dom.find(id="history-count").text == "0"
+    assert int(chart(dom, "quality-accuracy").attrs["data-points"]) > 0

@@ -15,6 +15,33 @@ NUMBERS = {"type": "array", "items": {"type": "number", "nullable": True}, "desc
 SERIES_BY_NAME = {"type": "object", "additionalProperties": NUMBERS}
 EPOCH_MS = {"type": "integer", "description": "epoch milliseconds"}
 
+VERSION_ESTIMATES: dict[str, Any] = {
+    "type": "object",
+    "required": ["calibration", "calibration_labels", "reference_accuracy", "threshold", "current", "windows"],
+    "properties": {
+        "calibration": {"type": "string", "description": "isotonic, binning or none"},
+        "calibration_labels": {"type": "integer", "description": "labels in the calibration set"},
+        "reference_accuracy": {
+            "type": "number",
+            "nullable": True,
+            "description": "realized accuracy of the first full calibration set; null until then",
+        },
+        "threshold": {"type": "number", "description": "the alert fires below reference_accuracy - threshold"},
+        "current": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": _ref("Estimate"),
+            "description": "per metric (accuracy, f1, roc_auc), of the latest window; null before the first",
+        },
+        "segments": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "additionalProperties": _ref("Estimate")},
+            "description": "per segment, per metric, over its latest predictions",
+        },
+        "windows": {"type": "array", "items": _ref("EstimatedWindow"), "description": "oldest first"},
+    },
+}
+
 SCHEMAS: dict[str, Any] = {
     "Streams": {"type": "object", "properties": {"streams": {"type": "array", "items": {"type": "string"}}}},
     "Dashboard": {
@@ -40,6 +67,10 @@ SCHEMAS: dict[str, Any] = {
                     },
                     "data_drift": {**SERIES_BY_NAME, "description": "PSI of the latest complete window, per feature"},
                     "prediction_drift": {**SERIES_BY_NAME, "description": "PSI of the score distribution, per model"},
+                    "estimated_accuracy": {
+                        **SERIES_BY_NAME,
+                        "description": "per model@version: the label-free accuracy estimate of its latest window",
+                    },
                 },
                 "additionalProperties": True,
             },
@@ -53,6 +84,11 @@ SCHEMAS: dict[str, Any] = {
                     "total": {"type": "integer"},
                     "by_reason": {"type": "object", "additionalProperties": {"type": "integer"}},
                 },
+            },
+            "history": {
+                "type": "array",
+                "items": _ref("Period"),
+                "description": "the production history: what answered when, oldest first",
             },
         },
         "additionalProperties": True,
@@ -74,8 +110,57 @@ SCHEMAS: dict[str, Any] = {
             "labeled": {"type": "integer"},
             "metrics": {"type": "object", "additionalProperties": {"type": "number", "nullable": True}},
             "segments": {"type": "object", "additionalProperties": {"type": "object"}},
+            # Inline, not a $ref: OpenAPI 3.0 ignores "nullable" beside a $ref (and its validators beside allOf).
+            "estimated": {
+                **VERSION_ESTIMATES,
+                "nullable": True,
+                "description": "the label-free estimate; null when the contract does not turn estimation on",
+            },
         },
         "additionalProperties": True,
+    },
+    "Estimate": {
+        "type": "object",
+        "description": "an estimated metric with its 95% band, over n predictions",
+        "required": ["value", "low", "high", "n"],
+        "properties": {
+            "value": {"type": "number"},
+            "low": {"type": "number", "nullable": True},
+            "high": {"type": "number", "nullable": True},
+            "n": {"type": "integer"},
+        },
+    },
+    "EstimatedWindow": {
+        "type": "object",
+        "required": ["index", "closed_at_ms", "n", "estimated", "realized", "labeled", "settled"],
+        "properties": {
+            "index": {"type": "integer"},
+            "closed_at_ms": EPOCH_MS,
+            "n": {"type": "integer", "description": "predictions in the window"},
+            "estimated": {"type": "object", "additionalProperties": _ref("Estimate")},
+            "realized": {
+                "type": "object",
+                "additionalProperties": {"type": "number"},
+                "description": "per metric, over the window's labels so far",
+            },
+            "labeled": {"type": "integer", "description": "of its predictions, those labeled so far"},
+            "settled": {"type": "boolean", "description": "enough labels came: estimate - realized is final"},
+        },
+    },
+    "Period": {
+        "type": "object",
+        "required": ["stream", "from_ms", "until_ms", "champion", "challenger", "canary", "cause", "by", "evidence"],
+        "properties": {
+            "stream": {"type": "string"},
+            "from_ms": EPOCH_MS,
+            "until_ms": {**EPOCH_MS, "nullable": True, "description": "epoch milliseconds; null: still"},
+            "champion": {"type": "string", "description": "model@version"},
+            "challenger": {"type": "string", "nullable": True, "description": "model@version on trial"},
+            "canary": {"type": "number", "description": "the challenger's share of the traffic, 0..1"},
+            "cause": {"type": "string", "description": "the registry event: registered, promoted, rolled_back, ..."},
+            "by": {"type": "string", "description": "who asked: an API key's name or a service"},
+            "evidence": {"type": "object", "additionalProperties": True},
+        },
     },
     "FeatureDrift": {
         "type": "object",

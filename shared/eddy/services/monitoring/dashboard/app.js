@@ -61,6 +61,27 @@ function fmtNum(v) {
   return Math.abs(v) >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3)));
 }
 
+// Quality metrics and their bands: three decimals, so a band's two ends can be told apart.
+const fmtMetric = (v) => (present(v) ? v.toFixed(3) : "—");
+const fmtBand = (e) => (e && present(e.value) ? `${fmtMetric(e.value)} (${fmtMetric(e.low)}–${fmtMetric(e.high)})` : "—");
+const fmtSigned = (v) => (present(v) ? `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(3)}` : "—");
+const fmtShare = (v) => (present(v) ? `${Number((v * 100).toFixed(1))}%` : "—");
+
+// Spans of days: the time alone for the day of `now`, the date too for earlier days.
+function fmtWhen(ms, now) {
+  const d = new Date(ms);
+  if (d.toDateString() === new Date(now).toDateString()) return fmtTime(ms);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+function fmtDuration(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
 /* ---------- line chart ---------- */
 
 // Steps of 1, 2 or 5 × 10^k keep tick labels short and round.
@@ -155,7 +176,7 @@ function drawMarkers(node, markers, t, x) {
 }
 
 /*
- * spec: {t, lines: [{name, values, color?}], markers?, threshold?: {value, label}, zero?}
+ * spec: {t, lines: [{name, values, color?, dashed?}], markers?, threshold?: {value, label}, zero?}
  * data-points counts the non-null values drawn, so tests and people can tell "empty" from "flat".
  */
 function lineChart(node, spec) {
@@ -180,7 +201,8 @@ function lineChart(node, spec) {
   drawAxes(node, t, x, y, dom);
   if (spec.threshold) drawThreshold(node, spec.threshold, y);
   for (const line of lines) {
-    node.append(svg("path", { d: linePath(t, line.values, x, y), stroke: line.color, class: "series" },
+    const cls = line.dashed ? "series dashed" : "series";
+    node.append(svg("path", { d: linePath(t, line.values, x, y), stroke: line.color, class: cls },
       svg("title", {}, line.name)));
   }
   drawMarkers(node, spec.markers || [], t, x);
@@ -188,8 +210,10 @@ function lineChart(node, spec) {
 }
 
 function renderLegend(list, lines, markers) {
-  const items = lines.map((line) =>
-    h("li", {}, h("span", { class: "swatch", style: `background:${line.color}` }), line.name));
+  const swatch = (line) => (line.dashed
+    ? h("span", { class: "swatch dashed", style: `border-color:${line.color}` })
+    : h("span", { class: "swatch", style: `background:${line.color}` }));
+  const items = lines.map((line) => h("li", {}, swatch(line), line.name));
   for (const kind of new Set(markers.map((m) => m.kind))) {
     items.push(h("li", {}, h("span", { class: `swatch dashed marker-${kind}` }), kind));
   }
@@ -301,6 +325,120 @@ function renderModels(models) {
   document.getElementById("models").replaceChildren(table(head, rows, "no model has labeled data yet"));
 }
 
+/* ---------- estimated quality (before labels) ---------- */
+
+// estimation.py's MIN_CALIBRATION: the labels a version needs before its first estimate.
+const MIN_CALIBRATION_LABELS = 100;
+const ESTIMATED_METRICS = ["accuracy", "f1", "roc_auc"];
+const RECENT_WINDOWS = 8;
+
+const versionKey = (model) => `${model.model}@${model.version}`;
+// Where an estimated accuracy starts to alert (the champion's estimated_quality alert), or null before a reference.
+const alertLine = (est) => (present(est.reference_accuracy) ? est.reference_accuracy - est.threshold : null);
+
+function waitingText(est) {
+  const labels = est.calibration_labels ?? 0;
+  if (labels < MIN_CALIBRATION_LABELS) {
+    return `no estimate yet (needs ${MIN_CALIBRATION_LABELS} labels, has ${labels})`;
+  }
+  return "no estimate yet (the first window of predictions is still filling)";
+}
+
+function estimateTile(metric, e, line) {
+  const below = metric === "accuracy" && present(line) && e && e.value < line;
+  return h("div", { class: below ? "tile below" : "tile", "data-metric": metric },
+    h("div", { class: "tile-name" }, label(metric)),
+    h("div", { class: "tile-value" }, fmtMetric(e?.value)),
+    h("div", { class: "tile-band" }, e ? `95% ${fmtMetric(e.low)}–${fmtMetric(e.high)} · n ${fmtNum(e.n)}` : "—"),
+    below ? badge("bad", "below the alert line") : null);
+}
+
+function estimateFacts(est) {
+  const line = alertLine(est);
+  const reference = present(est.reference_accuracy)
+    ? `reference accuracy ${fmtMetric(est.reference_accuracy)} · alert below ${fmtMetric(line)} (−${est.threshold})`
+    : "reference accuracy: once the first calibration window is full";
+  return h("p", { class: "facts" },
+    `calibration ${est.calibration} on ${fmtNum(est.calibration_labels)} labels · ${reference}`);
+}
+
+function windowRow(w) {
+  const estimated = (w.estimated || {}).accuracy;
+  const real = (w.realized || {}).accuracy;
+  const error = w.settled && estimated && present(real) ? estimated.value - real : null;
+  const partial = present(real) && !w.settled ? { class: "partial", title: `from ${w.labeled} labels so far` } : {};
+  return h("tr", { "data-window": w.index, class: w.settled ? "settled" : null },
+    numCell(w.index), h("td", {}, present(w.closed_at_ms) ? fmtTime(w.closed_at_ms) : "—"), numCell(w.n),
+    h("td", { class: "num" }, fmtBand(estimated)),
+    h("td", { ...partial, class: `num ${partial.class || ""}`.trim() }, fmtMetric(real)),
+    h("td", { class: "num" }, fmtShare(w.n ? w.labeled / w.n : null)),
+    h("td", { class: "num error" }, w.settled ? fmtSigned(error) : "pending"));
+}
+
+function windowsTable(windows) {
+  const recent = windows.slice(-RECENT_WINDOWS).reverse();
+  const head = ["window", "closed", "predictions", "estimated accuracy", "realized", "labeled", "error"];
+  return table(head, recent.map(windowRow), "no window closed yet");
+}
+
+function segmentEstimateRow(name, seg, overall) {
+  const worse = ESTIMATED_METRICS.filter((m) => seg[m] && overall && overall[m] && seg[m].value < overall[m].value - BIAS_GAP);
+  const cells = ESTIMATED_METRICS.map((m) => h("td", { class: worse.includes(m) ? "num worse" : "num" }, fmtBand(seg[m])));
+  const n = Math.max(0, ...ESTIMATED_METRICS.map((m) => (seg[m] ? seg[m].n : 0)));
+  return h("tr", { "data-segment": name, class: worse.length ? "biased" : null },
+    h("td", {}, name, worse.length ? badge("bad", "worse") : null), numCell(n), cells);
+}
+
+function segmentsTable(segments, overall) {
+  const rows = Object.entries(segments || {}).map(([name, seg]) => segmentEstimateRow(name, seg, overall));
+  return table(["segment", "predictions", ...ESTIMATED_METRICS.map(label)], rows, "no segment has enough predictions");
+}
+
+function estimateCard(model) {
+  const est = model.estimated;
+  const current = est.current
+    ? h("div", { class: "tiles" }, ESTIMATED_METRICS.map((m) => estimateTile(m, est.current[m], alertLine(est))))
+    : h("p", { class: "empty-note waiting" }, waitingText(est));
+  return h("div", { class: `estimate-card role-${model.role}`, "data-model": versionKey(model) },
+    h("h3", {}, `${model.model} v${model.version} `, badge("role", model.role)),
+    current, estimateFacts(est),
+    h("div", { class: "estimate-tables" },
+      h("div", { class: "table-wrap" }, h("h4", {}, "recent windows: estimate vs realized"), windowsTable(est.windows || [])),
+      h("div", { class: "table-wrap" }, h("h4", {}, "segments: latest predictions"), segmentsTable(est.segments, est.current))));
+}
+
+// Estimated (dashed) and realized accuracy of each version, in the colours of the quality charts.
+function estimatedChart(doc, estimating) {
+  const series = doc.series || {};
+  const quality = series.quality || {};
+  const estimated = series.estimated_accuracy || {};
+  const keys = Object.keys(quality);
+  const lines = estimating.flatMap((model) => {
+    const key = versionKey(model);
+    const at = keys.indexOf(key);
+    const color = PALETTE[(at < 0 ? keys.length + estimating.indexOf(model) : at) % PALETTE.length];
+    return [
+      { name: `${key} estimated`, values: estimated[key] || [], color, dashed: true },
+      { name: `${key} realized`, values: (quality[key] || {}).accuracy || [], color },
+    ];
+  });
+  const champion = estimating.find((m) => m.role === "champion");
+  const line = champion ? alertLine(champion.estimated) : null;
+  const threshold = present(line) ? { value: line, label: "alert line" } : undefined;
+  const figure = document.querySelector('svg[data-chart="estimated-accuracy"]').closest("figure");
+  drawChart(figure, { t: series.t || [], markers: doc.markers || [], lines, threshold });
+}
+
+function renderEstimated(doc) {
+  const estimating = (doc.models || []).filter((m) => m.estimated);
+  const section = document.getElementById("estimated-section");
+  // Only contracts that turn estimation on have it: the others see no empty panel.
+  section.hidden = estimating.length === 0;
+  if (!estimating.length) return;
+  estimatedChart(doc, estimating);
+  document.getElementById("estimated").replaceChildren(...estimating.map(estimateCard));
+}
+
 function renderDrift(drift) {
   const rowAttrs = (d) => ({ "data-feature": d.feature, class: d.status === "drifting" ? "drifting" : null });
   const rows = drift.map((d) => h("tr", rowAttrs(d),
@@ -328,6 +466,86 @@ function renderDlq(dlq) {
   document.getElementById("dlq-total").textContent = fmtNum(dlq.total ?? 0);
 }
 
+/* ---------- production history ---------- */
+
+// The registry keeps years of periods; the page shows the latest ones, on one time axis.
+const HISTORY_ROWS = 20;
+// Shown in their own columns, so left out of the evidence.
+const PERIOD_COLUMNS = new Set(["by", "reason"]);
+
+const canaryText = (share) => `${Number((share * 100).toFixed(1))}% canary`;
+
+// Scalars as they are, objects as compact JSON: the evidence of a trial nests its test's numbers.
+const evidenceValue = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
+
+// One level of nesting flattened ("evidence.pairs"): the trial's numbers are what people look for.
+function evidenceItems(evidence) {
+  const items = [];
+  for (const [key, value] of Object.entries(evidence || {})) {
+    if (PERIOD_COLUMNS.has(key) || value === null || value === "") continue;
+    if (typeof value === "object" && !Array.isArray(value)) {
+      for (const [inner, v] of Object.entries(value)) {
+        if (v !== null && v !== "") items.push([`${key}.${inner}`, evidenceValue(v)]);
+      }
+    } else {
+      items.push([key, evidenceValue(value)]);
+    }
+  }
+  return items;
+}
+
+function evidenceCell(evidence) {
+  const reason = (evidence || {}).reason;
+  const items = evidenceItems(evidence);
+  const details = items.length
+    ? h("details", {}, h("summary", {}, `evidence (${items.length})`),
+      h("dl", {}, items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])))
+    : null;
+  return h("td", { class: "evidence" }, reason ? h("div", { class: "reason" }, reason) : null, details);
+}
+
+function periodBar(period, axis) {
+  const until = period.until_ms ?? axis.now;
+  const x = linear(axis.from, axis.until, 0, 100);
+  const style = `left:${x(period.from_ms).toFixed(2)}%;width:${(x(until) - x(period.from_ms)).toFixed(2)}%`;
+  // The challenger's canary share as a stripe of the bar's height: the traffic it answered.
+  const stripe = period.challenger
+    ? h("span", { class: "canary", style: `height:${Math.max(15, period.canary * 100).toFixed(0)}%`,
+      title: `${period.challenger}: ${canaryText(period.canary)}` })
+    : null;
+  return h("td", { class: "track-cell" }, h("div", { class: "track" },
+    h("div", { class: `bar cause-${period.cause}`, style, title: `${period.champion} from ${fmtWhen(period.from_ms, axis.now)}` },
+      stripe)));
+}
+
+function periodRow(period, axis) {
+  const until = period.until_ms ?? axis.now;
+  const span = `${fmtWhen(period.from_ms, axis.now)} → ${present(period.until_ms) ? fmtWhen(period.until_ms, axis.now) : "now"}`;
+  const challenger = period.challenger
+    ? [h("span", { class: "mono" }, period.challenger), " ", badge("canary", canaryText(period.canary))]
+    : h("span", { class: "none" }, "—");
+  const classes = ["period", period.challenger ? "trial" : null, present(period.until_ms) ? null : "current"];
+  return h("tr", { class: classes.filter(Boolean).join(" "), "data-period": period.from_ms },
+    h("td", { class: "span" }, span, h("div", { class: "duration" }, fmtDuration(until - period.from_ms))),
+    periodBar(period, axis),
+    h("td", { class: "mono champion" }, period.champion), h("td", { class: "challenger" }, challenger),
+    h("td", { class: "cause" }, badge(`cause-${period.cause}`, label(period.cause)), period.by ? ` by ${period.by}` : ""),
+    evidenceCell(period.evidence));
+}
+
+function renderHistory(doc) {
+  const periods = doc.history || [];
+  const shown = periods.slice(-HISTORY_ROWS);
+  const now = Math.max(doc.generated_at_ms ?? Date.now(), ...shown.map((p) => p.until_ms ?? p.from_ms));
+  const axis = { from: shown.length ? shown[0].from_ms : now, until: now, now };
+  const head = ["period", `${shown.length ? fmtWhen(axis.from, now) : ""} → now`, "champion", "challenger", "cause", "evidence"];
+  const hidden = periods.length - shown.length;
+  const note = hidden > 0 ? h("p", { class: "empty-note" }, `${hidden} earlier periods not shown`) : null;
+  document.getElementById("history").replaceChildren(
+    ...[note, table(head, shown.map((p) => periodRow(p, axis)), "no registry event seen yet")].filter(Boolean));
+  document.getElementById("history-count").textContent = String(periods.length);
+}
+
 function renderHeader(doc) {
   // The service answers {stream, task, warming_up: true} until its first tick; every other field may be absent.
   const when = doc.warming_up ? "warming up" : `updated ${fmtTime(doc.generated_at_ms ?? Date.now())}`;
@@ -338,6 +556,8 @@ function render(doc) {
   renderHeader(doc);
   renderCharts(doc);
   renderModels(doc.models || []);
+  renderEstimated(doc);
+  renderHistory(doc);
   renderDrift(doc.drift || []);
   renderAlerts(doc.alerts || []);
   renderDlq(doc.dlq || {});
