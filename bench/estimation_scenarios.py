@@ -114,10 +114,10 @@ def run(kind: str, seed: int = 1, n: int = 20_000, change_at: int = 10_000, dela
         for i in range(start, min(start + batch, n)):
             features = x[TRAINING + i]
             p = float(model.predict_proba_one({"x0": features[0], "x1": features[1]}).get(True, 0.0))
-            predictions.append(_prediction(i, p))
+            predictions.append(prediction(i, p))
             arriving.append(_record("demo.predictions", i, predictions[-1]))
         labels = [
-            _record("demo.labeled", j, _labeled(predictions[j], bool(y[TRAINING + j])))
+            _record("demo.labeled", j, labeled(predictions[j], bool(y[TRAINING + j])))
             for j in range(max(0, start - delay), min(start + batch - delay, n))
         ]
         for records in (arriving, labels):
@@ -130,7 +130,7 @@ def run(kind: str, seed: int = 1, n: int = 20_000, change_at: int = 10_000, dela
     return Run(kind, seed, change_at, fired, list(estimates.windows.values()), alerts)
 
 
-def _prediction(i: int, p: float) -> dict[str, Any]:
+def prediction(i: int, p: float) -> dict[str, Any]:
     return {
         "event_id": f"e{i}",
         "stream": "demo",
@@ -151,8 +151,8 @@ def _prediction(i: int, p: float) -> dict[str, Any]:
     }
 
 
-def _labeled(prediction: dict[str, Any], label: bool) -> dict[str, Any]:
-    return {**prediction, "label": label, "label_time_ms": 0, "joined_at_ms": 0}
+def labeled(predicted: dict[str, Any], label: bool) -> dict[str, Any]:
+    return {**predicted, "label": label, "label_time_ms": 0, "joined_at_ms": 0}
 
 
 def _record(topic: str, offset: int, value: dict[str, Any]) -> InRecord:
@@ -163,4 +163,16 @@ def mean_abs(values: list[float]) -> float:
     return sum(abs(v) for v in values) / len(values) if values else math.nan
 
 
-__all__ = ["ESTIMATED", "LABEL_BASED", "SCENARIOS", "Fired", "Run", "contract", "draw", "mean_abs", "run"]
+__all__ = [
+    "ESTIMATED",
+    "LABEL_BASED",
+    "SCENARIOS",
+    "Fired",
+    "Run",
+    "contract",
+    "draw",
+    "labeled",
+    "mean_abs",
+    "prediction",
+    "run",
+]

@@ -4,6 +4,8 @@
 - ``S.validated``: data drift of each feature against the reference profile from ``S.profiles``.
 - ``S.predictions``: prediction drift per model, end-to-end latency, label coverage, and (when the contract
   turns it on) each version's label-free quality estimate (``estimated_quality.py``).
+- ``S.models`` (through :meth:`Monitor.on_snapshot`) with ``S.labeled``: label freshness (label time →
+  learned → served) and the ``learning_lag`` alert past the contract's ``freshness.max_lag`` (``freshness.py``).
 - ``S.dlq`` and ``eddy.model-events`` (through :meth:`Monitor.on_dlq` and :meth:`Monitor.on_model_event`):
   the dashboard's DLQ rate, its promotion markers, each version's role (champion, challenger,
   shadow, archived) as the registry's latest alias table has it, and the production history.
@@ -30,6 +32,7 @@ from eddy.services.monitoring.alerts import AlertBook, Evidence, Reading
 from eddy.services.monitoring.config import MonitorConfig
 from eddy.services.monitoring.drift import DataDrift, Judgement, ScoreDrift
 from eddy.services.monitoring.estimated_quality import EstimatedWindow, VersionEstimates
+from eddy.services.monitoring.freshness import Freshness
 from eddy.services.monitoring.quality import POSITIVE_KEYS, ConceptWatch, QualityWindow, error_of
 from eddy.services.monitoring.timeline import Timeline
 
@@ -37,6 +40,7 @@ MAX_SEGMENTS = 50
 # Registry facts kept for the production history (a stream sees a handful a day; this is years of them).
 MAX_REGISTRY_FACTS = 10_000
 ESTIMATED_QUALITY = "estimated_quality"
+LEARNING_LAG = "learning_lag"
 
 
 class ModelWatch:
@@ -126,6 +130,7 @@ class Monitor:
         for name in self.data_drift.detectors:
             metrics.FEATURE_DETECTIONS.labels(contract.name, name)
         self._e2e = metrics.E2E_LATENCY.labels(contract.name)
+        self.freshness: dict[VersionKey, Freshness] = {}
 
     # -- records -------------------------------------------------------------------------------------
 
@@ -143,6 +148,7 @@ class Monitor:
                 alerts += estimated + self._judge(judgements)
             elif topic == self.topics.labeled:
                 alerts += self._on_labeled(batch)
+        alerts += self._judge_freshness()
         return BatchResult(outputs=[OutRecord(self.topics.alerts, a["alert_id"], a) for a in alerts])
 
     def _on_validated(self, batch: list[InRecord]) -> list[Judgement]:
@@ -238,6 +244,9 @@ class Monitor:
                 self._seen.popitem(last=False)
             watch = self._watch(value["model_name"], value["model_version"])
             counted[watch] += 1
+            self._freshness_of(VersionKey(watch.model, watch.version)).learned(
+                value["label_time_ms"], value["joined_at_ms"], record.partition, record.offset
+            )
             rose = watch.add(value, record.partition, record.offset)
             if rose:
                 metrics.DRIFTS.labels(self.contract.name, watch.model).inc()
@@ -288,6 +297,48 @@ class Monitor:
     def on_profile(self, profile: dict[str, Any]) -> None:
         if profile.get("kind") == "reference":
             self.data_drift.set_reference(profile)
+
+    def on_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """A snapshot on S.models: from learning (it learned labels up to ``newest_label_ms``), or the registry's."""
+        newest = snapshot.get("newest_label_ms") or 0
+        if newest > 0:
+            key = VersionKey(snapshot["model_name"], snapshot["model_version"])
+            self._freshness_of(key).served(newest, snapshot["created_at_ms"])
+
+    def _freshness_of(self, key: VersionKey) -> Freshness:
+        found = self.freshness.get(key)
+        if found is None:
+            found = self.freshness[key] = Freshness(self.topics.labeled)
+        return found
+
+    def _judge_freshness(self) -> list[dict[str, Any]]:
+        """The ``learning_lag`` alert of the champion, when the contract sets ``freshness.max_lag``."""
+        spec, champion = self.contract.monitoring.freshness, self.roles.champion
+        fresh = self.freshness.get(champion)
+        if spec is None or fresh is None:
+            return []
+        now_ms = int(self.clock() * 1000)
+        lag_s, max_lag_s = fresh.lag_s(now_ms), spec.max_lag_ms / 1000
+        if (lag_s > max_lag_s) == self.alerts.is_open(LEARNING_LAG, champion.name):
+            return []
+        reading = Reading(
+            "freshness_lag_seconds",
+            lag_s,
+            max_lag_s,
+            f"labeled examples of {champion} learned after its served snapshot",
+            fresh.evidence,
+            fresh.trigger,
+            details={
+                "model_version": champion.version,
+                "served_label_ms": fresh.served_ms,
+                "newest_learned_label_ms": fresh.newest_learned_ms,
+            },
+        )
+        alert = self.alerts.judge(LEARNING_LAG, champion.name, lag_s > max_lag_s, reading)
+        if alert is None:
+            return []
+        self._mark(alert)
+        return [alert]
 
     def on_dlq(self, reason: str, count: int = 1) -> None:
         self.dlq_reasons[reason] += count
@@ -341,6 +392,8 @@ class Monitor:
             if drift.psi is not None:
                 metrics.PREDICTION_PSI.labels(stream, model).set(drift.psi)
         estimated = self._estimate_gauges()
+        for key, fresh in self.freshness.items():
+            metrics.FRESHNESS_LAG.labels(stream, key.name, str(key.version)).set(fresh.lag_s(int(at * 1000)))
         gauges: dict[str, dict[str, Any]] = {
             "quality": quality,
             "data_drift": data,
@@ -419,7 +472,17 @@ class Monitor:
             "alerts": [dict(a) for a in self.alerts.open.values()],
             "dlq": {"total": sum(self.dlq_reasons.values()), "by_reason": dict(self.dlq_reasons)},
             "history": [p.to_json() for p in production_history(self.registry_facts)],
+            "freshness": self._freshness_document(now),
         }
+
+    def _freshness_document(self, now: float) -> dict[str, Any] | None:
+        """The champion's label freshness (label → learned → served), None before any of its labels."""
+        champion, spec = self.roles.champion, self.contract.monitoring.freshness
+        fresh = self.freshness.get(champion)
+        if fresh is None:
+            return None
+        max_lag_s = None if spec is None else spec.max_lag_ms / 1000
+        return {"model": champion.name, "version": champion.version, **fresh.summary(int(now * 1000), max_lag_s)}
 
 
 def positive_score(probabilities: dict[str, float] | None) -> float | None:
@@ -428,7 +491,13 @@ def positive_score(probabilities: dict[str, float] | None) -> float | None:
     >>> positive_score({"true": 0.8, "false": 0.2}), positive_score(None)
     (0.8, None)
     """
-    return next((float(probabilities[k]) for k in POSITIVE_KEYS if k in probabilities), None) if probabilities else None
+    if not probabilities:
+        return None
+    # Two lookups, not a loop over POSITIVE_KEYS: this runs for every prediction and labeled example.
+    score = probabilities.get("true")
+    if score is None:
+        score = probabilities.get("1")
+    return None if score is None else float(score)
 
 
 def is_positive(value: Any) -> bool:
@@ -437,7 +506,7 @@ def is_positive(value: Any) -> bool:
     >>> is_positive(True), is_positive("1"), is_positive("false")
     (True, True, False)
     """
-    return class_key(value) in POSITIVE_KEYS
+    return value is True or (value is not False and class_key(value) in POSITIVE_KEYS)
 
 
 def _set_estimates(stream: str, model: str, version: str, segment: str, values: dict[str, Any]) -> None:
