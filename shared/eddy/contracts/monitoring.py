@@ -20,9 +20,13 @@
         calibration_window: 2000 # most recent labeled examples the calibrator is fitted on
         calibration: isotonic    # isotonic | binning | none (the scores are calibrated already)
         threshold: 0.05          # alert when estimated accuracy falls this far below the version's reference
+      freshness:                 # label freshness of the served model; no alert without this key
+        max_lag: 30s             # a learning_lag alert fires while the served model's freshness lag exceeds it
 
 Every key is optional; the defaults are above, and ``estimated_quality: {}`` turns
-the estimate on with them. A bad detector name or parameter fails at load time,
+the estimate on with them. Freshness (label time → learned → served) is measured
+and shown whatever the contract says; ``freshness.max_lag`` sets the alert's
+threshold (``eddy.services.monitoring.freshness``). A bad detector name or parameter fails at load time,
 like a bad model spec.
 """
 
@@ -32,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from river import drift
+
+from eddy.contracts.durations import parse_duration_ms
 
 DETECTORS: dict[str, Any] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN}
 CALIBRATIONS = ("isotonic", "binning", "none")
@@ -66,6 +72,13 @@ class EstimationSpec:
 
 
 @dataclass(frozen=True)
+class FreshnessSpec:
+    """The ``learning_lag`` alert: it fires while the served model's freshness lag exceeds ``max_lag_ms``."""
+
+    max_lag_ms: int = 30_000
+
+
+@dataclass(frozen=True)
 class MonitoringSpec:
     """How a stream is monitored (all defaults when the contract has no ``monitoring:`` section)."""
 
@@ -75,6 +88,7 @@ class MonitoringSpec:
     data_drift: WindowSpec = field(default_factory=WindowSpec)
     prediction_drift: WindowSpec = field(default_factory=lambda: WindowSpec(warmup=1000))
     estimated_quality: EstimationSpec | None = None
+    freshness: FreshnessSpec | None = None
 
 
 def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
@@ -99,7 +113,15 @@ def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError("monitoring must be a mapping")
-    known = {"segment", "quality_window", "concept_drift", "data_drift", "prediction_drift", "estimated_quality"}
+    known = {
+        "segment",
+        "quality_window",
+        "concept_drift",
+        "data_drift",
+        "prediction_drift",
+        "estimated_quality",
+        "freshness",
+    }
     _no_unknown(doc, known, "monitoring")
     segment = doc.get("segment")
     if segment is not None and segment not in features:
@@ -116,7 +138,34 @@ def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
         data_drift=_window(doc.get("data_drift"), "monitoring.data_drift", default.data_drift),
         prediction_drift=_window(doc.get("prediction_drift"), "monitoring.prediction_drift", default.prediction_drift),
         estimated_quality=_estimation(doc["estimated_quality"]) if "estimated_quality" in doc else None,
+        freshness=_freshness(doc["freshness"]) if "freshness" in doc else None,
     )
+
+
+def _freshness(doc: Any) -> FreshnessSpec:
+    """The ``freshness`` mapping (empty or null: every default).
+
+    >>> _freshness({"max_lag": "2s"})
+    FreshnessSpec(max_lag_ms=2000)
+    >>> _freshness({"max_lag": "0s"})
+    Traceback (most recent call last):
+    ...
+    ValueError: monitoring.freshness.max_lag must be longer than 0, not '0s'
+    >>> _freshness({"lag": "2s"})
+    Traceback (most recent call last):
+    ...
+    ValueError: monitoring.freshness: unknown key(s) lag; known: max_lag
+    """
+    where = "monitoring.freshness"
+    doc = doc or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a mapping like {{max_lag: 30s}}")
+    _no_unknown(doc, {"max_lag"}, where)
+    value = doc.get("max_lag", "30s")
+    max_lag_ms = parse_duration_ms(value, f"{where}.max_lag")
+    if max_lag_ms <= 0:
+        raise ValueError(f"{where}.max_lag must be longer than 0, not {value!r}")
+    return FreshnessSpec(max_lag_ms)
 
 
 def _detector(doc: Any) -> DetectorSpec:

@@ -222,6 +222,9 @@ class ModelState:
     source_offsets: dict[str, int] = field(default_factory=dict)
     # Where this version's online learning began ("topic:partition" -> offset); empty: from the beginning.
     learned_from: dict[str, int] = field(default_factory=dict)
+    # The label time of the newest label learned (ms; 0: none): how fresh the model is. A class-level default,
+    # so a checkpoint pickled before the field existed restores with 0.
+    newest_label_ms: int = 0
 
     @classmethod
     def fresh(cls, stream: str, spec: ModelSpec, version: int = 1) -> ModelState:
@@ -245,6 +248,7 @@ class ModelState:
             "signature": signature,
             "source_offsets": dict(self.source_offsets),
             "learned_from_offsets": dict(getattr(self, "learned_from", {})),
+            "newest_label_ms": self.newest_label_ms,
             "code_version": code_version,
         }
 

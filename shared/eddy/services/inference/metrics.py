@@ -20,3 +20,15 @@ SNAPSHOTS_REFUSED = Counter(
 CHAMPION_SWITCHES = Counter(
     "eddy_champion_switches_total", "Times the answering model version changed (promotion or rollback).", ["stream"]
 )
+# Freshness (issue 23): a label's time to the swap-in of the first snapshot that learned it.
+LABEL_TO_SERVED = Histogram(
+    "eddy_label_to_served_seconds",
+    "Seconds from the newest label a swapped-in snapshot learned (its label time) to the swap-in.",
+    ["stream", "model"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+SERVED_LABEL_TIME = Gauge(
+    "eddy_served_newest_label_timestamp_seconds",
+    "Label time of the newest label the serving snapshot learned (time() minus this: the age of what is served).",
+    ["stream", "model"],
+)

@@ -72,7 +72,18 @@ class ServingTable:
         metrics.SNAPSHOT_SWAPS.labels(stream, name).inc()
         metrics.SNAPSHOT_LEARNED.labels(stream, name).set(record["learned_count"])
         metrics.SNAPSHOT_AGE.labels(stream).set(max(0.0, time.time() - record["created_at_ms"] / 1000))
+        self._freshness(stream, name, record.get("newest_label_ms") or 0, replaces=current)
         return True
+
+    @staticmethod
+    def _freshness(stream: str, name: str, newest_label_ms: int, replaces: ServingModel | None) -> None:
+        """Label to served: the newest label the snapshot learned is served from now on."""
+        if newest_label_ms <= 0:
+            return  # the registry's snapshot, or a model that has learned nothing yet
+        metrics.SERVED_LABEL_TIME.labels(stream, name).set(newest_label_ms / 1000)
+        # Only a snapshot replacing one already held: the first after a (re)start would count the restart's wait.
+        if replaces is not None:
+            metrics.LABEL_TO_SERVED.labels(stream, name).observe(max(0.0, time.time() - newest_label_ms / 1000))
 
     def serve(self, stream: str) -> bool:
         """Swap in the serving set the alias table asks for, as far as its models have arrived."""

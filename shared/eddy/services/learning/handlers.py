@@ -107,6 +107,7 @@ class Learner:
         # Looked up once: labels() costs more than the update itself.
         self._learned = metrics.LEARNED.labels(contract.name, state.model.spec.name)
         self._label_delay = metrics.LABEL_DELAY.labels(contract.name)
+        self._to_learned = metrics.LABEL_TO_LEARNED.labels(contract.name, state.model.spec.name)
 
     def __call__(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
@@ -222,6 +223,10 @@ class Learner:
         self.state.learned[prediction["event_id"]] = now_ms
         self._learned.inc()
         self._label_delay.observe(max(0.0, (label["label_time_ms"] - prediction["event_time_ms"]) / 1000))
+        # Freshness: how long the label took to be learned, and the newest label the model includes.
+        self._to_learned.observe(max(0.0, (now_ms - label["label_time_ms"]) / 1000))
+        if label["label_time_ms"] > model.newest_label_ms:
+            model.newest_label_ms = label["label_time_ms"]
         example = {
             "event_id": prediction["event_id"],
             "stream": self.contract.name,

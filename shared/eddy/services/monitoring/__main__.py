@@ -1,7 +1,7 @@
 """Run the monitoring service: ``python -m eddy.services.monitoring``.
 
 It reads S.validated, S.predictions and S.labeled in its consumer group, follows
-S.profiles, S.dlq and eddy.model-events from the beginning, writes alerts to
+S.profiles, S.dlq, S.models (label freshness) and eddy.model-events from the beginning, writes alerts to
 S.alerts, and serves the dashboard at ``/dashboard`` beside ``/metrics``.
 """
 
@@ -27,7 +27,9 @@ def main() -> int:
     config = monitor_config()
     monitors.update({name: Monitor(contract, config) for name, contract in ctx.contracts.items()})
     control = SideFeed(
-        ctx.settings, ctx.topics("profiles") + ctx.topics("dlq") + [MODEL_EVENTS_TOPIC], "monitoring-control"
+        ctx.settings,
+        ctx.topics("profiles") + ctx.topics("dlq") + ctx.topics("models") + [MODEL_EVENTS_TOPIC],
+        "monitoring-control",
     )
     control.start()
 
@@ -72,6 +74,8 @@ def apply(ctx: ServiceContext, monitors: dict[str, Monitor], topic: str, value: 
         return
     if topic == MODEL_EVENTS_TOPIC:
         monitor.on_model_event(record)
+    elif topic.endswith(".models"):
+        monitor.on_snapshot(record)
     else:
         monitor.on_profile(record)
 

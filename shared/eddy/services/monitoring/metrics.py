@@ -43,3 +43,9 @@ ESTIMATION_ABS_ERROR = Histogram(
     ["stream", "model", "metric"],
     buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2),
 )
+FRESHNESS_LAG = Gauge(
+    "eddy_freshness_lag_seconds",
+    "Age of the newest label a version's served snapshot learned, while a newer label is learned and not served "
+    "(0: it serves every label learned); eddy.services.monitoring.freshness.",
+    ["stream", "model", "version"],
+)

@@ -1,0 +1,113 @@
+"""Label freshness of one model version: label time → learned → served, and the lag of what is served.
+
+Two inputs, both already on monitoring's way:
+
+- ``S.labeled``: each example carries its label's time (``label_time_ms``, also the
+  feedback record's Kafka timestamp) and when learning learned it (``joined_at_ms``):
+  label → learned, exactly, on learning's clock.
+- ``S.models`` (monitoring's control side feed): each snapshot learning publishes
+  carries ``newest_label_ms``, the newest label it learned. Inference swaps it in at
+  its next poll of the same topic, so label → served is measured at the snapshot's
+  publication (``created_at_ms``); inference's own ``eddy_label_to_served_seconds``
+  measures the swap-in itself.
+
+The **freshness lag** of a version is the age of the newest label its served
+snapshot learned, while a newer label has been learned and is not served yet; 0
+when the served snapshot includes every label learned. A learner falling behind
+keeps emitting (older and older) examples, so the lag grows with its backlog; a
+quiet stream (no labels) is not lagging. A learner that stopped altogether emits
+nothing: its health check says so, not this lag.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from eddy.services.monitoring.alerts import Evidence
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile of ``values`` (None when empty).
+
+    >>> quantile([0.3, 0.1, 0.2, 0.4], 0.5), quantile([0.3, 0.1, 0.2, 0.4], 0.99), quantile([], 0.5)
+    (0.2, 0.4, None)
+    """
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.999999) - 1))
+    return ordered[rank]
+
+
+class Freshness:
+    """Freshness of one model version, from its labeled examples and its snapshots.
+
+    Examples
+    --------
+    >>> f = Freshness("demo.labeled")
+    >>> f.learned(label_ms=1_000, joined_ms=1_200, partition=0, offset=0)
+    >>> f.lag_s(now_ms=2_000)  # learned, no snapshot served yet: waiting since its label time
+    1.0
+    >>> f.served(newest_label_ms=1_000, at_ms=1_500)
+    >>> f.lag_s(now_ms=9_000)  # the served snapshot has every label learned
+    0.0
+    >>> f.learned(label_ms=3_000, joined_ms=3_100, partition=0, offset=1)
+    >>> f.lag_s(now_ms=4_000)  # a newer label learned, not served: the served label's age
+    3.0
+    >>> f.summary(now_ms=4_000, max_lag_s=2.0)["status"]
+    'lagging'
+    """
+
+    def __init__(self, labeled_topic: str, samples: int = 10_000) -> None:
+        # Recent samples (seconds), bounded: the quantiles describe the last ``samples`` labels and snapshots.
+        self.to_learned: deque[float] = deque(maxlen=samples)
+        self.to_served: deque[float] = deque(maxlen=samples)
+        self.newest_learned_ms = 0
+        self.served_ms = 0
+        # The label time of the oldest label learned while no snapshot with labels was served yet.
+        self.first_learned_ms = 0
+        # The examples learned and not yet served: the alert's evidence.
+        self.evidence = Evidence(labeled_topic)
+        self.trigger: tuple[int, int] = (-1, -1)
+
+    def learned(self, label_ms: int, joined_ms: int, partition: int, offset: int) -> None:
+        """One labeled example of this version: its label was learned at ``joined_ms``."""
+        self.to_learned.append(max(0, joined_ms - label_ms) / 1000)
+        if self.first_learned_ms == 0 or label_ms < self.first_learned_ms:
+            self.first_learned_ms = label_ms
+        if label_ms > self.served_ms:
+            self.newest_learned_ms = max(self.newest_learned_ms, label_ms)
+            self.evidence.cover(partition, offset)
+            self.trigger = (partition, offset)
+
+    def served(self, newest_label_ms: int, at_ms: int) -> None:
+        """A snapshot of this version that learned labels up to ``newest_label_ms`` was published at ``at_ms``."""
+        if newest_label_ms <= self.served_ms:
+            return  # an older snapshot, or a replay of one already counted
+        self.to_served.append(max(0, at_ms - newest_label_ms) / 1000)
+        self.served_ms = newest_label_ms
+        if self.newest_learned_ms <= newest_label_ms:
+            self.evidence.reset()
+
+    def lag_s(self, now_ms: int) -> float:
+        """The freshness lag (seconds) of what is served now: see the module's docstring."""
+        if self.newest_learned_ms <= self.served_ms:
+            return 0.0
+        since = self.served_ms or self.first_learned_ms
+        return max(0, now_ms - since) / 1000
+
+    def summary(self, now_ms: int, max_lag_s: float | None) -> dict[str, Any]:
+        """The dashboard document's ``freshness`` entry (seconds)."""
+        learned, served = list(self.to_learned), list(self.to_served)
+        lag = self.lag_s(now_ms)
+        status = "unwatched" if max_lag_s is None else "lagging" if lag > max_lag_s else "ok"
+        return {
+            "label_to_learned_s": {"p50": quantile(learned, 0.5), "p99": quantile(learned, 0.99), "n": len(learned)},
+            "label_to_served_s": {"p50": quantile(served, 0.5), "p99": quantile(served, 0.99), "n": len(served)},
+            "lag_s": lag,
+            "max_lag_s": max_lag_s,
+            "status": status,
+            "newest_learned_label_ms": self.newest_learned_ms or None,
+            "served_label_ms": self.served_ms or None,
+        }

@@ -1,0 +1,196 @@
+"""Label freshness (label time → learned → served) and the learning_lag alert (issue 23, point 3)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from eddy.contracts.monitoring import FreshnessSpec, parse_monitoring
+from eddy.contracts.stream import StreamContract
+from eddy.ml.models import ModelState
+from eddy.services.inference import metrics as inference_metrics
+from eddy.services.inference.handlers import fresh_models
+from eddy.services.inference.serving import ServingTable
+from eddy.services.learning import metrics as learning_metrics
+from eddy.services.learning.handlers import Learner, LearnerState
+from eddy.services.monitoring.freshness import Freshness, quantile
+from eddy.services.monitoring.handlers import Monitor
+from prometheus_client import REGISTRY
+
+from tests.keys import TEST_KEYS
+from tests.records import demo_contract, label, prediction, record
+
+T0 = 1_700_000_100_000  # ms
+
+
+def contract_with(max_lag: str | None) -> StreamContract:
+    contract = demo_contract()
+    freshness = None if max_lag is None else parse_monitoring({"freshness": {"max_lag": max_lag}}, {}).freshness
+    return dataclasses.replace(contract, monitoring=dataclasses.replace(contract.monitoring, freshness=freshness))
+
+
+def labeled(i: int, label_ms: int, joined_ms: int, version: int = 1) -> dict[str, Any]:
+    return {
+        "event_id": f"e{i}",
+        "stream": "demo",
+        "model_name": "default",
+        "model_version": version,
+        "model_learned": i,
+        "prediction": True,
+        "probabilities": None,
+        "features": {},
+        "label": True,
+        "event_time_ms": label_ms - 100,
+        "predicted_at_ms": label_ms - 90,
+        "label_time_ms": label_ms,
+        "joined_at_ms": joined_ms,
+    }
+
+
+def snapshot(newest_label_ms: int, created_at_ms: int, version: int = 1) -> dict[str, Any]:
+    return {
+        "stream": "demo",
+        "model_name": "default",
+        "model_version": version,
+        "newest_label_ms": newest_label_ms,
+        "created_at_ms": created_at_ms,
+    }
+
+
+# -- the contract ------------------------------------------------------------------------------------------
+
+
+def test_contract_freshness_parses_and_rejects_bad_input() -> None:
+    assert parse_monitoring({}, {}).freshness is None, "no key: freshness is measured, no alert"
+    assert parse_monitoring({"freshness": {}}, {}).freshness == FreshnessSpec(30_000)
+    assert parse_monitoring({"freshness": {"max_lag": "1500ms"}}, {}).freshness == FreshnessSpec(1_500)
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_monitoring({"freshness": {"max_lag": "1s", "p99": "1s"}}, {})
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_monitoring({"freshness": {"max_lag": "soon"}}, {})
+    with pytest.raises(ValueError, match="must be a mapping"):
+        parse_monitoring({"freshness": "30s"}, {})
+
+
+# -- the pure computation ----------------------------------------------------------------------------------
+
+
+def test_quantiles_are_nearest_rank() -> None:
+    values = [i / 100 for i in range(1, 101)]
+    assert quantile(values, 0.5) == 0.5 and quantile(values, 0.99) == 0.99 and quantile(values, 1.0) == 1.0
+
+
+def test_lag_is_the_age_of_the_served_label_while_a_newer_one_waits() -> None:
+    f = Freshness("demo.labeled")
+    assert f.lag_s(T0) == 0.0, "nothing learned: nothing waits"
+    for i in range(10):
+        f.learned(T0 + i * 100, T0 + i * 100 + 20, partition=0, offset=i)
+    f.served(T0 + 900, at_ms=T0 + 1_000)
+    assert f.lag_s(T0 + 60_000) == 0.0, "every learned label is served: a quiet stream is not lagging"
+    f.learned(T0 + 1_100, T0 + 5_000, partition=0, offset=10)
+    assert f.lag_s(T0 + 6_000) == 5.1  # the served label (T0 + 900) is 5.1 s old and a newer one waits
+    assert f.evidence.records() == [{"partition": 0, "first_offset": 10, "last_offset": 10}]
+    f.served(T0 + 1_100, at_ms=T0 + 6_500)
+    assert f.lag_s(T0 + 7_000) == 0.0 and f.evidence.records() == []
+    f.served(T0 + 500, at_ms=T0 + 9_000)  # an older snapshot read late (a replay): changes nothing
+    summary = f.summary(T0 + 7_000, max_lag_s=2.0)
+    assert summary["label_to_learned_s"]["n"] == 11 and summary["label_to_learned_s"]["p50"] == 0.02
+    assert summary["label_to_learned_s"]["p99"] == 3.9
+    assert summary["label_to_served_s"] == {"p50": 0.1, "p99": 5.4, "n": 2}
+    assert summary["status"] == "ok" and summary["served_label_ms"] == T0 + 1_100
+
+
+def test_samples_are_bounded() -> None:
+    f = Freshness("demo.labeled", samples=100)
+    for i in range(10_000):
+        f.learned(T0 + i, T0 + i + 5, partition=0, offset=i)
+    assert len(f.to_learned) == 100
+
+
+# -- the alert in the monitor ------------------------------------------------------------------------------
+
+
+def test_learning_lag_fires_past_the_contracts_threshold_and_resolves() -> None:
+    now = [T0 / 1000]
+    monitor = Monitor(contract_with("2s"), clock=lambda: now[0])
+    out = monitor([record("demo.labeled", labeled(1, T0, T0 + 10), offset=1)])
+    monitor.on_snapshot(snapshot(T0, T0 + 50))
+    assert out.outputs == []
+    now[0] += 1
+    assert monitor([record("demo.labeled", labeled(2, T0 + 1_000, T0 + 1_010), offset=2)]).outputs == []
+    now[0] += 2  # the served label is 3 s old and label 2 is learned, not served
+    (alert,) = monitor([record("demo.labeled", labeled(3, T0 + 2_000, T0 + 2_010), offset=3)]).outputs
+    fired = alert.value
+    assert (fired["kind"], fired["subject"], fired["status"]) == ("learning_lag", "default", "firing")
+    assert fired["value"] == 3.0 and fired["threshold"] == 2.0 and fired["source_topic"] == "demo.labeled"
+    assert fired["offsets"] == [{"partition": 0, "first_offset": 2, "last_offset": 3}]
+    assert json.loads(fired["details"])["served_label_ms"] == T0
+    assert monitor([record("demo.labeled", labeled(4, T0 + 2_500, T0 + 2_600), offset=4)]).outputs == [], (
+        "still firing: one alert, not one per batch"
+    )
+
+    monitor.tick(now[0])
+    freshness = monitor.document["freshness"]
+    assert freshness["status"] == "lagging" and freshness["max_lag_s"] == 2.0 and freshness["lag_s"] == 3.0
+    value = REGISTRY.get_sample_value(
+        "eddy_freshness_lag_seconds", {"stream": "demo", "model": "default", "version": "1"}
+    )
+    assert value == 3.0
+
+    monitor.on_snapshot(snapshot(T0 + 2_500, T0 + 3_050))
+    (resolved,) = monitor([record("demo.validated", {"event_id": "v"}, offset=9)]).outputs
+    assert (resolved.value["status"], resolved.value["alert_id"]) == ("resolved", fired["alert_id"])
+
+
+def test_without_a_threshold_freshness_shows_but_never_alerts() -> None:
+    now = [T0 / 1000 + 100]
+    monitor = Monitor(contract_with(None), clock=lambda: now[0])
+    monitor.on_snapshot(snapshot(T0, T0 + 50))
+    assert monitor([record("demo.labeled", labeled(1, T0 + 10, T0 + 20), offset=1)]).outputs == []
+    monitor.tick(now[0])
+    freshness = monitor.document["freshness"]
+    assert freshness["status"] == "unwatched" and freshness["max_lag_s"] is None and freshness["lag_s"] == 100.0
+
+
+def test_a_registry_snapshot_without_labels_serves_nothing_new() -> None:
+    monitor = Monitor(contract_with("2s"), clock=lambda: T0 / 1000)
+    monitor.on_snapshot(snapshot(0, T0))
+    assert monitor.freshness == {}
+
+
+# -- learning and inference ---------------------------------------------------------------------------------
+
+
+def test_learning_stamps_the_newest_label_into_its_snapshots_and_times_it() -> None:
+    contract = demo_contract()
+    state = LearnerState(ModelState.fresh("demo", contract.champion))
+    now_s = 1_700_000_001.5
+    learner = Learner(contract, state, clock=lambda: now_s)
+    before = learning_metrics.LABEL_TO_LEARNED.labels("demo", "default")._sum.get()
+    learner([record("demo.predictions", prediction(i), offset=i) for i in range(3)])
+    learner([record("demo.feedback", label(i), offset=i) for i in range(3)])
+    assert state.model.newest_label_ms == label(2)["label_time_ms"]
+    spent = learning_metrics.LABEL_TO_LEARNED.labels("demo", "default")._sum.get() - before
+    assert spent == pytest.approx(sum(now_s - label(i)["label_time_ms"] / 1000 for i in range(3)))
+    assert state.model.to_snapshot_record(TEST_KEYS)["newest_label_ms"] == label(2)["label_time_ms"]
+
+
+def test_inference_times_label_to_served_at_swap_in() -> None:
+    contract = demo_contract()
+    t = ServingTable({"demo": contract}, fresh_models({"demo": contract}), TEST_KEYS)
+    state = ModelState.fresh("demo", contract.champion)
+
+    def count() -> float:
+        return inference_metrics.LABEL_TO_SERVED.labels("demo", "default")._sum.get()
+
+    before = count()
+    state.learned_count, state.newest_label_ms = 5, 1_000
+    assert t.load(state.to_snapshot_record(TEST_KEYS))
+    state.learned_count, state.newest_label_ms = 9, 2_000
+    assert t.load(state.to_snapshot_record(TEST_KEYS))
+    assert count() > before, "a snapshot replacing a served one is timed"
+    assert REGISTRY.get_sample_value(
+        "eddy_served_newest_label_timestamp_seconds", {"stream": "demo", "model": "default"}
+    ) == pytest.approx(2.0)
