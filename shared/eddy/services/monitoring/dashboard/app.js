@@ -63,7 +63,8 @@ function fmtNum(v) {
 
 // Quality metrics and their bands: three decimals, so a band's two ends can be told apart.
 const fmtMetric = (v) => (present(v) ? v.toFixed(3) : "—");
-const fmtBand = (e) => (e && present(e.value) ? `${fmtMetric(e.value)} (${fmtMetric(e.low)}–${fmtMetric(e.high)})` : "—");
+const fmtRange = (e) => `${fmtMetric(e.low)}–${fmtMetric(e.high)}`;
+const fmtBand = (e) => (e && present(e.value) ? `${fmtMetric(e.value)} (${fmtRange(e)})` : "—");
 const fmtSigned = (v) => (present(v) ? `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(3)}` : "—");
 const fmtShare = (v) => (present(v) ? `${Number((v * 100).toFixed(1))}%` : "—");
 
@@ -71,7 +72,8 @@ const fmtShare = (v) => (present(v) ? `${Number((v * 100).toFixed(1))}%` : "—"
 function fmtWhen(ms, now) {
   const d = new Date(ms);
   if (d.toDateString() === new Date(now).toDateString()) return fmtTime(ms);
-  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  const day = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+  return `${day} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
 }
 
 function fmtDuration(ms) {
@@ -349,14 +351,16 @@ function estimateTile(metric, e, line) {
   return h("div", { class: below ? "tile below" : "tile", "data-metric": metric },
     h("div", { class: "tile-name" }, label(metric)),
     h("div", { class: "tile-value" }, fmtMetric(e?.value)),
-    h("div", { class: "tile-band" }, e ? `95% ${fmtMetric(e.low)}–${fmtMetric(e.high)} · n ${fmtNum(e.n)}` : "—"),
+    h("div", { class: "tile-band" }, e ? `95% ${fmtRange(e)} · n ${fmtNum(e.n)}` : "—"),
     below ? badge("bad", "below the alert line") : null);
 }
 
-function estimateFacts(est) {
+function estimateFacts(est, role) {
   const line = alertLine(est);
+  // Only the champion's estimate raises the estimated_quality alert; the others show where it would.
+  const alert = role === "champion" ? "alert below" : "alert line (champion only)";
   const reference = present(est.reference_accuracy)
-    ? `reference accuracy ${fmtMetric(est.reference_accuracy)} · alert below ${fmtMetric(line)} (−${est.threshold})`
+    ? `reference accuracy ${fmtMetric(est.reference_accuracy)} · ${alert} ${fmtMetric(line)} (−${est.threshold})`
     : "reference accuracy: once the first calibration window is full";
   return h("p", { class: "facts" },
     `calibration ${est.calibration} on ${fmtNum(est.calibration_labels)} labels · ${reference}`);
@@ -382,8 +386,9 @@ function windowsTable(windows) {
 }
 
 function segmentEstimateRow(name, seg, overall) {
-  const worse = ESTIMATED_METRICS.filter((m) => seg[m] && overall && overall[m] && seg[m].value < overall[m].value - BIAS_GAP);
-  const cells = ESTIMATED_METRICS.map((m) => h("td", { class: worse.includes(m) ? "num worse" : "num" }, fmtBand(seg[m])));
+  const below = (m) => seg[m] && overall && overall[m] && seg[m].value < overall[m].value - BIAS_GAP;
+  const worse = ESTIMATED_METRICS.filter(below);
+  const cells = ESTIMATED_METRICS.map((m) => h("td", { class: below(m) ? "num worse" : "num" }, fmtBand(seg[m])));
   const n = Math.max(0, ...ESTIMATED_METRICS.map((m) => (seg[m] ? seg[m].n : 0)));
   return h("tr", { "data-segment": name, class: worse.length ? "biased" : null },
     h("td", {}, name, worse.length ? badge("bad", "worse") : null), numCell(n), cells);
@@ -401,10 +406,12 @@ function estimateCard(model) {
     : h("p", { class: "empty-note waiting" }, waitingText(est));
   return h("div", { class: `estimate-card role-${model.role}`, "data-model": versionKey(model) },
     h("h3", {}, `${model.model} v${model.version} `, badge("role", model.role)),
-    current, estimateFacts(est),
+    current, estimateFacts(est, model.role),
     h("div", { class: "estimate-tables" },
-      h("div", { class: "table-wrap" }, h("h4", {}, "recent windows: estimate vs realized"), windowsTable(est.windows || [])),
-      h("div", { class: "table-wrap" }, h("h4", {}, "segments: latest predictions"), segmentsTable(est.segments, est.current))));
+      h("div", { class: "table-wrap" },
+        h("h4", {}, "recent windows: estimate vs realized"), windowsTable(est.windows || [])),
+      h("div", { class: "table-wrap" },
+        h("h4", {}, "segments: latest predictions"), segmentsTable(est.segments, est.current))));
 }
 
 // Estimated (dashed) and realized accuracy of each version, in the colours of the quality charts.
@@ -494,43 +501,60 @@ function evidenceItems(evidence) {
   return items;
 }
 
-function evidenceCell(evidence) {
+function evidenceCell(evidence, open) {
   const reason = (evidence || {}).reason;
   const items = evidenceItems(evidence);
   const details = items.length
-    ? h("details", {}, h("summary", {}, `evidence (${items.length})`),
+    ? h("details", { open }, h("summary", {}, `evidence (${items.length})`),
       h("dl", {}, items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])))
     : null;
   return h("td", { class: "evidence" }, reason ? h("div", { class: "reason" }, reason) : null, details);
+}
+
+function periodSpan(period, now) {
+  const until = present(period.until_ms) ? fmtWhen(period.until_ms, now) : "now";
+  return `${fmtWhen(period.from_ms, now)} → ${until}`;
 }
 
 function periodBar(period, axis) {
   const until = period.until_ms ?? axis.now;
   const x = linear(axis.from, axis.until, 0, 100);
   const style = `left:${x(period.from_ms).toFixed(2)}%;width:${(x(until) - x(period.from_ms)).toFixed(2)}%`;
-  // The challenger's canary share as a stripe of the bar's height: the traffic it answered.
-  const stripe = period.challenger
-    ? h("span", { class: "canary", style: `height:${Math.max(15, period.canary * 100).toFixed(0)}%`,
+  // The challenger's canary share as a stripe of the bar's height: the traffic it answered (a sliver stays visible).
+  const stripe = period.challenger && period.canary > 0
+    ? h("span", { class: "canary", style: `height:${Math.max(8, period.canary * 100).toFixed(0)}%`,
       title: `${period.challenger}: ${canaryText(period.canary)}` })
     : null;
-  return h("td", { class: "track-cell" }, h("div", { class: "track" },
-    h("div", { class: `bar cause-${period.cause}`, style, title: `${period.champion} from ${fmtWhen(period.from_ms, axis.now)}` },
-      stripe)));
+  const title = `${period.champion} ${periodSpan(period, axis.now)}`;
+  return h("td", { class: "track-cell" },
+    h("div", { class: "track" }, h("div", { class: `bar cause-${period.cause}`, style, title }, stripe)));
 }
 
-function periodRow(period, axis) {
-  const until = period.until_ms ?? axis.now;
-  const span = `${fmtWhen(period.from_ms, axis.now)} → ${present(period.until_ms) ? fmtWhen(period.until_ms, axis.now) : "now"}`;
-  const challenger = period.challenger
-    ? [h("span", { class: "mono" }, period.challenger), " ", badge("canary", canaryText(period.canary))]
-    : h("span", { class: "none" }, "—");
+function spanCell(period, now) {
+  const duration = fmtDuration((period.until_ms ?? now) - period.from_ms);
+  return h("td", { class: "span" }, periodSpan(period, now), h("div", { class: "duration" }, duration));
+}
+
+function challengerCell(period) {
+  if (!period.challenger) return h("td", { class: "challenger none" }, "—");
+  const share = period.canary > 0 ? badge("canary", canaryText(period.canary)) : badge("canary", "no traffic");
+  return h("td", { class: "challenger" }, h("span", { class: "mono" }, period.challenger), " ", share);
+}
+
+const causeCell = (period) => h("td", { class: "cause" },
+  badge(`cause-${period.cause}`, label(period.cause)), period.by ? ` by ${period.by}` : null);
+
+function periodRow(period, axis, open) {
   const classes = ["period", period.challenger ? "trial" : null, present(period.until_ms) ? null : "current"];
   return h("tr", { class: classes.filter(Boolean).join(" "), "data-period": period.from_ms },
-    h("td", { class: "span" }, span, h("div", { class: "duration" }, fmtDuration(until - period.from_ms))),
-    periodBar(period, axis),
-    h("td", { class: "mono champion" }, period.champion), h("td", { class: "challenger" }, challenger),
-    h("td", { class: "cause" }, badge(`cause-${period.cause}`, label(period.cause)), period.by ? ` by ${period.by}` : ""),
-    evidenceCell(period.evidence));
+    spanCell(period, axis.now), periodBar(period, axis),
+    h("td", { class: "mono champion" }, period.champion), challengerCell(period), causeCell(period),
+    evidenceCell(period.evidence, open.has(String(period.from_ms))));
+}
+
+// The table is rebuilt at every poll: the evidence someone opened stays open.
+function openPeriods(container) {
+  return new Set([...container.querySelectorAll("details[open]")].map((d) => d.closest("tr").dataset.period));
 }
 
 function renderHistory(doc) {
@@ -538,11 +562,14 @@ function renderHistory(doc) {
   const shown = periods.slice(-HISTORY_ROWS);
   const now = Math.max(doc.generated_at_ms ?? Date.now(), ...shown.map((p) => p.until_ms ?? p.from_ms));
   const axis = { from: shown.length ? shown[0].from_ms : now, until: now, now };
-  const head = ["period", `${shown.length ? fmtWhen(axis.from, now) : ""} → now`, "champion", "challenger", "cause", "evidence"];
+  const axisHead = shown.length ? `${fmtWhen(axis.from, now)} → now` : "";
+  const head = ["period", axisHead, "champion", "challenger", "cause", "evidence"];
   const hidden = periods.length - shown.length;
   const note = hidden > 0 ? h("p", { class: "empty-note" }, `${hidden} earlier periods not shown`) : null;
-  document.getElementById("history").replaceChildren(
-    ...[note, table(head, shown.map((p) => periodRow(p, axis)), "no registry event seen yet")].filter(Boolean));
+  const container = document.getElementById("history");
+  const open = openPeriods(container);
+  const rows = shown.map((p) => periodRow(p, axis, open));
+  container.replaceChildren(...[note, table(head, rows, "no registry event seen yet")].filter(Boolean));
   document.getElementById("history-count").textContent = String(periods.length);
 }
 
