@@ -262,11 +262,40 @@ def _print_board(stream: str, roles: dict[str, Any], board: dict[str, Any]) -> N
         for segment, values in m.get("segments", {}).items():
             seg = "  ".join(f"{k} {v:.3f}" for k, v in values.items() if k != "labeled" and v is not None)
             print(f"      {segment:<12} labeled {values.get('labeled', 0)}  {seg}")
+    if board.get("freshness"):
+        print(f"  {freshness_line(board['freshness'])}")
     alerts = board.get("alerts") or []
     print(f"  open alerts: {len(alerts)}")
     for a in alerts:
         reading = f"{a['statistic']} {a['value']:.3f} (threshold {a['threshold']:g})"
         print(f"    {a['kind']} {a['subject']}: {reading}; {a['window']}")
+
+
+def freshness_line(freshness: dict[str, Any]) -> str:
+    """The champion's label freshness (the dashboard's ``freshness`` entry) as one line.
+
+    >>> print(freshness_line({"model": "default", "version": 1, "lag_s": 0.4, "max_lag_s": 30.0, "status": "ok",
+    ...     "label_to_learned_s": {"p50": 0.05, "p99": 0.2, "n": 900},
+    ...     "label_to_served_s": {"p50": 0.6, "p99": 1.1, "n": 40}}))
+    freshness default v1: label to learned p50 0.05s p99 0.20s, to served p50 0.60s p99 1.10s; lag 0.4s (max 30s, ok)
+    >>> print(freshness_line({"model": "default", "version": 1, "lag_s": 0.0, "max_lag_s": None,
+    ...     "status": "unwatched", "label_to_learned_s": {"p50": None, "p99": None, "n": 0},
+    ...     "label_to_served_s": {"p50": None, "p99": None, "n": 0}}))
+    freshness default v1: label to learned p50 - p99 -, to served p50 - p99 -; lag 0.0s (no max_lag: no alert)
+    """
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}s"
+
+    learned, served = freshness["label_to_learned_s"], freshness["label_to_served_s"]
+    limit = freshness.get("max_lag_s")
+    watched = "no max_lag: no alert" if limit is None else f"max {limit:g}s, {freshness['status']}"
+    return (
+        f"freshness {freshness['model']} v{freshness['version']}: "
+        f"label to learned p50 {seconds(learned['p50'])} p99 {seconds(learned['p99'])}, "
+        f"to served p50 {seconds(served['p50'])} p99 {seconds(served['p99'])}; "
+        f"lag {freshness['lag_s']:.1f}s ({watched})"
+    )
 
 
 def estimate_line(estimated: dict[str, Any]) -> str:
