@@ -262,22 +262,24 @@ class Retraining:
             self._apply_roles(state, roles)
         kind = event.get("event_type")
         details = event_details(event)
+        decided: list[dict[str, Any]] = []  # by the examples read before the event that opened a trial
         if kind == REGISTERED and roles is not None and details.get("candidate_id"):
             state.awaiting.pop(str(details["candidate_id"]), None)
-            state.trials.open_shadow(event, roles)
+            decided = state.trials.open_shadow(event, roles)
         elif kind == PROMOTED and roles is not None and details.get("previous"):
             previous = VersionKey.parse(str(details["previous"]))
             labels = details.get("probation_labels")
             if not isinstance(labels, int) or isinstance(labels, bool) or labels < 1:
                 labels = state.contract.retraining.promotion.rollback_labels
-            state.trials.open_probation(event, previous, roles, labels)
+            decided = state.trials.open_probation(event, previous, roles, labels)
         elif kind == REQUEST_REFUSED and details.get("request"):
             state.trials.refused(str(details["request"]))
             log.info("request refused", extra={"stream": state.contract.name, "why": details.get("reason")})
         elif kind == RETRAIN_REQUESTED:
             # Anyone's request (a user's through the registry, or ours read back): acted on once.
             return self._accept(state, event, record, publish=False)
-        return self._maybe_train(state, record)
+        out = [o for e in decided for o in self._event_out(state, e, record)]
+        return out + self._maybe_train(state, record)
 
     def _apply_roles(self, state: StreamState, roles: StreamRoles) -> None:
         before = state.roles

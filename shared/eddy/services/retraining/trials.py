@@ -25,6 +25,13 @@ the evidence, with ids derived from the event that opened the trial, so a
 replay asks again with the same ids and the registry applies them once.
 A trial ends when its versions change alias (archived, champion replaced) or
 the registry refuses its request.
+
+A trial pairs every example predicted since it opened, whether its label was read before or after the
+event that opened it: the last :data:`RECENT_EXAMPLES` labeled examples of the stream are kept and given
+to a trial when it opens. Live, labels of events predicted after a registration can be read before it;
+in a replay after a restart, ``S.labeled`` is often read thousands of records ahead of
+``eddy.model-events``, and a trial that took only the examples read after it judged later labels than
+the live one did (the lifecycle test saw a challenger archived that live had promoted).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ SHADOW_TRIAL, PROBATION = "shadow", "probation"
 PROMOTE, ARCHIVE, ROLLBACK, KEEP = "promote", "archive", "rollback", "keep"
 CHECK_EVERY = 50
 ACTOR = "retraining"
+RECENT_EXAMPLES = 20_000
 
 
 @dataclass
@@ -160,6 +168,8 @@ class Trials:
         self.clock_ms = clock_ms
         self.shadow: Trial | None = None
         self.probation: Trial | None = None
+        # (version, event id) -> example, oldest first: what a trial opening now is given first.
+        self.recent: OrderedDict[tuple[VersionKey, str], Example] = OrderedDict()
 
     @property
     def open(self) -> list[Trial]:
@@ -167,23 +177,40 @@ class Trials:
 
     # -- opening and closing -----------------------------------------------------------------
 
-    def open_shadow(self, event: Mapping[str, Any], roles: StreamRoles) -> None:
-        """A retrained challenger was registered: pair it with the champion."""
+    def open_shadow(self, event: Mapping[str, Any], roles: StreamRoles) -> list[dict[str, Any]]:
+        """A retrained challenger was registered: pair it with the champion; the events of a decision the
+        examples already read complete."""
         key = VersionKey(event["model_name"], int(event["model_version"]))
         alias = roles.alias_of(key)
         if alias in (None, ARCHIVED) or key == roles.champion:
-            return
+            return []
         if self.shadow is not None and self.shadow.contender != key:
             log.info("shadow trial replaced", extra={"stream": self.stream, "was": str(self.shadow.contender)})
-        if self.shadow is None or self.shadow.contender != key:
-            self.shadow = self._trial(SHADOW_TRIAL, roles.champion, key, self.policy.shadow_labels, event)
+        if self.shadow is not None and self.shadow.contender == key:
+            return []
+        self.shadow = self._trial(SHADOW_TRIAL, roles.champion, key, self.policy.shadow_labels, event)
+        return self._catch_up(self.shadow)
 
-    def open_probation(self, event: Mapping[str, Any], previous: VersionKey, roles: StreamRoles, labels: int) -> None:
+    def open_probation(
+        self, event: Mapping[str, Any], previous: VersionKey, roles: StreamRoles, labels: int
+    ) -> list[dict[str, Any]]:
         """A new champion: on probation against the previous one, which the registry keeps as a shadow."""
         champion = VersionKey(event["model_name"], int(event["model_version"]))
         if roles.champion != champion or roles.alias_of(previous) in (None, ARCHIVED):
-            return
+            return []
         self.probation = self._trial(PROBATION, champion, previous, labels, event)
+        return self._catch_up(self.probation)
+
+    def _catch_up(self, trial: Trial) -> list[dict[str, Any]]:
+        """Give a new trial the recent examples of its two versions, in the order they were read."""
+        events: list[dict[str, Any]] = []
+        for (key, _), example in list(self.recent.items()):
+            if trial.decision is not None:
+                break
+            if trial.add(key, example):
+                metrics.TRIAL_PAIRS.labels(self.stream, trial.kind).set(trial.pairs)
+                events += self._judge(trial)
+        return events
 
     def _trial(self, kind: str, champion: VersionKey, contender: VersionKey, needed: int, event: Any) -> Trial:
         log.info(
@@ -227,6 +254,9 @@ class Trials:
 
     def on_example(self, key: VersionKey, example: Example) -> list[dict[str, Any]]:
         """Feed one labeled example to the open trials; the events of any decision it completes."""
+        self.recent[(key, example.event_id)] = example
+        while len(self.recent) > RECENT_EXAMPLES:
+            self.recent.popitem(last=False)
         events: list[dict[str, Any]] = []
         for trial in self.open:
             if trial.add(key, example):

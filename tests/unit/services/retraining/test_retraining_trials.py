@@ -238,3 +238,39 @@ def test_decisions_have_deterministic_ids() -> None:
         return [e["event_id"] for e in events]
 
     assert run() == run() and len(set(run())) == 2
+
+
+def test_examples_read_before_the_registration_count_and_decide_as_live() -> None:
+    """A replay reads S.labeled ahead of eddy.model-events: the trial still judges the same first pairs."""
+    rng = random.Random(3)
+    labels = [rng.random() < 0.5 for _ in range(POLICY.shadow_labels)]
+
+    def feed(trials: Trials, i: int) -> list[dict[str, Any]]:
+        # The champion is right 80% of the time, the challenger always.
+        champion_says = labels[i] if i % 5 else not labels[i]
+        return trials.on_example(OLD, example(i, champion_says, labels[i])) + trials.on_example(
+            NEW, example(i, labels[i], labels[i])
+        )
+
+    live = shadow_trials()
+    live_events = [e for i in range(POLICY.shadow_labels) for e in feed(live, i)]
+
+    replayed = Trials("demo", "binary", POLICY, lambda: 5_000.0)
+    before_opening = [e for i in range(POLICY.shadow_labels) for e in feed(replayed, i)]
+    event = fact(REGISTERED, NEW, {OLD: "champion", NEW: "shadow"}, candidate_id="c1", parent="default@1")
+    roles = roles_of_event(event)
+    assert roles is not None and before_opening == []
+    replay_events = replayed.open_shadow(event, roles)
+    assert [e["event_type"] for e in replay_events] == [PROMOTION_REQUESTED, TRIAL_RESULT]
+    assert replay_events == live_events  # the same ids and evidence: the registry applies them once
+
+
+def test_examples_predicted_before_a_trial_opened_stay_out_of_it() -> None:
+    trials = Trials("demo", "binary", POLICY, lambda: 5_000.0)
+    for i in range(POLICY.shadow_labels):
+        trials.on_example(OLD, example(i, True, True, at=0))
+        trials.on_example(NEW, example(i, False, True, at=0))
+    event = fact(REGISTERED, NEW, {OLD: "champion", NEW: "shadow"}, candidate_id="c1", parent="default@1")
+    roles = roles_of_event(event)
+    assert roles is not None
+    assert trials.open_shadow(event, roles) == [] and trials.shadow is not None and trials.shadow.pairs == 0
