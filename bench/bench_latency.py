@@ -8,6 +8,9 @@ directory. After a warm-up it reads, for ``--seconds``:
 - ``demo.feedback``, ``demo.models`` and the predictions: label freshness, from a label's produce time to
   the first snapshot that learned it, and to the first served prediction by such a snapshot;
 - with ``--hops``, taps on ``demo.events`` and ``demo.validated``: the time of each hop;
+- the stack's own freshness metrics over the same window (issue 23): learning's ``eddy_label_to_learned_seconds``
+  and inference's ``eddy_label_to_served_seconds`` histograms (read inside each bucket as histogram_quantile does),
+  and the monitoring dashboard's ``freshness`` entry at the end (p50/p99 over its last samples, the lag);
 - the CPU of every process of the stack over the same window (``bench.bench_cost``).
 
 Baselines in the same run: one raw hop (timestamped records produced at the same rate and consumed, with
@@ -251,6 +254,65 @@ def batch_totals(stack: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return totals
 
 
+FRESHNESS_METRICS = {
+    "eddy_label_to_learned_seconds": "stack's metric: label → learned (learning's histogram, interpolated)",
+    "eddy_label_to_served_seconds": "stack's metric: label → served at swap-in (inference's histogram, interpolated)",
+}
+
+
+def freshness_buckets(stack: dict[str, Any]) -> dict[str, dict[float, float]]:
+    """Per freshness histogram, its cumulative bucket counts (``le`` in seconds) summed over every service."""
+    found: dict[str, dict[float, float]] = {name: {} for name in FRESHNESS_METRICS}
+    for info in (stack.get("services") or {}).values():
+        if not info.get("url"):
+            continue
+        try:
+            text = httpx.get(f"{info['url']}/metrics", timeout=2.0).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            name, _, rest = line.partition("_bucket{")
+            if name not in found or 'model="default"' not in rest:
+                continue
+            le = rest.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            found[name][bound] = found[name].get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def bucket_values(before: dict[float, float], after: dict[float, float]) -> list[float]:
+    """The window's observations of a histogram (ms), from two scrapes, spread evenly inside each bucket.
+
+    That is how Prometheus's ``histogram_quantile`` reads a bucket; the +Inf bucket's are put at the
+    largest finite bound.
+
+    >>> bucket_values({0.1: 1, 1.0: 1, float("inf"): 1}, {0.1: 3, 1.0: 5, float("inf"): 5})
+    [50.0, 100.0, 550.0, 1000.0]
+    """
+    values: list[float] = []
+    below, lower = 0.0, 0.0
+    finite = [b for b in after if b != float("inf")]
+    for bound in sorted(after):
+        cumulative = after[bound] - before.get(bound, 0.0)
+        count = int(cumulative - below)
+        upper = bound if bound != float("inf") else max(finite, default=lower)
+        values += [(lower + (upper - lower) * (i + 1) / count) * 1000 for i in range(count)]
+        below, lower = cumulative, upper
+    return values
+
+
+def dashboard_freshness(stack: dict[str, Any]) -> dict[str, Any] | None:
+    """The monitoring dashboard's ``freshness`` entry for the demo stream (None when it does not answer)."""
+    url = ((stack.get("services") or {}).get("monitoring") or {}).get("url")
+    if not url:
+        return None
+    try:
+        document = httpx.get(f"{url}/api/dashboard", params={"stream": "demo"}, timeout=3.0).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return document.get("freshness")
+
+
 @dataclass
 class Run:
     """Everything measured for one broker at one rate."""
@@ -264,6 +326,8 @@ class Run:
     cost: Cost | None = None
     # Per service over the window: (micro-batches per second, mean records per micro-batch).
     batches: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # The monitoring dashboard's freshness entry at the end of the window.
+    dashboard: dict[str, Any] | None = None
 
 
 def idle_hop(broker: str, rate: float, seconds: float, fetch_wait: int) -> list[float]:
@@ -300,6 +364,7 @@ def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
         me = cpu_seconds(os.getpid()) or 0.0
         start = meter.sample()
         batches_before = batch_totals(stack)
+        buckets_before = freshness_buckets(stack)
         fresh: list[tuple[list[float], list[float]]] = []
         freshness = threading.Thread(target=lambda: fresh.append(measure_freshness(settings, args.seconds)))
         freshness.start()
@@ -316,6 +381,10 @@ def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
             records0, count0 = batches_before.get(name, (0.0, 0.0))
             if count > count0:
                 run.batches[name] = ((count - count0) / (end.at - start.at), (records - records0) / (count - count0))
+        buckets_after = freshness_buckets(stack)
+        for name, row in FRESHNESS_METRICS.items():
+            run.rows[row] = bucket_values(buckets_before[name], buckets_after[name])
+        run.dashboard = dashboard_freshness(stack)
         run.cost = window_cost(broker, rate, start, end, "demo.events")
         run.cost.cpu[READERS] = (cpu_seconds(os.getpid()) or 0.0) - me
         meter.close()
@@ -333,7 +402,7 @@ E2E = "eddy: ingestion → prediction (two hops)"
 PROCESSING = "eddy: inference processing of one micro-batch"
 LEARNED = "freshness: label produced → learned (in a published snapshot)"
 SERVED = "freshness: label produced → served by a model that learned it"
-ORDER = (IDLE, BASELINE, E2E, PROCESSING, LEARNED, SERVED)
+ORDER = (IDLE, BASELINE, E2E, PROCESSING, LEARNED, SERVED, *FRESHNESS_METRICS.values())
 
 
 def quantiles(values: list[float]) -> tuple[float, float, float] | None:
@@ -419,6 +488,9 @@ def main() -> None:
         costs = [r.cost for r in runs if r.rate == rate and r.cost]
         print(f"\nCPU over the window at {rate:,.0f} events/s (bench readers running):")
         print(cost_table(costs))
+    print("\nThe monitoring dashboard's freshness entry at the end of each window (seconds):")
+    for run in runs:
+        print(f"{run.broker} at {run.rate:,.0f}/s: {run.dashboard}")
     print("\nMicro-batches over the window: batches/s, mean records per batch")
     for run in runs:
         cells = ", ".join(f"{name} {per_s:,.0f}/s x {size:,.1f}" for name, (per_s, size) in sorted(run.batches.items()))

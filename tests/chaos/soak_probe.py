@@ -24,6 +24,15 @@ remembered ids, the dashboard's history) would fill for longer than a run at the
 learner keeps 2 M ids: 17 min at 2,000/s) and look like a leak. Unless ``scaled_bounds`` is off, the
 run sizes them to fill in the first half of the warm-up, so the verdict sees them full and checks
 that their bound holds.
+
+With ``learner_speed`` set (issue 23: "a learner held at half the needed speed"), a ``LearnerThrottle``
+holds the learning service to that fraction of the label rate during the load, by SIGSTOP and SIGCONT:
+it stops the learner whenever the labels it learned reach ``learner_speed`` times the labels accepted so
+far, and lets it go on when the load has caught up. The learner falls further behind all through the
+load (its input waits in Kafka), and the same verdict holds: every process's memory bounded, the join
+state within its bound, and, once it runs free again after the load, every label learned. With
+``max_lag_s`` the contract's ``monitoring.freshness.max_lag`` is set to it, and the run records the
+dashboard's ``freshness`` entry and open alerts when the load ends and after the drain.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import os
 import queue
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +98,10 @@ class SoakConfig:
     stack_timeout_s: float = 120.0
     max_request: int = 5000
     scaled_bounds: bool = True
+    # The learner held to this fraction of the label rate during the load (None: free); see LearnerThrottle.
+    learner_speed: float | None = None
+    # The contract's monitoring.freshness.max_lag for the run, in seconds (None: the demo contract's).
+    max_lag_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.label_delay_s + self.allowed_lateness_s >= self.warmup_s:
@@ -119,6 +133,8 @@ def write_contract(directory: Path, config: SoakConfig) -> None:
         ("triggers: {drift: true}", "triggers: {drift: false}"),
         ("allowed_lateness: 1h", f"allowed_lateness: {config.allowed_lateness_s:g}s"),
     )
+    if config.max_lag_s is not None:
+        replacements += (("freshness: {max_lag: 30s}", f"freshness: {{max_lag: {config.max_lag_s:g}s}}"),)
     for old, new in replacements:
         if old not in text:
             raise RuntimeError(f"schemas/streams/demo.yaml no longer says {old!r}: update tests/chaos/soak_probe.py")
@@ -361,6 +377,65 @@ class SoakLoad:
         return None
 
 
+# -- the throttled learner ----------------------------------------------------------------------------
+
+
+class LearnerThrottle:
+    """Holds the learning service (pid ``pid``) to ``speed`` times the labels accepted so far, by SIGSTOP/SIGCONT.
+
+    Every ``TICK_S`` while the learner runs, its learned count is read from its ``/metrics``; at or past
+    its target it is stopped, with the count it stopped at, and it goes on once the target has passed that
+    count. The sampler reads the learner's metrics too, so it takes a sample inside :meth:`running`, which
+    lets the learner go on meanwhile (the next tick stops it again if it is ahead).
+    """
+
+    def __init__(self, pid: int, metrics_url: str, speed: float, tally: LoadTally) -> None:
+        if not 0 < speed < 1:
+            raise ValueError(f"learner_speed must be in (0, 1), not {speed!r}")
+        self.pid, self.url, self.speed, self.tally = pid, metrics_url, speed, tally
+        self.lock = threading.Lock()
+        self.stopped_at: float | None = None  # the learned count when stopped; None while it runs
+        self.stops = 0
+        self.stopped_s = 0.0
+        self._since = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        """Throttle until ``stop``; the learner is left running."""
+        try:
+            while not stop.wait(TICK_S):
+                with self.lock:
+                    self._step()
+        finally:
+            with self.lock:
+                self._go_on()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """The learner running for the duration (to read its metrics), throttled again afterwards."""
+        with self.lock:
+            self._go_on()
+            yield
+
+    def _step(self) -> None:
+        target = self.speed * self.tally.accepted_labels
+        if self.stopped_at is not None:
+            if target > self.stopped_at:
+                self._go_on()
+            return
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            learned = scrape(self.url, (LEARNED,)).get((LEARNED, ""), 0.0)
+            if learned >= target:
+                os.kill(self.pid, signal.SIGSTOP)
+                self.stopped_at, self._since = learned, time.monotonic()
+                self.stops += 1
+
+    def _go_on(self) -> None:
+        if self.stopped_at is not None:
+            os.kill(self.pid, signal.SIGCONT)
+            self.stopped_at = None
+            self.stopped_s += time.monotonic() - self._since
+
+
 # -- sampling ------------------------------------------------------------------------------------------
 
 JOIN_STATE = "eddy_join_state_size"
@@ -424,14 +499,17 @@ def consumer_lags(stack: Mapping[str, Any]) -> dict[str, float]:
     return lags
 
 
-def sample_until(state: Path, config: SoakConfig, origin: float, stop: threading.Event) -> list[Sample]:
+def sample_until(
+    state: Path, config: SoakConfig, origin: float, stop: threading.Event, throttle: LearnerThrottle | None = None
+) -> list[Sample]:
     """Samples every ``sample_interval_s`` from ``origin`` until ``stop`` (at most one per interval of the run)."""
     samples: list[Sample] = []
     limit = int(config.duration_s / config.sample_interval_s) + 2
     for index in range(limit):
         if stop.wait(max(0.0, origin + index * config.sample_interval_s - time.monotonic())):
             break
-        sample = take_sample(state, time.monotonic() - origin)
+        with throttle.running() if throttle is not None else contextlib.nullcontext():
+            sample = take_sample(state, time.monotonic() - origin)
         if sample is not None:
             samples.append(sample)
     return samples
@@ -642,6 +720,10 @@ class SoakResult:
     load_averages: tuple[float, float] = (0.0, 0.0)
     # This process (the load and the sampler) during the load, in % of one core.
     client_cpu_percent: float = 0.0
+    # With a throttled learner: how often it was stopped, and for how many seconds in all.
+    throttled: tuple[int, float] | None = None
+    # The dashboard's freshness entry and open alert kinds, when the load ended and after the drain.
+    freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -666,6 +748,12 @@ class SoakResult:
             self.verdict.table(),
             lag_summary(self.outcome.samples, c),
         ]
+        if self.throttled is not None:
+            stops, stopped_s = self.throttled
+            lines.append(
+                f"learner held at {c.learner_speed:.0%} of the label rate: stopped {stops}x, {stopped_s:.0f}s in all"
+            )
+        lines += [f"freshness {when}: {seen}" for when, seen in self.freshness.items()]
         return "\n".join(lines)
 
 
@@ -713,25 +801,54 @@ def run_soak(config: SoakConfig, workdir: Path) -> SoakResult:
         origin = time.monotonic()
         load_at_start = os.getloadavg()[0]
         client_cpu = time.process_time()
+        throttle = None
+        if config.learner_speed is not None:
+            learning = stack["services"]["learning"]
+            throttle = LearnerThrottle(int(learning["pid"]), learning["url"], config.learner_speed, load.tally)
+        holder = threading.Thread(target=throttle.run, args=(stop,), name="soak-throttle") if throttle else None
         sampler = threading.Thread(
-            target=lambda: samples.extend(sample_until(state, config, origin, stop)), name="soak-sampler"
+            target=lambda: samples.extend(sample_until(state, config, origin, stop, throttle)), name="soak-sampler"
         )
         sampler.start()
+        if holder is not None:
+            holder.start()
         try:
             tally = load.run(stop)
         finally:
             stop.set()
             sampler.join()
+            if holder is not None:
+                holder.join()
         phases["load"] = time.monotonic() - origin
+        freshness = {"when the load ended": dashboard_freshness(stack)}
         load_averages = (load_at_start, os.getloadavg()[0])
         client_cpu_percent = 100 * (time.process_time() - client_cpu) / phases["load"]
         drained = time.monotonic()
         predictions, learned = drain(state, tally, config.drain_timeout_s)
         phases["drain"] = time.monotonic() - drained
+        freshness["after the drain"] = dashboard_freshness(stack, settle_s=3.0)
         final = read_stack(state) or {"services": {}}
         restarts = {name: int(info.get("restarts", 0)) for name, info in final["services"].items()}
         stopping = time.monotonic()
     phases["down"] = time.monotonic() - stopping
     outcome = Outcome(samples, tally, predictions, learned, restarts)
     elapsed = time.monotonic() - began
-    return SoakResult(config, outcome, judge(outcome, config), elapsed, phases, load_averages, client_cpu_percent)
+    throttled = (throttle.stops, throttle.stopped_s) if throttle is not None else None
+    verdict = judge(outcome, config)
+    return SoakResult(
+        config, outcome, verdict, elapsed, phases, load_averages, client_cpu_percent, throttled, freshness
+    )
+
+
+def dashboard_freshness(stack: Mapping[str, Any], settle_s: float = 0.0) -> dict[str, Any]:
+    """The monitoring dashboard's ``freshness`` entry and open alert kinds ({} if it does not answer).
+
+    ``settle_s``: wait that long first, for monitoring to read the last snapshot and tick.
+    """
+    time.sleep(settle_s)
+    url = (stack.get("services") or {}).get("monitoring", {}).get("url")
+    try:
+        document = httpx.get(f"{url}/api/dashboard", params={"stream": STREAM}, timeout=REQUEST_TIMEOUT_S).json()
+    except (httpx.HTTPError, ValueError, TypeError):
+        return {}
+    return {"freshness": document.get("freshness"), "alerts": sorted(a["kind"] for a in document.get("alerts", []))}

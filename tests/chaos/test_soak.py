@@ -9,11 +9,22 @@ broken judge cannot pass a leaking stack.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.chaos.soak_probe import BROKER, LoadTally, Outcome, Sample, SoakConfig, judge, lag_summary, run_soak
+from tests.chaos.soak_probe import (
+    BROKER,
+    LearnerThrottle,
+    LoadTally,
+    Outcome,
+    Sample,
+    SoakConfig,
+    judge,
+    lag_summary,
+    run_soak,
+)
 
 CI_SOAK = SoakConfig(
     duration_s=50.0,
@@ -26,6 +37,9 @@ CI_SOAK = SoakConfig(
     stack_timeout_s=60.0,
 )
 UNIT = SoakConfig(duration_s=100.0, rate=100.0, sample_interval_s=5.0)
+# Issue 23: the learner held at half the label rate for the whole load (about 90 s in all). Its backlog
+# grows to about 20 s of labels, past the 3 s freshness threshold set for the run.
+HALF_SPEED_SOAK = replace(CI_SOAK, duration_s=40.0, warmup_fraction=0.3, learner_speed=0.5, max_lag_s=3.0)
 
 
 def made_up(
@@ -119,3 +133,23 @@ def test_short_soak_shows_no_unbounded_growth(tmp_path: Path) -> None:
     result = run_soak(CI_SOAK, tmp_path)
     print(result.report())
     assert result.passed, result.report()
+
+
+def test_a_learner_speed_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="learner_speed"):
+        LearnerThrottle(pid=1, metrics_url="http://127.0.0.1:1", speed=1.5, tally=LoadTally())
+
+
+@pytest.mark.e2e
+def test_a_learner_at_half_speed_stays_bounded_and_loses_nothing(tmp_path: Path) -> None:
+    """Memory and join state bounded while learning lags; every label learned once it runs free; the lag seen."""
+    result = run_soak(HALF_SPEED_SOAK, tmp_path)
+    print(result.report())
+    assert result.passed, result.report()
+    assert result.throttled is not None and result.throttled[0] > 0, "the learner was never held back"
+    assert result.outcome.learned >= result.outcome.tally.accepted_labels, "every accepted label is learned"
+    lagging = result.freshness["when the load ended"]
+    assert lagging["freshness"]["lag_s"] > HALF_SPEED_SOAK.max_lag_s and "learning_lag" in lagging["alerts"], (
+        result.report()
+    )
+    assert result.freshness["after the drain"]["freshness"]["lag_s"] == 0.0, result.report()

@@ -245,6 +245,28 @@ def check_estimates(env: dict[str, str], board: Callable[[], dict[str, Any]]) ->
     assert "estimated before labels: accuracy" in shown, shown
 
 
+def check_freshness(env: dict[str, str], state: Path, board: Callable[[], dict[str, Any]]) -> None:
+    """Issue 23: label freshness in learning's and inference's metrics, on the dashboard and in `eddy status`."""
+    import httpx
+
+    def served() -> dict[str, Any] | None:
+        found = board().get("freshness")
+        return found if found and found["label_to_served_s"]["n"] else None
+
+    wait_until(lambda: served() is not None, 30, what="the champion's first served snapshot with labels")
+    found = served()
+    assert found is not None and found["max_lag_s"] == 30.0 and found["label_to_learned_s"]["p50"] is not None
+    services = read_stack(state)["services"]
+    for service, metric in (
+        ("learning", "eddy_label_to_learned_seconds"),
+        ("inference", "eddy_label_to_served_seconds"),
+    ):
+        text = httpx.get(f"{services[service]['url']}/metrics", timeout=5).text
+        counts = [line for line in text.splitlines() if line.startswith(f"{metric}_count") and 'stream="demo"' in line]
+        assert counts and float(counts[0].rsplit(" ", 1)[1]) > 0, (service, metric)
+    assert "freshness default v" in eddy_cli(env, "status").stdout.decode()
+
+
 def check_monitoring(env: dict[str, str], state: Path) -> None:
     """The running demo's monitoring: window quality in `eddy status`, and a live dashboard in a real browser."""
     url = read_stack(state)["services"]["monitoring"]["url"]
@@ -264,6 +286,7 @@ def check_monitoring(env: dict[str, str], state: Path) -> None:
     assert status.returncode == 0 and "stream demo (binary)" in shown and "open alerts:" in shown
     assert "accuracy" in shown, shown
     check_estimates(env, board)
+    check_freshness(env, state, board)
     if find_chromium() is None:
         pytest.skip("no Chromium for the live dashboard check: apt-get install -y chromium")
     dom = parse_dom(render(f"{url}/dashboard", artifacts_dir() / "dashboard-live.png"))

@@ -25,7 +25,7 @@ LABEL_TO_SERVED = Histogram(
     "eddy_label_to_served_seconds",
     "Seconds from the newest label a swapped-in snapshot learned (its label time) to the swap-in.",
     ["stream", "model"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 300, 3600),
 )
 SERVED_LABEL_TIME = Gauge(
     "eddy_served_newest_label_timestamp_seconds",
