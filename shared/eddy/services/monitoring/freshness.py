@@ -13,7 +13,9 @@ Two inputs, both already on monitoring's way:
 
 The **freshness lag** of a version is the age of the newest label its served
 snapshot learned, while a newer label has been learned and is not served yet; 0
-when the served snapshot includes every label learned. A learner falling behind
+when the served snapshot includes every label learned, or before the first snapshot
+with labels is seen (monitoring may read labeled examples before its side feed
+brings the snapshots that learned them). A learner falling behind
 keeps emitting (older and older) examples, so the lag grows with its backlog; a
 quiet stream (no labels) is not lagging. A learner that stopped altogether emits
 nothing: its health check says so, not this lag.
@@ -47,8 +49,8 @@ class Freshness:
     --------
     >>> f = Freshness("demo.labeled")
     >>> f.learned(label_ms=1_000, joined_ms=1_200, partition=0, offset=0)
-    >>> f.lag_s(now_ms=2_000)  # learned, no snapshot served yet: waiting since its label time
-    1.0
+    >>> f.lag_s(now_ms=2_000)  # learned, no snapshot with labels seen yet: nothing to date the lag by
+    0.0
     >>> f.served(newest_label_ms=1_000, at_ms=1_500)
     >>> f.lag_s(now_ms=9_000)  # the served snapshot has every label learned
     0.0
@@ -65,8 +67,6 @@ class Freshness:
         self.to_served: deque[float] = deque(maxlen=samples)
         self.newest_learned_ms = 0
         self.served_ms = 0
-        # The label time of the oldest label learned while no snapshot with labels was served yet.
-        self.first_learned_ms = 0
         # The examples learned and not yet served: the alert's evidence.
         self.evidence = Evidence(labeled_topic)
         self.trigger: tuple[int, int] = (-1, -1)
@@ -74,8 +74,6 @@ class Freshness:
     def learned(self, label_ms: int, joined_ms: int, partition: int, offset: int) -> None:
         """One labeled example of this version: its label was learned at ``joined_ms``."""
         self.to_learned.append(max(0, joined_ms - label_ms) / 1000)
-        if self.first_learned_ms == 0 or label_ms < self.first_learned_ms:
-            self.first_learned_ms = label_ms
         if label_ms > self.served_ms:
             self.newest_learned_ms = max(self.newest_learned_ms, label_ms)
             self.evidence.cover(partition, offset)
@@ -92,10 +90,9 @@ class Freshness:
 
     def lag_s(self, now_ms: int) -> float:
         """The freshness lag (seconds) of what is served now: see the module's docstring."""
-        if self.newest_learned_ms <= self.served_ms:
+        if self.served_ms == 0 or self.newest_learned_ms <= self.served_ms:
             return 0.0
-        since = self.served_ms or self.first_learned_ms
-        return max(0, now_ms - since) / 1000
+        return max(0, now_ms - self.served_ms) / 1000
 
     def summary(self, now_ms: int, max_lag_s: float | None) -> dict[str, Any]:
         """The dashboard document's ``freshness`` entry (seconds)."""

@@ -233,6 +233,7 @@ class Monitor:
     def _on_labeled(self, batch: list[InRecord]) -> list[dict[str, Any]]:
         alerts = []
         counted: Counter[ModelWatch] = Counter()
+        freshness: dict[ModelWatch, Freshness] = {}  # looked up once per version and batch
         for record in batch:
             value = record.value
             # S.labeled is at-least-once, and every model has its own example of an event.
@@ -244,9 +245,10 @@ class Monitor:
                 self._seen.popitem(last=False)
             watch = self._watch(value["model_name"], value["model_version"])
             counted[watch] += 1
-            self._freshness_of(VersionKey(watch.model, watch.version)).learned(
-                value["label_time_ms"], value["joined_at_ms"], record.partition, record.offset
-            )
+            fresh = freshness.get(watch)
+            if fresh is None:
+                fresh = freshness[watch] = self._freshness_of(VersionKey(watch.model, watch.version))
+            fresh.learned(value["label_time_ms"], value["joined_at_ms"], record.partition, record.offset)
             rose = watch.add(value, record.partition, record.offset)
             if rose:
                 metrics.DRIFTS.labels(self.contract.name, watch.model).inc()
