@@ -22,6 +22,7 @@ from eddy.runtime.server import HttpServer, serve_http
 from eddy.services.monitoring.dashboard import dashboard_api
 
 from tests.browser.chromium import Element, artifacts_dir, parse_dom, render, require_chromium
+from tests.dashboard_documents import estimating_monitor
 
 SAMPLE = json.loads((Path(__file__).parent / "sample_dashboard.json").read_text())
 CHARTS = ("throughput", "latency", "quality-accuracy", "data-drift", "prediction-drift", "dlq")
@@ -327,3 +328,23 @@ def test_estimation_off_and_no_history_render_without_the_panels(server: Dashboa
     assert "no registry event seen yet" in dom.find(id="history").text
     assert dom.find(id="history-count").text == "0"
     assert int(chart(dom, "quality-accuracy").attrs["data-points"]) > 0
+
+
+def test_a_real_monitors_document_renders_its_estimates_and_history(server: DashboardServer) -> None:
+    """Not the hand-made sample: what ``Monitor`` answers, so the page and the handler agree on the contract."""
+    document = {**json.loads(json.dumps(estimating_monitor().document)), "stream": "live"}
+    server.api.add(document)
+    dom = parse_dom(render(f"{server.url}/dashboard?stream=live"))
+
+    assert_no_js_error(dom)
+    assert dom.find("body").attrs.get("data-ready") == "true"
+    card = dom.find("div", data_model="default@1")
+    current = document["models"][0]["estimated"]["current"]["accuracy"]
+    assert f"{current['value']:.3f}" in card.find("div", data_metric="accuracy").text
+    assert "isotonic on 100 labels" in card.text and "reference accuracy" in card.text
+    windows = document["models"][0]["estimated"]["windows"]
+    assert len([r for r in card.find_all("tr") if "data-window" in r.attrs]) == len(windows)
+    assert card.find_all("tr", data_segment="north") and card.find_all("tr", data_segment="south")
+    assert int(chart(dom, "estimated-accuracy").attrs["data-points"]) > 0
+    periods = [row for row in dom.find(id="history").find_all("tr") if "data-period" in row.attrs]
+    assert len(periods) == 3 and "10% canary" in periods[1].text and "promoted by alice" in periods[2].text

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock
@@ -20,12 +18,9 @@ from unittest.mock import MagicMock
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from eddy.contracts.monitoring import EstimationSpec
 from eddy.contracts.stream import StreamContract, load_contract
 from eddy.core.settings import REPO_ROOT
-from eddy.ml.roles import CHALLENGER, CHAMPION, PROMOTED, StreamRoles, VersionKey, model_event
 from eddy.runtime.auth import ApiKeys
-from eddy.runtime.loop import InRecord
 from eddy.runtime.observability import Health
 from eddy.runtime.openapi import undocumented, unserved
 from eddy.runtime.server import service_app
@@ -33,11 +28,12 @@ from eddy.services.inference.http import PredictApi
 from eddy.services.ingestion.app import Gateway
 from eddy.services.model_registry.http import RegistryApi
 from eddy.services.monitoring.dashboard import dashboard_api
-from eddy.services.monitoring.handlers import Monitor
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
+
+from tests.dashboard_documents import estimating_monitor
 
 SAMPLE_DASHBOARD = Path(__file__).resolve().parents[2] / "browser" / "sample_dashboard.json"
 
@@ -118,38 +114,9 @@ def test_the_dashboard_sample_matches_the_documented_schema() -> None:
     schema_validator(doc, "Dashboard").validate(json.loads(SAMPLE_DASHBOARD.read_text()))
 
 
-def prediction(i: int, p: float) -> dict[str, Any]:
-    return {
-        "event_id": f"e{i}", "stream": "demo", "model_name": "default", "model_version": 1, "served": True,
-        "prediction": p >= 0.5, "probabilities": {"true": p, "false": 1.0 - p}, "predicted_at_ms": 1000 + i,
-        "ingested_at_ms": 990 + i, "segment": "north" if i % 2 else "south",
-    }  # fmt: skip
-
-
 def test_a_monitors_document_with_estimates_and_history_matches_the_documented_schema() -> None:
     """What ``Monitor`` really answers, not only the hand-made sample: estimates, windows, segments, periods."""
-    demo = contracts()["demo"]
-    spec = EstimationSpec(window=100, calibration_window=100)
-    monitor = Monitor(replace(demo, monitoring=replace(demo.monitoring, estimated_quality=spec)), clock=lambda: 9.0)
-    v1, v2 = VersionKey("default", 1), VersionKey("default", 2)
-    for event_type, table, canary, at in [
-        ("registered", {v1: CHAMPION}, 0.0, 1000),
-        ("registered", {v1: CHAMPION, v2: CHALLENGER}, 0.1, 2000),
-        (PROMOTED, {v1: "shadow", v2: CHAMPION}, 0.0, 3000),
-    ]:
-        details = {**StreamRoles("demo", table, canary).to_details(), "reason": "test", "by": "alice"}
-        monitor.on_model_event(model_event("demo", v2, event_type, "model_registry", details, at_ms=at))
-    scores = [0.1 + 0.8 * ((i * 37) % 100) / 100 for i in range(300)]
-    predictions = [prediction(i, p) for i, p in enumerate(scores)]
-    labeled = [
-        {**v, "label": (i * 7) % 10 < 8, "label_time_ms": 0, "joined_at_ms": 0} for i, v in enumerate(predictions)
-    ]
-    record = partial(InRecord, partition=0, timestamp_ms=0, headers=[])
-    monitor([record("demo.labeled", offset=i, key=v["event_id"], value=v) for i, v in enumerate(labeled[:150])])
-    monitor([record("demo.predictions", offset=i, key=v["event_id"], value=v) for i, v in enumerate(predictions)])
-    monitor([record("demo.labeled", offset=150 + i, key=v["event_id"], value=v) for i, v in enumerate(labeled[150:])])
-    monitor.tick(9.0)
-
+    monitor = estimating_monitor()
     document = json.loads(json.dumps(monitor.document))
     estimated = document["models"][0]["estimated"]
     assert estimated["current"] and estimated["windows"] and estimated["segments"], "nothing estimated to check"
