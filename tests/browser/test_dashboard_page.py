@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -298,9 +299,18 @@ def test_versions_waiting_for_labels_say_so(server: DashboardServer) -> None:
         "segments": {},
         "windows": [],
     }
+    # a long history: the page shows the latest periods and says how many it left out
+    step = 3_600_000
+    history = [
+        {**SAMPLE["history"][0], "from_ms": SAMPLE["generated_at_ms"] - (25 - i) * step, "until_ms": None}
+        for i in range(25)
+    ]
+    for before, after in pairwise(history):
+        before["until_ms"] = after["from_ms"]
     server.api.add(
         variant(
             "waiting",
+            history=history,
             estimated={
                 "default@1": {**waiting, "calibration_labels": 40},
                 "challenger@1": {**waiting, "calibration_labels": 150},
@@ -316,6 +326,10 @@ def test_versions_waiting_for_labels_say_so(server: DashboardServer) -> None:
     assert not champion.find_all("div", **{"class": "tiles"})
     assert "binning on 40 labels" in champion.text and "no window closed yet" in champion.text
     assert "the first window of predictions is still filling" in dom.find("div", data_model="challenger@1").text
+    periods = [row for row in dom.find(id="history").find_all("tr") if "data-period" in row.attrs]
+    assert [int(p.attrs["data-period"]) for p in periods] == [p["from_ms"] for p in history[-20:]]
+    assert "5 earlier periods not shown" in dom.find(id="history").text
+    assert dom.find(id="history-count").text == "25"
 
 
 def test_estimation_off_and_no_history_render_without_the_panels(server: DashboardServer) -> None:
