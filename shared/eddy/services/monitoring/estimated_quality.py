@@ -188,6 +188,9 @@ class VersionEstimates:
         return {
             "calibration": self.spec.calibration,
             "calibration_labels": len(self.calibration),
+            "min_labels": MIN_CALIBRATION,
+            "window": self.spec.window,
+            "calibration_window": self.spec.calibration_window,
             "reference_accuracy": self.reference,
             "threshold": self.spec.threshold,
             "current": {m: _estimate_json(e) for m, e in latest.estimated.items()} if latest else None,

@@ -40,6 +40,8 @@ MAX_SEGMENTS = 50
 # Registry facts kept for the production history (a stream sees a handful a day; this is years of them).
 MAX_REGISTRY_FACTS = 10_000
 ESTIMATED_QUALITY = "estimated_quality"
+# Periods of the production history in the dashboard document, the newest (`eddy models history` has all).
+HISTORY_SHOWN = 50
 LEARNING_LAG = "learning_lag"
 
 
@@ -473,7 +475,7 @@ class Monitor:
             ],
             "alerts": [dict(a) for a in self.alerts.open.values()],
             "dlq": {"total": sum(self.dlq_reasons.values()), "by_reason": dict(self.dlq_reasons)},
-            "history": [p.to_json() for p in production_history(self.registry_facts)],
+            "history": [p.to_json() for p in production_history(self.registry_facts)[-HISTORY_SHOWN:]],
             "freshness": self._freshness_document(now),
         }
 

@@ -21,6 +21,9 @@ VERSION_ESTIMATES: dict[str, Any] = {
     "properties": {
         "calibration": {"type": "string", "description": "isotonic, binning or none"},
         "calibration_labels": {"type": "integer", "description": "labels in the calibration set"},
+        "min_labels": {"type": "integer", "description": "labels the calibrator needs before any estimate"},
+        "window": {"type": "integer", "description": "predictions per estimate window"},
+        "calibration_window": {"type": "integer", "description": "most recent labels the calibrator is fitted on"},
         "reference_accuracy": {
             "type": "number",
             "nullable": True,

@@ -330,6 +330,7 @@ function renderModels(models) {
 /* ---------- estimated quality (before labels) ---------- */
 
 // estimation.py's MIN_CALIBRATION: the labels a version needs before its first estimate.
+// What the monitoring service says the calibrator needs (min_labels); this only covers an older document.
 const MIN_CALIBRATION_LABELS = 100;
 const ESTIMATED_METRICS = ["accuracy", "f1", "roc_auc"];
 const RECENT_WINDOWS = 8;
@@ -340,10 +341,12 @@ const alertLine = (est) => (present(est.reference_accuracy) ? est.reference_accu
 
 function waitingText(est) {
   const labels = est.calibration_labels ?? 0;
-  if (labels < MIN_CALIBRATION_LABELS) {
-    return `no estimate yet (needs ${MIN_CALIBRATION_LABELS} labels, has ${labels})`;
+  const needed = est.min_labels ?? MIN_CALIBRATION_LABELS;
+  if (labels < needed) {
+    return `no estimate yet (needs ${needed} labels, has ${labels})`;
   }
-  return "no estimate yet (the first window of predictions is still filling)";
+  const size = present(est.window) ? `${est.window} ` : "";
+  return `no estimate yet (the first window of ${size}predictions is still filling)`;
 }
 
 function estimateTile(metric, e, line) {
