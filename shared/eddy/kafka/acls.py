@@ -116,7 +116,16 @@ PRINCIPALS: tuple[Principal, ...] = (
     ),
     _service(
         "monitoring",
-        ["S.validated", "S.predictions", "S.labeled", "S.profiles", "S.dlq", "S.models", MODEL_EVENTS_TOPIC],
+        [
+            "S.validated",
+            "S.predictions",
+            "S.labeled",
+            "S.profiles",
+            "S.dlq",
+            "S.models",
+            "S.feedback",
+            MODEL_EVENTS_TOPIC,
+        ],
         ["S.alerts", "S.dlq"],
         ["eddy-monitoring-control-*"],
     ),

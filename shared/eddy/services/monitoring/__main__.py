@@ -1,7 +1,8 @@
 """Run the monitoring service: ``python -m eddy.services.monitoring``.
 
 It reads S.validated, S.predictions and S.labeled in its consumer group, follows
-S.profiles, S.dlq, S.models (label freshness) and eddy.model-events from the beginning, writes alerts to
+S.profiles, S.dlq, S.models (label freshness) and eddy.model-events from the beginning, reads
+where S.feedback ends once a tick (label freshness), writes alerts to
 S.alerts, and serves the dashboard at ``/dashboard`` beside ``/metrics``.
 """
 
@@ -18,6 +19,7 @@ from eddy.runtime.loop import BatchResult, InRecord
 from eddy.runtime.service import ServiceContext, bootstrap
 from eddy.services.monitoring.config import monitor_config
 from eddy.services.monitoring.dashboard import dashboard_api
+from eddy.services.monitoring.feedback_ends import FeedbackEnds
 from eddy.services.monitoring.handlers import Monitor
 
 
@@ -32,10 +34,14 @@ def main() -> int:
         "monitoring-control",
     )
     control.start()
+    # Where each stream's labels end, for the freshness lag: read once a tick.
+    feedback = FeedbackEnds(ctx.settings, ctx.topics("feedback"), config.tick_s)
 
     def apply_control() -> None:
         for topic, value, reason in control.drain():
             apply(ctx, monitors, topic, value, reason)
+        for topic, ends in feedback.due().items():
+            monitors[StreamTopics.stream_of(topic)].on_feedback_ends(ends)
         for monitor in monitors.values():
             monitor.maybe_tick()
 
@@ -55,6 +61,7 @@ def main() -> int:
         loop.run(ctx.stop)
     finally:
         control.stop()
+        feedback.close()
     return 0
 
 

@@ -6,19 +6,20 @@ Two inputs, both already on monitoring's way:
   feedback record's Kafka timestamp) and when learning learned it (``joined_at_ms``):
   label → learned, exactly, on learning's clock.
 - ``S.models`` (monitoring's control side feed): each snapshot learning publishes
-  carries ``newest_label_ms``, the newest label it learned. Inference swaps it in at
-  its next poll of the same topic, so label → served is measured at the snapshot's
+  carries ``newest_label_ms``, the newest label it learned, and how far into
+  ``S.feedback`` it had read (``source_offsets``). Inference swaps it in at its next
+  poll of the same topic, so label → served is measured at the snapshot's
   publication (``created_at_ms``); inference's own ``eddy_label_to_served_seconds``
   measures the swap-in itself.
+- ``S.feedback``'s end offsets (``feedback_ends.py``, once a tick): how far the labels go.
 
 The **freshness lag** of a version is the age of the newest label its served
-snapshot learned, while a newer label has been learned and is not served yet; 0
-when the served snapshot includes every label learned, or before the first snapshot
-with labels is seen (monitoring may read labeled examples before its side feed
-brings the snapshots that learned them). A learner falling behind
-keeps emitting (older and older) examples, so the lag grows with its backlog; a
-quiet stream (no labels) is not lagging. A learner that stopped altogether emits
-nothing: its health check says so, not this lag.
+snapshot learned, while a newer label waits: produced past what the snapshot read
+(``S.feedback`` ends more than one offset past its ``source_offsets``; one, because
+a transaction's commit marker takes an offset), or learned and not yet in a
+snapshot. It is 0 when nothing waits (a quiet stream is not lagging), and before
+the first snapshot with labels is seen. A learner that falls behind, or stops,
+leaves labels waiting, so its lag grows with its backlog.
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class Freshness:
     >>> f.learned(label_ms=3_000, joined_ms=3_100, partition=0, offset=1)
     >>> f.lag_s(now_ms=4_000)  # a newer label learned, not served: the served label's age
     3.0
-    >>> f.summary(now_ms=4_000, max_lag_s=2.0)["status"]
+    >>> f.served(newest_label_ms=3_000, at_ms=4_100, read={"demo.feedback:0": 40})
+    >>> f.input_end({"demo.feedback:0": 90})  # 50 more labels produced, not read by the served snapshot
+    >>> f.lag_s(now_ms=6_000)
+    3.0
+    >>> f.summary(now_ms=6_000, max_lag_s=2.0)["status"]
     'lagging'
     """
 
@@ -67,6 +72,9 @@ class Freshness:
         self.to_served: deque[float] = deque(maxlen=samples)
         self.newest_learned_ms = 0
         self.served_ms = 0
+        # What the served snapshot had read of S.feedback, and where S.feedback ends ("topic:partition" -> offset).
+        self.served_read: dict[str, int] = {}
+        self.ends: dict[str, int] = {}
         # The examples learned and not yet served: the alert's evidence.
         self.evidence = Evidence(labeled_topic)
         self.trigger: tuple[int, int] = (-1, -1)
@@ -79,18 +87,31 @@ class Freshness:
             self.evidence.cover(partition, offset)
             self.trigger = (partition, offset)
 
-    def served(self, newest_label_ms: int, at_ms: int) -> None:
-        """A snapshot of this version that learned labels up to ``newest_label_ms`` was published at ``at_ms``."""
+    def served(self, newest_label_ms: int, at_ms: int, read: dict[str, int] | None = None) -> None:
+        """A snapshot of this version that learned labels up to ``newest_label_ms`` was published at ``at_ms``,
+        having read ``read`` of the input ("topic:partition" -> next offset)."""
         if newest_label_ms <= self.served_ms:
             return  # an older snapshot, or a replay of one already counted
         self.to_served.append(max(0, at_ms - newest_label_ms) / 1000)
         self.served_ms = newest_label_ms
+        self.served_read = dict(read or {})
         if self.newest_learned_ms <= newest_label_ms:
             self.evidence.reset()
 
+    def input_end(self, ends: dict[str, int]) -> None:
+        """Where ``S.feedback`` ends now, per "topic:partition"."""
+        self.ends = ends
+
+    def waiting(self) -> bool:
+        """Whether a label produced or learned is not in the served snapshot."""
+        if self.newest_learned_ms > self.served_ms:
+            return True
+        read = self.served_read
+        return any(end > read.get(key, 0) + 1 for key, end in self.ends.items())
+
     def lag_s(self, now_ms: int) -> float:
         """The freshness lag (seconds) of what is served now: see the module's docstring."""
-        if self.served_ms == 0 or self.newest_learned_ms <= self.served_ms:
+        if self.served_ms == 0 or not self.waiting():
             return 0.0
         return max(0, now_ms - self.served_ms) / 1000
 

@@ -133,6 +133,7 @@ class Monitor:
             metrics.FEATURE_DETECTIONS.labels(contract.name, name)
         self._e2e = metrics.E2E_LATENCY.labels(contract.name)
         self.freshness: dict[VersionKey, Freshness] = {}
+        self.feedback_ends: dict[str, int] = {}
 
     # -- records -------------------------------------------------------------------------------------
 
@@ -307,12 +308,20 @@ class Monitor:
         newest = snapshot.get("newest_label_ms") or 0
         if newest > 0:
             key = VersionKey(snapshot["model_name"], snapshot["model_version"])
-            self._freshness_of(key).served(newest, snapshot["created_at_ms"])
+            read = {k: v for k, v in snapshot.get("source_offsets", {}).items() if k.startswith(self.topics.feedback)}
+            self._freshness_of(key).served(newest, snapshot["created_at_ms"], read)
+
+    def on_feedback_ends(self, ends: dict[str, int]) -> None:
+        """Where S.feedback ends now ("topic:partition" -> offset): labels past a snapshot's reading wait."""
+        self.feedback_ends = ends
+        for fresh in self.freshness.values():
+            fresh.input_end(ends)
 
     def _freshness_of(self, key: VersionKey) -> Freshness:
         found = self.freshness.get(key)
         if found is None:
             found = self.freshness[key] = Freshness(self.topics.labeled)
+            found.input_end(self.feedback_ends)
         return found
 
     def _judge_freshness(self) -> list[dict[str, Any]]:

@@ -194,3 +194,19 @@ def test_inference_times_label_to_served_at_swap_in() -> None:
     assert REGISTRY.get_sample_value(
         "eddy_served_newest_label_timestamp_seconds", {"stream": "demo", "model": "default"}
     ) == pytest.approx(2.0)
+
+
+def test_labels_produced_past_the_served_snapshots_reading_are_waiting() -> None:
+    """A learner that is behind (or stopped) emits nothing new: the labels it has not read still make a lag."""
+    now = [T0 / 1000 + 10]
+    monitor = Monitor(contract_with("2s"), clock=lambda: now[0])
+    monitor.on_feedback_ends({"demo.feedback:0": 500, "demo.feedback:1": 480})
+    monitor([record("demo.labeled", labeled(1, T0, T0 + 10), offset=1)])
+    served = snapshot(T0, T0 + 50) | {"source_offsets": {"demo.feedback:0": 500, "demo.feedback:1": 479}}
+    monitor.on_snapshot(served | {"source_offsets": {**served["source_offsets"], "demo.predictions:0": 9}})
+    assert monitor.freshness[monitor.roles.champion].lag_s(int(now[0] * 1000)) == 0.0, (
+        "one offset short is a transaction's commit marker, not a label"
+    )
+    monitor.on_feedback_ends({"demo.feedback:0": 700, "demo.feedback:1": 480})
+    (alert,) = monitor([record("demo.validated", {"event_id": "v"}, offset=1)]).outputs
+    assert alert.value["kind"] == "learning_lag" and alert.value["value"] == 10.0
