@@ -24,16 +24,12 @@ Run: ``.venv/bin/python -m bench.bench_signing [--labels 50000] [--reps 7] [--br
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import itertools
 import json
 import os
 import pickle
-import random
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, OrderedDict, defaultdict
@@ -43,29 +39,23 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from eddy.avro.serde import SerdeRegistry, registry_client
-from eddy.contracts.stream import ModelSpec, load_contracts
-from eddy.core.settings import REPO_ROOT, Settings
+from eddy.avro.serde import SerdeRegistry
+from eddy.contracts.stream import ModelSpec
+from eddy.core.settings import Settings
 from eddy.core.signing import Keyring, KeyringSource
-from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
-from eddy.kafka.client import consumer_config, ensure_topics, producer_config
-from eddy.kafka.producer import ConfirmedProducer
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import consumer_config
 from eddy.ml.artifacts import signed_pickle, verify
 from eddy.ml.models import ModelState, build_estimator
 from eddy.services.learning import checkpoint
 from eddy.services.learning.handlers import LearnerState
-from eddy.stack.embedded import free_port
-from eddy.stack.supervisor import terminate
-from eddy.stack.up import wait_http
-from prometheus_client.parser import text_string_to_metric_families
 from river import datasets, forest, tree
 from river.stream import iter_csv
 from river.utils import VectorDict
 
 from bench.bench_cost import broker_kinds
-from bench.bench_pipeline import bench_stack
+from bench.learning_drain import joined_pairs, learner_process, metric, prefilled, river_rate, time_drain
 from bench.machine import describe
 
 SEED = 42
@@ -412,63 +402,6 @@ def alternatives(name: str, model: Any, held_out: list[Row], reps: int, signer: 
 
 # -- part 3: learning through the service ---------------------------------------------------------------------
 
-EPOCH_MS = int(time.time() * 1000)
-
-
-def joined_pairs(n: int, seed: int = SEED) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """N (prediction, label) pairs of the bench10 stream's champion ``default`` v1, as inference logs them."""
-    rng = random.Random(seed)
-    pairs = []
-    for i in range(n):
-        features: dict[str, Any] = {f"f{k}": round(rng.uniform(0, 100), 3) for k in range(4)}
-        features |= {"f4": round(rng.uniform(-50, 50), 3), "f5": round(rng.uniform(-50, 50), 3)}
-        truth = features["f0"] - features["f1"] + features["f4"] > 0
-        prediction = {
-            "event_id": f"s{i}",
-            "stream": STREAM,
-            "model_name": "default",
-            "model_version": 1,
-            "model_learned": 0,
-            "served": True,
-            "prediction": False,
-            "probabilities": {"false": 0.5, "true": 0.5},
-            "features": features,
-            "event_time_ms": EPOCH_MS + i,
-            "predicted_at_ms": EPOCH_MS + i,
-            "latency_ms": 0.1,
-            "ingested_at_ms": None,
-            "source_partition": 0,
-            "source_offset": i,
-            "segment": "north",
-        }
-        label = {"event_id": f"s{i}", "label": truth, "label_time_ms": EPOCH_MS + n, "source": "bench"}
-        pairs.append((prediction, label))
-    return pairs
-
-
-def river_rate(spec: ModelSpec, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> float:
-    """river's own ``learn_one`` loop over the pairs, in process: labels/s."""
-    model = build_estimator(spec)
-    examples = [(p["features"], lab["label"]) for p, lab in pairs]
-    started = time.perf_counter()
-    for x, y in examples:
-        model.learn_one(x, y)
-    return len(examples) / (time.perf_counter() - started)
-
-
-def metric(url: str, name: str) -> float:
-    """The sum of the samples called ``name`` on ``url``/metrics (0 when there are none)."""
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
-
-
-def published(url: str) -> int:
-    """The champion's learned count in the learner's newest snapshot (its /healthz), -1 before any."""
-    try:
-        return int(httpx.get(f"{url}/healthz", timeout=2).json().get("learned", {}).get(STREAM, -1))
-    except (httpx.HTTPError, ValueError):
-        return -1
-
 
 def read_snapshots(settings: Settings, serdes: SerdeRegistry) -> list[dict[str, Any]]:
     """Every snapshot on S.models (the topic is compacted, but not within the few seconds of a run)."""
@@ -507,65 +440,24 @@ class ServiceRun:
 
 def run_service(broker: str, n: int) -> ServiceRun:
     pairs = joined_pairs(n)
-    with bench_stack(STREAM, broker) as base:
-        settings = dataclasses.replace(base, state_dir=Path(tempfile.mkdtemp(prefix="eddy-bench-signing-")))
-        contracts = load_contracts(settings.contracts_dir, (STREAM,))
-        topics = StreamTopics(STREAM)
-        ensure_topics(settings, [*topics.all(), *PLATFORM_TOPICS])
-        serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
-        producer = ConfirmedProducer(producer_config(settings))
-        predict, feedback = serdes.for_topic(topics.predictions), serdes.for_topic(topics.feedback)
-        for prediction, label in pairs:
-            key = prediction["event_id"].encode()
-            producer.produce(topics.predictions, predict.encode(prediction), key)
-            producer.produce(topics.feedback, feedback.encode(label), key)
-        producer.confirm()
-        run = ServiceRun(broker, n, river_rate(contracts[STREAM].champion, pairs))
-
-        port = free_port()
+    with prefilled(broker, pairs) as learning:
+        settings, serdes = learning.settings, learning.serdes
+        run = ServiceRun(broker, n, river_rate(learning.contract.champion, pairs)[0])
         env = {
-            **os.environ,
-            **settings.kafka_env(),
-            "EDDY_HTTP_PORT": str(port),
-            "EDDY_SERVICE_NAME": "learning",
-            "EDDY_LOG_FORMAT": "json",
             "EDDY_SNAPSHOT_INTERVAL_S": str(SNAPSHOT_INTERVAL_S),
             "EDDY_CHECKPOINT_INTERVAL_S": str(CHECKPOINT_INTERVAL_S),
         }
-        log_path = settings.state_dir / "learning.log"
-        url = f"http://127.0.0.1:{port}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "eddy.services.learning"], env=env, stdout=log, stderr=log, cwd=REPO_ROOT
+        with learner_process(learning, env) as (url, _):
+            drained = time_drain(url, n)
+            run.learned_per_s, run.published_per_s, run.drain_s = (
+                drained.learned_per_s,
+                drained.published_per_s,
+                drained.drain_s,
             )
-        try:
-            wait_http(f"{url}/healthz", 60)
-            deadline = time.monotonic() + TIME_LIMIT_S
-            learned_name = "eddy_labels_learned_total"
-            first_at, first_learned, learned_at, published_at = 0.0, 0.0, 0.0, 0.0
-            while time.monotonic() < deadline and not published_at:
-                learned = metric(url, learned_name)
-                now = time.monotonic()
-                if learned and not first_at:
-                    first_at, first_learned = now, learned
-                if learned >= n and not learned_at:
-                    learned_at = now
-                if learned_at and published(url) >= n:
-                    published_at = time.monotonic()
-                time.sleep(0.05)
-            if not published_at:
-                raise RuntimeError(f"the learner published {published(url)} of {n} labels in {TIME_LIMIT_S:.0f}s")
-            run.learned_per_s = (n - first_learned) / (learned_at - first_at)
-            run.published_per_s = (n - first_learned) / (published_at - first_at)
-            run.drain_s = published_at - first_at
             # Counted over the service's life: the start-up publish and the drain (no checkpoint at start).
             run.snapshots = int(metric(url, "eddy_snapshots_published_total"))
             run.checkpoints = int(metric(url, "eddy_checkpoint_seconds_count"))
             run.checkpoint_write_ms = metric(url, "eddy_checkpoint_seconds_sum") * 1000
-        finally:
-            terminate(proc, 30.0)
-        if proc.returncode not in (0, -signal.SIGTERM):
-            print(log_path.read_text()[-3000:])
         keys = settings.keyring()
         snapshots = read_snapshots(settings, serdes)
         run.snapshot_bytes = [len(s["artifact"]) for s in snapshots]

@@ -27,6 +27,7 @@ def main() -> int:
         # Checkpoints must see every batch's output acknowledged: one batch in flight at a time.
         max_in_flight=1,
     )
+    loop.batch_size = service.limits.batch_size
     # Publish at start too: a crash between checkpoint and publish, or a new broker, leaves inference behind.
     service.publish(force=True)
     try:

@@ -10,12 +10,12 @@ from eddy.core.envconfig import read_env, setting
 
 @dataclass(frozen=True)
 class JoinLimits:
-    """How much of the prediction/label join learning keeps in memory.
+    """How much of the prediction/label join learning keeps in memory, and how much input it takes at a time.
 
     Examples
     --------
     >>> join_limits({"EDDY_LEARNING_MAX_PENDING": "12"})
-    JoinLimits(max_pending=12, max_remembered=2000000)
+    JoinLimits(max_pending=12, max_remembered=2000000, batch_size=5000, max_records_per_s=0.0)
     """
 
     max_pending: int = setting(
@@ -27,6 +27,23 @@ class JoinLimits:
     )
     max_remembered: int = setting(
         2_000_000, "EDDY_LEARNING_MAX_REMEMBERED", "Learned event ids remembered to refuse duplicates.", minimum=1
+    )
+    # Learning keeps one batch in flight (its checkpoints must see each batch's output acknowledged), so every
+    # batch pays a broker round trip and the producer's linger: under load, larger batches amortize them.
+    batch_size: int = setting(
+        5_000,
+        "EDDY_LEARNING_BATCH_SIZE",
+        "Records per micro-batch of the learning service (predictions and labels; `EDDY_BATCH_SIZE` applies to the "
+        "other services). Batches fill only under load: a trickle is learned as it comes.",
+        minimum=1,
+    )
+    # A drill, not a tuning knob: it holds the learner below its input rate to show what lagging costs.
+    max_records_per_s: float = setting(
+        0.0,
+        "EDDY_LEARNING_MAX_RECORDS_PER_S",
+        "For drills and tests: hold the learning service to this many input records a second (predictions and "
+        "labels), sleeping after each batch; 0: as fast as it can. The soak test holds it at half its input rate.",
+        minimum=0.0,
     )
 
 

@@ -17,11 +17,12 @@ from typing import Any
 from eddy.contracts.stream import StreamContract
 from eddy.core.topics import StreamTopics
 from eddy.ml.labels import LabelError, coerce_label
-from eddy.ml.models import ModelState, learn
+from eddy.ml.models import ModelState
 from eddy.runtime.dlq import PREDICTION_DELETED
 from eddy.runtime.loop import BatchResult, InRecord, OutRecord
 from eddy.services.learning import metrics
 from eddy.services.learning.config import JoinLimits
+from eddy.services.learning.exact_batch import ExactBatch
 
 
 @dataclass
@@ -43,6 +44,10 @@ class PredictionGap:
             f"predictions {self.first}..{self.last} of {topic}:{partition} were deleted by retention "
             "before the learner read them"
         )
+
+
+# A prediction and its label, joined in this batch and waiting to be learned, with the record that completed them.
+_Joined = tuple[dict[str, Any], dict[str, Any], InRecord]
 
 
 @dataclass
@@ -108,19 +113,26 @@ class Learner:
         self._learned = metrics.LEARNED.labels(contract.name, state.model.spec.name)
         self._label_delay = metrics.LABEL_DELAY.labels(contract.name)
         self._to_learned = metrics.LABEL_TO_LEARNED.labels(contract.name, state.model.spec.name)
+        # Examples joined in the current batch, learned together at its end (see _learn_joined), in join order.
+        self._joined: list[_Joined] = []
+        self._batch: ExactBatch | None = None
 
     def __call__(self, records: Sequence[InRecord]) -> BatchResult:
         result = BatchResult()
+        predictions, feedback = self.topics.predictions, self.topics.feedback
+        on_prediction, on_label = self._on_prediction, self._on_label
         for record in records:
-            # Never raise: the model has already learned from earlier records of this batch, so the
-            # batch must not be retried; a record that fails is dead-lettered on its own.
+            # Never raise: the model may already have learned from earlier batches' records, so the batch
+            # must not be retried; a record that fails is dead-lettered on its own.
             try:
-                if record.topic == self.topics.predictions:
-                    self._on_prediction(record, result)
-                elif record.topic == self.topics.feedback:
-                    self._on_label(record, result)
+                topic = record.topic
+                if topic == predictions:
+                    on_prediction(record, result)
+                elif topic == feedback:
+                    on_label(record, result)
             except Exception as exc:
                 result.dead.append(record.dead("learning", "learn_error", exc, f"{type(exc).__name__}: {exc}"))
+        self._learn_joined(result)
         self._expire(result)
         self._bound(result)
         metrics.JOIN_STATE.labels(self.contract.name, "predictions").set(len(self.state.pending_predictions))
@@ -139,24 +151,28 @@ class Learner:
             # Any model's prediction dates what was kept, not just this learner's.
             gap.kept_from_ms = value["event_time_ms"]
             self._orphans(record.partition, gap, result)
-        model = self.state.model
+        state = self.state
+        model = state.model
         if value["model_name"] != model.spec.name or value["model_version"] != model.version:
             return  # another version's prediction: its own learner joins it
         event_id = value["event_id"]
-        if event_id in self.state.learned or event_id in self.state.pending_predictions:
+        if event_id in state.learned or event_id in state.pending_predictions:
             metrics.DUPLICATES.labels(self.contract.name, "prediction").inc()
             return
-        self.state.event_watermark_ms = max(self.state.event_watermark_ms, value["event_time_ms"])
-        label = self.state.pending_labels.pop(event_id, None)
+        if value["event_time_ms"] > state.event_watermark_ms:
+            state.event_watermark_ms = value["event_time_ms"]
+        label = state.pending_labels.pop(event_id, None)
         if label is None:
-            self.state.pending_predictions[event_id] = value
+            state.pending_predictions[event_id] = value
         else:
-            self._emit(self._join(value, label), result)
+            state.learned[event_id] = 0  # see _join
+            self._joined.append((value, label, record))
 
     def _on_label(self, record: InRecord, result: BatchResult) -> None:
         value = record.value
         event_id = value["event_id"]
-        if event_id in self.state.learned or event_id in self.state.pending_labels:
+        state = self.state
+        if event_id in state.learned or event_id in state.pending_labels:
             if self.champion:
                 metrics.DUPLICATES.labels(self.contract.name, "label").inc()
                 message = (
@@ -171,10 +187,12 @@ class Learner:
                 result.dead.append(record.dead("learning", "bad_label", exc))
             return
         value = {**value, "label": label, "_raw": record.raw, "_coords": (record.partition, record.offset)}
-        self.state.label_watermark_ms = max(self.state.label_watermark_ms, value["label_time_ms"])
-        prediction = self.state.pending_predictions.pop(event_id, None)
+        if value["label_time_ms"] > state.label_watermark_ms:
+            state.label_watermark_ms = value["label_time_ms"]
+        prediction = state.pending_predictions.pop(event_id, None)
         if prediction is not None:
-            self._emit(self._join(prediction, value), result)
+            state.learned[event_id] = 0  # see _join
+            self._joined.append((prediction, value, record))
         elif (gap := self._deleted_for(record.partition, value)) is not None:
             self._dead_label(value, PREDICTION_DELETED, self._deleted_message(value, record.partition, gap), result)
         else:
@@ -213,20 +231,48 @@ class Learner:
             return
         result.outputs.append(example)
 
-    def _join(self, prediction: dict[str, Any], label: dict[str, Any]) -> OutRecord:
-        model = self.state.model
-        features = prediction["features"]
-        learn(model.estimator, features, label["label"])
-        # Counted and remembered only once learn_one returned: a failure leaves the label unlearned.
-        model.learned_count += 1
+    def _learn_joined(self, result: BatchResult) -> None:
+        """Learn the batch's joined examples in join order, in one call where the model allows (``ExactBatch``),
+        and emit the labeled example of each one learned.
+
+        A pair is joined (``_on_prediction``, ``_on_label``) by queueing it in ``_joined`` with the record that
+        completed it; its id counts as learned from then on, so that a duplicate later in the same batch is
+        refused, and is forgotten again here if learning it fails.
+        """
+        joined, self._joined = self._joined, []
+        if not joined:
+            return
+        model, state = self.state.model, self.state
+        if self._batch is None or self._batch.estimator is not model.estimator:
+            self._batch = ExactBatch(model.estimator, model.spec.features, self.contract.task)
+        errors = self._batch.learn([(prediction["features"], label["label"]) for prediction, label, _ in joined])
         now_ms = int(self.clock() * 1000)
-        self.state.learned[prediction["event_id"]] = now_ms
-        self._learned.inc()
-        self._label_delay.observe(max(0.0, (label["label_time_ms"] - prediction["event_time_ms"]) / 1000))
-        # Freshness: how long the label took to be learned, and the newest label the model includes.
-        self._to_learned.observe(max(0.0, (now_ms - label["label_time_ms"]) / 1000))
-        if label["label_time_ms"] > model.newest_label_ms:
-            model.newest_label_ms = label["label_time_ms"]
+        learned, delays, ages, newest = state.learned, [], [], model.newest_label_ms
+        example = self._example
+        for (prediction, label, record), error in zip(joined, errors, strict=True):
+            event_id = prediction["event_id"]
+            if error is not None:
+                # Counted and remembered only once learned: a failure leaves the label unlearned.
+                learned.pop(event_id, None)
+                message = f"{type(error).__name__}: {error}"
+                result.dead.append(record.dead("learning", "learn_error", error, message))
+                continue
+            learned[event_id] = now_ms
+            label_time_ms = label["label_time_ms"]
+            delays.append((label_time_ms - prediction["event_time_ms"]) / 1000)
+            # Freshness: how long the label took to be learned, and the newest label the model includes.
+            ages.append((now_ms - label_time_ms) / 1000)
+            if label_time_ms > newest:
+                newest = label_time_ms
+            self._emit(example(prediction, label, now_ms), result)
+        model.newest_label_ms = newest
+        model.learned_count += len(delays)
+        self._learned.inc(len(delays))
+        metrics.observe_many(self._label_delay, delays)
+        metrics.observe_many(self._to_learned, ages)
+
+    def _example(self, prediction: dict[str, Any], label: dict[str, Any], now_ms: int) -> OutRecord:
+        """The labeled example of a learned pair, for S.labeled."""
         example = {
             "event_id": prediction["event_id"],
             "stream": self.contract.name,
@@ -235,7 +281,7 @@ class Learner:
             "model_learned": prediction["model_learned"],
             "prediction": prediction["prediction"],
             "probabilities": prediction["probabilities"],
-            "features": features,
+            "features": prediction["features"],
             "label": label["label"],
             "event_time_ms": prediction["event_time_ms"],
             "predicted_at_ms": prediction["predicted_at_ms"],

@@ -26,6 +26,7 @@ examples a predecessor already wrote past the checkpoint are found in
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -208,12 +209,23 @@ class LearningService:
     # -- the loop ---------------------------------------------------------------------------------------
 
     def handle(self, records: Sequence[InRecord]) -> BatchResult:
+        started = time.monotonic()
+        result = self._handle(records)
+        if self.limits.max_records_per_s:
+            # The drill's hold (EDDY_LEARNING_MAX_RECORDS_PER_S): this batch may not go faster than the rate.
+            time.sleep(max(0.0, len(records) / self.limits.max_records_per_s - (time.monotonic() - started)))
+        return result
+
+    def _handle(self, records: Sequence[InRecord]) -> BatchResult:
         self.follow_registry()
         result = BatchResult()
+        by_stream: dict[str, list[InRecord]] = {}
+        for topic, group in itertools.groupby(records, key=lambda r: r.topic):
+            by_stream.setdefault(StreamTopics.stream_of(topic), []).extend(group)
         for (stream, _), learner in self.learners.items():
-            offsets = learner.state.offsets
             # A learner whose checkpoint is ahead of the others' has seen some of this input already.
-            mine = [r for r in records if r.stream == stream and r.offset >= offsets.get(f"{r.topic}:{r.partition}", 0)]
+            start = _by_partition(learner.state.offsets)
+            mine = [r for r in by_stream.get(stream, ()) if r.offset >= start.get((r.topic, r.partition), 0)]
             if mine:
                 one = learner(mine)
                 result.outputs.extend(one.outputs)
@@ -312,3 +324,16 @@ class LearningService:
             learned={s: lrn.state.model.learned_count for (s, _), lrn in self.learners.items() if lrn.champion},
             learned_by_model={f"{s}/{k}": lrn.state.model.learned_count for (s, k), lrn in self.learners.items()},
         )
+
+
+def _by_partition(offsets: dict[str, int]) -> dict[tuple[str, int], int]:
+    """Offsets keyed ``"topic:partition"`` (as checkpoints keep them) keyed by (topic, partition), as records are.
+
+    >>> _by_partition({"s.feedback:3": 12})
+    {('s.feedback', 3): 12}
+    """
+    keyed = {}
+    for key, offset in offsets.items():
+        topic, _, partition = key.rpartition(":")
+        keyed[(topic, int(partition))] = offset
+    return keyed

@@ -1,0 +1,187 @@
+"""Learning at scale (issue 23): labels per second through the learning service against river alone.
+
+For each model, a fresh broker's ``S.predictions`` and ``S.feedback`` are prefilled with N joined pairs
+(``bench.learning_drain``), and ``python -m eddy.services.learning`` (a subprocess: its Kafka loop, Avro decode,
+join, learn, S.labeled output, checkpoints and snapshots at their default intervals) is timed from its first
+learned label until it has learned them all and published a snapshot holding all of them. The baseline is river's
+own ``learn_one`` loop over the same examples, in the same order, in process, in the same run; the model the
+service published is checked against it (the same predictions on held-out rows, bit for bit).
+
+Models (on 3 features, f0, f1 and f4, as the demo's 3):
+
+- ``StandardScaler | LogisticRegression``, the demo pipeline;
+- ``tree.HoeffdingAdaptiveTreeClassifier(seed=42)``;
+- ``forest.ARFClassifier(n_models=5, max_depth=4, seed=42)``: five trees of depth 4 at most. Unbounded, river's
+  ARF pickles to several MiB within a few thousand labels (5 trees: 2.6 MB after 2,000, 7.9 MB after 20,000 on
+  these features), past the 1 MiB a Kafka record may hold, and a snapshot that large stops the learning service
+  (``MSG_SIZE_TOO_LARGE``); depth 4 keeps it under 140 KB.
+
+Run: ``.venv/bin/python -m bench.bench_learning [--labels 50000] [--tree-labels 20000] [--broker tansu|kafka|both]
+[--models linear,hat,arf] [--profile DIR]``. Bounded: every drain stops after 180 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pstats
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from eddy.contracts.stream import ModelSpec
+from eddy.core.topics import StreamTopics
+from eddy.kafka.client import consumer_config
+from eddy.ml.models import load_snapshot_estimator
+
+from bench.bench_cost import broker_kinds
+from bench.learning_drain import (
+    Learning,
+    joined_pairs,
+    learner_process,
+    metric,
+    prefilled,
+    river_rate,
+    time_drain,
+)
+from bench.machine import describe
+
+FEATURES = ("f0", "f1", "f4")
+MODELS = {
+    "linear": ModelSpec(
+        "default",
+        (("preprocessing.StandardScaler", {}), ("linear_model.LogisticRegression", {})),
+        FEATURES,
+    ),
+    "hat": ModelSpec("default", (("tree.HoeffdingAdaptiveTreeClassifier", {"seed": 42}),), FEATURES),
+    "arf": ModelSpec("default", (("forest.ARFClassifier", {"n_models": 5, "max_depth": 4, "seed": 42}),), FEATURES),
+}
+TITLES = {
+    "linear": "StandardScaler | LogisticRegression",
+    "hat": "HoeffdingAdaptiveTreeClassifier",
+    "arf": "ARFClassifier(n_models=5, max_depth=4)",
+}
+HELD_OUT = 500
+
+
+@dataclass
+class Run:
+    model: str
+    broker: str
+    labels: int
+    river_per_s: float
+    learned_per_s: float
+    published_per_s: float
+    drain_s: float
+    checkpoints: int
+    checkpoint_ms: float
+    same_model: bool | None
+
+    @property
+    def overhead(self) -> float:
+        """eddy's cost over river's, per label: service time / river time - 1."""
+        return self.river_per_s / self.published_per_s - 1
+
+
+def newest_model(learning: Learning) -> Any:
+    """The estimator of the newest snapshot on S.models (its signature verified)."""
+    topic = StreamTopics("bench10").models
+    consumer = Consumer(consumer_config(learning.settings, f"bench-learning-{time.time_ns()}"))
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    serde, best = learning.serdes.for_topic(topic), None
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 1.5:
+        batch = [m for m in consumer.consume(500, 0.2) if not m.error()]
+        if batch:
+            quiet_since = time.monotonic()
+        for m in batch:
+            record = serde.decode(m.value())
+            if best is None or record["learned_count"] >= best["learned_count"]:
+                best = record
+    consumer.close()
+    if best is None:
+        raise RuntimeError("no snapshot on S.models")
+    return load_snapshot_estimator(best, learning.settings.keyring())
+
+
+def same_predictions(a: Any, b: Any, rows: list[dict[str, Any]]) -> bool:
+    return all(a.predict_proba_one(x) == b.predict_proba_one(x) for x in rows)
+
+
+def run_one(name: str, broker: str, n: int, profile: Path | None, env: dict[str, str]) -> Run:
+    spec = MODELS[name]
+    pairs = joined_pairs(n + HELD_OUT, FEATURES)
+    pairs, held_out = pairs[:n], [p["features"] for p, _ in pairs[n:]]
+    with prefilled(broker, pairs, spec) as learning:
+        river_per_s, reference = river_rate(spec, pairs)
+        where = profile / f"learning-{name}-{broker}.prof" if profile is not None else None
+        with learner_process(learning, env, profile=where) as (url, _):
+            drained = time_drain(url, n)
+            checkpoints = int(metric(url, "eddy_checkpoint_seconds_count"))
+            checkpoint_ms = metric(url, "eddy_checkpoint_seconds_sum") * 1000
+        same = same_predictions(newest_model(learning), reference, held_out)
+    return Run(
+        name,
+        broker,
+        n,
+        river_per_s,
+        drained.learned_per_s,
+        drained.published_per_s,
+        drained.drain_s,
+        checkpoints,
+        checkpoint_ms,
+        same,
+    )
+
+
+def report(runs: list[Run]) -> None:
+    print(
+        "| model | broker | labels | river learn_one loop (labels/s) | service, learned (labels/s) "
+        "| service, learned and published (labels/s) | eddy's overhead over river | drain (s) "
+        "| checkpoints (ms) | same model as river |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in runs:
+        print(
+            f"| {TITLES[r.model]} | {r.broker} | {r.labels:,} | {r.river_per_s:,.0f} | {r.learned_per_s:,.0f} "
+            f"| {r.published_per_s:,.0f} | {r.overhead:+.0%} | {r.drain_s:.2f} "
+            f"| {r.checkpoints} ({r.checkpoint_ms:.0f}) | {'yes' if r.same_model else 'NO'} |"
+        )
+
+
+def print_profile(path: Path, top: int = 15) -> None:
+    print(f"\n{path.name}, top {top} by own time:\n```")
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("tottime").print_stats(top)
+    print("```")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--labels", type=int, default=50_000, help="joined pairs for the linear pipeline")
+    parser.add_argument("--tree-labels", type=int, default=20_000, help="joined pairs for the tree models")
+    parser.add_argument("--broker", action="append", help="tansu, kafka or both; repeat for several")
+    parser.add_argument("--models", default="linear,hat,arf", help="comma-separated: linear, hat, arf")
+    parser.add_argument("--profile", type=Path, help="run the service under cProfile, its stats into this folder")
+    parser.add_argument("--env", action="append", default=[], help="NAME=value for the learner's environment")
+    args = parser.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    env = dict(item.split("=", 1) for item in args.env)
+    runs = []
+    for broker in broker_kinds(args.broker):
+        for name in args.models.split(","):
+            n = args.labels if name == "linear" else args.tree_labels
+            runs.append(run_one(name, broker, n, args.profile, env))
+    print(f"machine: {describe()}; started {started}")
+    report(runs)
+    if args.profile is not None:
+        for path in sorted(args.profile.glob("*.prof")):
+            print_profile(path)
+
+
+if __name__ == "__main__":
+    main()
