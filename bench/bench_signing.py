@@ -261,6 +261,7 @@ def json_tree(obj: Any, obstacles: set[str], depth: int = 0) -> Any:
     River objects become ``{"__class__": ..., "state": vars(obj)}``; anything else that is not JSON is noted and
     written as null, so one walk finds every kind of obstacle, not just the first.
 
+    >>> import random
     >>> found = set()
     >>> json_tree({"a": [1, 2.5], True: None, "r": random.Random(1)}, found)
     {'a': [1, 2.5], 'True': None, 'r': None}

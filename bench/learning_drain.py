@@ -143,11 +143,16 @@ class Learning:
 
 
 @contextmanager
-def prefilled(broker: str, pairs: list[Pair], spec: ModelSpec | None = None) -> Iterator[Learning]:
-    """A fresh ``broker`` whose bench10 input holds ``pairs``; ``spec`` replaces the contract's model if given."""
+def prefilled(
+    broker: str, pairs: list[Pair], spec: ModelSpec | None = None, partitions: int | None = None
+) -> Iterator[Learning]:
+    """A fresh ``broker`` whose bench10 input holds ``pairs``; ``spec`` replaces the contract's model if given, and
+    ``partitions`` the topics' partition count (default: eddy's)."""
     with bench_stack(STREAM, broker) as base:
         state_dir = Path(tempfile.mkdtemp(prefix="eddy-bench-learning-"))
         settings = dataclasses.replace(base, state_dir=state_dir)
+        if partitions is not None:
+            settings = dataclasses.replace(settings, partitions=partitions)
         if spec is not None:
             settings = dataclasses.replace(settings, contracts_dir=contracts_with(spec, state_dir / "contracts"))
         contracts = load_contracts(settings.contracts_dir, (STREAM,))
