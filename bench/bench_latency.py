@@ -355,6 +355,9 @@ def run_one(broker: str, rate: float, args: argparse.Namespace) -> Run:
     run = Run(broker, rate, args.seconds, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()[0])
     run.rows[IDLE] = idle_hop(broker, rate, min(args.seconds, 10.0), fetch_wait)
     extra = {"EDDY_FETCH_WAIT_MAX_MS": str(args.fetch_wait_ms)} if args.fetch_wait_ms else {}
+    for item in args.env or []:
+        name, _, value = item.partition("=")
+        extra[name] = value
     with demo_stack(broker, rate, label_delay_s=1.0, drift_at=args.drift_at, env_extra=extra) as (stack, up, state):
         # The stack's own client settings, so that the baseline hop is measured as the services consume.
         settings = stack_settings(stack, fetch_wait)
@@ -464,6 +467,7 @@ def main() -> None:
     )
     parser.add_argument("--hops", action="store_true", help="also time each hop with taps on the topics")
     parser.add_argument("--fetch-wait-ms", type=int, default=0, help="fetch.wait.max.ms (0: the stack's default)")
+    parser.add_argument("--env", action="append", help="NAME=VALUE for the stack's services (repeatable)")
     args = parser.parse_args()
     brokers = broker_kinds(args.broker)
     runs = []

@@ -25,14 +25,14 @@ learner keeps 2 M ids: 17 min at 2,000/s) and look like a leak. Unless ``scaled_
 run sizes them to fill in the first half of the warm-up, so the verdict sees them full and checks
 that their bound holds.
 
-With ``learner_speed`` set (issue 23: "a learner held at half the needed speed"), a ``LearnerThrottle``
-holds the learning service to that fraction of the label rate during the load, by SIGSTOP and SIGCONT:
-it stops the learner whenever the labels it learned reach ``learner_speed`` times the labels accepted so
-far, and lets it go on when the load has caught up. The learner falls further behind all through the
-load (its input waits in Kafka), and the same verdict holds: every process's memory bounded, the join
-state within its bound, and, once it runs free again after the load, every label learned. With
-``max_lag_s`` the contract's ``monitoring.freshness.max_lag`` is set to it, and the run records the
-dashboard's ``freshness`` entry and open alerts when the load ends and after the drain.
+With ``learner_speed`` set (issue 23: "a learner held at half the needed speed"), the learning service
+is held to that fraction of its input rate (predictions and labels) for the whole run, with
+``EDDY_LEARNING_MAX_RECORDS_PER_S``. The learner falls further behind all through the load (its input
+waits in Kafka), and the same verdict holds: every process's memory bounded, the join state within its
+bound, and, by the end of the drain, every label learned. (SIGSTOP and SIGCONT from here cannot do it:
+the learner drains thousands of labels between two looks at it.) With ``max_lag_s`` the contract's
+``monitoring.freshness.max_lag`` is set to it, and the run records the dashboard's ``freshness`` entry
+and open alerts when the load ends and after the drain.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import os
 import queue
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -98,12 +97,14 @@ class SoakConfig:
     stack_timeout_s: float = 120.0
     max_request: int = 5000
     scaled_bounds: bool = True
-    # The learner held to this fraction of the label rate during the load (None: free); see LearnerThrottle.
+    # The learner held to this fraction of its input rate (None: free); see the module docstring.
     learner_speed: float | None = None
     # The contract's monitoring.freshness.max_lag for the run, in seconds (None: the demo contract's).
     max_lag_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.learner_speed is not None and not 0 < self.learner_speed < 1:
+            raise ValueError(f"learner_speed must be in (0, 1), not {self.learner_speed!r}")
         if self.label_delay_s + self.allowed_lateness_s >= self.warmup_s:
             raise ValueError(
                 f"label delay + allowed lateness ({self.label_delay_s + self.allowed_lateness_s:g}s) must be shorter "
@@ -157,7 +158,18 @@ def stack_env(config: SoakConfig, workdir: Path) -> dict[str, str]:
             # The dashboard's history, in ticks of monitoring's default 1 s: 600 fill a 10-minute run.
             EDDY_MONITORING_HISTORY=str(max(10, int(memory_s))),
         )
+    if config.learner_speed is not None:
+        env["EDDY_LEARNING_MAX_RECORDS_PER_S"] = f"{learner_input_rate(config) * config.learner_speed:g}"
     return env
+
+
+def learner_input_rate(config: SoakConfig) -> float:
+    """Records a second the learner must read to keep up: every event's prediction and the labelled ones' labels.
+
+    >>> learner_input_rate(SoakConfig(duration_s=60.0, rate=400.0, unlabelled_share=0.05))
+    780.0
+    """
+    return config.rate * (2 - config.unlabelled_share)
 
 
 @contextlib.contextmanager
@@ -377,65 +389,6 @@ class SoakLoad:
         return None
 
 
-# -- the throttled learner ----------------------------------------------------------------------------
-
-
-class LearnerThrottle:
-    """Holds the learning service (pid ``pid``) to ``speed`` times the labels accepted so far, by SIGSTOP/SIGCONT.
-
-    Every ``TICK_S`` while the learner runs, its learned count is read from its ``/metrics``; at or past
-    its target it is stopped, with the count it stopped at, and it goes on once the target has passed that
-    count. The sampler reads the learner's metrics too, so it takes a sample inside :meth:`running`, which
-    lets the learner go on meanwhile (the next tick stops it again if it is ahead).
-    """
-
-    def __init__(self, pid: int, metrics_url: str, speed: float, tally: LoadTally) -> None:
-        if not 0 < speed < 1:
-            raise ValueError(f"learner_speed must be in (0, 1), not {speed!r}")
-        self.pid, self.url, self.speed, self.tally = pid, metrics_url, speed, tally
-        self.lock = threading.Lock()
-        self.stopped_at: float | None = None  # the learned count when stopped; None while it runs
-        self.stops = 0
-        self.stopped_s = 0.0
-        self._since = 0.0
-
-    def run(self, stop: threading.Event) -> None:
-        """Throttle until ``stop``; the learner is left running."""
-        try:
-            while not stop.wait(TICK_S):
-                with self.lock:
-                    self._step()
-        finally:
-            with self.lock:
-                self._go_on()
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        """The learner running for the duration (to read its metrics), throttled again afterwards."""
-        with self.lock:
-            self._go_on()
-            yield
-
-    def _step(self) -> None:
-        target = self.speed * self.tally.accepted_labels
-        if self.stopped_at is not None:
-            if target > self.stopped_at:
-                self._go_on()
-            return
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            learned = scrape(self.url, (LEARNED,)).get((LEARNED, ""), 0.0)
-            if learned >= target:
-                os.kill(self.pid, signal.SIGSTOP)
-                self.stopped_at, self._since = learned, time.monotonic()
-                self.stops += 1
-
-    def _go_on(self) -> None:
-        if self.stopped_at is not None:
-            os.kill(self.pid, signal.SIGCONT)
-            self.stopped_at = None
-            self.stopped_s += time.monotonic() - self._since
-
-
 # -- sampling ------------------------------------------------------------------------------------------
 
 JOIN_STATE = "eddy_join_state_size"
@@ -499,17 +452,14 @@ def consumer_lags(stack: Mapping[str, Any]) -> dict[str, float]:
     return lags
 
 
-def sample_until(
-    state: Path, config: SoakConfig, origin: float, stop: threading.Event, throttle: LearnerThrottle | None = None
-) -> list[Sample]:
+def sample_until(state: Path, config: SoakConfig, origin: float, stop: threading.Event) -> list[Sample]:
     """Samples every ``sample_interval_s`` from ``origin`` until ``stop`` (at most one per interval of the run)."""
     samples: list[Sample] = []
     limit = int(config.duration_s / config.sample_interval_s) + 2
     for index in range(limit):
         if stop.wait(max(0.0, origin + index * config.sample_interval_s - time.monotonic())):
             break
-        with throttle.running() if throttle is not None else contextlib.nullcontext():
-            sample = take_sample(state, time.monotonic() - origin)
+        sample = take_sample(state, time.monotonic() - origin)
         if sample is not None:
             samples.append(sample)
     return samples
@@ -720,8 +670,6 @@ class SoakResult:
     load_averages: tuple[float, float] = (0.0, 0.0)
     # This process (the load and the sampler) during the load, in % of one core.
     client_cpu_percent: float = 0.0
-    # With a throttled learner: how often it was stopped, and for how many seconds in all.
-    throttled: tuple[int, float] | None = None
     # The dashboard's freshness entry and open alert kinds, when the load ended and after the drain.
     freshness: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -748,11 +696,9 @@ class SoakResult:
             self.verdict.table(),
             lag_summary(self.outcome.samples, c),
         ]
-        if self.throttled is not None:
-            stops, stopped_s = self.throttled
-            lines.append(
-                f"learner held at {c.learner_speed:.0%} of the label rate: stopped {stops}x, {stopped_s:.0f}s in all"
-            )
+        if c.learner_speed is not None:
+            held = learner_input_rate(c) * c.learner_speed
+            lines.append(f"learner held at {c.learner_speed:.0%} of its input rate: {held:g} records/s")
         lines += [f"freshness {when}: {seen}" for when, seen in self.freshness.items()]
         return "\n".join(lines)
 
@@ -801,24 +747,15 @@ def run_soak(config: SoakConfig, workdir: Path) -> SoakResult:
         origin = time.monotonic()
         load_at_start = os.getloadavg()[0]
         client_cpu = time.process_time()
-        throttle = None
-        if config.learner_speed is not None:
-            learning = stack["services"]["learning"]
-            throttle = LearnerThrottle(int(learning["pid"]), learning["url"], config.learner_speed, load.tally)
-        holder = threading.Thread(target=throttle.run, args=(stop,), name="soak-throttle") if throttle else None
         sampler = threading.Thread(
-            target=lambda: samples.extend(sample_until(state, config, origin, stop, throttle)), name="soak-sampler"
+            target=lambda: samples.extend(sample_until(state, config, origin, stop)), name="soak-sampler"
         )
         sampler.start()
-        if holder is not None:
-            holder.start()
         try:
             tally = load.run(stop)
         finally:
             stop.set()
             sampler.join()
-            if holder is not None:
-                holder.join()
         phases["load"] = time.monotonic() - origin
         freshness = {"when the load ended": dashboard_freshness(stack)}
         load_averages = (load_at_start, os.getloadavg()[0])
@@ -826,29 +763,32 @@ def run_soak(config: SoakConfig, workdir: Path) -> SoakResult:
         drained = time.monotonic()
         predictions, learned = drain(state, tally, config.drain_timeout_s)
         phases["drain"] = time.monotonic() - drained
-        freshness["after the drain"] = dashboard_freshness(stack, settle_s=3.0)
+        # The learner publishes its last snapshot after its last batch (a held one, after its hold).
+        freshness["after the drain"] = dashboard_freshness(stack, until_fresh_s=config.drain_timeout_s)
         final = read_stack(state) or {"services": {}}
         restarts = {name: int(info.get("restarts", 0)) for name, info in final["services"].items()}
         stopping = time.monotonic()
     phases["down"] = time.monotonic() - stopping
     outcome = Outcome(samples, tally, predictions, learned, restarts)
     elapsed = time.monotonic() - began
-    throttled = (throttle.stops, throttle.stopped_s) if throttle is not None else None
     verdict = judge(outcome, config)
-    return SoakResult(
-        config, outcome, verdict, elapsed, phases, load_averages, client_cpu_percent, throttled, freshness
-    )
+    return SoakResult(config, outcome, verdict, elapsed, phases, load_averages, client_cpu_percent, freshness)
 
 
-def dashboard_freshness(stack: Mapping[str, Any], settle_s: float = 0.0) -> dict[str, Any]:
+def dashboard_freshness(stack: Mapping[str, Any], until_fresh_s: float = 0.0) -> dict[str, Any]:
     """The monitoring dashboard's ``freshness`` entry and open alert kinds ({} if it does not answer).
 
-    ``settle_s``: wait that long first, for monitoring to read the last snapshot and tick.
+    ``until_fresh_s``: read again, for at most that long, until the freshness lag is 0.
     """
-    time.sleep(settle_s)
     url = (stack.get("services") or {}).get("monitoring", {}).get("url")
-    try:
-        document = httpx.get(f"{url}/api/dashboard", params={"stream": STREAM}, timeout=REQUEST_TIMEOUT_S).json()
-    except (httpx.HTTPError, ValueError, TypeError):
-        return {}
-    return {"freshness": document.get("freshness"), "alerts": sorted(a["kind"] for a in document.get("alerts", []))}
+    deadline = time.monotonic() + until_fresh_s
+    while True:
+        try:
+            document = httpx.get(f"{url}/api/dashboard", params={"stream": STREAM}, timeout=REQUEST_TIMEOUT_S).json()
+        except (httpx.HTTPError, ValueError, TypeError):
+            document = {}
+        freshness = document.get("freshness")
+        if (freshness and freshness["lag_s"] == 0) or time.monotonic() >= deadline:
+            alerts = sorted(a["kind"] for a in document.get("alerts", []))
+            return {"freshness": freshness, "alerts": alerts} if document else {}
+        time.sleep(DRAIN_POLL_S)

@@ -16,7 +16,6 @@ import pytest
 
 from tests.chaos.soak_probe import (
     BROKER,
-    LearnerThrottle,
     LoadTally,
     Outcome,
     Sample,
@@ -37,9 +36,12 @@ CI_SOAK = SoakConfig(
     stack_timeout_s=60.0,
 )
 UNIT = SoakConfig(duration_s=100.0, rate=100.0, sample_interval_s=5.0)
-# Issue 23: the learner held at half the label rate for the whole load (about 90 s in all). Its backlog
-# grows to about 20 s of labels, past the 3 s freshness threshold set for the run.
-HALF_SPEED_SOAK = replace(CI_SOAK, duration_s=40.0, warmup_fraction=0.3, learner_speed=0.5, max_lag_s=3.0)
+# Issue 23: the learner held at half its input rate for the whole run (about 90 s in all). By the end of
+# the load its backlog is about 15 s of input, past the 3 s freshness threshold set for the run; the drain
+# (at the same half speed) takes about as long as the load.
+HALF_SPEED_SOAK = replace(
+    CI_SOAK, duration_s=30.0, warmup_fraction=0.4, drain_timeout_s=60.0, learner_speed=0.5, max_lag_s=3.0
+)
 
 
 def made_up(
@@ -137,16 +139,15 @@ def test_short_soak_shows_no_unbounded_growth(tmp_path: Path) -> None:
 
 def test_a_learner_speed_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(ValueError, match="learner_speed"):
-        LearnerThrottle(pid=1, metrics_url="http://127.0.0.1:1", speed=1.5, tally=LoadTally())
+        SoakConfig(duration_s=60.0, rate=100.0, learner_speed=1.5)
 
 
 @pytest.mark.e2e
 def test_a_learner_at_half_speed_stays_bounded_and_loses_nothing(tmp_path: Path) -> None:
-    """Memory and join state bounded while learning lags; every label learned once it runs free; the lag seen."""
+    """Memory and join state bounded while learning lags; every label learned in the end; the lag seen."""
     result = run_soak(HALF_SPEED_SOAK, tmp_path)
     print(result.report())
     assert result.passed, result.report()
-    assert result.throttled is not None and result.throttled[0] > 0, "the learner was never held back"
     assert result.outcome.learned >= result.outcome.tally.accepted_labels, "every accepted label is learned"
     lagging = result.freshness["when the load ended"]
     assert lagging["freshness"]["lag_s"] > HALF_SPEED_SOAK.max_lag_s and "learning_lag" in lagging["alerts"], (
