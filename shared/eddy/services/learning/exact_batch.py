@@ -67,14 +67,18 @@ class ExactBatch:
     def _matrix(self, examples: Sequence[Example]) -> tuple[list[bool], np.ndarray]:
         """Which examples the kernel takes as they are, and their features as rows (zeros for the others)."""
         features, label_type, d = self.features, self.label_type, len(self.features)
-        eligible: list[bool] = []
-        rows: list[list[float]] = []
         blank = [0.0] * d
-        for x, y in examples:
-            values = list(x.values()) if type(x) is dict and tuple(x) == features else None
-            ok = values is not None and type(y) is label_type and all(type(v) is float for v in values)
-            eligible.append(ok)
-            rows.append(values if ok and values is not None else blank)
+        # The common case first: every example has the features in order, all floats, and a label of the type.
+        rows = [list(x.values()) if type(x) is dict and tuple(x) == features else blank for x, _ in examples]
+        labels_ok = [type(y) is label_type for _, y in examples]
+        if all(labels_ok) and blank not in rows and {type(v) for row in rows for v in row} == {float}:
+            eligible = [True] * len(rows)
+        else:
+            eligible = [
+                ok and row is not blank and all(type(v) is float for v in row)
+                for row, ok in zip(rows, labels_ok, strict=True)
+            ]
+            rows = [row if ok else blank for row, ok in zip(rows, eligible, strict=True)]
         X = np.array(rows, dtype=np.float64).reshape(len(rows), d)
         # An infinite or NaN feature could take river's Python arithmetic and C's apart (min/max of a NaN differ).
         finite: list[bool] = np.asarray(np.isfinite(X).all(axis=1)).tolist()
