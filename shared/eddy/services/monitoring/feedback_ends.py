@@ -22,8 +22,9 @@ class FeedbackEnds:
     """Reads the end offset (high watermark) of every partition of ``topics``, keyed ``"topic:partition"``."""
 
     def __init__(self, settings: Settings, topics: list[str], interval_s: float, timeout_s: float = 2.0) -> None:
-        # Never subscribes nor assigns: it only asks for watermarks.
-        self.consumer = Consumer(consumer_config(settings, "eddy-monitoring-freshness", background=True))
+        # Never subscribes nor assigns: it only asks for watermarks. The group id (which the client requires, and
+        # never joins) is under the side feed's prefix, the one monitoring's principal may use (eddy.kafka.acls).
+        self.consumer = Consumer(consumer_config(settings, "eddy-monitoring-control-freshness", background=True))
         self.topics = topics
         self.interval_s = interval_s
         self.timeout_s = timeout_s
