@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from eddy.ml.linear_kernel import LEARN, LinearKernel
-from eddy.ml.models import learn
+from eddy.ml.models import is_anomaly_detector
 
 Example = tuple[Any, Any]  # (features, label)
 
@@ -46,6 +46,8 @@ class ExactBatch:
         # The kernel reads a binary label as 0/1 and a regression target as a double: only those types go to it.
         self.label_type: type = bool if task == "binary" else float
         self.native_count = 0  # examples learned by the kernel, for tests and benchmarks
+        # As eddy.ml.models.learn, decided once: an anomaly detector learns the features only (it is unsupervised).
+        self.unsupervised = is_anomaly_detector(estimator)
 
     def learn(self, examples: Sequence[Example]) -> list[Exception | None]:
         """Learn ``examples`` in order; per example, None once learned, or the exception that kept it unlearned."""
@@ -97,9 +99,13 @@ class ExactBatch:
         return True
 
     def _one_by_one(self, examples: Sequence[Example], start: int, end: int, errors: list[Exception | None]) -> None:
+        learn_one, unsupervised = self.estimator.learn_one, self.unsupervised
         for k in range(start, end):
             x, y = examples[k]
             try:
-                learn(self.estimator, x, y)
+                if unsupervised:
+                    learn_one(x)
+                else:
+                    learn_one(x, y)
             except Exception as exc:
                 errors[k] = exc
