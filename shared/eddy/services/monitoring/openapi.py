@@ -93,8 +93,33 @@ SCHEMAS: dict[str, Any] = {
                 "items": _ref("Period"),
                 "description": "the production history: what answered when, oldest first",
             },
+            "freshness": {
+                "type": "object",
+                "nullable": True,
+                "description": "the champion's label freshness (label time → learned → served); null before any label",
+                "properties": {
+                    "model": {"type": "string"},
+                    "version": {"type": "integer"},
+                    "label_to_learned_s": _ref("Quantiles"),
+                    "label_to_served_s": _ref("Quantiles"),
+                    "lag_s": {"type": "number", "description": "age of the newest served label while labels wait"},
+                    "max_lag_s": {"type": "number", "nullable": True, "description": "the contract's max_lag"},
+                    "status": {"type": "string", "enum": ["ok", "lagging", "unwatched"]},
+                    "newest_learned_label_ms": {**EPOCH_MS, "nullable": True},
+                    "served_label_ms": {**EPOCH_MS, "nullable": True},
+                },
+            },
         },
         "additionalProperties": True,
+    },
+    "Quantiles": {
+        "type": "object",
+        "required": ["p50", "p99", "n"],
+        "properties": {
+            "p50": {"type": "number", "nullable": True},
+            "p99": {"type": "number", "nullable": True},
+            "n": {"type": "integer", "description": "samples the quantiles are over"},
+        },
     },
     "Marker": {
         "type": "object",

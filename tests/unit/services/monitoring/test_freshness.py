@@ -210,3 +210,20 @@ def test_labels_produced_past_the_served_snapshots_reading_are_waiting() -> None
     monitor.on_feedback_ends({"demo.feedback:0": 700, "demo.feedback:1": 480})
     (alert,) = monitor([record("demo.validated", {"event_id": "v"}, offset=1)]).outputs
     assert alert.value["kind"] == "learning_lag" and alert.value["value"] == 10.0
+
+
+def test_the_freshness_entry_matches_the_documented_dashboard_schema() -> None:
+    from tests.unit.services.test_openapi_documents import APPS, schema_validator, served_document
+
+    now = [T0 / 1000 + 10]
+    monitor = Monitor(contract_with("2s"), clock=lambda: now[0])
+    monitor.on_snapshot(snapshot(T0, T0 + 50))
+    monitor([record("demo.labeled", labeled(1, T0 + 10, T0 + 20), offset=1)])
+    monitor.tick(now[0])
+    document = json.loads(json.dumps(monitor.document))
+    assert document["freshness"]["status"] == "lagging"
+    _, doc = served_document(APPS["monitoring dashboard"]())
+    schema_validator(doc, "Dashboard").validate(document)
+    broken = document | {"freshness": {**document["freshness"], "status": "late"}}
+    with pytest.raises(Exception, match="late"):
+        schema_validator(doc, "Dashboard").validate(broken)
