@@ -17,7 +17,8 @@ Models (on 3 features, f0, f1 and f4, as the demo's 3):
   (``MSG_SIZE_TOO_LARGE``); depth 4 keeps it under 140 KB.
 
 Run: ``.venv/bin/python -m bench.bench_learning [--labels 50000] [--tree-labels 20000] [--broker tansu|kafka|both]
-[--models linear,hat,arf] [--profile DIR]``. Bounded: every drain stops after 180 s.
+[--models linear,hat,arf] [--profile DIR] [--env NAME=value]``; docs/benchmarks.md's "Learning at scale" ran with
+``--env EDDY_LEARNING_BATCH_SIZE=5000``. Bounded: every drain stops after 180 s.
 """
 
 from __future__ import annotations

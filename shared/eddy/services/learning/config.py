@@ -15,7 +15,7 @@ class JoinLimits:
     Examples
     --------
     >>> join_limits({"EDDY_LEARNING_MAX_PENDING": "12"})
-    JoinLimits(max_pending=12, max_remembered=2000000, batch_size=5000, max_records_per_s=0.0)
+    JoinLimits(max_pending=12, max_remembered=2000000, batch_size=500, max_records_per_s=0.0)
     """
 
     max_pending: int = setting(
@@ -29,12 +29,15 @@ class JoinLimits:
         2_000_000, "EDDY_LEARNING_MAX_REMEMBERED", "Learned event ids remembered to refuse duplicates.", minimum=1
     )
     # Learning keeps one batch in flight (its checkpoints must see each batch's output acknowledged), so every
-    # batch pays a broker round trip and the producer's linger: under load, larger batches amortize them.
+    # batch pays a broker round trip and the producer's linger. Draining a backlog with a core to itself, 5,000
+    # records a batch learn twice as fast as 500 (bench_learning); in the demo stack at 5,000 events/s on 2 busy
+    # cores they read half the input where 500 read 85% (docs/benchmarks.md, "Freshness under load"): 500 stays.
     batch_size: int = setting(
-        5_000,
+        500,
         "EDDY_LEARNING_BATCH_SIZE",
         "Records per micro-batch of the learning service (predictions and labels; `EDDY_BATCH_SIZE` applies to the "
-        "other services). Batches fill only under load: a trickle is learned as it comes.",
+        "other services). Batches fill only under load; larger ones drain a backlog faster when the learner has a "
+        "core to itself (5,000: about twice as fast), but kept pace worse in a busy 2-core stack.",
         minimum=1,
     )
     # A drill, not a tuning knob: it holds the learner below its input rate to show what lagging costs.
