@@ -28,6 +28,11 @@ LABEL_TO_LEARNED = Histogram(
     buckets=FRESHNESS_BUCKETS,
 )
 SNAPSHOTS = Counter("eddy_snapshots_published_total", "Model snapshots published.", ["stream", "model"])
+SNAPSHOTS_TOO_LARGE = Counter(
+    "eddy_snapshots_too_large_total",
+    "Snapshots not published because they are over Kafka's record limit: inference keeps the last one that fit.",
+    ["stream", "model"],
+)
 CHECKPOINT_SECONDS = Histogram("eddy_checkpoint_seconds", "Time to write a learner checkpoint.", ["stream"])
 
 

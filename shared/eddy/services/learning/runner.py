@@ -41,6 +41,7 @@ from eddy.kafka.client import cluster_id, scan
 from eddy.kafka.retention import join_retention_problem, snapshot_key
 from eddy.ml.models import ModelState, SnapshotError, load_snapshot_estimator
 from eddy.ml.roles import ARCHIVED, VersionKey, contract_roles, roles_of_event
+from eddy.runtime.dlq import MAX_RECORD_BYTES
 from eddy.runtime.feed import SideFeed
 from eddy.runtime.loop import BatchResult, InRecord, OffsetGap, Offsets, StreamLoop
 from eddy.runtime.service import ServiceContext, code_version
@@ -315,15 +316,33 @@ class LearningService:
             model.source_offsets = dict(learner.state.offsets)
             topic = StreamTopics(stream).models
             data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.ctx.keys, self.code_version))
+            self._published[(stream, key)] = model.learned_count
+            if len(data) > MAX_RECORD_BYTES:
+                self._too_large(stream, model, len(data))
+                continue
             # One key per version: S.models is compacted (eddy.kafka.retention).
             self.ctx.producer.produce(topic, data, snapshot_key(model.spec.name, model.version).encode())
-            self._published[(stream, key)] = model.learned_count
             metrics.SNAPSHOTS.labels(stream, model.spec.name).inc()
         self.ctx.producer.confirm()
         self.ctx.health.set(
             learned={s: lrn.state.model.learned_count for (s, _), lrn in self.learners.items() if lrn.champion},
             learned_by_model={f"{s}/{k}": lrn.state.model.learned_count for (s, k), lrn in self.learners.items()},
         )
+
+    def _too_large(self, stream: str, model: ModelState, size: int) -> None:
+        """A model grown past Kafka's record limit: it keeps learning (and checkpointing), and says so.
+
+        Producing it would fail the producer (MSG_SIZE_TOO_LARGE) and stop the service, so inference keeps
+        the last snapshot that fit; a model this large needs a smaller spec (a tree's ``max_depth``, fewer
+        ARF members) or a larger ``message.max.bytes`` on the broker and clients.
+        """
+        metrics.SNAPSHOTS_TOO_LARGE.labels(stream, model.spec.name).inc()
+        message = (
+            f"{stream}/{model.spec.name}@{model.version}: a snapshot of {size:,} bytes is over the "
+            f"{MAX_RECORD_BYTES:,}-byte record limit; not published, inference keeps the last one that fit"
+        )
+        log.error("snapshot too large", extra={"stream": stream, "model": model.spec.name, "bytes": size})
+        self.ctx.health.set(snapshot_too_large=message)
 
 
 def _by_partition(offsets: dict[str, int]) -> dict[tuple[str, int], int]:
