@@ -105,6 +105,8 @@ class VersionEstimates:
         self._window_of: dict[str, int] = {}
         self.closed = 0
         self.segments: dict[str, deque[tuple[float, bool]]] = {}
+        # Each segment's estimate as of the last refresh(): the gauges and the dashboard read the same one.
+        self.by_segment: dict[str, dict[str, Estimate]] = {}
         self.settled: list[EstimatedWindow] = []  # windows settled since the caller last took them
 
     @property
@@ -164,8 +166,15 @@ class VersionEstimates:
         line = self.reference - self.spec.threshold * (0.5 if open_now else 1.0)
         return accuracy.value < line
 
-    def segment_estimates(self) -> dict[str, dict[str, Estimate]]:
-        """Each segment's estimate over its last ``window`` predictions, with the version's calibrator."""
+    def refresh(self) -> None:
+        """Once per tick, not per record: the realized metrics of windows that got labels, and each segment's
+        estimate over its last ``window`` predictions with the version's calibrator."""
+        for window in self.windows.values():
+            if len(window.labels) != window.realized_from:
+                self._realize(window)
+        self.by_segment = self._segment_estimates()
+
+    def _segment_estimates(self) -> dict[str, dict[str, Estimate]]:
         if self.calibrator is None:
             return {}
         out = {}
@@ -176,12 +185,6 @@ class VersionEstimates:
             predicted = np.fromiter((t for _, t in recent), bool, len(recent))
             out[segment] = estimate_all(self.calibrator.predict(scores), scores, predicted)
         return out
-
-    def refresh_realized(self) -> None:
-        """Recompute the realized metrics of windows that got labels (once per tick, not per label)."""
-        for window in self.windows.values():
-            if len(window.labels) != window.realized_from:
-                self._realize(window)
 
     def to_json(self) -> dict[str, Any]:
         latest = self.latest
@@ -194,9 +197,7 @@ class VersionEstimates:
             "reference_accuracy": self.reference,
             "threshold": self.spec.threshold,
             "current": {m: _estimate_json(e) for m, e in latest.estimated.items()} if latest else None,
-            "segments": {
-                s: {m: _estimate_json(e) for m, e in est.items()} for s, est in self.segment_estimates().items()
-            },
+            "segments": {s: {m: _estimate_json(e) for m, e in est.items()} for s, est in self.by_segment.items()},
             "windows": [w.to_json() for w in self.windows.values()],
         }
 

@@ -58,14 +58,7 @@ def estimate_accuracy(calibrated: npt.ArrayLike, predicted: npt.ArrayLike) -> Es
     >>> round(estimate_accuracy([0.9, 0.2, 0.6], [True, False, True]).value, 4)  # (0.9 + 0.8 + 0.6) / 3
     0.7667
     """
-    p = np.asarray(calibrated, dtype=float)
-    answered_true = np.asarray(predicted, dtype=bool)
-    if p.shape != answered_true.shape or p.ndim != 1:
-        raise ValueError(f"scores {p.shape} and predictions {answered_true.shape} must be two equal 1-d arrays")
-    if not len(p):
-        raise ValueError("no predictions to estimate over")
-    if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
-        raise ValueError("calibrated scores must be probabilities in [0, 1]")
+    p, answered_true = _checked(calibrated, predicted)
     right = np.where(answered_true, p, 1.0 - p)
     value = float(right.mean())
     spread = Z_95 * float(np.sqrt(np.sum(right * (1.0 - right)))) / len(right)
@@ -85,10 +78,7 @@ class IsotonicCalibrator:
         self.rates: npt.NDArray[np.float64] = np.empty(0)
 
     def fit(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> IsotonicCalibrator:
-        x = np.asarray(scores, dtype=float)
-        y = np.asarray(labels, dtype=float)
-        if x.shape != y.shape or x.ndim != 1 or not len(x):
-            raise ValueError("scores and labels must be two equal, non-empty 1-d arrays")
+        x, y = _fit_inputs(scores, labels)
         # Equal scores are one point: their labels pooled first, whatever order they came in.
         unique, inverse = np.unique(x, return_inverse=True)
         label_sums = np.bincount(inverse, weights=y)
@@ -133,10 +123,7 @@ class BinningCalibrator:
         self.rates: npt.NDArray[np.float64] = np.empty(0)
 
     def fit(self, scores: npt.ArrayLike, labels: npt.ArrayLike) -> BinningCalibrator:
-        x = np.asarray(scores, dtype=float)
-        y = np.asarray(labels, dtype=float)
-        if x.shape != y.shape or x.ndim != 1 or not len(x):
-            raise ValueError("scores and labels must be two equal, non-empty 1-d arrays")
+        x, y = _fit_inputs(scores, labels)
         self.edges = np.unique(np.quantile(x, np.linspace(0, 1, self.bins + 1)[1:-1]))
         index = np.searchsorted(self.edges, x, side="right")
         counts = np.bincount(index, minlength=len(self.edges) + 1)
@@ -214,7 +201,7 @@ def estimate_roc_auc(calibrated: npt.ArrayLike, scores: npt.ArrayLike) -> Estima
     >>> round(estimate_roc_auc([0.9, 0.6, 0.4, 0.1], [0.9, 0.6, 0.4, 0.1]).value, 3)
     0.889
     """
-    p, _ = _checked(calibrated, np.ones(np.shape(calibrated), dtype=bool))
+    p = _probabilities(calibrated)
     s = np.asarray(scores, dtype=float)
     if s.shape != p.shape:
         raise ValueError(f"scores {s.shape} and calibrated probabilities {p.shape} must have one shape")
@@ -268,18 +255,38 @@ def estimate_all(calibrated: npt.ArrayLike, scores: npt.ArrayLike, predicted: np
     return out
 
 
-def _checked(
-    calibrated: npt.ArrayLike, predicted: npt.ArrayLike
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+def _probabilities(calibrated: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Calibrated scores as a non-empty 1-d array of probabilities, or a ValueError saying what is wrong."""
     p = np.asarray(calibrated, dtype=float)
-    answered_true = np.asarray(predicted, dtype=bool)
-    if p.shape != answered_true.shape or p.ndim != 1:
-        raise ValueError(f"scores {p.shape} and predictions {answered_true.shape} must be two equal 1-d arrays")
+    if p.ndim != 1:
+        raise ValueError(f"calibrated scores {p.shape} must be a 1-d array")
     if not len(p):
         raise ValueError("no predictions to estimate over")
     if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
         raise ValueError("calibrated scores must be probabilities in [0, 1]")
-    return p, answered_true
+    return p
+
+
+def _checked(
+    calibrated: npt.ArrayLike, predicted: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Calibrated scores and the answers given (True: ``true``), checked to pair up one to one."""
+    p = np.asarray(calibrated, dtype=float)
+    answered_true = np.asarray(predicted, dtype=bool)
+    if p.shape != answered_true.shape or p.ndim != 1:
+        raise ValueError(f"scores {p.shape} and predictions {answered_true.shape} must be two equal 1-d arrays")
+    return _probabilities(p), answered_true
+
+
+def _fit_inputs(
+    scores: npt.ArrayLike, labels: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """A calibrator's training data: scores and labels (1.0: ``true``) as two equal, non-empty 1-d arrays."""
+    x = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=float)
+    if x.shape != y.shape or x.ndim != 1 or not len(x):
+        raise ValueError("scores and labels must be two equal, non-empty 1-d arrays")
+    return x, y
 
 
 def _draws(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

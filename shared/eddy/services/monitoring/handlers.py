@@ -195,14 +195,11 @@ class Monitor:
             if window is None or watch.estimates is None:
                 continue
             if VersionKey(watch.model, watch.version) == self.roles.champion:
-                open_now = self.alerts.is_open(ESTIMATED_QUALITY, watch.model)
-                firing = watch.estimates.firing(window, open_now)
-                if firing is not None and firing != open_now:
+                # Judged at once, not with the batch's other judgements: the next window's line depends on it.
+                firing = watch.estimates.firing(window, self.alerts.is_open(ESTIMATED_QUALITY, watch.model))
+                if firing is not None:
                     reading = self._estimated_reading(watch, window, (record.partition, record.offset))
-                    alert = self.alerts.judge(ESTIMATED_QUALITY, watch.model, firing, reading)
-                    if alert is not None:
-                        alerts.append(alert)
-                        self._mark(alert)
+                    alerts += self._judge([Judgement(ESTIMATED_QUALITY, watch.model, firing, reading)])
             watch.estimate_evidence = Evidence(self.topics.predictions)
         return alerts
 
@@ -347,11 +344,7 @@ class Monitor:
                 "newest_learned_label_ms": fresh.newest_learned_ms,
             },
         )
-        alert = self.alerts.judge(LEARNING_LAG, champion.name, lag_s > max_lag_s, reading)
-        if alert is None:
-            return []
-        self._mark(alert)
-        return [alert]
+        return self._judge([Judgement(LEARNING_LAG, champion.name, lag_s > max_lag_s, reading)])
 
     def on_dlq(self, reason: str, count: int = 1) -> None:
         self.dlq_reasons[reason] += count
@@ -423,13 +416,13 @@ class Monitor:
             estimates = watch.estimates
             if estimates is None:
                 continue
-            estimates.refresh_realized()
+            estimates.refresh()
             version = str(watch.version)
             window = estimates.latest
             if window is not None:
                 latest[watch.key] = window.estimated["accuracy"].value
                 _set_estimates(stream, watch.model, version, "all", window.estimated)
-            for segment, values in estimates.segment_estimates().items():
+            for segment, values in estimates.by_segment.items():
                 _set_estimates(stream, watch.model, version, segment, values)
             for settled in estimates.settled:
                 for metric in settled.estimated:
