@@ -27,10 +27,20 @@ import sys
 import time
 from dataclasses import replace
 
-from eddy.runtime.loop import InRecord
 from eddy.services.monitoring.handlers import Monitor, MonitorConfig
 
-from bench.estimation_scenarios import ESTIMATED, LABEL_BASED, Run, contract, events, labeled, mean_abs, prediction, run
+from bench.estimation_scenarios import (
+    ESTIMATED,
+    LABEL_BASED,
+    Run,
+    contract,
+    events,
+    in_record,
+    labeled,
+    mean_abs,
+    prediction,
+    run,
+)
 from bench.machine import describe
 
 N, CHANGE_AT, DELAY = 20_000, 10_000, 5_000
@@ -85,9 +95,9 @@ def handler_throughput(estimation: bool, n: int = 60_000, batch: int = 500) -> f
     monitor = Monitor(chosen, MonitorConfig(), clock=lambda: 0.0)
     rng = random.Random(1)
     predictions = [prediction(i, rng.random()) for i in range(n)]
-    predicted = [InRecord("demo.predictions", 0, i, v["event_id"], v, 0, [], b"") for i, v in enumerate(predictions)]
+    predicted = [in_record("demo.predictions", i, v) for i, v in enumerate(predictions)]
     examples = [labeled(v, rng.random() < v["probabilities"]["true"]) for v in predictions]
-    joined = [InRecord("demo.labeled", 0, i, v["event_id"], v, 0, [], b"") for i, v in enumerate(examples)]
+    joined = [in_record("demo.labeled", i, v) for i, v in enumerate(examples)]
     records = 0
     started = time.perf_counter()
     for start in range(0, n, batch):

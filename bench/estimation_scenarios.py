@@ -115,9 +115,9 @@ def run(kind: str, seed: int = 1, n: int = 20_000, change_at: int = 10_000, dela
             features = x[TRAINING + i]
             p = float(model.predict_proba_one({"x0": features[0], "x1": features[1]}).get(True, 0.0))
             predictions.append(prediction(i, p))
-            arriving.append(_record("demo.predictions", i, predictions[-1]))
+            arriving.append(in_record("demo.predictions", i, predictions[-1]))
         labels = [
-            _record("demo.labeled", j, labeled(predictions[j], bool(y[TRAINING + j])))
+            in_record("demo.labeled", j, labeled(predictions[j], bool(y[TRAINING + j])))
             for j in range(max(0, start - delay), min(start + batch - delay, n))
         ]
         for records in (arriving, labels):
@@ -155,7 +155,8 @@ def labeled(predicted: dict[str, Any], label: bool) -> dict[str, Any]:
     return {**predicted, "label": label, "label_time_ms": 0, "joined_at_ms": 0}
 
 
-def _record(topic: str, offset: int, value: dict[str, Any]) -> InRecord:
+def in_record(topic: str, offset: int, value: dict[str, Any]) -> InRecord:
+    """``value`` as the handler gets it from partition 0 of ``topic`` at ``offset``."""
     return InRecord(topic, 0, offset, value["event_id"], value, 0, [], b"")
 
 
@@ -171,6 +172,7 @@ __all__ = [
     "Run",
     "contract",
     "draw",
+    "in_record",
     "labeled",
     "mean_abs",
     "prediction",

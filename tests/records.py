@@ -52,6 +52,26 @@ def prediction(i: int, served: bool = True, model: str = "default", **overrides:
     return {**base, **overrides}
 
 
+def labeled_example(i: int, **overrides: Any) -> dict[str, Any]:
+    """An S.labeled record of default@1 for event ``e<i>``, right, every time ``i``; ``overrides`` replace fields."""
+    base = {
+        "event_id": f"e{i}",
+        "stream": "demo",
+        "model_name": "default",
+        "model_version": 1,
+        "model_learned": i,
+        "prediction": True,
+        "probabilities": None,
+        "features": {},
+        "label": True,
+        "event_time_ms": i,
+        "predicted_at_ms": i,
+        "label_time_ms": i,
+        "joined_at_ms": i,
+    }
+    return {**base, **overrides}
+
+
 def label(i: int, value: Any = True) -> dict[str, Any]:
     return {"event_id": f"e{i}", "label": value, "label_time_ms": 1_700_000_001_000 + i, "source": "test"}
 

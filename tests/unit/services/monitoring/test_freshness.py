@@ -20,7 +20,7 @@ from eddy.services.monitoring.handlers import Monitor
 from prometheus_client import REGISTRY
 
 from tests.keys import TEST_KEYS
-from tests.records import demo_contract, label, prediction, record
+from tests.records import demo_contract, label, labeled_example, prediction, record
 
 T0 = 1_700_000_100_000  # ms
 
@@ -32,21 +32,14 @@ def contract_with(max_lag: str | None) -> StreamContract:
 
 
 def labeled(i: int, label_ms: int, joined_ms: int, version: int = 1) -> dict[str, Any]:
-    return {
-        "event_id": f"e{i}",
-        "stream": "demo",
-        "model_name": "default",
-        "model_version": version,
-        "model_learned": i,
-        "prediction": True,
-        "probabilities": None,
-        "features": {},
-        "label": True,
-        "event_time_ms": label_ms - 100,
-        "predicted_at_ms": label_ms - 90,
-        "label_time_ms": label_ms,
-        "joined_at_ms": joined_ms,
-    }
+    return labeled_example(
+        i,
+        model_version=version,
+        event_time_ms=label_ms - 100,
+        predicted_at_ms=label_ms - 90,
+        label_time_ms=label_ms,
+        joined_at_ms=joined_ms,
+    )
 
 
 def snapshot(newest_label_ms: int, created_at_ms: int, version: int = 1) -> dict[str, Any]:

@@ -7,27 +7,13 @@ from typing import Any
 from eddy.ml.roles import ARCHIVED, CHAMPION, PROMOTED, ROLLED_BACK, SHADOW, StreamRoles, VersionKey, model_event
 from eddy.services.monitoring.handlers import Monitor
 
-from tests.records import demo_contract, record
+from tests.records import demo_contract, labeled_example, record
 
 V1, V2 = VersionKey("default", 1), VersionKey("default", 2)
 
 
 def labeled(i: int, version: int) -> dict[str, Any]:
-    return {
-        "event_id": f"e{i}",
-        "stream": "demo",
-        "model_name": "default",
-        "model_version": version,
-        "model_learned": i,
-        "prediction": True,
-        "probabilities": None,
-        "features": {},
-        "label": True,
-        "event_time_ms": i,
-        "predicted_at_ms": i,
-        "label_time_ms": i,
-        "joined_at_ms": i,
-    }
+    return labeled_example(i, model_version=version)
 
 
 def registry_event(event_type: str, key: VersionKey, aliases: dict[VersionKey, str]) -> dict[str, Any]:

@@ -8,25 +8,11 @@ from eddy.services.monitoring.handlers import Monitor, MonitorConfig
 from eddy.services.retraining.handlers import RequestRetrain
 
 from tests.keys import TEST_KEYS
-from tests.records import demo_contract, record
+from tests.records import demo_contract, labeled_example, record
 
 
 def labeled(i: int, correct: bool) -> dict[str, Any]:
-    return {
-        "event_id": f"e{i}",
-        "stream": "demo",
-        "model_name": "default",
-        "model_version": 1,
-        "model_learned": i,
-        "prediction": True,
-        "probabilities": None,
-        "features": {},
-        "label": correct,
-        "event_time_ms": i,
-        "predicted_at_ms": i,
-        "label_time_ms": i,
-        "joined_at_ms": i,
-    }
+    return labeled_example(i, label=correct)
 
 
 def run(monitor: Monitor, outcomes: list[bool], start: int = 0) -> list[dict[str, Any]]:
