@@ -73,7 +73,8 @@ class LearningService:
             for spec in contract.models:
                 for version in checkpoint.saved_versions(ctx.settings.state_dir, stream, spec.name) or [1]:
                     self._add(stream, self._restore(stream, spec, version))
-        self._published: dict[tuple[str, VersionKey], int] = {}
+        # Per version, the learned count and reading of S.feedback last published.
+        self._published: dict[tuple[str, VersionKey], tuple[int, dict[str, int]]] = {}
         self._last_snapshot = 0.0
         self._last_checkpoint = time.monotonic()
         self._dirty = False
@@ -311,12 +312,16 @@ class LearningService:
         self._last_snapshot = time.monotonic()
         for (stream, key), learner in self.learners.items():
             model = learner.state.model
-            if not force and self._published.get((stream, key)) == model.learned_count:
+            # Also when labels were read and none learned (duplicates, dead letters): the snapshot's reading of
+            # S.feedback is how monitoring knows no label waits (services/monitoring/freshness.py).
+            feedback = StreamTopics(stream).feedback + ":"
+            read = {k: o for k, o in learner.state.offsets.items() if k.startswith(feedback)}
+            if not force and self._published.get((stream, key)) == (model.learned_count, read):
                 continue
             model.source_offsets = dict(learner.state.offsets)
             topic = StreamTopics(stream).models
             data = self.ctx.serdes.for_topic(topic).encode(model.to_snapshot_record(self.ctx.keys, self.code_version))
-            self._published[(stream, key)] = model.learned_count
+            self._published[(stream, key)] = (model.learned_count, read)
             if len(data) > MAX_RECORD_BYTES:
                 self._too_large(stream, model, len(data))
                 continue

@@ -74,6 +74,7 @@ class Freshness:
         self.served_ms = 0
         # What the served snapshot had read of S.feedback, and where S.feedback ends ("topic:partition" -> offset).
         self.served_read: dict[str, int] = {}
+        self.served_count = 0  # labels the served snapshot learned
         self.ends: dict[str, int] = {}
         # The examples learned and not yet served: the alert's evidence.
         self.evidence = Evidence(labeled_topic)
@@ -87,14 +88,30 @@ class Freshness:
             self.evidence.cover(partition, offset)
             self.trigger = (partition, offset)
 
-    def served(self, newest_label_ms: int, at_ms: int, read: dict[str, int] | None = None) -> None:
-        """A snapshot of this version that learned labels up to ``newest_label_ms`` was published at ``at_ms``,
-        having read ``read`` of the input ("topic:partition" -> next offset)."""
+    def served(
+        self, newest_label_ms: int, at_ms: int, read: dict[str, int] | None = None, learned_count: int = 0
+    ) -> None:
+        """A snapshot of this version that learned ``learned_count`` labels, the newest from ``newest_label_ms``,
+        was published at ``at_ms``, having read ``read`` of the input ("topic:partition" -> next offset).
+
+        What it read counts whether or not its newest label is newer: labels sent together share one label
+        time (a later snapshot learns the rest of them, on another partition, with no newer label), and labels
+        that teach nothing (duplicates, dead letters) move the reading on alone. Like inference
+        (``ServingTable.load``), a snapshot that learned less than the served one is not served: a restarted
+        learner's first snapshots replay older states.
+        """
+        if learned_count < self.served_count:
+            return
+        if learned_count > self.served_count:
+            self.served_read = dict(read or {})
+        else:  # the same model published again: it has read what either reading says
+            for key, offset in (read or {}).items():
+                self.served_read[key] = max(offset, self.served_read.get(key, 0))
+        self.served_count = learned_count
         if newest_label_ms <= self.served_ms:
-            return  # an older snapshot, or a replay of one already counted
+            return  # no newer label served: nothing to time
         self.to_served.append(max(0, at_ms - newest_label_ms) / 1000)
         self.served_ms = newest_label_ms
-        self.served_read = dict(read or {})
         if self.newest_learned_ms <= newest_label_ms:
             self.evidence.reset()
 

@@ -10,6 +10,7 @@ import pytest
 from eddy.contracts.monitoring import FreshnessSpec, parse_monitoring
 from eddy.contracts.stream import StreamContract
 from eddy.ml.models import ModelState
+from eddy.ml.roles import VersionKey
 from eddy.services.inference import metrics as inference_metrics
 from eddy.services.inference.handlers import fresh_models
 from eddy.services.inference.serving import ServingTable
@@ -220,3 +221,101 @@ def test_the_freshness_entry_matches_the_documented_dashboard_schema() -> None:
     broken = document | {"freshness": {**document["freshness"], "status": "late"}}
     with pytest.raises(Exception, match="late"):
         schema_validator(doc, "Dashboard").validate(broken)
+
+
+# -- the lag closes once everything produced is served (the half-speed soak's bug) -------------------------------
+
+
+def test_a_snapshot_that_reads_further_without_a_newer_label_closes_the_lag() -> None:
+    """Labels sent together share one label time: the snapshot that learns the rest of them, on another
+    partition, carries no newer label than the one served, yet it is the one that has read them."""
+    now = [T0 / 1000 + 60]
+    monitor = Monitor(contract_with("2s"), clock=lambda: now[0])
+    monitor.on_feedback_ends({"demo.feedback:0": 101, "demo.feedback:1": 101})
+    first = snapshot(T0, T0 + 50) | {
+        "learned_count": 140,
+        "source_offsets": {"demo.feedback:0": 100, "demo.feedback:1": 40},
+    }
+    monitor.on_snapshot(first)
+    fresh = monitor.freshness[monitor.roles.champion]
+    assert fresh.lag_s(int(now[0] * 1000)) == 60.0, "60 labels of partition 1 not read by the served snapshot"
+    monitor.on_snapshot(
+        first | {"learned_count": 200, "source_offsets": {"demo.feedback:0": 100, "demo.feedback:1": 100}}
+    )
+    assert fresh.lag_s(int(now[0] * 1000)) == 0.0
+    assert fresh.summary(int(now[0] * 1000), 2.0)["label_to_served_s"]["n"] == 1, "one label time served, timed once"
+
+
+def test_a_snapshot_that_learned_less_than_the_served_one_does_not_replace_its_reading() -> None:
+    """Inference keeps the model that learned more (a restarted learner's first snapshots are older)."""
+    f = Freshness("demo.labeled")
+    f.input_end({"demo.feedback:0": 101})
+    f.served(newest_label_ms=T0, at_ms=T0 + 10, read={"demo.feedback:0": 100}, learned_count=100)
+    f.served(newest_label_ms=T0 - 500, at_ms=T0 + 20, read={"demo.feedback:0": 60}, learned_count=60)
+    assert f.lag_s(T0 + 5_000) == 0.0 and f.served_ms == T0
+    f.served(newest_label_ms=T0, at_ms=T0 + 30, read={"demo.feedback:0": 80}, learned_count=100)
+    assert f.served_read == {"demo.feedback:0": 100}, "the same model, re-published: what either read"
+
+
+class CapturingProducer:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+        pass
+
+    def confirm(self) -> None:
+        pass
+
+
+def learning_service(contract: StreamContract, learner: Learner, producer: CapturingProducer) -> Any:
+    """A LearningService around one learner, publishing into ``producer.records`` (no Kafka)."""
+    from types import SimpleNamespace
+
+    from eddy.runtime.observability import Health
+    from eddy.services.learning.runner import LearningService
+
+    def encode(value: dict[str, Any]) -> bytes:
+        producer.records.append(value)
+        return b"snapshot"
+
+    serde = SimpleNamespace(encode=encode)
+    runner = object.__new__(LearningService)
+    runner.ctx = SimpleNamespace(
+        serdes=SimpleNamespace(for_topic=lambda topic: serde),
+        keys=TEST_KEYS,
+        producer=producer,
+        health=Health("learning"),
+        settings=SimpleNamespace(checkpoint_interval_s=float("inf"), snapshot_interval_s=0.0),
+    )
+    runner.code_version, runner._published, runner.feed, runner.limits = "test", {}, None, learner.limits
+    runner.learners = {("demo", VersionKey(contract.champion.name, 1)): learner}
+    runner._dirty, runner._last_checkpoint, runner._last_snapshot = False, 0.0, 0.0
+    return runner
+
+
+def test_labels_that_teach_nothing_at_the_tail_of_feedback_still_close_the_lag() -> None:
+    """Duplicates (dead-lettered, learned by nobody) end S.feedback: learning publishes what it has read anyway."""
+    contract = contract_with("2s")
+    learner = Learner(contract, LearnerState(ModelState.fresh("demo", contract.champion)), clock=lambda: T0 / 1000)
+    producer = CapturingProducer()
+    runner = learning_service(contract, learner, producer)
+    loop = type("Loop", (), {"commit": lambda self, offsets: None})()
+
+    def feed(topic: str, values: list[dict[str, Any]], first: int) -> None:
+        runner.handle([record(topic, v, offset=first + i) for i, v in enumerate(values)])
+        runner.on_batch_done({(topic, 0): first + len(values)}, loop)
+
+    feed("demo.predictions", [prediction(i) for i in range(3)], 0)
+    feed("demo.feedback", [label(i) for i in range(3)], 0)
+    feed("demo.feedback", [label(i) for i in range(3)], 3)  # the same three labels again: dead-lettered
+    now = [T0 / 1000 + 30]
+    monitor = Monitor(contract, clock=lambda: now[0])
+    monitor.on_feedback_ends({"demo.feedback:0": 6})
+    for published in producer.records:
+        monitor.on_snapshot(published)
+    assert producer.records[-1]["source_offsets"]["demo.feedback:0"] == 6
+    assert monitor.freshness[monitor.roles.champion].lag_s(int(now[0] * 1000)) == 0.0
+    published = len(producer.records)
+    runner.publish()
+    assert len(producer.records) == published, "nothing read nor learned since: not published again"
