@@ -143,12 +143,6 @@ def test_a_learner_speed_outside_zero_to_one_is_refused() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 23, open): after the drain monitoring's freshness lag can stay open when the tail of "
-    "S.feedback holds records that teach nothing (no new snapshot moves source_offsets past them); CI saw lag 92 s "
-    "with every label learned and the newest served",
-)
 def test_a_learner_at_half_speed_stays_bounded_and_loses_nothing(tmp_path: Path) -> None:
     """Memory and join state bounded while learning lags; every label learned in the end; the lag seen."""
     result = run_soak(HALF_SPEED_SOAK, tmp_path)
