@@ -4,6 +4,12 @@ Reads ``S.validated`` (or ``S.events``) and ``S.feedback`` from Kafka, runs ever
 ``--model`` on the same event-time ordered sequence (shared/eddy/history/backtest/engine.py),
 and writes the per-label results (Parquet or CSV), a self-contained HTML report
 and an experiment in the model registry.
+
+With ``--gate`` (or ``--gate-file``) it is a model CI check: a ``--candidate`` model is run beside the
+``--champion`` on the same history, every gate is judged on their metrics
+(shared/eddy/history/backtest/gate.py), a JUnit XML file and a JSON summary say how each came out
+(``--junit``, ``--summary-json``), and the exit code is 0 when every gate passed, 3
+(``EXIT_GATE_FAILED``) when one failed, 1 when one could not be judged (no labels answered).
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ from typing import Any
 import pandas as pd
 
 from eddy.avro.serde import SerdeRegistry
-from eddy.cli.common import EXIT_USAGE, CliError, resolve_settings
+from eddy.cli.common import EXIT_FAILURE, EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, CliError, resolve_settings
 from eddy.contracts.durations import ContractError, parse_duration_ms
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.settings import Settings
-from eddy.history.backtest.engine import OBSERVED, BacktestModel, run_backtest
+from eddy.history.backtest.engine import OBSERVED, BacktestModel, metric_names, run_backtest
+from eddy.history.backtest.gate import SIDES, Gate, GateError, GateResult, evaluate_gates, overall
 from eddy.history.backtest.source import History, load_history
 from eddy.history.bounds import Bound, BoundError, check_range, parse_bound
 from eddy.history.progress import ProgressLine
@@ -57,8 +64,12 @@ def parse_delay(text: str) -> str | int:
 
 
 def resolve_model(text: str, contract: StreamContract, settings: Settings, serdes: SerdeRegistry) -> BacktestModel:
-    """One ``--model``: a contract model (fresh), ``NAME@N`` (the registry's version, warm), or a spec file."""
+    """One ``--model``: a contract model (fresh), ``NAME@N`` (the registry's version, warm), a spec file,
+    or ``CONTRACT.yaml#NAME``, a model of another contract file (fresh; such as the main branch's)."""
     path = Path(text)
+    file, hash_sign, name = text.rpartition("#")
+    if hash_sign and file.endswith((".yaml", ".yml")):
+        return BacktestModel.fresh(contract_file_model(Path(file), name, contract), text)
     if text.endswith((".json", ".yaml", ".yml")):
         if not path.exists():
             raise BacktestError(f"--model {text}: no such spec file")
@@ -83,6 +94,57 @@ def resolve_model(text: str, contract: StreamContract, settings: Settings, serde
             f"--model {text}: not a model of {contract.name} ({', '.join(names)}), a version (name@N) or a spec file"
         )
     return BacktestModel.fresh(contract.model(text), f"spec:{text}")
+
+
+def contract_file_model(path: Path, name: str, contract: StreamContract) -> ModelSpec:
+    """Model ``name`` of the contract file at ``path``, whose features the stream's contract must have."""
+    from eddy.contracts.stream import load_contract
+
+    if not path.exists():
+        raise BacktestError(f"--model {path}#{name}: no such contract file")
+    other = load_contract(path)  # a ContractError is one line already, with the file's name
+    names = [m.name for m in other.models]
+    if name not in names:
+        raise BacktestError(f"--model {path}#{name}: {path} has no model {name!r} ({', '.join(names)})")
+    spec = other.model(name)
+    missing = [f for f in spec.features if f not in {f.name for f in contract.features}]
+    if missing:
+        absent = ", ".join(missing)
+        raise BacktestError(f"--model {path}#{name}: features {absent} are not in {contract.name}'s contract")
+    return spec
+
+
+def read_gates(args: argparse.Namespace, contract: StreamContract) -> list[Gate]:
+    """Every ``--gate`` and the gates of each ``--gate-file``, checked against the stream's metrics."""
+    from eddy.history.backtest.gate import load_gate_file, parse_gates
+
+    try:
+        gates = parse_gates(args.gate or [])
+        for path in args.gate_file or []:
+            gates += load_gate_file(path)
+        for gate in gates:
+            gate.check_metrics(metric_names(contract.task), contract.task)
+    except GateError as exc:
+        raise BacktestUsageError(str(exc)) from exc
+    if not gates and (args.junit or args.summary_json):
+        raise BacktestUsageError("--junit and --summary-json report gates: give --gate or --gate-file")
+    return gates
+
+
+def side_models(args: argparse.Namespace, gates: list[Gate], contract: StreamContract) -> dict[str, str]:
+    """The model text of each side the command runs: ``--champion`` (default: the contract's champion, fresh,
+    when a gate names it) and ``--candidate`` (needed when a gate names it)."""
+    named = {side for gate in gates for side in gate.sides}
+    sides: dict[str, str] = {}
+    if args.champion or "champion" in named:
+        sides["champion"] = args.champion or contract.champion.name
+    if args.candidate:
+        sides["candidate"] = args.candidate
+    elif "candidate" in named:
+        raise BacktestUsageError("a gate names the candidate: give --candidate MODEL (a spec file, name@N, ...)")
+    if args.champion and args.candidate and args.champion == args.candidate:
+        raise BacktestUsageError(f"--champion and --candidate are both {args.champion}: compare two models")
+    return sides
 
 
 def registered_version(
@@ -133,8 +195,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise BacktestError(f"unknown stream {args.stream!r} (known: {', '.join(sorted(contracts))})")
     delay = parse_delay(args.label_delay)
     start, until = _bound(args.start, "--from"), _bound(args.until, "--until")
+    gates = read_gates(args, contract)
+    sides = side_models(args, gates, contract)
+    texts = [*sides.values(), *(m for m in args.model or [] if m not in sides.values())]
     serdes = SerdeRegistry(registry_client(settings), settings.schemas_dir, contracts)
-    models = [resolve_model(m, contract, settings, serdes) for m in args.model or [contract.champion.name]]
+    models = [resolve_model(m, contract, settings, serdes) for m in texts or [contract.champion.name]]
+    side_names = {side: models[i].name for i, side in enumerate(sides)}
     names = [m.name for m in models]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -175,7 +241,68 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not args.no_record:
         summary["experiment_id"] = _record(settings, summary, args)
     print_summary(summary, elapsed, len(history.events))
-    return 0
+    if not gates:
+        return EXIT_OK
+    return judge(gates, side_names, summary, args, elapsed)
+
+
+def judge(
+    gates: list[Gate], side_names: dict[str, str], summary: dict[str, Any], args: argparse.Namespace, elapsed: float
+) -> int:
+    """Judge the gates on the sides' metrics, print and write how they came out; the command's exit code."""
+    from eddy.history.backtest.gate_report import junit_xml, summary_json, write_text
+
+    entries = {m["model"]: m for m in summary["models"]}
+    sides = {side: _side(entries[name]) for side, name in side_names.items()}
+    results = evaluate_gates(gates, {side: {**s["metrics"], "labels": s["labels"]} for side, s in sides.items()})
+    verdict = overall(results)
+    code = {"passed": EXIT_OK, "failed": EXIT_GATE_FAILED, "error": EXIT_FAILURE}[verdict]
+    print_gates(results, side_names)
+    about = {
+        "task": summary["task"],
+        "metric": summary["metric"],
+        "label_delay": summary["label_delay"],
+        "data": summary["data"],
+        "experiment_id": summary.get("experiment_id"),
+        "exit_code": code,
+        "created_by": "eddy backtest",
+    }
+    if args.junit:
+        data = summary["data"]
+        properties = {
+            **{side: name for side, name in side_names.items()},
+            **{k: about[k] for k in ("task", "label_delay")},
+            **{f"data.{k}": data.get(k) for k in ("source", "from", "until", "events", "labels")},
+            **({"experiment_id": about["experiment_id"]} if about["experiment_id"] else {}),
+        }
+        write_text(args.junit, junit_xml(summary["stream"], results, properties, elapsed))
+    if args.summary_json:
+        doc = summary_json(summary["stream"], results, sides, about)
+        write_text(args.summary_json, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    if code != EXIT_OK:
+        failed = sum(r.status != "passed" for r in results)
+        progress(f"{failed} of {len(results)} gates did not pass" + (" (not judged: no labels)" if code == 1 else ""))
+    return code
+
+
+def _side(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": entry["model"],
+        "start": entry["start"],
+        "labels": entry["labels"],
+        "metrics": entry["metrics"],
+        "spec": json.loads(entry["spec"]),
+    }
+
+
+def print_gates(results: list[GateResult], side_names: dict[str, str]) -> None:
+    passed = sum(r.status == "passed" for r in results)
+    named = ", ".join(f"{side} {name}" for side, name in side_names.items())
+    print(f"gates: {passed} of {len(results)} passed ({named})")
+    for r in results:
+        mark = {"passed": "PASS", "failed": "FAIL", "error": "ERROR"}[r.status]
+        shown = "" if r.gate.name == r.gate.expression else f"{r.gate.name}: "
+        print(f"  {mark:<5} {shown}{r.message}")
 
 
 def _bound(text: str | None, option: str) -> Bound | None:
@@ -260,4 +387,21 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--output", help="write the per-label results here (.parquet or .csv)")
     p.add_argument("--title", help="the experiment's title in the registry")
     p.add_argument("--no-record", action="store_true", help="do not record an experiment in the model registry")
+    sides = " or ".join(SIDES)
+    p.add_argument(
+        "--champion",
+        help="the model a gate calls champion, in any --model form or CONTRACT.yaml#NAME (default: the contract's "
+        "champion, fresh)",
+    )
+    p.add_argument("--candidate", help="the model a gate calls candidate, in the same forms as --champion")
+    p.add_argument(
+        "--gate",
+        action="append",
+        metavar="EXPR",
+        help=f"a check on the result, such as 'candidate.accuracy >= champion.accuracy - 0.005' (a side is {sides}); "
+        "repeatable; exit code 3 when one fails",
+    )
+    p.add_argument("--gate-file", action="append", metavar="FILE", help="a YAML file of gates (a list, or gates:)")
+    p.add_argument("--junit", metavar="FILE", help="write the gates' results here as JUnit XML (one test case each)")
+    p.add_argument("--summary-json", metavar="FILE", help="write the gates' results and each side's metrics as JSON")
     p.set_defaults(func=cmd_backtest)

@@ -15,6 +15,8 @@ from eddy.core.settings import Settings
 
 # eddy's exit codes (README, "Using eddy"): 0 done, 1 the command ran and failed, 2 the command line is wrong.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# `eddy backtest --gate`: the backtest ran and a gate failed (the candidate is worse than the gates allow).
+EXIT_GATE_FAILED = 3
 
 
 class CliError(Exception):

@@ -226,6 +226,15 @@ def _metric_set(task: str) -> dict[str, metrics.base.Metric]:
     return {"accuracy": metrics.Accuracy(), "macro_f1": metrics.MacroF1()}
 
 
+def metric_names(task: str) -> tuple[str, ...]:
+    """The metrics a backtest reports for each model of a ``task`` stream, the headline first.
+
+    >>> metric_names("binary"), metric_names("regression")
+    (('accuracy', 'f1', 'log_loss'), ('mae', 'rmse', 'r2'))
+    """
+    return tuple(_metric_set(task))
+
+
 def _offset_progress(on_progress: Callable[[int, int], None], before: int, planned: int) -> Callable[[int], None]:
     """Progress of one model's steps, reported as progress over all models'."""
     return lambda done: on_progress(before + done, planned)
