@@ -30,6 +30,9 @@ PACKAGE = REPO_ROOT / "shared" / "eddy"
 INTEGRATIONS = PACKAGE / "integrations"
 # Extras of tools and test libraries: nothing in the package imports them.
 TOOL_EXTRAS = {"dev"}
+# Extras whose one module is not an integration: ``otel`` serves the runtime's tracing, under every stream loop
+# (the integrations sit above the runtime), and imports it only inside ``try: ... except ImportError``.
+EXTRA_MODULES = {"otel": PACKAGE / "runtime" / "tracing.py"}
 
 
 @functools.cache
@@ -137,7 +140,7 @@ def test_an_extra_is_imported_by_its_integration_only(extra: str) -> None:
         pytest.skip(
             f"extra {extra!r} is not installed (missing {sorted(wanted - installed)}): pip install 'eddy[{extra}]'"
         )
-    integration = INTEGRATIONS / f"{extra}.py"
+    integration = EXTRA_MODULES.get(extra, INTEGRATIONS / f"{extra}.py")
     assert integration.exists(), f"extra {extra!r} has no integration module {integration.relative_to(REPO_ROOT)}"
     by_file = imports_by_file()
     elsewhere = {

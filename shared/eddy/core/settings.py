@@ -179,6 +179,13 @@ class Settings:
         "EDDY_CODE_VERSION",
         "The release the model registry records in each version's lineage; empty: the git commit, or unknown.",
     )
+    tracing: str = setting(
+        "auto",
+        "EDDY_TRACING",
+        "OpenTelemetry traces across the Kafka hops: `otlp` or `console` export spans, `off` never, `auto` as "
+        "OTEL_TRACES_EXPORTER says (unset: off).",
+        choices=("auto", "off", "otlp", "console"),
+    )
     log_level: str = field(default="INFO", metadata={"env": "EDDY_LOG_LEVEL", "doc": "Python log level."})
     log_format: str = field(default="json", metadata={"env": "EDDY_LOG_FORMAT", "doc": "json or text."})
     # Kafka client security: passed to every producer, consumer and admin client (eddy.kafka.client.security_config).

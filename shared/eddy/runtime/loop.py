@@ -34,6 +34,7 @@ from eddy.core.topics import StreamTopics
 from eddy.kafka.producer import ConfirmedProducer, Delivery, DeliveryError, Headers
 from eddy.kafka.transactions import TransactionAborted, Transactions
 from eddy.runtime import observability as obs
+from eddy.runtime import tracing
 from eddy.runtime.dlq import MAX_RECORD_BYTES, DeadLetter, fit_dead_letter, record_bytes
 from eddy.runtime.gaps import GapDetector, OffsetGap, Offsets
 
@@ -210,6 +211,8 @@ class StreamLoop:
         self.forwarded_total = 0
         self.transactions = Transactions(producer, consumer) if transactional else None
         self.gaps = GapDetector(consumer, service, self.health, on_gap)
+        # None unless tracing is on (eddy.runtime.tracing): then a span per batch, linked to its records' spans.
+        self.tracer = tracing.tracer_for(service, topics)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -259,13 +262,20 @@ class StreamLoop:
         delivery = self.producer.track()
         forwarded = 0
         batch = accepted
+        trace = self.tracer.batch(accepted) if self.tracer is not None else None
         if self.fast_lane is not None:
-            accepted, forwarded = self._forward(accepted, self.fast_lane)
+            accepted, forwarded = self._forward(accepted, self.fast_lane, trace)
         records, dead = self._decode(accepted)
         if self.gaps.pending:
             dead = self.gaps.take() + dead
         result = self._handle(records)
+        if trace is not None:
+            # What the batch writes carries its span's context; dead letters keep their record's own.
+            for out in result.outputs:
+                out.headers = trace.stamp(out.headers)
         produced = forwarded + self._produce(result.outputs, dead + result.dead)
+        if trace is not None:
+            trace.end(produced)
         if self.transactions is not None:
             if not self._commit_transaction(self.transactions, delivery, offsets, batch):
                 return
@@ -393,7 +403,9 @@ class StreamLoop:
                 obs.RECORDS_IN.labels(self.service, StreamTopics.stream_of(topic), topic).inc(count)
         return accepted, offsets
 
-    def _forward(self, messages: list[Message], lane: FastLane) -> tuple[list[Message], int]:
+    def _forward(
+        self, messages: list[Message], lane: FastLane, trace: tracing.TraceSpan | None = None
+    ) -> tuple[list[Message], int]:
         """Send on the records ``lane`` vouches for; the others are returned for decode and the handler.
 
         Forwarded records are produced before the handler's output for the same batch: within one batch,
@@ -419,7 +431,8 @@ class StreamLoop:
                 ):
                     rest.append(msg)
                     continue
-                produce(out_topic, value, verdict[0], msg.headers(), verdict[1])  # type: ignore[arg-type]
+                headers = msg.headers() if trace is None else trace.stamp(msg.headers())  # type: ignore[arg-type]
+                produce(out_topic, value, verdict[0], headers, verdict[1])  # type: ignore[arg-type]
                 sent.append(msg)
             if not sent:
                 continue

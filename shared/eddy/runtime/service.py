@@ -29,6 +29,7 @@ from eddy.kafka.client import consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
 from eddy.kafka.transactions import transactional_id
 from eddy.runtime import observability as obs
+from eddy.runtime import tracing
 from eddy.runtime.loop import Handler, StreamLoop
 from eddy.runtime.server import HttpApi, HttpServer, serve_http
 
@@ -134,6 +135,8 @@ def bootstrap(
     settings = Settings.from_env()
     settings = Settings(**{**settings.__dict__, "service_name": name})
     obs.setup_logging(name, settings.log_level, settings.log_format)
+    if tracing.configure(name, settings):
+        log.info("tracing on", extra={"tracing": settings.tracing})
     stop = obs.stop_event_on_signals()
     health = obs.Health(name)
     server = serve_http(settings.http_host, settings.http_port, health, http_api) if serve else None

@@ -24,6 +24,7 @@ from eddy.core.topics import StreamTopics
 from eddy.runtime.auth import ApiKeys
 from eddy.runtime.http import error, json_errors, ops_routes, stream_batch
 from eddy.runtime.observability import Health
+from eddy.runtime.tracing import TraceSpan, tracer_for
 from eddy.services.ingestion import metrics
 from eddy.services.ingestion.config import IngestionConfig
 from eddy.services.ingestion.dedup import DedupWindow
@@ -61,6 +62,8 @@ class Gateway:
         # producing the event a second time.
         self.in_flight: dict[str, asyncio.Future[None]] = {}
         self._openapi = openapi(contracts)
+        # None unless tracing is on: then each request is a span, and its records carry its context.
+        self.tracer = tracer_for("ingestion")
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="delivery", daemon=True)
 
@@ -105,7 +108,17 @@ class Gateway:
             return error(429, "the producer queue is full; retry shortly", headers={"Retry-After": "1"})
         received = now_ms()
         converted = convert(records, contract, kind, received, self.pii_key)
-        outcome = await self._produce(contract, kind, converted.accepted, received)
+        trace = None
+        if self.tracer is not None:
+            attributes = {
+                "eddy.stream": stream,
+                "http.route": f"/v1/streams/{{stream}}/{kind}",
+                "eddy.records": len(records),
+            }
+            trace = self.tracer.request(request.headers, f"POST {kind}", attributes)
+        outcome = await self._produce(contract, kind, converted.accepted, received, trace)
+        if trace is not None:
+            trace.end(error=f"HTTP {outcome.status}" if isinstance(outcome, web.Response) else None)
         if isinstance(outcome, web.Response):
             return outcome
         rejected, duplicates = outcome
@@ -122,7 +135,12 @@ class Gateway:
         return web.json_response(body, status=status)
 
     async def _produce(
-        self, contract: StreamContract, kind: str, accepted: list[tuple[int, dict[str, Any]]], received: int
+        self,
+        contract: StreamContract,
+        kind: str,
+        accepted: list[tuple[int, dict[str, Any]]],
+        received: int,
+        trace: TraceSpan | None = None,
     ) -> tuple[dict[int, str], set[int]] | web.Response:
         """Produce the accepted records and await their acknowledgement; duplicates are not produced."""
         topic = getattr(StreamTopics(contract.name), kind)
@@ -136,6 +154,8 @@ class Gateway:
         futures: list[asyncio.Future[None]] = []
         elsewhere: dict[int, asyncio.Future[None]] = {}  # produced by a concurrent request, not yet acknowledged
         header: list[tuple[str, str | bytes | None]] = [(INGESTED_AT_HEADER, str(received).encode())]
+        if trace is not None:
+            header.extend(trace.headers)
         try:
             for index, value in accepted:
                 key = value["event_id"] if kind == "feedback" else value[contract.id_field]
