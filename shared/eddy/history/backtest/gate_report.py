@@ -29,7 +29,7 @@ def junit_xml(stream: str, results: Sequence[GateResult], properties: Mapping[st
     """The results as a JUnit XML document: one suite for the stream, one test case per gate, in order.
 
     ``properties`` (which model is which side, the data range, ...) become the suite's ``<property>``
-    elements; values that are not strings are written as JSON.
+    elements; values that are not strings are written as JSON, and None (not given) is left out.
 
     >>> from eddy.history.backtest.gate import parse_gate
     >>> ok = parse_gate("candidate.f1 > 0.5", "f1 above chance").evaluate({"candidate": {"f1": 0.7}})
@@ -46,6 +46,8 @@ def junit_xml(stream: str, results: Sequence[GateResult], properties: Mapping[st
     if properties:
         props = ET.SubElement(suite, "properties")
         for key, value in properties.items():
+            if value is None:
+                continue
             shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
             ET.SubElement(props, "property", {"name": str(key), "value": shown})
     for result in results:

@@ -164,7 +164,9 @@ def test_junit_has_a_test_case_per_gate_with_failures_and_errors() -> None:
     ]
     results = evaluate_gates(gates, METRICS)
     results.append(parse_gate("candidate.accuracy > 0.5").evaluate({"candidate": {"accuracy": None}}))
-    text = junit_xml("demo", results, {"champion": "spec:default", "data.events": 2000}, elapsed_s=1.5)
+    text = junit_xml(
+        "demo", results, {"champion": "spec:default", "data.events": 2000, "data.from": None}, elapsed_s=1.5
+    )
     root = ET.fromstring(text)
     suite = root.find("testsuite")
     assert suite is not None
