@@ -29,8 +29,10 @@ from eddy.cli import dataset as cli_dataset
 from eddy.cli import experiments as cli_experiments
 from eddy.cli import kafka as cli_kafka
 from eddy.cli import keys as cli_keys
+from eddy.cli import mlflow as cli_mlflow
 from eddy.cli import models as cli_models
 from eddy.cli import replay as cli_replay
+from eddy.cli import streams as cli_streams
 from eddy.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -42,7 +44,7 @@ from eddy.cli.common import (
 )
 from eddy.cli.options import non_negative_int, non_negative_number, positive_int, positive_number
 from eddy.contracts.durations import ContractError
-from eddy.contracts.stream import StreamContract, load_contract, load_contracts
+from eddy.contracts.stream import StreamContract, load_contracts
 from eddy.core.envconfig import explicitly_set
 from eddy.core.settings import Settings, redact_url, settings_table
 from eddy.core.topics import StreamTopics
@@ -577,13 +579,11 @@ def _registered_demo(settings: Settings, stream: str) -> Any:
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
     if args.action == "validate":
-        if not args.name:
-            raise UsageError("eddy streams validate FILE: name the contract file to check")
-        contract = load_contract(Path(args.name))
-        print(f"{args.name}: stream {contract.name!r} is valid ({len(contract.features)} features, {contract.task})")
-        return 0
+        return cli_streams.validate(args.name)
+    if args.action == "schema":
+        return cli_streams.print_schema(args.name)
+    settings = Settings.from_env()
     contracts = _contracts(settings)
     if args.action == "list":
         if args.name:
@@ -729,14 +729,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq.set_defaults(func=cmd_dlq)
 
-    streams = sub.add_parser("streams", help="list, show or validate stream contracts")
-    streams.add_argument("action", choices=["list", "show", "validate"])
+    streams = sub.add_parser("streams", help="list, show or validate stream contracts, or print their JSON Schema")
+    streams.add_argument("action", choices=["list", "show", "validate", "schema"])
     streams.add_argument("name", nargs="?", help="stream name (show) or contract file (validate)")
     streams.set_defaults(func=cmd_streams)
 
     config = sub.add_parser("config", help="every setting, its environment variable and default")
     config.set_defaults(func=cmd_config)
-    for module in (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay, cli_kafka, cli_keys):
+    commands = (cli_models, cli_backtest, cli_dataset, cli_experiments, cli_replay, cli_kafka, cli_keys, cli_mlflow)
+    for module in commands:
         module.add_parsers(sub)
     return parser
 
