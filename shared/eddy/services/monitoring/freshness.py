@@ -74,7 +74,8 @@ class Freshness:
         self.served_ms = 0
         # What the served snapshot had read of S.feedback, and where S.feedback ends ("topic:partition" -> offset).
         self.served_read: dict[str, int] = {}
-        self.served_count = 0  # labels the served snapshot learned
+        # Per shard (None: the one exact model), the labels its served snapshot learned and what it read.
+        self._readings: dict[int | None, tuple[int, dict[str, int]]] = {}
         self.ends: dict[str, int] = {}
         # The examples learned and not yet served: the alert's evidence.
         self.evidence = Evidence(labeled_topic)
@@ -89,10 +90,16 @@ class Freshness:
             self.trigger = (partition, offset)
 
     def served(
-        self, newest_label_ms: int, at_ms: int, read: dict[str, int] | None = None, learned_count: int = 0
+        self,
+        newest_label_ms: int,
+        at_ms: int,
+        read: dict[str, int] | None = None,
+        learned_count: int = 0,
+        shard: int | None = None,
     ) -> None:
-        """A snapshot of this version that learned ``learned_count`` labels, the newest from ``newest_label_ms``,
-        was published at ``at_ms``, having read ``read`` of the input ("topic:partition" -> next offset).
+        """A snapshot of this version (of its ``shard``, for a sharded model) that learned ``learned_count`` labels,
+        the newest from ``newest_label_ms``, was published at ``at_ms``, having read ``read`` of the input
+        ("topic:partition" -> next offset).
 
         What it read counts whether or not its newest label is newer: labels sent together share one label
         time (a later snapshot learns the rest of them, on another partition, with no newer label), and labels
@@ -100,14 +107,19 @@ class Freshness:
         (``ServingTable.load``), a snapshot that learned less than the served one is not served: a restarted
         learner's first snapshots replay older states.
         """
-        if learned_count < self.served_count:
+        count, reading = self._readings.get(shard, (0, {}))
+        if learned_count < count:
             return
-        if learned_count > self.served_count:
-            self.served_read = dict(read or {})
+        if learned_count > count:
+            reading = dict(read or {})
         else:  # the same model published again: it has read what either reading says
-            for key, offset in (read or {}).items():
-                self.served_read[key] = max(offset, self.served_read.get(key, 0))
-        self.served_count = learned_count
+            reading = {**reading, **{k: max(o, reading.get(k, 0)) for k, o in (read or {}).items()}}
+        self._readings[shard] = (learned_count, reading)
+        # Each shard learns its own partitions: a partition is read as far as every shard that reports it has read it.
+        self.served_read = {}
+        for _, shard_read in self._readings.values():
+            for key, offset in shard_read.items():
+                self.served_read[key] = min(offset, self.served_read.get(key, offset))
         if newest_label_ms <= self.served_ms:
             return  # no newer label served: nothing to time
         self.to_served.append(max(0, at_ms - newest_label_ms) / 1000)

@@ -306,7 +306,8 @@ class Monitor:
         if newest > 0:
             key = VersionKey(snapshot["model_name"], snapshot["model_version"])
             read = {k: v for k, v in snapshot.get("source_offsets", {}).items() if k.startswith(self.topics.feedback)}
-            self._freshness_of(key).served(newest, snapshot["created_at_ms"], read, snapshot.get("learned_count", 0))
+            learned, shard = snapshot.get("learned_count", 0), snapshot.get("shard")
+            self._freshness_of(key).served(newest, snapshot["created_at_ms"], read, learned, shard)
 
     def on_feedback_ends(self, ends: dict[str, int]) -> None:
         """Where S.feedback ends now ("topic:partition" -> offset): labels past a snapshot's reading wait."""

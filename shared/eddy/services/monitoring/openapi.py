@@ -97,14 +97,32 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "nullable": True,
                 "description": "the champion's label freshness (label time → learned → served); null before any label",
+                "required": [
+                    "model",
+                    "version",
+                    "label_to_learned_s",
+                    "label_to_served_s",
+                    "lag_s",
+                    "max_lag_s",
+                    "status",
+                ],
                 "properties": {
                     "model": {"type": "string"},
                     "version": {"type": "integer"},
                     "label_to_learned_s": _ref("Quantiles"),
                     "label_to_served_s": _ref("Quantiles"),
-                    "lag_s": {"type": "number", "description": "age of the newest served label while labels wait"},
+                    "lag_s": {
+                        "type": "number",
+                        "description": "age of the newest served label while labels wait (learned and not served, or "
+                        "produced past what the served snapshot read of S.feedback); 0 when none waits",
+                    },
                     "max_lag_s": {"type": "number", "nullable": True, "description": "the contract's max_lag"},
-                    "status": {"type": "string", "enum": ["ok", "lagging", "unwatched"]},
+                    "status": {
+                        "type": "string",
+                        "enum": ["ok", "lagging", "unwatched"],
+                        "description": "lagging: lag_s past max_lag_s (the learning_lag alert fires); "
+                        "unwatched: no max_lag",
+                    },
                     "newest_learned_label_ms": {**EPOCH_MS, "nullable": True},
                     "served_label_ms": {**EPOCH_MS, "nullable": True},
                 },

@@ -10,7 +10,6 @@ import pytest
 from eddy.contracts.monitoring import FreshnessSpec, parse_monitoring
 from eddy.contracts.stream import StreamContract
 from eddy.ml.models import ModelState
-from eddy.ml.roles import VersionKey
 from eddy.services.inference import metrics as inference_metrics
 from eddy.services.inference.handlers import fresh_models
 from eddy.services.inference.serving import ServingTable
@@ -268,11 +267,13 @@ class CapturingProducer:
         pass
 
 
-def learning_service(contract: StreamContract, learner: Learner, producer: CapturingProducer) -> Any:
-    """A LearningService around one learner, publishing into ``producer.records`` (no Kafka)."""
+def learning_service(contract: StreamContract, producer: CapturingProducer) -> Any:
+    """A LearningService learning ``contract``'s champion from scratch, publishing into ``producer.records``."""
     from types import SimpleNamespace
 
+    from eddy.ml.roles import contract_roles
     from eddy.runtime.observability import Health
+    from eddy.services.learning.config import JoinLimits
     from eddy.services.learning.runner import LearningService
 
     def encode(value: dict[str, Any]) -> bytes:
@@ -286,20 +287,21 @@ def learning_service(contract: StreamContract, learner: Learner, producer: Captu
         keys=TEST_KEYS,
         producer=producer,
         health=Health("learning"),
+        contracts={"demo": contract},
         settings=SimpleNamespace(checkpoint_interval_s=float("inf"), snapshot_interval_s=0.0),
     )
-    runner.code_version, runner._published, runner.feed, runner.limits = "test", {}, None, learner.limits
-    runner.learners = {("demo", VersionKey(contract.champion.name, 1)): learner}
+    runner.code_version, runner._published, runner.feed, runner.limits = "test", {}, None, JoinLimits()
+    runner.roles, runner.learners = {"demo": contract_roles(contract)}, {}
     runner._dirty, runner._last_checkpoint, runner._last_snapshot = False, 0.0, 0.0
+    runner._add("demo", LearnerState(ModelState.fresh("demo", contract.champion)))
     return runner
 
 
 def test_labels_that_teach_nothing_at_the_tail_of_feedback_still_close_the_lag() -> None:
     """Duplicates (dead-lettered, learned by nobody) end S.feedback: learning publishes what it has read anyway."""
     contract = contract_with("2s")
-    learner = Learner(contract, LearnerState(ModelState.fresh("demo", contract.champion)), clock=lambda: T0 / 1000)
     producer = CapturingProducer()
-    runner = learning_service(contract, learner, producer)
+    runner = learning_service(contract, producer)
     loop = type("Loop", (), {"commit": lambda self, offsets: None})()
 
     def feed(topic: str, values: list[dict[str, Any]], first: int) -> None:
@@ -319,3 +321,14 @@ def test_labels_that_teach_nothing_at_the_tail_of_feedback_still_close_the_lag()
     published = len(producer.records)
     runner.publish()
     assert len(producer.records) == published, "nothing read nor learned since: not published again"
+
+
+def test_the_shards_of_a_sharded_model_each_serve_their_reading() -> None:
+    """Shard 1 has learned less than shard 0: its snapshots still count, and its partition waits until it reads it."""
+    f = Freshness("demo.labeled")
+    f.input_end({"demo.feedback:0": 101, "demo.feedback:1": 101})
+    f.served(T0, T0 + 10, read={"demo.feedback:0": 100, "demo.feedback:1": 100}, learned_count=900, shard=0)
+    f.served(T0 - 50, T0 + 20, read={"demo.feedback:0": 100, "demo.feedback:1": 60}, learned_count=300, shard=1)
+    assert f.lag_s(T0 + 4_000) == 4.0, "shard 1 has not learned partition 1's last 40 labels"
+    f.served(T0 - 20, T0 + 30, read={"demo.feedback:0": 100, "demo.feedback:1": 100}, learned_count=340, shard=1)
+    assert f.lag_s(T0 + 4_000) == 0.0

@@ -476,6 +476,79 @@ function renderDlq(dlq) {
   document.getElementById("dlq-total").textContent = fmtNum(dlq.total ?? 0);
 }
 
+/* ---------- label freshness ---------- */
+
+// Seconds as people read a delay: milliseconds under one second, minutes and hours past one minute.
+function fmtSeconds(v) {
+  if (!present(v)) return "—";
+  if (v < 1) return `${Math.round(v * 1000)} ms`;
+  if (v < 60) return `${Number(v.toPrecision(3))} s`;
+  return fmtDuration(v * 1000);
+}
+
+function quantileTile(name, title, q) {
+  const n = q && present(q.n) ? q.n : 0;
+  return h("div", { class: "tile", "data-freshness": name },
+    h("div", { class: "tile-name" }, title),
+    h("div", { class: "tile-value" }, `p50 ${fmtSeconds(q?.p50)}`),
+    h("div", { class: "tile-band" }, n ? `p99 ${fmtSeconds(q.p99)} · last ${fmtNum(n)}` : "no sample yet"));
+}
+
+function lagTile(f) {
+  const lagging = f.status === "lagging";
+  const threshold = present(f.max_lag_s)
+    ? `alert past ${fmtSeconds(f.max_lag_s)}`
+    : "no alert: the contract sets no monitoring.freshness.max_lag";
+  return h("div", { class: lagging ? "tile lagging" : "tile", "data-freshness": "lag" },
+    h("div", { class: "tile-name" }, "lag now"),
+    h("div", { class: "tile-value" }, f.lag_s > 0 ? fmtSeconds(f.lag_s) : "0 s"),
+    h("div", { class: "tile-band" }, threshold),
+    badge(`freshness-${f.status}`, label(f.status)));
+}
+
+// The learning_lag alert is the champion's, subject its model name (as on S.alerts).
+function lagAlertText(f, alerts, now) {
+  const open = alerts.find((a) => a.kind === "learning_lag" && a.subject === f.model);
+  if (open) {
+    const since = present(open.raised_at_ms) ? ` since ${fmtWhen(open.raised_at_ms, now)}` : "";
+    const reading = `${fmtSeconds(open.value)} > ${fmtSeconds(open.threshold)}`;
+    return { firing: true, text: `learning_lag alert firing${since} (${reading})` };
+  }
+  return { firing: false, text: present(f.max_lag_s) ? "no learning_lag alert open" : "learning_lag alert off" };
+}
+
+function freshnessFacts(f, now) {
+  const when = (ms) => (present(ms) ? fmtWhen(ms, now) : "—");
+  return h("p", { class: "facts" },
+    `newest label learned ${when(f.newest_learned_label_ms)} · newest label served ${when(f.served_label_ms)}`);
+}
+
+function renderFreshness(doc) {
+  const section = document.getElementById("freshness-section");
+  // An older service's document, or one warming up, has no key: no empty panel.
+  section.hidden = !("freshness" in doc);
+  if (section.hidden) return;
+  const f = doc.freshness;
+  const card = document.getElementById("freshness");
+  if (!f) {
+    card.dataset.status = "none";
+    card.replaceChildren(h("p", { class: "empty-note" }, "no label learned yet"));
+    return;
+  }
+  const now = doc.generated_at_ms ?? Date.now();
+  const alert = lagAlertText(f, doc.alerts || [], now);
+  card.dataset.status = f.status;
+  card.dataset.model = `${f.model}@${f.version}`;
+  card.replaceChildren(
+    h("h3", {}, `${f.model} v${f.version} `, badge("role", "champion")),
+    h("div", { class: "tiles" },
+      quantileTile("learned", "label → learned", f.label_to_learned_s),
+      quantileTile("served", "label → served", f.label_to_served_s),
+      lagTile(f)),
+    h("p", { class: alert.firing ? "lag-alert firing" : "lag-alert" }, alert.text),
+    freshnessFacts(f, now));
+}
+
 /* ---------- production history ---------- */
 
 // The registry keeps years of periods; the page shows the latest ones, on one time axis.
@@ -587,6 +660,7 @@ function render(doc) {
   renderCharts(doc);
   renderModels(doc.models || []);
   renderEstimated(doc);
+  renderFreshness(doc);
   renderHistory(doc);
   renderDrift(doc.drift || []);
   renderAlerts(doc.alerts || []);
