@@ -3,7 +3,7 @@
 Every failure ends with one clear line on stderr, never a traceback, and an exit code:
 0 done, 1 the command ran and failed (broker down, unknown stream or topic, a
 refused request), 2 the command line is wrong (argparse's errors and eddy's own
-option checks, :mod:`eddy.cli.options`).
+option checks, :mod:`eddy.cli.options`), 3 a gate of ``eddy backtest --gate`` failed.
 """
 
 from __future__ import annotations

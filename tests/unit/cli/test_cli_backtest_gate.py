@@ -57,3 +57,24 @@ def test_a_model_of_another_contract_file(tmp_path: Path) -> None:
     other.write_text(text.replace("features: [x0, x1, x2]", "features: [x0, channel]"))
     with pytest.raises(BacktestError, match="features channel are not in demo's contract"):
         contract_file_model(other, "default", demo)
+
+
+def test_the_ci_example_runs_a_command_eddy_understands() -> None:
+    import shlex
+
+    import yaml
+    from eddy.cli.main import build_parser
+    from eddy.history.backtest.gate import parse_gates
+
+    workflow = yaml.safe_load((REPO_ROOT / "docs/examples/model-ci.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    (step,) = [s for s in job["steps"] if s.get("name") == "Backtest gate"]
+    argv = shlex.split(step["run"].replace("\\\n", " "))
+    assert argv[:2] == ["eddy", "backtest"]
+    args = build_parser().parse_args(argv[1:])
+    assert args.junit and args.summary_json and args.candidate and args.champion.endswith("#$MODEL")
+    assert {g.expression for g in parse_gates(args.gate)} >= {"candidate.accuracy >= champion.accuracy - 0.005"}
+    # the uploads and the JUnit check read the files the command writes
+    uploads = {s.get("uses", "").split("@")[0]: s.get("with", {}) for s in job["steps"]}
+    assert Path(args.junit).parent == Path(uploads["actions/upload-artifact"]["path"])
+    assert uploads["mikepenz/action-junit-report"]["report_paths"] == args.junit
