@@ -116,3 +116,20 @@ def test_before_any_label_and_without_the_entry(server: DashboardServer) -> None
     dom = parse_dom(render(f"{server.url}/dashboard"))
     assert_no_js_error(dom)
     assert "hidden" in panel(dom).attrs
+
+
+def test_an_alert_not_yet_resolved_after_the_lag_closed_says_so(server: DashboardServer) -> None:  # noqa: F811
+    """The learner caught up and no record has arrived since: the lag is 0, the alert is judged with the next batch."""
+    monitor, now = lagging_monitor()
+    monitor.on_snapshot({"model_name": "default", "model_version": 1, "newest_label_ms": T0 + 3000,
+                         "created_at_ms": T0 + 5_200})  # fmt: skip
+    monitor.tick(now[0])
+    document = document_of(monitor, "quiet")
+    assert document["freshness"]["lag_s"] == 0.0 and [a["kind"] for a in document["alerts"]] == ["learning_lag"]
+    server.api.add(document)
+    dom = parse_dom(render(f"{server.url}/dashboard?stream=quiet"))
+
+    assert_no_js_error(dom)
+    assert dom.find(id="freshness").attrs["data-status"] == "ok"
+    alert = panel(dom).find("p", **{"class": "lag-alert firing"})
+    assert "still open: the lag is back under the threshold" in alert.text

@@ -509,6 +509,11 @@ function lagTile(f) {
 // The learning_lag alert is the champion's, subject its model name (as on S.alerts).
 function lagAlertText(f, alerts, now) {
   const open = alerts.find((a) => a.kind === "learning_lag" && a.subject === f.model);
+  if (open && f.status !== "lagging") {
+    // Monitoring judges alerts as records arrive: after a drain to a quiet stream the lag is back before a judgement.
+    return { firing: true, text: "learning_lag alert still open: the lag is back under the threshold, and the alert "
+      + "resolves with the next records monitoring reads" };
+  }
   if (open) {
     const since = present(open.raised_at_ms) ? ` since ${fmtWhen(open.raised_at_ms, now)}` : "";
     const reading = `${fmtSeconds(open.value)} > ${fmtSeconds(open.threshold)}`;
