@@ -48,6 +48,7 @@ def prediction(i: int, served: bool = True, model: str = "default", **overrides:
         "source_partition": 0,
         "source_offset": i,
         "segment": None,
+        "shard": None,
     }
     return {**base, **overrides}
 

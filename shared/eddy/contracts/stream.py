@@ -25,6 +25,7 @@ import fastavro
 import yaml
 
 from eddy.contracts.durations import ContractError, parse_duration_ms
+from eddy.contracts.learning import LearningSpec, parse_learning
 from eddy.contracts.monitoring import MonitoringSpec, parse_monitoring
 from eddy.contracts.retraining import RetrainingSpec, parse_retraining
 
@@ -66,11 +67,19 @@ class PiiSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A declarative river pipeline: ``[{"preprocessing.StandardScaler": {}}, ...]``."""
+    """A declarative river pipeline: ``[{"preprocessing.StandardScaler": {}}, ...]``, and how it learns."""
 
     name: str
     pipeline: tuple[tuple[str, dict[str, Any] | list[Any]], ...]
     features: tuple[str, ...]
+    # Not part of to_json(): the model is the same river pipeline whichever way it learns. A plain (frozen)
+    # default, so a spec pickled before the field existed (in a checkpoint) restores as exact.
+    learning: LearningSpec = LearningSpec()  # noqa: RUF009 (frozen, so one shared default is safe)
+
+    @property
+    def shards(self) -> int:
+        """How many independent single writers learn this model (1: exact)."""
+        return self.learning.shards
 
     def to_json(self) -> str:
         steps = [{step: params} for step, params in self.pipeline]
@@ -337,4 +346,4 @@ def _model(doc: dict[str, Any], feature_names: set[str]) -> ModelSpec:
     unknown = [f for f in features if f not in feature_names]
     if unknown:
         raise ContractError(f"model {name!r}: features {unknown} are not declared in the contract")
-    return ModelSpec(name, tuple(steps), features)
+    return ModelSpec(name, tuple(steps), features, parse_learning(doc.get("learning"), name))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eddy.contracts.learning import shard_of_key, shard_of_partition
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.topics import StreamTopics
 from eddy.ml.models import ModelState, build_estimator, class_key, predict_batch
@@ -18,7 +19,13 @@ from eddy.services.inference import metrics
 
 @dataclass(frozen=True)
 class ServingModel:
-    """An immutable view of the model that answers: swapping one in is a single reference assignment."""
+    """An immutable view of the model that answers: swapping one in is a single reference assignment.
+
+    A version learning in shards (``learning: {mode: sharded}``) holds one model per shard in ``shards``:
+    the record of partition ``p`` is answered by shard ``p % len(shards)``, a request that came over HTTP
+    by the shard of its key (:func:`eddy.contracts.learning.shard_of_key`). ``learned`` is then its
+    slowest shard's.
+    """
 
     name: str
     version: int
@@ -26,12 +33,23 @@ class ServingModel:
     estimator: Any
     features: tuple[str, ...]
     task: str
+    shards: tuple[ServingModel, ...] = ()
+    # The label time of the newest label the model learned (ms; 0: none): label freshness, by shard.
+    newest_label_ms: int = 0
 
     @classmethod
     def fresh(cls, contract: StreamContract, spec: ModelSpec | None = None) -> ServingModel:
-        """A new, untrained model of ``spec`` (the champion by default)."""
+        """A new, untrained model of ``spec`` (the champion by default); every shard starts from it."""
         spec = spec or contract.champion
-        return cls(spec.name, 1, 0, build_estimator(spec), spec.features, contract.task)
+        model = cls(spec.name, 1, 0, build_estimator(spec), spec.features, contract.task)
+        return model.with_shards((model,) * spec.shards) if spec.shards > 1 else model
+
+    def with_shards(self, shards: tuple[ServingModel, ...]) -> ServingModel:
+        """This version answered by ``shards``, one model per shard, as far as they have learned."""
+        return ServingModel(
+            self.name, self.version, min(s.learned for s in shards), self.estimator, self.features, self.task, shards,
+            min(s.newest_label_ms for s in shards),
+        )  # fmt: skip
 
     @classmethod
     def from_state(cls, state: ModelState, task: str) -> ServingModel:
@@ -129,14 +147,20 @@ class PredictBatch:
     ) -> list[OutRecord]:
         contract = self.contracts[stream]
         rows = [{name: r.value.get(name) for name in model.features} for r in batch]
-        answers = predict_batch(model.estimator, model.task, rows)
+        if model.shards:
+            shard_of, answers, learned = _predict_sharded(model, rows, batch, contract.id_field)
+        else:
+            shard_of, learned = [None] * len(batch), [model.learned] * len(batch)
+            answers = predict_batch(model.estimator, model.task, rows)
         now_ms = self.clock() * 1000
         latency_ms = now_ms - started_ms
         topic = StreamTopics(stream).predictions
         segment_field = contract.monitoring.segment
         outputs = []
         flags = served if isinstance(served, list) else [served] * len(batch)
-        for record, features, (prediction, probabilities), answered in zip(batch, rows, answers, flags, strict=True):
+        for record, features, (prediction, probabilities), answered, shard, model_learned in zip(
+            batch, rows, answers, flags, shard_of, learned, strict=True
+        ):
             event_id = record.value[contract.id_field]
             event_time = record.value[contract.time_field]
             ingested = record.header("eddy.ingested_at_ms")
@@ -145,7 +169,7 @@ class PredictBatch:
                 "stream": stream,
                 "model_name": model.name,
                 "model_version": model.version,
-                "model_learned": model.learned,
+                "model_learned": model_learned,
                 "served": answered,
                 "prediction": prediction,
                 "probabilities": probabilities,
@@ -157,11 +181,32 @@ class PredictBatch:
                 "source_partition": record.partition,
                 "source_offset": record.offset,
                 "segment": segment_of(record.value, segment_field),
+                "shard": shard,
             }
             outputs.append(OutRecord(topic, event_id, value, timestamp_ms=event_time, source=record))
         metrics.PREDICTIONS.labels(stream, model.name, str(model.version)).inc(len(outputs))
         metrics.PREDICTION_LATENCY.labels(stream).observe(latency_ms / 1000)
         return outputs
+
+
+def _predict_sharded(
+    model: ServingModel, rows: list[dict[str, Any]], batch: Sequence[InRecord], id_field: str
+) -> tuple[list[int | None], list[tuple[Any, Any]], list[int]]:
+    """Each record answered by its shard's model: the shard of each, the answers and each answering model's
+    learned count, in the records' order."""
+    n = len(model.shards)
+    shard_of: list[int | None] = [
+        shard_of_partition(r.partition, n) if r.partition >= 0 else shard_of_key(str(r.value[id_field]), n)
+        for r in batch
+    ]
+    answers: list[tuple[Any, Any]] = [(None, None)] * len(batch)
+    for shard, shard_model in enumerate(model.shards):
+        mine = [i for i, s in enumerate(shard_of) if s == shard]
+        if mine:
+            predicted = predict_batch(shard_model.estimator, model.task, [rows[i] for i in mine])
+            for i, answer in zip(mine, predicted, strict=True):
+                answers[i] = answer
+    return shard_of, answers, [model.shards[s].learned for s in shard_of if s is not None]
 
 
 def segment_of(value: dict[str, Any], segment_field: str | None) -> str | None:

@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Any
 
-from eddy.contracts.stream import StreamContract
+from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.ml.artifacts import Signer
-from eddy.ml.models import load_snapshot_estimator
+from eddy.ml.models import build_estimator, load_snapshot_estimator
 from eddy.ml.roles import ARCHIVED, StreamRoles, VersionKey, contract_roles, roles_of_event
 from eddy.services.inference import metrics
 from eddy.services.inference.handlers import ServingModel, ServingSet, StreamModels
@@ -62,10 +62,12 @@ class ServingTable:
         if self.roles[stream].alias_of(key) == ARCHIVED:
             return False
         current = self.loaded[stream].get(key)
+        spec = contract.model(name)
+        if spec.shards > 1:
+            return self._load_shard(stream, spec, record, current)
         if current is not None and not current.is_older_than(version, record["learned_count"]):
             return False
         estimator = load_snapshot_estimator(record, self.signer)
-        spec = contract.model(name)
         self.loaded[stream][key] = ServingModel(
             name, version, record["learned_count"], estimator, spec.features, contract.task
         )
@@ -73,6 +75,44 @@ class ServingTable:
         metrics.SNAPSHOT_LEARNED.labels(stream, name).set(record["learned_count"])
         metrics.SNAPSHOT_AGE.labels(stream).set(max(0.0, time.time() - record["created_at_ms"] / 1000))
         self._freshness(stream, name, record.get("newest_label_ms") or 0, replaces=current)
+        return True
+
+    def _load_shard(self, stream: str, spec: ModelSpec, record: dict[str, Any], current: ServingModel | None) -> bool:
+        """Hold a snapshot of a version learning in shards: one shard's model, or the whole version's.
+
+        The whole version's (the registry's snapshot, a shard-less one) stands in for every shard that has
+        not learned past it; until any arrives, a shard answers with a fresh model of the spec.
+        """
+        contract = self.contracts[stream]
+        version, learned, shard = record["model_version"], record["learned_count"], record.get("shard")
+        if shard is not None and not 0 <= shard < spec.shards:
+            where = {"stream": stream, "model": spec.name, "shard": shard, "shards": spec.shards}
+            log.warning("snapshot of an unknown shard ignored", extra=where)
+            return False
+        if current is None or current.version != version or len(current.shards) != spec.shards:
+            # Learned -1: anything that arrives replaces it.
+            fresh = ServingModel(spec.name, version, -1, build_estimator(spec), spec.features, contract.task)
+            held = (fresh,) * spec.shards
+        else:
+            held = current.shards
+        targets = range(spec.shards) if shard is None else (shard,)
+        replaced = [s for s in targets if learned > held[s].learned or (shard is not None and held[s].learned < 0)]
+        if not replaced:
+            return False
+        newest = record.get("newest_label_ms") or 0
+        model = ServingModel(spec.name, version, learned, load_snapshot_estimator(record, self.signer),
+                             spec.features, contract.task, newest_label_ms=newest)  # fmt: skip
+        shards = tuple(model if s in replaced else held[s] for s in range(spec.shards))
+        whole = model.with_shards(shards)
+        self.loaded[stream][whole.key] = whole
+        metrics.SNAPSHOT_SWAPS.labels(stream, spec.name).inc()
+        metrics.SNAPSHOT_LEARNED.labels(stream, spec.name).set(max(0, whole.learned))
+        metrics.SNAPSHOT_AGE.labels(stream).set(max(0.0, time.time() - record["created_at_ms"] / 1000))
+        same_version = current is not None and current.version == version
+        self._freshness(stream, spec.name, newest, replaces=current if same_version else None)
+        if whole.newest_label_ms > 0:
+            # A version in shards is as fresh as its slowest shard: the label time every shard has learned to.
+            metrics.SERVED_LABEL_TIME.labels(stream, spec.name).set(whole.newest_label_ms / 1000)
         return True
 
     @staticmethod

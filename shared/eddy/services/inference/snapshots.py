@@ -155,11 +155,11 @@ class SnapshotWatcher:
         return high < 0 or (eof.offset() or 0) >= high
 
 
-Newest = dict[tuple[str, str, int], tuple[dict[str, Any], Any]]
+Newest = dict[tuple[str, str, int, int | None], tuple[dict[str, Any], Any]]
 
 
 def keep_newest(newest: Newest, record: dict[str, Any], msg: Any) -> None:
-    """Hold ``record`` if it is the newest snapshot of its version in the batch: the one that learned most.
+    """Hold ``record`` if it is the newest snapshot of its version (and shard) in the batch: the one that learned most.
 
     Not the last one read: a batch spans partitions, and the registry's snapshot of a version (learned
     nothing) can follow the learner's on another partition. Taking the last one, a restarted inference served
@@ -171,7 +171,7 @@ def keep_newest(newest: Newest, record: dict[str, Any], msg: Any) -> None:
     >>> [record["learned_count"] for record, _ in newest.values()]
     [1487]
     """
-    key = (record["stream"], record["model_name"], record["model_version"])
+    key = (record["stream"], record["model_name"], record["model_version"], record.get("shard"))
     held = newest.get(key)
     if held is None or record["learned_count"] >= held[0]["learned_count"]:
         newest[key] = (record, msg)

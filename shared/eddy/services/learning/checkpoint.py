@@ -28,15 +28,26 @@ class Checkpoint:
     state: LearnerState
 
 
-def checkpoint_path(state_dir: Path, stream: str, model: str, version: int = 1) -> Path:
-    """Version 1 keeps the name it had before versions existed, so older checkpoints are still found."""
+def checkpoint_path(state_dir: Path, stream: str, model: str, version: int = 1, shard: int | None = None) -> Path:
+    """Version 1 keeps the name it had before versions existed, so older checkpoints are still found.
+
+    Each shard of a sharded model (``shard``; None for an exact model) has a folder of its own.
+
+    >>> checkpoint_path(Path("/s"), "demo", "m", 2), checkpoint_path(Path("/s"), "demo", "m", 1, shard=3)
+    (PosixPath('/s/learning/demo/m@2.ckpt'), PosixPath('/s/learning/demo/shard-3/m.ckpt'))
+    """
     name = model if version == 1 else f"{model}@{version}"
-    return state_dir / "learning" / stream / f"{name}.ckpt"
+    return _folder(state_dir, stream, shard) / f"{name}.ckpt"
 
 
-def saved_versions(state_dir: Path, stream: str, model: str) -> list[int]:
-    """The versions of ``model`` with a checkpoint on disk."""
+def _folder(state_dir: Path, stream: str, shard: int | None) -> Path:
     folder = state_dir / "learning" / stream
+    return folder if shard is None else folder / f"shard-{shard}"
+
+
+def saved_versions(state_dir: Path, stream: str, model: str, shard: int | None = None) -> list[int]:
+    """The versions of ``model`` (of its ``shard``) with a checkpoint on disk."""
+    folder = _folder(state_dir, stream, shard)
     versions = [1] if (folder / f"{model}.ckpt").exists() else []
     for path in folder.glob(f"{model}@*.ckpt"):
         suffix = path.stem.rpartition("@")[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eddy.core.envconfig import read_env, setting
+from eddy.core.envconfig import SettingsError, read_env, setting
 
 
 @dataclass(frozen=True)
@@ -53,3 +53,48 @@ class JoinLimits:
 def join_limits(env: Mapping[str, str] | None = None) -> JoinLimits:
     """Learning's join limits from ``env`` (default: the process environment)."""
     return read_env(JoinLimits, env)
+
+
+@dataclass(frozen=True)
+class LearningProcesses:
+    """Which share of the sharded models' shards this learning process owns (see ``eddy.services.learning.shards``).
+
+    Process ``index`` of ``count`` learns the shards ``s`` with ``s % count == index`` of every sharded model;
+    process 0 alone learns the exact models.
+
+    Examples
+    --------
+    >>> learning_processes({"EDDY_LEARNING_PROCESSES": "2", "EDDY_LEARNING_PROCESS": "1"})
+    LearningProcesses(count=2, index=1)
+    >>> learning_processes({"EDDY_LEARNING_PROCESSES": "2", "EDDY_LEARNING_PROCESS": "2"})
+    Traceback (most recent call last):
+    ...
+    eddy.core.envconfig.SettingsError: EDDY_LEARNING_PROCESS=2 must be below EDDY_LEARNING_PROCESSES=2 (0..1)
+    """
+
+    count: int = setting(
+        1,
+        "EDDY_LEARNING_PROCESSES",
+        "Learning processes sharing the shards of the sharded models (`learning: {mode: sharded}` in the contract); "
+        "each runs with its own `EDDY_LEARNING_PROCESS`. 1: one process learns every model and shard.",
+        minimum=1,
+    )
+    index: int = setting(
+        0,
+        "EDDY_LEARNING_PROCESS",
+        "This learning process's index, 0 to `EDDY_LEARNING_PROCESSES` - 1 (a StatefulSet's ordinal): it learns "
+        "the shards s with s % processes == index; process 0 also learns the exact models.",
+        minimum=0,
+    )
+
+    def __post_init__(self) -> None:
+        if self.index >= self.count:
+            raise SettingsError(
+                f"EDDY_LEARNING_PROCESS={self.index} must be below EDDY_LEARNING_PROCESSES={self.count} "
+                f"(0..{self.count - 1})"
+            )
+
+
+def learning_processes(env: Mapping[str, str] | None = None) -> LearningProcesses:
+    """This process's place among the learning processes, from ``env`` (default: the process environment)."""
+    return read_env(LearningProcesses, env)

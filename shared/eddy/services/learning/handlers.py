@@ -289,6 +289,7 @@ class Learner:
             "joined_at_ms": now_ms,
             "segment": prediction.get("segment"),
             "served": prediction.get("served"),
+            "shard": prediction.get("shard"),
         }
         return OutRecord(self.topics.labeled, prediction["event_id"], example, timestamp_ms=prediction["event_time_ms"])
 

@@ -37,7 +37,7 @@ def service(encoded_size: int) -> tuple[LearningService, Producer, Health]:
     learner.state.model.learned_count = 10
     runner = object.__new__(LearningService)
     runner.ctx, runner.code_version, runner._published = ctx, "test", {}
-    runner.learners = {("demo", contract.champion.name): learner}
+    runner.learners = {("demo", contract.champion.name, None): learner}
     return runner, producer, health
 
 
