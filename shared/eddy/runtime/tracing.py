@@ -1,15 +1,16 @@
 """OpenTelemetry traces across the Kafka hops: the W3C trace context rides in the record headers.
 
-Each stage makes one span per batch (:meth:`Tracer.batch`), with a span link per input record that carried a
-``traceparent`` header; the records the batch produces carry that span's context as their ``traceparent``
+Each stage makes one span per batch (:meth:`Tracer.batch`), linked to the span of every input record that
+carried a ``traceparent`` header (one link per upstream span and partition, naming its records by key and
+offset: :func:`links_of`); the records the batch produces carry that span's context as their ``traceparent``
 (:meth:`TraceSpan.stamp`). So one event is followed ingestion → validation batch → inference batch →
 learning batch → its labeled example's header, each hop a link from a batch span to the span that wrote the
 record. The HTTP ingestion path starts the trace, or continues the one of an incoming ``traceparent``
 (:meth:`Tracer.request`).
 
 Links rather than a parent per record: a batch is one unit of work with many causes, and a span has one
-parent. A link per record also names the record (topic, partition, offset, key), so a batch span says
-which of its records came from which upstream span.
+parent. The links name the records (topic, partition, offsets, keys), so a batch span says which of its
+records came from which upstream span, and one event is followed by its key.
 
 Tracing is off unless configured (:func:`configure`, called once per process by the service's bootstrap):
 ``EDDY_TRACING=otlp`` (or ``console``), or, with ``EDDY_TRACING=auto`` (the default), the standard
@@ -277,13 +278,16 @@ class TraceSpan:
 
 
 def links_of(messages: Sequence[Carrier], propagator: TraceContextTextMapPropagator) -> list[Link]:
-    """A link per message that carries a valid ``traceparent``, naming the record (topic, partition, offset, key).
+    """The links of a batch to the spans that wrote its records: one per upstream span and partition, listing them.
 
-    A batch holds many records of the same upstream batch: each distinct context is parsed once.
+    Every record that carries a valid ``traceparent`` is named on the link to its span: its key (the event id)
+    in ``eddy.record_keys`` and its offset in ``eddy.record_offsets``, in the order read. The records of one
+    upstream batch all carry its context, so one link stands for all of them: a link per record would repeat
+    the same reference hundreds of times and cost the SDK about 8 µs a record (docs/benchmarks.md).
     """
     api = _otel().api
-    contexts: dict[tuple[bytes, bytes | None], SpanContext | None] = {}
-    links: list[Link] = []
+    # (traceparent, tracestate, topic, partition) -> (keys, offsets)
+    groups: dict[tuple[bytes, bytes | None, str, int], tuple[list[str], list[int]]] = {}
     for message in messages:
         headers = message.headers()
         if not headers:
@@ -297,26 +301,32 @@ def links_of(messages: Sequence[Carrier], propagator: TraceContextTextMapPropaga
                 state = value
         if not parent:
             continue
-        cached = (parent, state)
-        if cached in contexts:
-            context = contexts[cached]
+        where = (parent, state, message.topic() or "", message.partition() or 0)
+        group = groups.get(where)
+        if group is None:
+            group = groups[where] = ([], [])
+        key = message.key()
+        group[0].append(key.decode("utf-8", errors="replace") if isinstance(key, bytes) else str(key or ""))
+        group[1].append(message.offset() or 0)
+    contexts: dict[tuple[bytes, bytes | None], SpanContext | None] = {}
+    links: list[Link] = []
+    for (parent, state, topic, partition), (keys, offsets) in groups.items():
+        if (parent, state) in contexts:
+            context = contexts[(parent, state)]
         else:
             carrier = {TRACEPARENT: parent.decode("ascii", errors="replace")}
             if state:
                 carrier[TRACESTATE] = state.decode("ascii", errors="replace")
             found = api.get_current_span(propagator.extract(carrier)).get_span_context()
-            context = contexts[cached] = found if found.is_valid else None
+            context = contexts[(parent, state)] = found if found.is_valid else None
         if context is None:
             continue
-        attributes: dict[str, Any] = {
-            "messaging.destination.name": message.topic() or "",
-            "messaging.destination.partition.id": str(message.partition()),
-            "messaging.kafka.offset": message.offset() or 0,
+        attributes = {
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(partition),
+            "messaging.batch.message_count": len(keys),
+            "eddy.record_keys": keys,
+            "eddy.record_offsets": offsets,
         }
-        key = message.key()
-        if key is not None:
-            attributes["messaging.kafka.message.key"] = (
-                key.decode("utf-8", errors="replace") if isinstance(key, bytes) else str(key)
-            )
         links.append(api.Link(context, attributes))
     return links

@@ -124,13 +124,13 @@ def test_one_events_spans_link_up_from_ingestion_to_its_labeled_example(
     by_id = {span.context.span_id: span for span in finished}
 
     def upstream(span: ReadableSpan, topic: str, key: str) -> ReadableSpan:
-        """The span that wrote ``key``'s record on ``topic``, through ``span``'s link to it."""
+        """The span that wrote ``key``'s record on ``topic``, through ``span``'s link to it, which names the record."""
         (link,) = [
             link
             for link in span.links
             if link.attributes
             and link.attributes["messaging.destination.name"] == topic
-            and link.attributes.get("messaging.kafka.message.key") == key
+            and key in link.attributes["eddy.record_keys"]
         ]
         assert link.context.span_id in by_id, f"{span.name} links to a span that was not recorded"
         return by_id[link.context.span_id]

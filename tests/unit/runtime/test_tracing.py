@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from eddy.core.envconfig import SettingsError
@@ -35,7 +35,6 @@ class Message:
     _offset: int = 0
     _key: bytes | None = b"e1"
     _topic: str = DEMO.events
-    calls: list[str] = field(default_factory=list)
 
     def topic(self) -> str:
         return self._topic
@@ -50,7 +49,6 @@ class Message:
         return self._key
 
     def headers(self) -> list[tuple[str, bytes]] | None:
-        self.calls.append("headers")
         return self._headers
 
 
@@ -93,30 +91,52 @@ def test_a_batch_spans_headers_round_trip_into_the_next_batchs_link(spans: InMem
     assert dict(link.attributes or {}) == {
         "messaging.destination.name": DEMO.events,
         "messaging.destination.partition.id": "0",
-        "messaging.kafka.offset": 7,
-        "messaging.kafka.message.key": "e1",
+        "messaging.batch.message_count": 1,
+        "eddy.record_keys": ("e1",),
+        "eddy.record_offsets": (7,),
     }
     assert upstream.attributes is not None and upstream.attributes["eddy.records_out"] == 3
     assert downstream.kind == SpanKind.CONSUMER and downstream.name == "validation process"
     assert downstream.attributes is not None and downstream.attributes["messaging.batch.message_count"] == 1
 
 
-def test_one_link_per_record_that_carried_a_valid_traceparent(spans: InMemorySpanExporter) -> None:
+def test_every_record_that_carried_a_valid_traceparent_is_named_on_the_link_to_its_span(
+    spans: InMemorySpanExporter,
+) -> None:
     context = [("traceparent", INCOMING.encode())]
+    other = [("traceparent", f"00-{'1' * 32}-{'2' * 16}-01".encode())]
     messages = [
-        Message(context, 0),
+        Message(context, 0, b"e0"),
         Message(None, 1),  # no headers
         Message([("x-other", b"1")], 2),  # headers but no context
         Message([("traceparent", b"00-garbage")], 3),  # not a W3C context: no link, no error
-        Message([*context, ("tracestate", b"vendor=1")], 4, _key=None),
-        Message(context, 5),
+        Message(other, 4, b"e4"),
+        Message(context, 5, None),
+        Message(context, 6, b"e6", _topic=DEMO.feedback),
+        Message([*context, ("tracestate", b"vendor=1")], 7, b"e7"),
     ]
     tracer().batch(messages).end()
     (span,) = spans.get_finished_spans()
-    assert [link.attributes["messaging.kafka.offset"] for link in span.links if link.attributes] == [0, 4, 5]
-    assert {link.context.span_id for link in span.links} == {0x00F067AA0BA902B7}
-    assert span.links[1].context.trace_state.get("vendor") == "1"
-    assert "messaging.kafka.message.key" not in (span.links[1].attributes or {})
+    named = [
+        (link.context.span_id, link.attributes["messaging.destination.name"], link.attributes["eddy.record_keys"])
+        for link in span.links
+        if link.attributes
+    ]
+    # One link per upstream span and partition (and tracestate): records of one upstream batch share it.
+    assert named == [
+        (0x00F067AA0BA902B7, DEMO.events, ("e0", "")),
+        (0x2222222222222222, DEMO.events, ("e4",)),
+        (0x00F067AA0BA902B7, DEMO.feedback, ("e6",)),
+        (0x00F067AA0BA902B7, DEMO.events, ("e7",)),
+    ]
+    assert [link.attributes["eddy.record_offsets"] for link in span.links if link.attributes] == [
+        (0, 5),
+        (4,),
+        (6,),
+        (7,),
+    ]
+    assert span.links[3].context.trace_state.get("vendor") == "1"
+    assert all(link.context.is_remote for link in span.links)
 
 
 def test_stamp_replaces_the_trace_context_and_leaves_the_input_headers_alone(spans: InMemorySpanExporter) -> None:
@@ -149,7 +169,9 @@ def test_the_stream_loop_stamps_its_outputs_with_its_batch_span(spans: InMemoryS
     topics.append(DEMO.events, serde.encode(event(2, x0=99.0)), b"e2", [("traceparent", INCOMING.encode())], 2)
     topics.run("validation", [DEMO.events], ValidateBatch(contracts, ValidationConfig(fast_lane=False)))
     (span,) = spans.get_finished_spans()
-    assert [link.context.span_id for link in span.links] == [0x00F067AA0BA902B7] * 2
+    (link,) = span.links
+    assert link.context.span_id == 0x00F067AA0BA902B7
+    assert link.attributes is not None and link.attributes["eddy.record_keys"] == ("e1", "e2")
     (passed,) = topics.log(DEMO.validated)
     assert dict(passed.headers() or [])["traceparent"] == dict(tracing_headers(span))["traceparent"]
     # A dead letter keeps the headers its record came with: its cause is the upstream span, not this batch.
