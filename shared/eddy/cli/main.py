@@ -32,6 +32,7 @@ from eddy.cli import keys as cli_keys
 from eddy.cli import mlflow as cli_mlflow
 from eddy.cli import models as cli_models
 from eddy.cli import replay as cli_replay
+from eddy.cli import streams as cli_streams
 from eddy.cli.common import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -43,7 +44,7 @@ from eddy.cli.common import (
 )
 from eddy.cli.options import non_negative_int, non_negative_number, positive_int, positive_number
 from eddy.contracts.durations import ContractError
-from eddy.contracts.stream import StreamContract, load_contract, load_contracts
+from eddy.contracts.stream import StreamContract, load_contracts
 from eddy.core.envconfig import explicitly_set
 from eddy.core.settings import Settings, redact_url, settings_table
 from eddy.core.topics import StreamTopics
@@ -578,13 +579,11 @@ def _registered_demo(settings: Settings, stream: str) -> Any:
 
 
 def cmd_streams(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
     if args.action == "validate":
-        if not args.name:
-            raise UsageError("eddy streams validate FILE: name the contract file to check")
-        contract = load_contract(Path(args.name))
-        print(f"{args.name}: stream {contract.name!r} is valid ({len(contract.features)} features, {contract.task})")
-        return 0
+        return cli_streams.validate(args.name)
+    if args.action == "schema":
+        return cli_streams.print_schema(args.name)
+    settings = Settings.from_env()
     contracts = _contracts(settings)
     if args.action == "list":
         if args.name:
@@ -730,8 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq.set_defaults(func=cmd_dlq)
 
-    streams = sub.add_parser("streams", help="list, show or validate stream contracts")
-    streams.add_argument("action", choices=["list", "show", "validate"])
+    streams = sub.add_parser("streams", help="list, show or validate stream contracts, or print their JSON Schema")
+    streams.add_argument("action", choices=["list", "show", "validate", "schema"])
     streams.add_argument("name", nargs="?", help="stream name (show) or contract file (validate)")
     streams.set_defaults(func=cmd_streams)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from eddy.contracts.shapes import DURATION_PATTERN
+
 
 class ContractError(ValueError):
     """A contract that does not parse or contradicts its schema."""
@@ -18,7 +20,7 @@ def parse_duration_ms(value: Any, what: str = "duration") -> int:
     """
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", str(value))
+    match = re.fullmatch(DURATION_PATTERN, str(value))
     if not match:
         raise ContractError(f"{what} {value!r} is not a duration like 500ms, 30s, 15m, 2h or 7d")
     number, unit = float(match.group(1)), match.group(2)

@@ -32,15 +32,42 @@ like a bad model spec.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from river import drift
 
 from eddy.contracts.durations import parse_duration_ms
+from eddy.contracts.shapes import Fields, count, duration, number, one_of, section, text, unknown_keys
 
 DETECTORS: dict[str, Any] = {"adwin": drift.ADWIN, "page_hinkley": drift.PageHinkley, "kswin": drift.KSWIN}
 CALIBRATIONS = ("isotonic", "binning", "none")
+
+# Each mapping's keys and what they hold: the parser refuses any other key, and eddy.contracts.contract_schema
+# publishes these as the contract's JSON Schema.
+DETECTOR_FIELDS: Fields = {
+    "detector": one_of(DETECTORS),
+    "params": {"type": ["object", "null"], "description": "the river detector's constructor parameters"},
+}
+WINDOW_FIELDS: Fields = {"window": count(10), "psi_threshold": number(above=0), "warmup": count(0)}
+ESTIMATION_FIELDS: Fields = {
+    "window": count(10),
+    "calibration_window": count(10),
+    "calibration": one_of(CALIBRATIONS),
+    "threshold": number(above=0, below=1),
+}
+# Longer than 0: a whole number of 0 ms is refused here, "0s" by the parser.
+FRESHNESS_FIELDS: Fields = {"max_lag": {**duration(), "minimum": 1}}
+MONITORING_FIELDS: Fields = {
+    "segment": text(description="a feature (string, boolean or long) to slice model quality by"),
+    "quality_window": count(10),
+    "concept_drift": section(DETECTOR_FIELDS, "the river detector on each model's error stream"),
+    "data_drift": section(WINDOW_FIELDS, "PSI of each feature, per window of validated events"),
+    "prediction_drift": section(WINDOW_FIELDS, "PSI of the score distribution, per window of predictions"),
+    "estimated_quality": section(ESTIMATION_FIELDS, "label-free quality (CBPE), binary streams only"),
+    "freshness": section(FRESHNESS_FIELDS, "the learning_lag alert's threshold"),
+}
 
 
 @dataclass(frozen=True)
@@ -113,16 +140,7 @@ def parse_monitoring(doc: Any, features: dict[str, str]) -> MonitoringSpec:
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError("monitoring must be a mapping")
-    known = {
-        "segment",
-        "quality_window",
-        "concept_drift",
-        "data_drift",
-        "prediction_drift",
-        "estimated_quality",
-        "freshness",
-    }
-    _no_unknown(doc, known, "monitoring")
+    _no_unknown(doc, MONITORING_FIELDS, "monitoring")
     segment = doc.get("segment")
     if segment is not None and segment not in features:
         raise ValueError(f"monitoring.segment {segment!r} is not a feature of the contract")
@@ -160,7 +178,7 @@ def _freshness(doc: Any) -> FreshnessSpec:
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a mapping like {{max_lag: 30s}}")
-    _no_unknown(doc, {"max_lag"}, where)
+    _no_unknown(doc, FRESHNESS_FIELDS, where)
     value = doc.get("max_lag", "30s")
     max_lag_ms = parse_duration_ms(value, f"{where}.max_lag")
     if max_lag_ms <= 0:
@@ -173,7 +191,7 @@ def _detector(doc: Any) -> DetectorSpec:
         return DetectorSpec()
     if not isinstance(doc, dict):
         raise ValueError("monitoring.concept_drift must be a mapping like {detector: adwin, params: {delta: 0.002}}")
-    _no_unknown(doc, {"detector", "params"}, "monitoring.concept_drift")
+    _no_unknown(doc, DETECTOR_FIELDS, "monitoring.concept_drift")
     name = doc.get("detector", "adwin")
     if name not in DETECTORS:
         raise ValueError(f"monitoring.concept_drift.detector {name!r} is not one of {sorted(DETECTORS)}")
@@ -193,7 +211,7 @@ def _window(doc: Any, where: str, default: WindowSpec) -> WindowSpec:
         return default
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a mapping like {{window: 1000, psi_threshold: 0.2}}")
-    _no_unknown(doc, {"window", "psi_threshold", "warmup"}, where)
+    _no_unknown(doc, WINDOW_FIELDS, where)
     threshold = doc.get("psi_threshold", default.psi_threshold)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
         raise ValueError(f"{where}.psi_threshold must be a positive number, not {threshold!r}")
@@ -217,7 +235,7 @@ def _estimation(doc: Any) -> EstimationSpec:
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a mapping like {{window: 1000, threshold: 0.05}}")
-    _no_unknown(doc, {"window", "calibration_window", "calibration", "threshold"}, where)
+    _no_unknown(doc, ESTIMATION_FIELDS, where)
     default = EstimationSpec()
     calibration = doc.get("calibration", default.calibration)
     if calibration not in CALIBRATIONS:
@@ -241,7 +259,7 @@ def _positive(value: Any, where: str) -> int:
     return value
 
 
-def _no_unknown(doc: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+def _no_unknown(doc: dict[str, Any], known: Iterable[str], where: str) -> None:
+    problem = unknown_keys(doc, known, where)
+    if problem:
+        raise ValueError(problem)

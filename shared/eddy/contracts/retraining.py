@@ -32,8 +32,40 @@ from typing import Any
 
 from eddy.contracts.durations import parse_duration_ms
 from eddy.contracts.monitoring import _no_unknown
+from eddy.contracts.shapes import Fields, count, duration, flag, names, number, one_of, section
 
 QUALITY_METRICS = {"accuracy": "below", "mae": "above", "rmse": "above"}
+
+# Each mapping's keys and what they hold: the parser refuses any other key, and eddy.contracts.contract_schema
+# publishes these as the contract's JSON Schema.
+QUALITY_FIELDS: Fields = {
+    "metric": one_of(QUALITY_METRICS),
+    "below": number(),
+    "above": number(),
+    "window": count(10),
+}
+TRIGGER_FIELDS: Fields = {
+    "drift": flag(),
+    "schedule": {**duration(), "type": ["integer", "string", "null"]},
+    "quality": section(QUALITY_FIELDS, "retrain when the champion's windowed metric crosses a threshold"),
+}
+PROMOTION_FIELDS: Fields = {
+    "shadow_labels": count(10),
+    "margin": number(0.0, 1.0),
+    "alpha": number(1e-9, 0.5),
+    "rollback_labels": count(10),
+}
+RELEASE_FIELDS: Fields = {"probe": count(1), "max_latency_ms": number(0.0), "max_artifact_bytes": count(1)}
+RETRAINING_FIELDS: Fields = {
+    "triggers": section(TRIGGER_FIELDS, "what asks for a retrain"),
+    "cooldown": count(0),
+    "train_window": count(20),
+    "holdout": number(0.05, 0.9),
+    "candidates": names(),
+    "canary": number(0.0, 0.5),
+    "promotion": section(PROMOTION_FIELDS, "how a challenger earns promotion"),
+    "release": section(RELEASE_FIELDS, "the release checks' budget"),
+}
 
 
 @dataclass(frozen=True)
@@ -99,10 +131,9 @@ def parse_retraining(doc: Any, model_names: list[str], task: str) -> RetrainingS
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError("retraining must be a mapping")
-    known = {"triggers", "cooldown", "train_window", "holdout", "candidates", "canary", "promotion", "release"}
-    _no_unknown(doc, known, "retraining")
+    _no_unknown(doc, RETRAINING_FIELDS, "retraining")
     default = RetrainingSpec()
-    triggers = _mapping(doc.get("triggers"), "retraining.triggers", {"drift", "schedule", "quality"})
+    triggers = _mapping(doc.get("triggers"), "retraining.triggers", TRIGGER_FIELDS)
     schedule = triggers.get("schedule")
     candidates = tuple(doc.get("candidates") or ())
     for name in candidates:
@@ -110,8 +141,8 @@ def parse_retraining(doc: Any, model_names: list[str], task: str) -> RetrainingS
             raise ValueError(
                 f"retraining.candidates: {name!r} is not a model of the contract (models: {', '.join(model_names)})"
             )
-    promotion = _mapping(doc.get("promotion"), "retraining.promotion", set(PromotionPolicy.__dataclass_fields__))
-    release = _mapping(doc.get("release"), "retraining.release", set(ReleaseBudget.__dataclass_fields__))
+    promotion = _mapping(doc.get("promotion"), "retraining.promotion", PROMOTION_FIELDS)
+    release = _mapping(doc.get("release"), "retraining.release", RELEASE_FIELDS)
     policy, budget = PromotionPolicy(), ReleaseBudget()
     return RetrainingSpec(
         drift_trigger=bool(triggers.get("drift", True)),
@@ -146,7 +177,7 @@ def _quality(doc: Any, task: str) -> QualityTrigger | None:
     where = "retraining.triggers.quality"
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a mapping like {{metric: accuracy, below: 0.8}}")
-    _no_unknown(doc, {"metric", "below", "above", "window"}, where)
+    _no_unknown(doc, QUALITY_FIELDS, where)
     metric = doc.get("metric", "accuracy" if task != "regression" else "mae")
     if metric not in QUALITY_METRICS:
         raise ValueError(f"{where}.metric {metric!r} is not one of {sorted(QUALITY_METRICS)}")
@@ -161,7 +192,7 @@ def _quality(doc: Any, task: str) -> QualityTrigger | None:
     return QualityTrigger(metric, float(threshold), _count(doc.get("window", 500), f"{where}.window", 10))
 
 
-def _mapping(doc: Any, where: str, known: set[str]) -> dict[str, Any]:
+def _mapping(doc: Any, where: str, known: Fields) -> dict[str, Any]:
     doc = doc or {}
     if not isinstance(doc, dict):
         raise ValueError(f"{where} must be a mapping")

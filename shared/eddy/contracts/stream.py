@@ -25,12 +25,69 @@ import fastavro
 import yaml
 
 from eddy.contracts.durations import ContractError, parse_duration_ms
-from eddy.contracts.learning import LearningSpec, parse_learning
-from eddy.contracts.monitoring import MonitoringSpec, parse_monitoring
-from eddy.contracts.retraining import RetrainingSpec, parse_retraining
+from eddy.contracts.learning import EXACT, SHARDED, LearningSpec, parse_learning
+from eddy.contracts.monitoring import MONITORING_FIELDS, MonitoringSpec, parse_monitoring
+from eddy.contracts.retraining import RETRAINING_FIELDS, RetrainingSpec, parse_retraining
+from eddy.contracts.shapes import Fields, count, duration, flag, names, one_of, section, text, unknown_keys
 
 FEATURE_TYPES = {"double", "long", "string", "boolean"}
 TASKS = {"binary", "multiclass", "regression"}
+
+# Each mapping's keys and what they hold: the parser refuses any other key, and eddy.contracts.contract_schema
+# publishes these as the contract's JSON Schema (schemas/contract.schema.json).
+FEATURE_FIELDS: Fields = {
+    "type": one_of(FEATURE_TYPES),
+    "required": flag(),
+    "min": {"type": "number", "description": "numeric features only"},
+    "max": {"type": "number", "description": "numeric features only"},
+    "allowed": {"type": "array", "items": {"type": ["string", "number", "boolean"]}},
+    "pattern": text(format="regex", description="a regular expression every value matches; strings only"),
+}
+LABEL_FIELDS: Fields = {"field": text(minLength=1), "task": one_of(TASKS)}
+PII_FIELDS: Fields = {"drop": names(), "hash": names()}
+LEARNING_FIELDS: Fields = {"mode": one_of((EXACT, SHARDED)), "shards": count(2)}
+MODEL_FIELDS: Fields = {
+    "name": text(minLength=1),
+    "features": names(),
+    "pipeline": {
+        "type": "array",
+        "minItems": 1,
+        "description": "river steps, each a one-key mapping 'module.Class: {params}' (or a list of positional ones)",
+        "items": {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {"type": ["object", "array", "null"]},
+        },
+    },
+    "learning": section(LEARNING_FIELDS, "exact (one writer) or sharded (shards writers)"),
+}
+CONTRACT_FIELDS: Fields = {
+    "stream": text(minLength=1, pattern=r"^[^.]+$", description="the stream's name: its topics are NAME.events, ..."),
+    "sandbox_of": text(description="the stream whose contract this one copies (its other keys replace the parent's)"),
+    "event_schema": text(description="the Avro schema of an event, a file beside the contract"),
+    "id_field": text(),
+    "time_field": text(),
+    "allowed_lateness": duration(),
+    "features": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": section(FEATURE_FIELDS, "what one feature must look like"),
+    },
+    "label": section(LABEL_FIELDS, "the label's field and task"),
+    "pii": section(PII_FIELDS, "fields dropped, or replaced by a salted SHA-256, at ingestion"),
+    "monitoring": section(MONITORING_FIELDS, "how quality and drift are watched"),
+    "retraining": section(RETRAINING_FIELDS, "when to retrain, and how a challenger earns promotion"),
+    "models": {
+        "type": "array",
+        "minItems": 1,
+        "description": "the first is the champion",
+        "items": section(MODEL_FIELDS, "a declarative river pipeline", nullable=False, required=["name"]),
+    },
+}
+# Keys a contract must have; a sandbox (sandbox_of) needs only its name and its parent's.
+REQUIRED = ("stream", "event_schema", "features", "models")
+SANDBOX_REQUIRED = ("stream", "sandbox_of")
 # What to do about a missing or empty contracts folder; callers pass only the folder, not the setting it came from.
 CONTRACTS_DIR_HINT = "set EDDY_CONTRACTS_DIR (the contracts_dir setting) to the folder of the stream contracts"
 
@@ -197,6 +254,7 @@ def load_contracts(directory: Path, only: tuple[str, ...] = ()) -> dict[str, Str
 
 
 def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
+    _no_unknown(doc, CONTRACT_FIELDS, "contract")
     name = _required(doc, "stream", str)
     if "." in name or not name:
         raise ContractError(f"stream name {name!r} must be non-empty and contain no dot")
@@ -216,6 +274,7 @@ def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
     if not features:
         raise ContractError("a contract needs at least one feature")
     label = doc.get("label") or {}
+    _no_unknown(label, LABEL_FIELDS, "label")
     task = label.get("task", "binary")
     if task not in TASKS:
         raise ContractError(f"label task {task!r} is not one of {sorted(TASKS)}")
@@ -254,6 +313,7 @@ def _parse(doc: dict[str, Any], path: Path) -> StreamContract:
 
 
 def _pii(doc: dict[str, Any], schema_fields: dict[str, Any], protected: set[str]) -> PiiSpec:
+    _no_unknown(doc, PII_FIELDS, "pii")
     drop = tuple(doc.get("drop") or ())
     hashed = tuple(doc.get("hash") or ())
     for name in (*drop, *hashed):
@@ -271,6 +331,12 @@ def _pii(doc: dict[str, Any], schema_fields: dict[str, Any], protected: set[str]
     return PiiSpec(drop, hashed)
 
 
+def _no_unknown(doc: dict[str, Any], fields: Fields, where: str) -> None:
+    problem = unknown_keys(doc, fields, where)
+    if problem:
+        raise ContractError(problem)
+
+
 def _required(doc: dict[str, Any], key: str, kind: type) -> Any:
     value = doc.get(key)
     if not isinstance(value, kind):
@@ -280,6 +346,7 @@ def _required(doc: dict[str, Any], key: str, kind: type) -> Any:
 
 def _feature(name: str, spec: dict[str, Any] | None, schema_fields: dict[str, Any]) -> FeatureSpec:
     spec = spec or {}
+    _no_unknown(spec, FEATURE_FIELDS, f"feature {name!r}")
     ftype = spec.get("type", "double")
     if ftype not in FEATURE_TYPES:
         raise ContractError(f"feature {name!r}: type {ftype!r} is not one of {sorted(FEATURE_TYPES)}")
@@ -332,6 +399,7 @@ def _check_parameter_names(params: Any, model: str) -> None:
 
 def _model(doc: dict[str, Any], feature_names: set[str]) -> ModelSpec:
     name = _required(doc, "name", str)
+    _no_unknown(doc, MODEL_FIELDS, f"model {name!r}")
     steps = []
     for step in doc.get("pipeline") or []:
         if not isinstance(step, dict) or len(step) != 1:
