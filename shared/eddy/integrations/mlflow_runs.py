@@ -122,7 +122,8 @@ def _leaves(doc: Any, prefix: str) -> dict[str, Any]:
 def backtest_run(experiment: Mapping[str, Any]) -> RunContent:
     """The run of one backtest, as the model registry recorded it (``GET /api/experiments``)."""
     experiment_id = _required(experiment, "id")
-    models = [m if isinstance(m, str) else m.get("name", json.dumps(m)) for m in experiment.get("models") or []]
+    # A backtest lists its models as summaries ({"model": "default@2", ...}); other clients as versions or specs.
+    models = [_model_name(m) for m in experiment.get("models") or []]
     tags = {
         TAG_ID: f"backtest:{experiment_id}",
         TAG_KIND: "backtest",
@@ -135,7 +136,7 @@ def backtest_run(experiment: Mapping[str, Any]) -> RunContent:
         if experiment.get(path):
             tags[f"eddy.{path}"] = str(experiment[path])
     params = {
-        **flat_params(experiment.get("models") or [], "models."),
+        **{f"models.{i}": name for i, name in enumerate(models)},
         **flat_params(experiment.get("data") or {}, "data."),
         "label_delay": str(experiment.get("label_delay")),
     }
@@ -183,6 +184,12 @@ def version_run(stream: str, version: Mapping[str, Any]) -> RunContent:
         metrics={**flat_numbers(version.get("metrics") or {}), **flat_numbers(counts)},
         start_ms=_ms(version.get("created_at_ms")),
     )
+
+
+def _model_name(model: Any) -> str:
+    if isinstance(model, Mapping):
+        return str(model.get("model") or model.get("name") or json.dumps(model, default=str))[:MAX_PARAM_CHARS]
+    return str(model)
 
 
 def _required(doc: Mapping[str, Any], key: str) -> str:
