@@ -7,3 +7,5 @@ instead of failing the whole collection.
 from importlib.util import find_spec
 
 collect_ignore = [] if find_spec("faust") else ["eddy/integrations/faust.py"]
+if not find_spec("mlflow"):
+    collect_ignore.append("eddy/integrations/mlflow.py")
