@@ -211,8 +211,8 @@ class MlflowMirror:
             self.client.log_batch(run_id, metrics=metrics[i : i + METRICS_PER_CALL])
         if artifacts is not None:
             artifacts(run_id)
-        self.client.set_tag(run_id, TAG_COMPLETE, "true")
         self.client.set_terminated(run_id, "FINISHED", end_time=start_ms)
+        self.client.set_tag(run_id, TAG_COMPLETE, "true")
         return run_id, True
 
     def mirror_backtest(self, stream: str, experiment: Mapping[str, Any]) -> bool:
