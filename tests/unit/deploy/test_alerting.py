@@ -29,9 +29,17 @@ import pytest
 import yaml
 from eddy.core.settings import REPO_ROOT
 
-from tests.deploy_manifests import K8S_DIR, OVERLAYS, Resource, of_kind
+from tests.deploy_manifests import K8S_DIR, OVERLAYS, WORKLOAD_KINDS, Resource, main_container, of_kind
 from tests.deploy_manifests import _build as build
-from tests.unit.deploy.test_k8s_manifests import closed, selects, validation_errors
+from tests.unit.deploy.test_k8s_manifests import (
+    PROMETHEUS_NAMESPACE,
+    closed,
+    container_port,
+    ingress_ports,
+    pod_labels,
+    selects,
+    validation_errors,
+)
 
 RULES = REPO_ROOT / "infra" / "prometheus" / "rules" / "eddy-alerts.yml"
 PROMETHEUS_CONFIG = REPO_ROOT / "infra" / "prometheus" / "prometheus.yml"
@@ -250,8 +258,19 @@ def test_service_monitor_scrapes_every_eddy_service(rendered: tuple[str, list[Re
     ports = {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
     job_label = monitor["spec"]["jobLabel"]
     for service in selected:
-        assert ports <= {p["name"] for p in service["spec"]["ports"]}, service["metadata"]["name"]
-        assert service["metadata"]["labels"][job_label] == service["metadata"]["name"]
+        name = service["metadata"]["name"]
+        assert ports <= {p["name"] for p in service["spec"]["ports"]}, name
+        assert service["metadata"]["labels"][job_label] == name
+        # Prometheus scrapes the pods behind the Service: the network policies must let it reach their port.
+        (workload,) = [
+            w
+            for w in of_kind(objects, *WORKLOAD_KINDS)
+            if selects({"matchLabels": service["spec"]["selector"]}, pod_labels(w))
+        ]
+        for port in service["spec"]["ports"]:
+            if port["name"] in ports:
+                pod_port = container_port(main_container(workload), port["targetPort"])
+                assert pod_port in ingress_ports(objects, workload, PROMETHEUS_NAMESPACE), f"{overlay}: {name}"
     assert all(endpoint["path"] == "/metrics" for endpoint in monitor["spec"]["endpoints"])
 
 
