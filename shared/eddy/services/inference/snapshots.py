@@ -84,6 +84,8 @@ class SnapshotWatcher:
         """Show the serving models in /healthz: replicas serving the same lineage report the same."""
         serving = {
             f"{stream}/{model.name}": {"version": model.version, "learned": model.learned, "alias": alias}
+            # A version in shards: each shard's learned count too (its "learned" is the slowest shard's).
+            | ({"shards": [shard.learned for shard in model.shards]} if model.shards else {})
             for stream, current in self.models.items()
             for model, alias in _aliased(current)
         }
