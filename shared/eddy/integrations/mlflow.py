@@ -38,7 +38,9 @@ from typing import Any
 import pandas as pd
 
 from eddy.contracts.stream import StreamContract
-from eddy.core.signing import Keyring, KeyringError, KeyringSource
+from eddy.core.envconfig import read_one
+from eddy.core.settings import Settings
+from eddy.core.signing import DEFAULT_KEYRING, Keyring, KeyringError, KeyringSource
 from eddy.integrations.mlflow_retry import MirrorUnavailable, Retry
 from eddy.integrations.mlflow_runs import (
     MLFLOW_ALIASES,
@@ -431,10 +433,10 @@ def pyfunc_keyring(environ: Mapping[str, str]) -> Keyring | KeyringSource:
     ...
     eddy.core.signing.KeyringError: an eddy model loads only once its signature verifies: set EDDY_SIGNING_KEYS ...
     """
-    if environ.get("EDDY_SIGNING_KEYS", "").strip():
-        return Keyring.from_setting(environ["EDDY_SIGNING_KEYS"])
-    path = Path(environ["EDDY_SIGNING_KEYS_FILE"]) if environ.get("EDDY_SIGNING_KEYS_FILE") else None
-    path = path or Path(environ.get("EDDY_STATE_DIR") or ".eddy") / "secrets" / "signing-keys.json"
+    keys, keys_file = (read_one(Settings, name, environ) for name in ("signing_keys", "signing_keys_file"))
+    if keys.strip():
+        return Keyring.from_setting(keys)
+    path = Path(keys_file) if keys_file else Path(read_one(Settings, "state_dir", environ)) / DEFAULT_KEYRING
     if not path.is_file():
         raise KeyringError(
             "an eddy model loads only once its signature verifies: set EDDY_SIGNING_KEYS or EDDY_SIGNING_KEYS_FILE "
