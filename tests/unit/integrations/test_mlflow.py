@@ -244,3 +244,24 @@ def test_the_cli_asks_for_a_tracking_uri_and_a_new_directory(
     assert "unknown stream 'nope'" in capsys.readouterr().err
     assert main(["mlflow", "export", "demo", "default@1", "--out", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_the_sidecar_keeps_going_when_the_registry_or_mlflow_is_away(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eddy.cli import mlflow as cli_mlflow
+    from eddy.cli.main import main
+
+    rounds: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        rounds.append(seconds)
+        if len(rounds) == 2:
+            raise KeyboardInterrupt  # the operator stops it
+
+    monkeypatch.setattr(cli_mlflow.time, "sleep", sleep)
+    down = f"http://127.0.0.1:{free_port()}"
+    args = ["mlflow", "sync", "demo", "--tracking-uri", down, "--url", down, "--no-models", "--every", "30"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert rounds == [30, 30] and err.count("cannot reach the model registry") == 2
