@@ -116,9 +116,14 @@ def contracts_with(spec: ModelSpec, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(source / f"{STREAM}.avsc", folder / f"{STREAM}.avsc")
     doc = yaml.safe_load((source / f"{STREAM}.yaml").read_text())
-    doc["models"] = [
-        {"name": spec.name, "features": list(spec.features), "pipeline": [{n: p} for n, p in spec.pipeline]}
-    ]
+    model: dict[str, Any] = {
+        "name": spec.name,
+        "features": list(spec.features),
+        "pipeline": [{n: p} for n, p in spec.pipeline],
+    }
+    if not spec.learning.exact:
+        model["learning"] = {"mode": spec.learning.mode, "shards": spec.shards}
+    doc["models"] = [model]
     (folder / f"{STREAM}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return folder
 

@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from eddy.contracts.durations import ContractError
+from eddy.contracts.learning import partition_problem
 from eddy.contracts.stream import load_contracts
 from eddy.core.settings import Settings
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
@@ -38,6 +40,13 @@ def wanted_topics(settings: Settings) -> list[str]:
         Topic names in a stable order.
     """
     contracts = load_contracts(settings.contracts_dir, settings.streams)
+    for stream, contract in contracts.items():
+        # A model learning in shards needs a partition count that is a multiple of its shards.
+        problem = partition_problem(
+            {m.name: m.shards for m in contract.models}, settings.partitions, f"stream {stream!r}"
+        )
+        if problem is not None:
+            raise ContractError(problem)
     topics = [topic for stream in sorted(contracts) for topic in StreamTopics(stream).all()]
     return list(dict.fromkeys([*topics, *PLATFORM_TOPICS]))
 
@@ -61,7 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"create_topics: {exc}", file=sys.stderr)
         return 2
     obs.setup_logging("create_topics", settings.log_level, settings.log_format)
-    topics = wanted_topics(settings)
+    try:
+        topics = wanted_topics(settings)
+    except ContractError as exc:
+        print(f"create_topics: {exc}", file=sys.stderr)
+        return 2
     try:
         ensure_topics(settings, topics, timeout_s=args.timeout)
     except Exception as exc:  # any Kafka or connection failure ends the job with its reason

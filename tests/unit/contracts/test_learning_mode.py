@@ -71,3 +71,13 @@ def test_the_shard_of_a_key_is_the_shard_of_the_partition_kafka_puts_it_in() -> 
             assert shard_of_partition(murmur2(key.encode()) % partitions, shards) == shard_of_key(key, shards)
     spread = [shard_of_key(f"e{i}", 2) for i in range(10_000)]
     assert 4_800 < spread.count(0) < 5_200
+
+
+def test_topics_are_not_created_with_a_partition_count_that_does_not_fit_the_shards(tmp_path: Path) -> None:
+    from eddy.core.settings import Settings
+    from eddy.runtime.create_topics import wanted_topics
+
+    contract_with(tmp_path, {"mode": "sharded", "shards": 2})
+    assert "demo.feedback" in wanted_topics(Settings(contracts_dir=tmp_path, partitions=4))
+    with pytest.raises(ContractError, match="stream 'demo' has 3 partitions: model 'default' learns in 2 shards"):
+        wanted_topics(Settings(contracts_dir=tmp_path, partitions=3))

@@ -529,6 +529,9 @@ class Lineage:
         self._ranges: dict[tuple[str, VersionKey], dict[str, dict[str, int]]] = {}
         self._pending: dict[tuple[str, VersionKey], int] = {}
         self._written_at: dict[tuple[str, VersionKey], float] = {}
+        # A version learning in shards: each shard's learned count, and the count every shard started from.
+        self._shards: dict[tuple[str, VersionKey], dict[int, int]] = {}
+        self._registered_count: dict[tuple[str, VersionKey], int] = {}
 
     def observe(self, snapshot: Mapping[str, Any]) -> bool:
         """Take in one snapshot; False when it is not learning's or its version is not registered."""
@@ -543,11 +546,20 @@ class Lineage:
             if row is None:
                 return False
             ranges = self._ranges[ident] = {tp: dict(r) for tp, r in row.online_ranges.items()}
+            self._registered_count[ident] = row.learned_count
         # Empty learned_from_offsets: learning started at the beginning of its inputs (schemas/model_snapshot.avsc).
         started = snapshot.get("learned_from_offsets") or {}
         for tp, next_offset in source.items():
             ranges[tp] = {"from": int(started.get(tp, 0)), "through": int(next_offset) - 1}
-        self._pending[ident] = int(snapshot["learned_count"])
+        shard = snapshot.get("shard")
+        if shard is None:
+            self._pending[ident] = int(snapshot["learned_count"])
+        else:
+            # Every shard started from the registered model (its learned count): counted once.
+            shards = self._shards.setdefault(ident, {})
+            shards[int(shard)] = int(snapshot["learned_count"])
+            base = self._registered_count.get(ident, 0)
+            self._pending[ident] = sum(shards.values()) - base * (len(shards) - 1)
         return True
 
     def flush(self, force: bool = False) -> int:

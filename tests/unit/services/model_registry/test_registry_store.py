@@ -350,3 +350,21 @@ def test_lineage_records_online_ranges_throttled(registry: Registry) -> None:
     lineage.observe(snap(30, 30, start={"demo.predictions:0": 3}))
     lineage.flush(force=True)
     assert registry.row("demo", V1).online_ranges["demo.predictions:0"] == {"from": 3, "through": 29}
+
+
+def test_lineage_of_a_version_in_shards_counts_every_shards_labels(registry: Registry) -> None:
+    lineage = Lineage(registry.store, interval_s=0.0)
+    base = registry.row("demo", V1).learned_count
+
+    def snap(shard: int, partition: int, learned: int) -> dict[str, Any]:
+        return {"stream": "demo", "model_name": "default", "model_version": 1, "shard": shard,
+                "learned_count": base + learned, "source_offsets": {f"demo.feedback:{partition}": learned}}  # fmt: skip
+
+    assert lineage.observe(snap(0, 0, 10)) and lineage.observe(snap(1, 1, 7)) and lineage.observe(snap(0, 0, 12))
+    lineage.flush(force=True)
+    row = registry.row("demo", V1)
+    assert row.online_learned_count == base + 19
+    assert row.online_ranges == {
+        "demo.feedback:0": {"from": 0, "through": 11},
+        "demo.feedback:1": {"from": 0, "through": 6},
+    }
