@@ -464,11 +464,9 @@ class EddyPyfunc(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        columns = {name: frame[name] if name in frame.columns else None for name in self.features}
-        rows = [
-            {name: _plain(values.iloc[i]) if values is not None else None for name, values in columns.items()}
-            for i in range(len(frame))
-        ]
+        # A feature the frame lacks is a column of NaN here, None to the model.
+        records = frame.reindex(columns=self.features).to_dict("records")
+        rows = [{str(name): _plain(value) for name, value in record.items()} for record in records]
         answers = predict_batch(self.estimator, self.task, rows)
         return pd.DataFrame(
             {"prediction": [p for p, _ in answers], "probabilities": [q for _, q in answers]}, index=frame.index
