@@ -119,7 +119,11 @@ class ConfirmedProducer:
         self._producer.poll(timeout_s)
 
     def wait(self, delivery: Delivery, timeout_s: float = 30.0) -> None:
-        """Serve delivery reports until ``delivery`` is complete.
+        """Serve delivery reports until ``delivery`` is complete, sending what waits for ``linger.ms`` now.
+
+        ``linger.ms`` trades latency for fewer requests when nobody waits; a caller blocked here is waiting,
+        and librdkafka's ``flush`` sends at once for as long as it runs (``poll`` would wait out the linger:
+        25 ms a batch for a background service that keeps one batch in flight).
 
         Raises
         ------
@@ -130,7 +134,7 @@ class ConfirmedProducer:
         while not delivery.done:
             if time.monotonic() >= deadline:
                 raise DeliveryError(f"{delivery.pending} records still unacknowledged after {timeout_s:.0f}s")
-            self._producer.poll(0.005)
+            self._producer.flush(0.005)
         if delivery.errors:
             raise DeliveryError(f"{len(delivery.errors)} records not delivered, first: {delivery.errors[0]}")
 

@@ -204,6 +204,7 @@ class StreamLoop:
         # Batches produced but not yet acknowledged: their offsets are committed in order once they are.
         self.max_in_flight = max(1, max_in_flight)
         self._in_flight: deque[tuple[Delivery, Offsets]] = deque()
+        self._settle_all_next = False
         # Kept from the rebalance callbacks: asking the consumer costs a lock round trip per batch.
         self._assignment: dict[tuple[str, int], TopicPartition] = {}
         self.fast_lane = fast_lane
@@ -281,12 +282,23 @@ class StreamLoop:
                 return
         else:
             self._in_flight.append((delivery, offsets))
-            self._settle(wait_for=len(self._in_flight) - self.max_in_flight + 1)
+            quiet, self._settle_all_next = self._settle_all_next, False
+            self._settle(wait_for=len(self._in_flight) if quiet else len(self._in_flight) - self.max_in_flight + 1)
         obs.BATCH_SIZE.labels(self.service).observe(len(messages))
         obs.BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         self.health.set(last_batch_at=time.time(), last_batch_size=len(messages), last_batch_out=produced)
         if self.fast_lane is not None:
             self.health.set(forwarded_total=self.forwarded_total)
+
+    @property
+    def batches_in_flight(self) -> int:
+        """Batches produced whose output is not acknowledged yet (their offsets not yet passed on)."""
+        return len(self._in_flight)
+
+    def settle_all_next(self) -> None:
+        """After the next batch, wait until every batch in flight is acknowledged: a quiet point where what the
+        handler has taken in and what is acknowledged are the same (learning checkpoints there)."""
+        self._settle_all_next = True
 
     def _settle(self, wait_for: int = 0) -> None:
         """Commit, in order, the batches whose output is acknowledged; block until ``wait_for`` of them are."""

@@ -28,8 +28,8 @@ from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
 from eddy.kafka.transactions import transactional_id
+from eddy.runtime import gc_policy, tracing
 from eddy.runtime import observability as obs
-from eddy.runtime import tracing
 from eddy.runtime.loop import Handler, StreamLoop
 from eddy.runtime.server import HttpApi, HttpServer, serve_http
 
@@ -154,6 +154,7 @@ def bootstrap(
     producer = ConfirmedProducer(producer_config(settings, **linger))
     health.set(streams=sorted(contracts))
     port = server.port if server is not None else 0
+    gc_policy.tune_for_streaming()
     return ServiceContext(name, settings, contracts, serdes, producer, health, stop, port, background, server)
 
 

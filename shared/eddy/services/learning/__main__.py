@@ -31,10 +31,11 @@ def main() -> int:
         service.handle,
         on_assign=service.on_assign,
         on_batch_done=lambda offsets: service.on_batch_done(offsets, loop),
-        on_idle=service.on_idle,
+        on_idle=lambda: service.on_idle(loop),
         on_gap=service.on_gap,
-        # Checkpoints must see every batch's output acknowledged: one batch in flight at a time.
-        max_in_flight=1,
+        # Two batches in flight: the next is read and learned while the broker acknowledges the last. Checkpoints
+        # wait for a point where none is (LearningService._when_due).
+        max_in_flight=2,
     )
     loop.batch_size = service.limits.batch_size
     # Publish at start too: a crash between checkpoint and publish, or a new broker, leaves inference behind.
@@ -43,7 +44,10 @@ def main() -> int:
         loop.run(ctx.stop)
     finally:
         feed.stop()
-        service.checkpoint()
+        # A batch still unacknowledged after the loop's last flush was learned but will be read again: a
+        # checkpoint now would learn it twice. The last checkpoint stands instead.
+        if not loop.batches_in_flight:
+            service.checkpoint()
         service.publish()
     return 0
 
