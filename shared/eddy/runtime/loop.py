@@ -481,7 +481,7 @@ class StreamLoop:
                     topic,
                     msg.partition(),  # type: ignore[arg-type]
                     msg.offset(),  # type: ignore[arg-type]
-                    None if key is None else key.decode("utf-8", errors="replace"),
+                    None if key is None else key.decode("utf-8", "replace"),
                     value,  # type: ignore[arg-type]
                     msg.timestamp()[1],
                     headers,
@@ -530,7 +530,8 @@ class StreamLoop:
                 dead.append(out.source.dead(self.service, "unencodable_output", exc))
                 continue
             key = encode_key(out.key)
-            size = record_bytes(data, key, out.headers)
+            headers = out.headers
+            size = record_bytes(data, key, headers) if headers else len(data) + len(key or b"")
             if size > MAX_RECORD_BYTES and out.source is not None:
                 message = f"output of {size} bytes (key and headers included) is over the {MAX_RECORD_BYTES}-byte limit"
                 dead.append(out.source.dead(self.service, "too_large", message=message))

@@ -186,7 +186,9 @@ class Learner:
             if self.champion:
                 result.dead.append(record.dead("learning", "bad_label", exc))
             return
-        value = {**value, "label": label, "_raw": record.raw, "_coords": (record.partition, record.offset)}
+        # In place, not a copy: every learner of the stream gets the same decoded dict, and each writes the same
+        # values (coerce_label gives back a label it has coerced), so no learner sees another's state.
+        value["label"], value["_raw"], value["_coords"] = label, record.raw, (record.partition, record.offset)
         if value["label_time_ms"] > state.label_watermark_ms:
             state.label_watermark_ms = value["label_time_ms"]
         prediction = state.pending_predictions.pop(event_id, None)
