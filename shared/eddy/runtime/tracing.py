@@ -283,7 +283,7 @@ def links_of(messages: Sequence[Carrier], propagator: TraceContextTextMapPropaga
     Every record that carries a valid ``traceparent`` is named on the link to its span: its key (the event id)
     in ``eddy.record_keys`` and its offset in ``eddy.record_offsets``, in the order read. The records of one
     upstream batch all carry its context, so one link stands for all of them: a link per record would repeat
-    the same reference hundreds of times and cost the SDK about 8 µs a record (docs/benchmarks.md).
+    the same reference hundreds of times, at 7 to 10 µs more per record (docs/benchmarks.md).
     """
     api = _otel().api
     # (traceparent, tracestate, topic, partition) -> (keys, offsets)
