@@ -36,6 +36,7 @@ from eddy.core.topics import StreamTopics
 from eddy.kafka.client import consumer_config
 from eddy.ml.models import load_snapshot_estimator
 
+from bench import learning_handler
 from bench.bench_cost import broker_kinds
 from bench.learning_drain import (
     Learning,
@@ -43,7 +44,7 @@ from bench.learning_drain import (
     learner_process,
     metric,
     prefilled,
-    river_rate,
+    river_rate_and_cpu,
     time_drain,
 )
 from bench.machine import describe
@@ -78,11 +79,30 @@ class Run:
     checkpoints: int
     checkpoint_ms: float
     same_model: bool | None
+    # river's loop under eddy's garbage-collector settings, and CPU seconds per label of the faster river loop and
+    # of the learning service (its process, while it learned).
+    river_tuned_per_s: float = 0.0
+    river_cpu_s: float = 0.0
+    service_cpu_s: float = 0.0
+
+    @property
+    def river_best_per_s(self) -> float:
+        return max(self.river_per_s, self.river_tuned_per_s)
 
     @property
     def overhead(self) -> float:
-        """eddy's cost over river's, per label: service time / river time - 1."""
-        return self.river_per_s / self.published_per_s - 1
+        """eddy's cost over river's, per label sustained: river's best time / the service's learning time - 1."""
+        return self.river_best_per_s / self.learned_per_s - 1
+
+    @property
+    def overhead_published(self) -> float:
+        """The same, until a snapshot holding every label is published (one snapshot interval more, at most)."""
+        return self.river_best_per_s / self.published_per_s - 1
+
+    @property
+    def cpu_overhead(self) -> float:
+        """eddy's CPU per label over river's: what the service spends, whatever else ran on the machine."""
+        return self.service_cpu_s / self.river_cpu_s - 1 if self.river_cpu_s else float("nan")
 
 
 def newest_model(learning: Learning) -> Any:
@@ -116,10 +136,11 @@ def run_one(name: str, broker: str, n: int, profile: Path | None, env: dict[str,
     pairs = joined_pairs(n + HELD_OUT, FEATURES)
     pairs, held_out = pairs[:n], [p["features"] for p, _ in pairs[n:]]
     with prefilled(broker, pairs, spec, partitions) as learning:
-        river_per_s, reference = river_rate(spec, pairs)
+        river_per_s, river_cpu, reference = river_rate_and_cpu(spec, pairs)
+        river_tuned_per_s, river_tuned_cpu, _ = river_rate_and_cpu(spec, pairs, gc_tuned=True)
         where = profile / f"learning-{name}-{broker}.prof" if profile is not None else None
-        with learner_process(learning, env, profile=where) as (url, _):
-            drained = time_drain(url, n)
+        with learner_process(learning, env, profile=where) as (url, proc):
+            drained = time_drain(url, n, pid=proc.pid)
             checkpoints = int(metric(url, "eddy_checkpoint_seconds_count"))
             checkpoint_ms = metric(url, "eddy_checkpoint_seconds_sum") * 1000
         # Across partitions the learning order is the order the learner fetched them in: river's loop over the
@@ -136,23 +157,38 @@ def run_one(name: str, broker: str, n: int, profile: Path | None, env: dict[str,
         checkpoints,
         checkpoint_ms,
         same,
+        river_tuned_per_s,
+        min(river_cpu, river_tuned_cpu),
+        drained.cpu_s_per_label or 0.0,
     )
 
 
 def report(runs: list[Run]) -> None:
     print(
-        "| model | broker | labels | river learn_one loop (labels/s) | service, learned (labels/s) "
-        "| service, learned and published (labels/s) | eddy's overhead over river | drain (s) "
-        "| checkpoints (ms) | same model as river (1 partition) |"
+        "| model | broker | labels | river learn_one loop, default / eddy's GC (labels/s) "
+        "| service, learned (labels/s) | service, learned and published (labels/s) "
+        "| eddy's overhead over river: learned / published | CPU per label, river / service (µs) "
+        "| eddy's CPU overhead | drain (s) | checkpoints (ms) | same model as river (1 partition) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in runs:
         same = "n/a" if r.same_model is None else "yes" if r.same_model else "NO"
         print(
-            f"| {TITLES[r.model]} | {r.broker} | {r.labels:,} | {r.river_per_s:,.0f} | {r.learned_per_s:,.0f} "
-            f"| {r.published_per_s:,.0f} | {r.overhead:+.0%} | {r.drain_s:.2f} "
+            f"| {TITLES[r.model]} | {r.broker} | {r.labels:,} | {r.river_per_s:,.0f} / {r.river_tuned_per_s:,.0f} "
+            f"| {r.learned_per_s:,.0f} | {r.published_per_s:,.0f} | {r.overhead:+.0%} / {r.overhead_published:+.0%} "
+            f"| {r.river_cpu_s * 1e6:.1f} / {r.service_cpu_s * 1e6:.1f} | {r.cpu_overhead:+.0%} | {r.drain_s:.2f} "
             f"| {r.checkpoints} ({r.checkpoint_ms:.0f}) | {same} |"
         )
+
+
+def handler_alone(models: list[str], labels: int, tree_labels: int) -> None:
+    print(f"machine: {describe()}; started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("| model | labels | garbage collector | handler alone (labels/s) | river learn_one loop (labels/s) |")
+    print("|---|---:|---|---:|---:|")
+    for name in models:
+        n = labels if name == "linear" else tree_labels
+        for r in learning_handler.rounds(MODELS[name], joined_pairs(n, FEATURES)):
+            print(f"| {TITLES[name]} | {n:,} | {r.policy} | {r.handler_per_s:,.0f} | {r.river_per_s:,.0f} |")
 
 
 def print_profile(path: Path, top: int = 15) -> None:
@@ -171,7 +207,15 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="run the service under cProfile, its stats into this folder")
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the learner's environment")
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (1: also compare the models)")
+    parser.add_argument(
+        "--handler-alone",
+        action="store_true",
+        help="only the learning handler in process, under CPython's and eddy's garbage-collector settings",
+    )
     args = parser.parse_args()
+    if args.handler_alone:
+        handler_alone(args.models.split(","), args.labels, args.tree_labels)
+        return
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)

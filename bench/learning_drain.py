@@ -10,6 +10,7 @@ baseline is river's own ``learn_one`` loop over the same examples, in process, i
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import random
 import shutil
@@ -33,6 +34,7 @@ from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
 from eddy.kafka.client import ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
 from eddy.ml.models import build_estimator
+from eddy.runtime import gc_policy
 from eddy.stack.embedded import free_port
 from eddy.stack.supervisor import terminate
 from eddy.stack.up import wait_http
@@ -88,12 +90,29 @@ def joined_pairs(n: int, features: Sequence[str] = ALL_FEATURES, seed: int = SEE
 
 def river_rate(spec: ModelSpec, pairs: list[Pair]) -> tuple[float, Any]:
     """river's own ``learn_one`` loop over the pairs, in process: labels/s, and the model it built."""
+    rate, _, model = river_rate_and_cpu(spec, pairs)
+    return rate, model
+
+
+def river_rate_and_cpu(spec: ModelSpec, pairs: list[Pair], gc_tuned: bool = False) -> tuple[float, float, Any]:
+    """river's own ``learn_one`` loop over the pairs, in process: labels/s, CPU seconds per label, and the model.
+
+    With ``gc_tuned`` the loop runs under the garbage-collector settings eddy's services use
+    (``eddy.runtime.gc_policy``), so that what is compared with the service is eddy's work, not the collector's.
+    """
     model = build_estimator(spec)
     examples = [(p["features"], lab["label"]) for p, lab in pairs]
-    started = time.perf_counter()
-    for x, y in examples:
-        model.learn_one(x, y)
-    return len(examples) / (time.perf_counter() - started), model
+    saved = gc.get_threshold()
+    if gc_tuned:
+        gc.set_threshold(gc_policy.YOUNG_THRESHOLD, gc_policy.MIDDLE_THRESHOLD, gc_policy.OLD_THRESHOLD)
+    try:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        for x, y in examples:
+            model.learn_one(x, y)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    finally:
+        gc.set_threshold(*saved)
+    return len(examples) / wall, cpu / len(examples), model
 
 
 def metric(url: str, name: str) -> float:
@@ -136,6 +155,15 @@ class Drained:
     published_per_s: float  # first label learned to a snapshot with all of them
     drain_s: float
     url: str
+    # The learner process's CPU time (user + system) per label learned, first label learned to all learned, when
+    # its pid was given: what eddy spends per label whatever else the machine runs meanwhile.
+    cpu_s_per_label: float | None = None
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -205,17 +233,21 @@ def learner_process(
             print(log_path.read_text()[-3000:])
 
 
-def time_drain(url: str, n: int, time_limit_s: float = TIME_LIMIT_S) -> Drained:
-    """Poll the learner until it has learned ``n`` labels and published a snapshot with them all."""
+def time_drain(url: str, n: int, time_limit_s: float = TIME_LIMIT_S, pid: int | None = None) -> Drained:
+    """Poll the learner until it has learned ``n`` labels and published a snapshot with them all (with ``pid``,
+    the learner's process, also its CPU time per label)."""
     deadline = time.monotonic() + time_limit_s
     first_at, first_learned, learned_at, published_at = 0.0, 0.0, 0.0, 0.0
+    first_cpu, learned_cpu = 0.0, 0.0
     while time.monotonic() < deadline and not published_at:
         learned = metric(url, "eddy_labels_learned_total")
         now = time.monotonic()
         if learned and not first_at:
             first_at, first_learned = now, learned
+            first_cpu = process_cpu_s(pid) if pid is not None else 0.0
         if learned >= n and not learned_at:
             learned_at = now
+            learned_cpu = process_cpu_s(pid) if pid is not None else 0.0
         if learned_at and published(url) >= n:
             published_at = time.monotonic()
         time.sleep(0.05)
@@ -226,4 +258,5 @@ def time_drain(url: str, n: int, time_limit_s: float = TIME_LIMIT_S) -> Drained:
         (n - first_learned) / max(published_at - first_at, 1e-9),
         published_at - first_at,
         url,
+        (learned_cpu - first_cpu) / max(n - first_learned, 1) if pid is not None else None,
     )
