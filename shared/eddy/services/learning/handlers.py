@@ -250,7 +250,7 @@ class Learner:
         errors = self._batch.learn([(prediction["features"], label["label"]) for prediction, label, _ in joined])
         now_ms = int(self.clock() * 1000)
         learned, delays, ages, newest = state.learned, [], [], model.newest_label_ms
-        example = self._example
+        example, suppress, outputs = self._example, state.suppress, result.outputs
         for (prediction, label, record), error in zip(joined, errors, strict=True):
             event_id = prediction["event_id"]
             if error is not None:
@@ -266,7 +266,10 @@ class Learner:
             ages.append((now_ms - label_time_ms) / 1000)
             if label_time_ms > newest:
                 newest = label_time_ms
-            self._emit(example(prediction, label, now_ms), result)
+            if suppress and event_id in suppress:  # a crashed predecessor wrote it already (see _emit)
+                self._emit(example(prediction, label, now_ms), result)
+            else:
+                outputs.append(example(prediction, label, now_ms))
         model.newest_label_ms = newest
         model.learned_count += len(delays)
         self._learned.inc(len(delays))
