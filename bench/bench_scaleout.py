@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eddy.contracts.learning import LearningSpec, murmur2
@@ -40,7 +41,7 @@ from eddy.stack.embedded import free_port
 from eddy.stack.supervisor import terminate
 from eddy.stack.up import wait_http
 
-from bench.bench_cost import broker_kinds
+from bench.bench_cost import CLK_TCK, broker_kinds, cpu_seconds
 from bench.bench_learning import FEATURES, MODELS, TITLES
 from bench.learning_drain import STREAM, TIME_LIMIT_S, Learning, joined_pairs, metric, prefilled, published
 from bench.machine import describe
@@ -54,8 +55,15 @@ def sharded(name: str, shards: int = SHARDS) -> ModelSpec:
     return dataclasses.replace(MODELS[name], learning=LearningSpec("sharded", shards))
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every core, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / CLK_TCK, sum(values) / CLK_TCK
+
+
 @contextmanager
-def learners(learning: Learning, processes: int, env: dict[str, str]) -> Iterator[list[str]]:
+def learners(learning: Learning, processes: int, env: dict[str, str]) -> Iterator[list[tuple[str, int]]]:
     """``processes`` learning processes (``EDDY_LEARNING_PROCESS`` 0..M-1), all started before any is waited for,
     so that none has a head start: their URLs."""
     procs, urls = [], []
@@ -78,22 +86,32 @@ def learners(learning: Learning, processes: int, env: dict[str, str]) -> Iterato
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
             wait_http(f"{url}/healthz", 60)
-        yield urls
+        yield [(url, proc.pid) for url, (proc, _) in zip(urls, procs, strict=True)]
     finally:
         for proc, log in procs:
             terminate(proc, 60.0)
             log.close()
 
 
-def time_drain(urls: list[str], n: int) -> tuple[float, float]:
+@dataclass
+class Timed:
+    learned_per_s: float
+    published_per_s: float
+    learner_cores: float  # the learning processes' CPU over the window, in cores
+    machine_cores: float  # the whole machine's (every session's) CPU over the window, in cores
+
+
+def time_drain(processes: list[tuple[str, int]], n: int) -> Timed:
     """Labels/s while every process learns (from the moment the last one learned its first label) until all ``n``
     are learned, and until all are published in the processes' snapshots.
 
     Each process joins its own consumer group: their start-ups differ by up to a second, which on drains of a few
     seconds would be measured as the second process's slowness rather than its throughput.
     """
+    urls = [url for url, _ in processes]
     deadline = time.monotonic() + TIME_LIMIT_S
     started: dict[str, float] = {}
+    cpu_from, busy_from, cpu, busy, total = 0.0, (0.0, 0.0), 0.0, 0.0, 1.0
     from_at, from_learned, learned_at, published_at = 0.0, 0.0, 0.0, 0.0
     while time.monotonic() < deadline and not published_at:
         each = {url: metric(url, "eddy_labels_learned_total") for url in urls}
@@ -101,15 +119,19 @@ def time_drain(urls: list[str], n: int) -> tuple[float, float]:
         started |= {url: now for url, count in each.items() if count and url not in started}
         if len(started) == len(urls) and not from_at:
             from_at, from_learned = now, learned
+            cpu_from, busy_from = sum(cpu_seconds(pid) or 0.0 for _, pid in processes), machine_busy()
         if from_at and learned >= n and not learned_at:
             learned_at = now
+            cpu = sum(cpu_seconds(pid) or 0.0 for _, pid in processes) - cpu_from
+            busy, total = (after - before for after, before in zip(machine_busy(), busy_from, strict=True))
         if learned_at and sum(max(0, published(url)) for url in urls) >= n:
             published_at = time.monotonic()
         time.sleep(0.1)
     if not published_at:
         raise RuntimeError(f"the learners published {[published(u) for u in urls]} of {n} labels in {TIME_LIMIT_S}s")
-    window = n - from_learned
-    return window / max(learned_at - from_at, 1e-9), window / (published_at - from_at)
+    window, elapsed = n - from_learned, max(learned_at - from_at, 1e-9)
+    cores = os.cpu_count() or 1
+    return Timed(window / elapsed, window / (published_at - from_at), cpu / elapsed, busy / total * cores)
 
 
 @dataclass
@@ -117,12 +139,12 @@ class Drain:
     model: str
     broker: str
     labels: int
-    # processes -> (learned labels/s, published labels/s)
-    rates: dict[int, tuple[float, float]]
+    # processes -> its drain
+    rates: dict[int, Timed]
 
     @property
     def ratio(self) -> float:
-        return self.rates[2][1] / self.rates[1][1]
+        return self.rates[2].published_per_s / self.rates[1].published_per_s
 
 
 def drain(name: str, broker: str, n: int, env: dict[str, str]) -> Drain:
@@ -131,9 +153,9 @@ def drain(name: str, broker: str, n: int, env: dict[str, str]) -> Drain:
     for processes in (1, 2):
         with (
             prefilled(broker, pairs, sharded(name), PARTITIONS) as learning,
-            learners(learning, processes, env) as urls,
+            learners(learning, processes, env) as procs,
         ):
-            rates[processes] = time_drain(urls, n)
+            rates[processes] = time_drain(procs, n)
     return Drain(name, broker, n, rates)
 
 
@@ -204,14 +226,18 @@ def main() -> None:
         ]
         print(
             "\n| model (2 shards) | broker | labels | 1 process: learned / published (labels/s) "
-            "| 2 processes: learned / published (labels/s) | 2 processes / 1 (published) |"
+            "| 2 processes: learned / published (labels/s) | 2 processes / 1 (published) "
+            "| learners' CPU, 1 / 2 processes (cores) | machine's CPU, 1 / 2 processes (cores) |"
         )
-        print("|---|---|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for d in drains:
-            (l1, p1), (l2, p2) = d.rates[1], d.rates[2]
+            one, two = d.rates[1], d.rates[2]
             print(
-                f"| {TITLES[d.model]} | {d.broker} | {d.labels:,} | {l1:,.0f} / {p1:,.0f} | {l2:,.0f} / {p2:,.0f} "
-                f"| **{d.ratio:.2f}** |"
+                f"| {TITLES[d.model]} | {d.broker} | {d.labels:,} "
+                f"| {one.learned_per_s:,.0f} / {one.published_per_s:,.0f} "
+                f"| {two.learned_per_s:,.0f} / {two.published_per_s:,.0f} | **{d.ratio:.2f}** "
+                f"| {one.learner_cores:.2f} / {two.learner_cores:.2f} "
+                f"| {one.machine_cores:.2f} / {two.machine_cores:.2f} |"
             )
     if not args.skip_quality:
         quality(models, args.quality_rows)
