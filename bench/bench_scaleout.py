@@ -13,6 +13,9 @@ Quality. On river's bundled datasets (no download: ``Phishing``, ``Bananas``) an
 the same model in 2 and 4 shards, a row going to shard ``murmur2(row index) % shards``, as an event keyed by its
 id goes to the shard of its partition. Accuracy over every row; the shards' cost is the difference.
 
+The machine's ceiling, for scale: river's own loop learning both shards' labels in one process, against one shard
+each in two processes at once (no broker, no service).
+
 Run: ``.venv/bin/python -m bench.bench_scaleout [--labels 200000] [--tree-labels 60000] [--broker tansu|kafka|both]
 [--models linear,hat] [--env NAME=value] [--skip-quality] [--skip-throughput]``. Bounded: every drain stops
 after 180 s.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eddy.contracts.learning import LearningSpec, murmur2
+from eddy.contracts.learning import LearningSpec, murmur2, shard_of_key
 from eddy.contracts.stream import ModelSpec
 from eddy.core.settings import REPO_ROOT
 from eddy.ml.models import build_estimator
@@ -159,6 +163,37 @@ def drain(name: str, broker: str, n: int, env: dict[str, str]) -> Drain:
     return Drain(name, broker, n, rates)
 
 
+# -- the machine's ceiling: river alone, one process against two -------------------------------------------------
+
+
+def _river_learns(name: str, n: int, shard: int | None, results: Any) -> None:
+    """river's learn_one loop over the bench pairs of ``shard`` (None: both shards, each its own model)."""
+    pairs = [(p["features"], lab["label"], shard_of_key(p["event_id"], SHARDS)) for p, lab in joined_pairs(n, FEATURES)]
+    mine = [(x, y, s) for x, y, s in pairs if shard is None or s == shard]
+    models = [build_estimator(sharded(name)) for _ in range(SHARDS)]
+    started = time.perf_counter()
+    for x, y, s in mine:
+        models[s].learn_one(x, y)
+    results.put((len(mine), time.perf_counter() - started))
+
+
+def ceiling(name: str, n: int) -> tuple[float, float]:
+    """Labels/s of river alone learning both shards in one process, and one shard each in two at once: what this
+    machine gives two CPU-bound processes, with no broker and no service."""
+    results: Any = multiprocessing.Queue()
+    one = multiprocessing.Process(target=_river_learns, args=(name, n, None, results))
+    one.start()
+    one.join()
+    count, seconds = results.get()
+    two = [multiprocessing.Process(target=_river_learns, args=(name, n, s, results)) for s in range(SHARDS)]
+    for proc in two:
+        proc.start()
+    for proc in two:
+        proc.join()
+    done = [results.get() for _ in two]
+    return count / seconds, sum(c for c, _ in done) / max(s for _, s in done)
+
+
 # -- the quality cost ---------------------------------------------------------------------------------------------
 
 
@@ -239,6 +274,14 @@ def main() -> None:
                 f"| {one.learner_cores:.2f} / {two.learner_cores:.2f} "
                 f"| {one.machine_cores:.2f} / {two.machine_cores:.2f} |"
             )
+    if not args.skip_throughput:
+        print(
+            "\n| model (2 shards) | river alone, 1 process (labels/s) | river alone, 2 processes (labels/s) | ratio |"
+        )
+        print("|---|---:|---:|---:|")
+        for name in models:
+            alone, together = ceiling(name, args.labels if name == "linear" else args.tree_labels)
+            print(f"| {TITLES[name]} | {alone:,.0f} | {together:,.0f} | {together / alone:.2f} |")
     if not args.skip_quality:
         quality(models, args.quality_rows)
 
