@@ -134,5 +134,5 @@ def test_offsets_reach_only_the_learners_of_their_partition() -> None:
 def test_learning_refuses_to_start_on_a_partition_count_that_does_not_fit_the_shards() -> None:
     contract = sharded_contract(shards=4)
     check_partitions({"demo": contract}, {"demo.predictions": 8, "demo.feedback": 8})
-    with pytest.raises(ContractError, match="demo.predictions has 6 partitions: model 'default' learns in 4 shards"):
+    with pytest.raises(ContractError, match=r"demo\.predictions has 6 partitions: model 'default' learns in 4 shards"):
         check_partitions({"demo": contract}, {"demo.predictions": 6, "demo.feedback": 6})
