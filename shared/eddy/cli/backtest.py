@@ -254,7 +254,7 @@ def judge(
 
     entries = {m["model"]: m for m in summary["models"]}
     sides = {side: _side(entries[name]) for side, name in side_names.items()}
-    results = evaluate_gates(gates, {side: {**s["metrics"], "labels": s["labels"]} for side, s in sides.items()})
+    results = evaluate_gates(gates, {side: _gated_metrics(s) for side, s in sides.items()})
     verdict = overall(results)
     code = {"passed": EXIT_OK, "failed": EXIT_GATE_FAILED, "error": EXIT_FAILURE}[verdict]
     print_gates(results, side_names)
@@ -283,6 +283,19 @@ def judge(
         failed = sum(r.status != "passed" for r in results)
         progress(f"{failed} of {len(results)} gates did not pass" + (" (not judged: no labels)" if code == 1 else ""))
     return code
+
+
+def _gated_metrics(side: dict[str, Any]) -> dict[str, Any]:
+    """A side's metrics as the gates see them: none but ``labels`` for a model that answered no labels.
+
+    Some metrics read 0 on no data (river's ``Accuracy``, on the pure-Python engine), which a gate would judge
+    as a worse model rather than an empty range.
+
+    >>> _gated_metrics({"metrics": {"accuracy": 0.0, "f1": 0.0}, "labels": 0})
+    {'accuracy': None, 'f1': None, 'labels': 0}
+    """
+    metrics = side["metrics"] if side["labels"] else dict.fromkeys(side["metrics"])
+    return {**metrics, "labels": side["labels"]}
 
 
 def _side(entry: dict[str, Any]) -> dict[str, Any]:
