@@ -131,7 +131,15 @@ def same_predictions(a: Any, b: Any, rows: list[dict[str, Any]]) -> bool:
     return all(a.predict_proba_one(x) == b.predict_proba_one(x) for x in rows)
 
 
-def run_one(name: str, broker: str, n: int, profile: Path | None, env: dict[str, str], partitions: int) -> Run:
+def run_one(
+    name: str,
+    broker: str,
+    n: int,
+    profile: Path | None,
+    env: dict[str, str],
+    partitions: int,
+    learned_only: bool = False,
+) -> Run:
     spec = MODELS[name]
     pairs = joined_pairs(n + HELD_OUT, FEATURES)
     pairs, held_out = pairs[:n], [p["features"] for p, _ in pairs[n:]]
@@ -140,7 +148,7 @@ def run_one(name: str, broker: str, n: int, profile: Path | None, env: dict[str,
         river_tuned_per_s, river_tuned_cpu, _ = river_rate_and_cpu(spec, pairs, gc_tuned=True)
         where = profile / f"learning-{name}-{broker}.prof" if profile is not None else None
         with learner_process(learning, env, profile=where) as (url, proc):
-            drained = time_drain(url, n, pid=proc.pid)
+            drained = time_drain(url, n, pid=proc.pid, published_too=not learned_only)
             checkpoints = int(metric(url, "eddy_checkpoint_seconds_count"))
             checkpoint_ms = metric(url, "eddy_checkpoint_seconds_sum") * 1000
         # Across partitions the learning order is the order the learner fetched them in: river's loop over the
@@ -208,6 +216,11 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=value for the learner's environment")
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (1: also compare the models)")
     parser.add_argument(
+        "--learned-only",
+        action="store_true",
+        help="stop once every label is learned (for a learner whose snapshots are turned off with --env)",
+    )
+    parser.add_argument(
         "--handler-alone",
         action="store_true",
         help="only the learning handler in process, under CPython's and eddy's garbage-collector settings",
@@ -224,7 +237,7 @@ def main() -> None:
     for broker in broker_kinds(args.broker):
         for name in args.models.split(","):
             n = args.labels if name == "linear" else args.tree_labels
-            runs.append(run_one(name, broker, n, args.profile, env, args.partitions))
+            runs.append(run_one(name, broker, n, args.profile, env, args.partitions, args.learned_only))
     print(f"machine: {describe()}; started {started}")
     report(runs)
     if args.profile is not None:
