@@ -75,14 +75,15 @@ class ServiceContext:
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         return Consumer(consumer_config(self.settings, group_id, background=self.background, **overrides))
 
-    def stream_loop(self, topics: list[str], handler: Handler, **options: Any) -> StreamLoop:
-        """A :class:`StreamLoop` for this service, in its own consumer group, with the configured batching.
+    def stream_loop(self, topics: list[str], handler: Handler, group: str | None = None, **options: Any) -> StreamLoop:
+        """A :class:`StreamLoop` for this service, in its own consumer group (``group``, by default
+        ``PREFIX-SERVICE``), with the configured batching.
 
         With ``EDDY_KAFKA_TRANSACTIONS`` the loop gets a transactional producer of its own (except the
         loops of ``NOT_TRANSACTIONAL``): the service's ``producer`` keeps writing outside transactions
         (learning's snapshots, inference's HTTP answers).
         """
-        group = f"{self.settings.group_prefix}-{self.name}"
+        group = group or f"{self.settings.group_prefix}-{self.name}"
         transactional = self.settings.kafka_transactions and self.name not in NOT_TRANSACTIONAL
         if self.settings.kafka_transactions and not transactional:
             log.info("stream loop not transactional", extra={"reason": NOT_TRANSACTIONAL[self.name]})

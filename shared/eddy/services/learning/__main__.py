@@ -65,23 +65,10 @@ def stream_loop(
 
     Each process is the one member of its group (``eddy-learning-K``), handed every partition, and reads only
     its learners' (``LearningService.on_assign``); the offsets it commits never meet another process's.
-    Learning is never transactional (``eddy.runtime.service.NOT_TRANSACTIONAL``), so the loop needs nothing else.
+    Learning is never transactional (``eddy.runtime.service.NOT_TRANSACTIONAL``): the group names only its consumer.
     """
-    if processes.count == 1:
-        return ctx.stream_loop(topics, handler, **options)
-    group = f"{ctx.settings.group_prefix}-learning-{processes.index}"
-    return StreamLoop(
-        service=ctx.name,
-        consumer=ctx.consumer(group),
-        producer=ctx.producer,
-        serdes=ctx.serdes,
-        topics=topics,
-        handler=handler,
-        batch_size=ctx.settings.batch_size,
-        batch_timeout_s=ctx.settings.batch_timeout_s,
-        health=ctx.health,
-        **options,
-    )
+    group = None if processes.count == 1 else f"{ctx.settings.group_prefix}-learning-{processes.index}"
+    return ctx.stream_loop(topics, handler, group=group, **options)
 
 
 if __name__ == "__main__":
