@@ -7,10 +7,7 @@ the backtest and holds the versions; inference serves the promoted champion over
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +18,10 @@ from eddy.cli.main import main
 from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, StreamTopics
 from eddy.ml.models import build_estimator
-from eddy.ml.roles import CHALLENGER
 from eddy.runtime.auth import CLIENT_KEY_ENV
 
 from tests.helpers import ValueWriter, create_topics, produce_values, sample_events, sample_labels, service, wait_until
+from tests.integration.test_model_registry import candidate
 from tests.records import demo_contract
 
 mlflow = pytest.importorskip("mlflow", reason="the MLflow extra is not installed: pip install 'eddy[mlflow]'")
@@ -34,31 +31,14 @@ pytestmark = pytest.mark.integration
 
 def trained_candidate(settings: Settings, seed: int) -> dict[str, Any]:
     """A challenger of the demo model that has learned something, signed with the stack's keyring."""
-    (stream,) = settings.streams
-    spec = demo_contract().champion
-    estimator = build_estimator(spec)
+    estimator = build_estimator(demo_contract().champion)
     rng = random.Random(seed)
     for _ in range(300):
         x = {"x0": rng.uniform(0, 10), "x1": rng.uniform(0, 10), "x2": rng.uniform(0, 10)}
         estimator.learn_one(x, x["x0"] + x["x1"] + rng.gauss(0, 2) > 10)
-    artifact = pickle.dumps(estimator)
     return {
-        "candidate_id": f"{stream}-mlflow-{seed}",
-        "stream": stream,
-        "model_name": spec.name,
-        "parent_version": 1,
-        "spec": spec.to_json(),
-        "artifact": artifact,
-        "sha256": hashlib.sha256(artifact).hexdigest(),
-        "signature": settings.keyring().sign(artifact),
-        "learned_count": 300,
-        "training_offsets": [{"topic": f"{stream}.labeled", "partition": 0, "first_offset": 0, "last_offset": 299}],
-        "schema_ids": {},
+        **candidate(settings, seed, estimator=estimator),
         "metrics": '{"holdout": {"accuracy": 0.91, "n": 300}}',
-        "alias": CHALLENGER,
-        "code_version": "test",
-        "created_by": "retraining",
-        "created_at_ms": int(time.time() * 1000),
         "reason": "test: a better model",
     }
 

@@ -44,10 +44,11 @@ from tests.helpers import ValueWriter, create_topics, read_topic, service, wait_
 pytestmark = pytest.mark.integration
 
 
-def candidate(settings: Settings, n: int, alias: str = CHALLENGER) -> dict[str, Any]:
+def candidate(settings: Settings, n: int, alias: str = CHALLENGER, estimator: Any = None) -> dict[str, Any]:
+    """A candidate of the stream's champion model, signed with the stack's keyring (a fresh one by default)."""
     (stream,) = settings.streams
     spec = load_contracts(settings.contracts_dir, settings.streams)[stream].champion
-    artifact = pickle.dumps(build_estimator(spec))
+    artifact = pickle.dumps(build_estimator(spec) if estimator is None else estimator)
     return {
         "candidate_id": f"{stream}-cand-{n}",
         "stream": stream,
