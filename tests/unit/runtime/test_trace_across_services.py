@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from eddy.contracts.stream import StreamContract
 from eddy.core.topics import StreamTopics
 from eddy.ml.models import ModelState
-from eddy.runtime import tracing
 from eddy.runtime.observability import Health
 from eddy.services.inference.handlers import PredictBatch, fresh_models
 from eddy.services.ingestion.app import Gateway
@@ -28,8 +27,7 @@ from eddy.services.validation.config import ValidationConfig
 from eddy.services.validation.fastlane import FastValidation
 from eddy.services.validation.handlers import ValidateBatch
 from eddy.testing import InMemoryTopics
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.records import demo_contract, event
@@ -68,19 +66,6 @@ class TopicsProducer:
 
     def __len__(self) -> int:
         return 0
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.uninstall()
-        provider.shutdown()
 
 
 async def ingest(gateway: Gateway) -> None:

@@ -4,7 +4,6 @@ and nothing at all when tracing is off."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,7 +15,6 @@ from eddy.services.validation.config import ValidationConfig
 from eddy.services.validation.handlers import ValidateBatch
 from eddy.testing import InMemoryTopics
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, TraceFlags
 
@@ -50,19 +48,6 @@ class Message:
 
     def headers(self) -> list[tuple[str, bytes]] | None:
         return self._headers
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.uninstall()
-        provider.shutdown()
 
 
 def tracer() -> tracing.Tracer:
