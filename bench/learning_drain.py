@@ -102,17 +102,25 @@ def river_rate_and_cpu(spec: ModelSpec, pairs: list[Pair], gc_tuned: bool = Fals
     """
     model = build_estimator(spec)
     examples = [(p["features"], lab["label"]) for p, lab in pairs]
-    saved = gc.get_threshold()
-    if gc_tuned:
-        gc.set_threshold(gc_policy.YOUNG_THRESHOLD, gc_policy.MIDDLE_THRESHOLD, gc_policy.OLD_THRESHOLD)
-    try:
+    with collector(gc_tuned):
         started, cpu_started = time.perf_counter(), time.process_time()
         for x, y in examples:
             model.learn_one(x, y)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return len(examples) / wall, cpu / len(examples), model
+
+
+@contextmanager
+def collector(eddys: bool) -> Iterator[None]:
+    """The garbage-collector settings of eddy's services (``eddy.runtime.gc_policy``) if ``eddys``, else
+    CPython's as they are, for the duration; as they were afterwards."""
+    saved = gc.get_threshold()
+    if eddys:
+        gc_policy.tune_for_streaming(freeze=False)
+    try:
+        yield
     finally:
         gc.set_threshold(*saved)
-    return len(examples) / wall, cpu / len(examples), model
 
 
 def metric(url: str, name: str) -> float:

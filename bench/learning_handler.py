@@ -8,11 +8,8 @@ as ``eddy.services.learning.handlers.Learner`` gets them from the stream loop. U
 
 from __future__ import annotations
 
-import gc
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +17,10 @@ from typing import Any
 from eddy.contracts.stream import ModelSpec, load_contracts
 from eddy.core.topics import StreamTopics
 from eddy.ml.models import ModelState
-from eddy.runtime import gc_policy
 from eddy.runtime.loop import InRecord
 from eddy.services.learning.handlers import Learner, LearnerState
 
-from bench.learning_drain import STREAM, Pair, contracts_with, river_rate_and_cpu
+from bench.learning_drain import STREAM, Pair, collector, contracts_with, river_rate_and_cpu
 
 
 @dataclass
@@ -32,17 +28,6 @@ class HandlerRound:
     policy: str  # "default" or "eddy"
     handler_per_s: float
     river_per_s: float
-
-
-@contextmanager
-def collector(policy: str) -> Iterator[None]:
-    saved = gc.get_threshold()
-    if policy == "eddy":
-        gc.set_threshold(gc_policy.YOUNG_THRESHOLD, gc_policy.MIDDLE_THRESHOLD, gc_policy.OLD_THRESHOLD)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*saved)
 
 
 def batches(pairs: list[Pair], batch: int) -> list[list[InRecord]]:
@@ -77,7 +62,7 @@ def rounds(spec: ModelSpec, pairs: list[Pair], batch: int = 2_500, repeat: int =
     out = []
     for _ in range(repeat):
         for policy in ("default", "eddy"):
-            with collector(policy):
+            with collector(policy == "eddy"):
                 handler = handler_rate(spec, pairs, batch)
             river, _, _ = river_rate_and_cpu(spec, pairs, gc_tuned=policy == "eddy")
             out.append(HandlerRound(policy, handler, river))
