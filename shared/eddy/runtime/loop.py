@@ -530,8 +530,7 @@ class StreamLoop:
                 dead.append(out.source.dead(self.service, "unencodable_output", exc))
                 continue
             key = encode_key(out.key)
-            headers = out.headers
-            size = record_bytes(data, key, headers) if headers else len(data) + len(key or b"")
+            size = record_bytes(data, key, out.headers)
             if size > MAX_RECORD_BYTES and out.source is not None:
                 message = f"output of {size} bytes (key and headers included) is over the {MAX_RECORD_BYTES}-byte limit"
                 dead.append(out.source.dead(self.service, "too_large", message=message))
