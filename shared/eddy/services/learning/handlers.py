@@ -226,13 +226,6 @@ class Learner:
             label = labels.pop(event_id)
             self._dead_label(label, PREDICTION_DELETED, self._deleted_message(label, partition, gap), result)
 
-    def _emit(self, example: OutRecord, result: BatchResult) -> None:
-        if example.key in self.state.suppress:
-            self.state.suppress.discard(example.key)
-            metrics.DUPLICATES.labels(self.contract.name, "already_emitted").inc()
-            return
-        result.outputs.append(example)
-
     def _learn_joined(self, result: BatchResult) -> None:
         """Learn the batch's joined examples in join order, in one call where the model allows (``ExactBatch``),
         and emit the labeled example of each one learned.
@@ -266,8 +259,10 @@ class Learner:
             ages.append((now_ms - label_time_ms) / 1000)
             if label_time_ms > newest:
                 newest = label_time_ms
-            if suppress and event_id in suppress:  # a crashed predecessor wrote it already (see _emit)
-                self._emit(example(prediction, label, now_ms), result)
+            if suppress and event_id in suppress:
+                # A crashed predecessor wrote this labeled example after the checkpoint: learned again, not written.
+                suppress.discard(event_id)
+                metrics.DUPLICATES.labels(self.contract.name, "already_emitted").inc()
             else:
                 outputs.append(example(prediction, label, now_ms))
         model.newest_label_ms = newest
