@@ -261,7 +261,7 @@ def test_transactional_ids_belong_to_their_service(env: SecureEnv) -> None:
 def test_a_side_reader_outside_its_group_prefix_is_refused_the_coordinator(env: SecureEnv) -> None:
     """Side readers never join their group, but librdkafka still asks for its coordinator: the prefixes matter."""
     topic = StreamTopics(probe_stream(env)).validated
-    consumer = Consumer(consumer_config(env.as_role("inference"), f"eddy-scan-{uuid.uuid4().hex[:6]}"))
+    consumer = Consumer(consumer_config(env.as_role("inference"), f"eddy-history-{uuid.uuid4().hex[:6]}"))
     consumer.assign([TopicPartition(topic, 0, 0)])
     errors: set[str] = set()
     deadline = time.monotonic() + 10

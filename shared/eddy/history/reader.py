@@ -1,8 +1,10 @@
 """Read a range of topics' history, up to an end fixed when the read starts: every history command's reader.
 
 ``eddy backtest``, ``eddy dataset export``, ``eddy replay``, ``eddy dlq`` and
-``eddy dlq replay`` read through :class:`HistoryReader`. It joins no consumer
-group and commits nothing.
+``eddy dlq replay`` read through :class:`HistoryReader`, and so do the services
+where they start from history: validation's reference profiles, retraining's
+model events, and learning's look at what a crashed predecessor wrote after
+its checkpoint. It joins no consumer group and commits nothing.
 
 The end of each partition is fixed before anything is read
 --------------------------------------------------------------------
@@ -63,6 +65,11 @@ FILL_WAIT_S = 0.02
 of a read, a slow fetch), which measured half of a backtest read's time. Short waits loop instead."""
 
 PROGRESS_EVERY_S = 0.5
+
+SIDE_READS = "history"
+"""The ``purpose`` of a service's own reads of history (the state it starts from): their consumers then
+share the probe's group prefix, ``eddy-history-``, which the ACL table (``eddy.kafka.acls``) grants the
+services that read so."""
 
 SETTLE_S = 1.0
 """How long a read_committed partition must stay at an end-of-partition event before its end (the last
@@ -544,7 +551,7 @@ class HistoryReader:
 def read_to_end(
     settings: Settings,
     topics: Sequence[str],
-    timeout_s: float = 300.0,
+    timeout_s: float | None = 300.0,
     *,
     start: Mapping[str, int] | None = None,
     purpose: str = "read",
@@ -553,7 +560,8 @@ def read_to_end(
     """Batches of every record of ``topics`` from ``start`` ("topic:partition" -> offset; default: the
     beginning) to each partition's end as it was when the read started. Missing topics are skipped.
 
-    ``on_progress(read, planned)`` is called about twice a second.
+    ``on_progress(read, planned)`` is called about twice a second. ``timeout_s=None`` never gives up:
+    for a reader whose caller would be wrong with less than the whole range.
 
     Raises
     ------

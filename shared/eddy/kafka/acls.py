@@ -16,7 +16,7 @@ Where the rows come from (the services' ``__main__``):
   ``PREFIX-SERVICE.INSTANCE.DIGEST`` (``eddy.kafka.transactions.transactional_id``), except learning's
   loop, which never runs in a transaction.
 - side readers (snapshot watchers, control feeds, scans) read without joining a group, under a
-  ``group.id`` that starts with a fixed name (``eddy-scan-``, ``eddy-inference-snapshots-``, ...).
+  ``group.id`` that starts with a fixed name (``eddy-history-``, ``eddy-inference-snapshots-``, ...).
 
 Nothing here grants ``S.models`` or ``eddy.model-candidates`` writes beyond the services that
 produce them: their records carry pickled models.
@@ -100,7 +100,7 @@ def _service(
 
 PRINCIPALS: tuple[Principal, ...] = (
     _service("ingestion", ["S.raw"], ["S.events", "S.feedback", "S.dlq"]),
-    _service("validation", ["S.events", "S.profiles"], ["S.validated", "S.profiles", "S.dlq"], ["eddy-scan-*"]),
+    _service("validation", ["S.events", "S.profiles"], ["S.validated", "S.profiles", "S.dlq"], ["eddy-history-*"]),
     _service(
         "inference",
         ["S.validated", "S.models", MODEL_EVENTS_TOPIC],
@@ -111,7 +111,7 @@ PRINCIPALS: tuple[Principal, ...] = (
         "learning",
         ["S.predictions", "S.feedback", "S.labeled", "S.models", MODEL_EVENTS_TOPIC],
         ["S.labeled", "S.models", "S.dlq"],
-        ["eddy-learning-registry-*", "eddy-scan-*"],
+        ["eddy-learning-registry-*", "eddy-history-*"],
         transactional=False,
     ),
     _service(
@@ -133,7 +133,7 @@ PRINCIPALS: tuple[Principal, ...] = (
         "retraining",
         ["S.labeled", "S.alerts", MODEL_EVENTS_TOPIC],
         [MODEL_EVENTS_TOPIC, MODEL_CANDIDATES_TOPIC, "S.dlq", PLATFORM_DLQ_TOPIC],
-        ["eddy-scan-*"],
+        ["eddy-history-*"],
     ),
     _service(
         "model_registry",

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eddy.core.settings import Settings
@@ -228,31 +226,6 @@ def assign_from(consumer: Consumer, topics: list[str], start: dict[str, int] | N
             for p in sorted(metadata.topics[t].partitions)
         ]
     )
-
-
-def scan(
-    settings: Settings,
-    topics: list[str],
-    start: dict[str, int] | None = None,
-    quiet_s: float = 1.0,
-    timeout_s: float = 60.0,
-) -> Iterator[Message]:
-    """Every record of ``topics`` from ``start`` ("topic:partition" -> offset; default: the beginning).
-
-    Reads without a consumer group and stops once nothing new arrived for ``quiet_s``, so it needs no
-    "latest" offset from the broker (the embedded one reports it wrong). Missing topics are skipped.
-    """
-    consumer = Consumer(consumer_config(settings, f"eddy-scan-{uuid.uuid4().hex[:8]}"))
-    try:
-        assign_from(consumer, topics, start)
-        last = began = time.monotonic()
-        while time.monotonic() - last < quiet_s and time.monotonic() - began < timeout_s:
-            messages = [m for m in consumer.consume(1000, 0.1) if not m.error()]
-            if messages:
-                last = time.monotonic()
-            yield from messages
-    finally:
-        consumer.close()
 
 
 # A bulk read keeps a large prefetch queue: the client then fetches ahead while Python decodes, which

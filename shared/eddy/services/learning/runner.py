@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +44,8 @@ from eddy.contracts.durations import ContractError
 from eddy.contracts.learning import partition_problem
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.topics import MODEL_EVENTS_TOPIC, StreamTopics
-from eddy.kafka.client import cluster_id, scan
+from eddy.history.reader import SIDE_READS, read_to_end
+from eddy.kafka.client import cluster_id
 from eddy.kafka.retention import join_retention_problem, snapshot_key
 from eddy.ml.models import ModelState, SnapshotError, load_snapshot_estimator
 from eddy.ml.roles import ARCHIVED, VersionKey, contract_roles, roles_of_event
@@ -126,11 +126,11 @@ class LearningService:
         checkpoint."""
         topic = StreamTopics(stream).labeled
         serde = self.ctx.serdes.for_topic(topic)
-        # No time limit: a scan cut short would let labeled examples be written twice.
-        written = scan(self.ctx.settings, [topic], start, timeout_s=math.inf)
+        # No time limit: a read cut short would let labeled examples be written twice.
+        written = read_to_end(self.ctx.settings, [topic], None, start=start, purpose=SIDE_READS)
         seen = {
             example["event_id"]
-            for example in map(serde.decode, (m.value() for m in written))
+            for example in map(serde.decode, (m.value() for batch in written for m in batch))
             if (example["model_name"], example["model_version"]) == (key.name, key.version)
             and example.get("shard") == shard
         }

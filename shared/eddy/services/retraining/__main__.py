@@ -24,13 +24,15 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.core.topics import MODEL_EVENTS_TOPIC
-from eddy.kafka.client import scan
+from eddy.history.reader import SIDE_READS, read_to_end
 from eddy.runtime.service import ServiceContext, bootstrap, code_version
 from eddy.services.retraining.handlers import Retraining
 
 log = logging.getLogger("eddy.services.retraining")
 # Records older than this when read are history being replayed: they rebuild state but train nothing.
 REPLAY_LAG_S = 300.0
+# The model-event history is read whole before deciding anything; a read that cannot finish fails the start.
+HISTORY_TIMEOUT_S = 120.0
 
 
 def main() -> int:
@@ -71,7 +73,8 @@ def history(ctx: ServiceContext) -> list[dict[str, Any]]:
     """Every decodable record of eddy.model-events so far (a low-rate control topic: read whole)."""
     serde = ctx.serdes.for_topic(MODEL_EVENTS_TOPIC)
     events = []
-    for message in scan(ctx.settings, [MODEL_EVENTS_TOPIC], quiet_s=1.0, timeout_s=120.0):
+    read = read_to_end(ctx.settings, [MODEL_EVENTS_TOPIC], HISTORY_TIMEOUT_S, purpose=SIDE_READS)
+    for message in (m for batch in read for m in batch):
         try:
             events.append(serde.decode(message.value()))
         except SerdeError:
