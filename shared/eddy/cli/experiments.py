@@ -17,7 +17,6 @@ import argparse
 import getpass
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from eddy.cli.common import CliError, UsageError
 from eddy.cli.models import call, registry_options, registry_url
 from eddy.cli.options import positive_int
 from eddy.core.settings import Settings
+from eddy.core.times import local_clock
 from eddy.runtime.auth import client_headers
 
 # Leaves of an experiment's ``data`` that say where or when, not which data: ignored when comparing ranges.
@@ -173,10 +173,6 @@ def comparison(experiments: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _when(ms: int | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
-
-
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -209,7 +205,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = (e.get("data") or {}).get("rows")
         models = ", ".join(model_names(e.get("models") or []))
         print(
-            f"{e['id']:<{width}} {_when(e['created_at_ms']):<19} {e['created_by'][:12]:<12} "
+            f"{e['id']:<{width}} {local_clock(e['created_at_ms']):<19} {e['created_by'][:12]:<12} "
             f"{(e['title'] or '-')[:24]:<24} {_cell(rows):>7}  {models}  {_metrics_line(e.get('metrics') or {})}"
         )
     return 0
@@ -225,7 +221,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("id", doc["id"]),
         ("stream", doc["stream"]),
         ("title", doc["title"] or "-"),
-        ("created", f"{_when(doc['created_at_ms'])} by {doc['created_by']}"),
+        ("created", f"{local_clock(doc['created_at_ms'])} by {doc['created_by']}"),
         ("models", ", ".join(model_names(doc.get("models") or []))),
         ("report", doc.get("report") or "-"),
         ("output", doc.get("output") or "-"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import time
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ from eddy.cli import production as cli_production
 from eddy.cli.common import CliError, cli_settings
 from eddy.cli.options import model_version
 from eddy.core.settings import Settings
+from eddy.core.times import local_clock
 from eddy.runtime.auth import CLIENT_KEY_ENV, client_headers
 
 URL_ENV = "EDDY_MODEL_REGISTRY_URL"
@@ -136,10 +136,6 @@ def _actor() -> str:
         return "cli"
 
 
-def _when(ms: int | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
-
-
 def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -158,8 +154,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         learned = v["online_learned_count"] if v["online_learned_count"] is not None else v["learned_count"]
         shown = "  ".join(f"{k} {_number(x)}" for k, x in v["metrics"].items())
         print(
-            f"{v['version']:<18} {v['alias'] or '-':<11} {v['parent'] or '-':<18} {_when(v['created_at_ms']):<19} "
-            f"{v['created_by']:<16} {learned:>8}  {shown}"
+            f"{v['version']:<18} {v['alias'] or '-':<11} {v['parent'] or '-':<18} "
+            f"{local_clock(v['created_at_ms']):<19} {v['created_by']:<16} {learned:>8}  {shown}"
         )
     return 0
 
@@ -173,7 +169,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("version", doc["key"]),
         ("alias", doc["alias"]),
         ("parent", doc["parent"] or "-"),
-        ("created", f"{_when(doc['created_at_ms'])} by {doc['created_by']}"),
+        ("created", f"{local_clock(doc['created_at_ms'])} by {doc['created_by']}"),
         ("reason", doc["reason"] or "-"),
         ("code version", doc["code_version"]),
         ("artifact", f"{doc['sha256']} ({doc['size']} bytes)"),
@@ -194,11 +190,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  {tp}  {r['from']}..{r['through']}")
     print("lineage")
     for a in doc["lineage"]:
-        print(f"  {a['version']:<18} {a['alias'] or '-':<11} {_when(a['created_at_ms'])}  {a['reason']}")
+        print(f"  {a['version']:<18} {a['alias'] or '-':<11} {local_clock(a['created_at_ms'])}  {a['reason']}")
     print("audit")
     for e in doc["audit"]:
         reason = e["details"].get("reason") or ""
-        print(f"  {_when(e['at_ms'])}  {e['event_type']:<16} {e['model']:<18} {e['actor']:<16} {reason}")
+        print(f"  {local_clock(e['at_ms'])}  {e['event_type']:<16} {e['model']:<18} {e['actor']:<16} {reason}")
     return 0
 
 
