@@ -34,6 +34,7 @@ from confluent_kafka.admin import (
 )
 from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, PLATFORM_TOPICS, StreamTopics
+from eddy.history.reader import SIDE_READS, Unauthorized, read_to_end
 from eddy.kafka.acls import PRINCIPALS, Principal, principal, topic_names
 from eddy.kafka.client import admin_client, consumer_config, producer_config
 from eddy.kafka.transactions import transactional_id
@@ -269,6 +270,20 @@ def test_a_side_reader_outside_its_group_prefix_is_refused_the_coordinator(env: 
         errors = {m.error().name() for m in consumer.consume(10, 0.2) if m.error() and m.topic() is None}
     consumer.close()
     assert errors == {"GROUP_AUTHORIZATION_FAILED"}
+
+
+def test_a_history_read_the_acls_refuse_says_so_at_once(env: SecureEnv) -> None:
+    """Refused a topic (the gateway reading S.profiles) or the group prefix (inference, which reads S.validated,
+    under eddy-history-), the history reader raises the refusal instead of waiting for records that never come."""
+    topics = StreamTopics(probe_stream(env))
+    for role, topic, says in [
+        ("ingestion", topics.profiles, "authorization failed"),
+        ("inference", topics.validated, "Group authorization failed"),
+    ]:
+        started = time.monotonic()
+        with pytest.raises(Unauthorized, match=f"not authorized: .*{says}"):
+            list(read_to_end(env.as_role(role), [topic], 60, purpose=SIDE_READS))
+        assert time.monotonic() - started < 15, role
 
 
 def committed_lag_error(settings: Settings, group: str) -> str | None:

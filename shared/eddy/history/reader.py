@@ -52,7 +52,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from eddy.core.settings import Settings
 from eddy.history.bounds import Bound
-from eddy.kafka.client import BULK_READ, consumer_config
+from eddy.kafka.client import AUTHORIZATION_DENIED, BULK_READ, NotAuthorized, consumer_config
 
 Key = tuple[str, int]
 """(topic, partition)."""
@@ -99,6 +99,22 @@ class MissingTopic(HistoryError):
     def __init__(self, topic: str) -> None:
         super().__init__(f"no topic {topic!r}")
         self.topic = topic
+
+
+class Unauthorized(HistoryError, NotAuthorized):
+    """The cluster's ACLs refuse the read a topic or its consumer group's prefix (docs/operations.md)."""
+
+
+def _give_up_on(err: KafkaError, key: Key) -> None:
+    """Raise for a client error that waiting will not mend: a refusal by the ACLs, or a fatal error.
+
+    Anything else is transient, and the client retries on its own.
+    """
+    where = f"{key[0]}:{key[1]}: " if key[0] else ""
+    if err.code() in AUTHORIZATION_DENIED:
+        raise Unauthorized(f"{where}not authorized: {err.str()}")
+    if err.fatal():
+        raise HistoryError(f"{where}{err.str()}")
 
 
 class ReadTimeout(HistoryError):
@@ -258,6 +274,8 @@ def _partitions(
     keys: list[Key] = []
     for topic in dict.fromkeys(topics):
         found = metadata.topics.get(topic)
+        if found is not None and found.error is not None and found.error.code() in AUTHORIZATION_DENIED:
+            raise Unauthorized(f"{topic}: not authorized: {found.error.str()}")
         if found is None or found.error is not None:
             if skip_missing:
                 continue
@@ -291,8 +309,7 @@ def _watermarks(consumer: Consumer, keys: list[Key], stop: threading.Event) -> d
         for msg in consumer.consume(len(keys), 0.2):
             key, err = (msg.topic() or "", msg.partition() or 0), msg.error()
             if err is not None and err.code() != KafkaError._PARTITION_EOF:
-                if err.fatal():
-                    raise HistoryError(f"{key[0]}:{key[1]}: {err.str()}")
+                _give_up_on(err, key)
                 continue
             if key not in first:
                 first[key] = msg.offset() or 0
@@ -342,8 +359,8 @@ def _record_at(consumer: Consumer, topic: str, partition: int, offset: int) -> t
                 return msg.offset() or 0, msg.timestamp()[1]
             if err is not None and err.code() == KafkaError._PARTITION_EOF:
                 return None
-            if err is not None and err.fatal():
-                raise HistoryError(f"{topic}:{partition}: {err.str()}")
+            if err is not None:
+                _give_up_on(err, (msg.topic() or "", msg.partition() or 0))
     raise HistoryError(f"{topic}:{partition}: no record at offset {offset} within {PROBE_TIMEOUT_S:.0f} s")
 
 
@@ -499,9 +516,8 @@ class HistoryReader:
                     ended.append(span)
                 elif committed:
                     short[key] = (offset, time.monotonic())
-            elif err.fatal():
-                raise HistoryError(f"{key[0]}:{key[1]}: {err.str()}")
-            # Anything else is transient: the client retries on its own.
+            else:
+                _give_up_on(err, key)
         return ended
 
     def _to_ends(

@@ -23,6 +23,15 @@ from eddy.core.settings import Settings
 from eddy.kafka.retention import topic_retention
 
 log = logging.getLogger(__name__)
+
+# The cluster's ACLs refuse this principal a topic or a consumer group: waiting does not help, an operator does.
+AUTHORIZATION_DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
+
+
+class NotAuthorized(RuntimeError):
+    """A read or write the cluster's ACLs refuse (:data:`AUTHORIZATION_DENIED`); the message says which."""
+
+
 # librdkafka's own log lines go through Python logging (JSON in services, quiet in the CLI), not raw stderr.
 client_log = logging.getLogger("librdkafka")
 

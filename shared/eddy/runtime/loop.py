@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from eddy.avro.serde import SerdeError, SerdeRegistry, encode_key
 from eddy.core.limits import MAX_FUTURE_MS
 from eddy.core.topics import StreamTopics
+from eddy.kafka.client import AUTHORIZATION_DENIED
 from eddy.kafka.producer import ConfirmedProducer, Delivery, DeliveryError, Headers
 from eddy.kafka.transactions import TransactionAborted, Transactions
 from eddy.runtime import observability as obs
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 # A consumer refused its group or a topic by the cluster's ACLs: the health status it reports meanwhile.
 UNAUTHORIZED = "unauthorized"
-DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
 
 
 @dataclass(slots=True)
@@ -398,7 +398,7 @@ class StreamLoop:
                 log.warning("consume error", extra={"error": err.str()})
                 if err.fatal():
                     raise RuntimeError(f"fatal consumer error: {err.str()}")
-                if err.code() in DENIED:
+                if err.code() in AUTHORIZATION_DENIED:
                     # Alive but not doing its work: readiness says so until a batch or an assignment gets through.
                     self.health.set(UNAUTHORIZED, authorization_error=err.str())
         offsets: Offsets = {}

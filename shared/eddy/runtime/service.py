@@ -25,17 +25,19 @@ from eddy.core.resources import checkout_root
 from eddy.core.settings import Settings, redact_url
 from eddy.core.signing import KeyringSource
 from eddy.core.topics import PLATFORM_TOPICS, StreamTopics
-from eddy.kafka.client import consumer_config, ensure_topics, producer_config
+from eddy.kafka.client import NotAuthorized, consumer_config, ensure_topics, producer_config
 from eddy.kafka.producer import ConfirmedProducer
 from eddy.kafka.transactions import transactional_id
 from eddy.runtime import gc_policy, tracing
 from eddy.runtime import observability as obs
-from eddy.runtime.loop import Handler, StreamLoop
+from eddy.runtime.loop import UNAUTHORIZED, Handler, StreamLoop
 from eddy.runtime.server import HttpApi, HttpServer, serve_http
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BACKGROUND_LINGER_MS = 25
+# How often a start-up read the cluster's ACLs refuse is tried again.
+AUTHORIZATION_RETRY_S = 5.0
 # Loops that stay out of transactions even with EDDY_KAFKA_TRANSACTIONS, and why (docs/reliability.md, "Transactions").
 NOT_TRANSACTIONAL = {
     "learning": "its exactness comes from its checkpoints, outside Kafka: after an aborted transaction, or a crash "
@@ -108,6 +110,27 @@ class ServiceContext:
         self.health.set(transactional_id=tid)
         # Delivered offsets go to the service producer's table, where code tracking them reads them.
         return ConfirmedProducer(conf, self.producer.track_offsets, self.producer.last_offsets)
+
+    def until_authorized(self, read: Callable[[], T], what: str) -> T:
+        """``read()``, tried again every few seconds while the cluster's ACLs refuse it.
+
+        Meanwhile the service stays alive and not ready, its ``/healthz`` naming the refusal, as its stream
+        loop does: a rollout waits for an operator to grant the ACLs instead of restarting it in a loop.
+        Stopped while refused, it raises the refusal.
+        """
+        status = self.health.status
+        while True:
+            try:
+                result = read()
+            except NotAuthorized as exc:
+                log.error("refused by the cluster's ACLs; trying again", extra={"action": what, "error": str(exc)})
+                self.health.set(UNAUTHORIZED, authorization_error=str(exc))
+                if self.stop.wait(AUTHORIZATION_RETRY_S):
+                    raise
+                continue
+            if self.health.status == UNAUTHORIZED:
+                self.health.set(status, authorization_error=None)  # what it was: granted is not yet ready
+            return result
 
     def topics(self, kind: str) -> list[str]:
         """The topic of ``kind`` (events, predictions, ...) of every stream this process serves."""

@@ -126,11 +126,16 @@ class LearningService:
         checkpoint."""
         topic = StreamTopics(stream).labeled
         serde = self.ctx.serdes.for_topic(topic)
+
         # No time limit: a read cut short would let labeled examples be written twice.
-        written = read_to_end(self.ctx.settings, [topic], None, start=start, purpose=SIDE_READS)
+        def read() -> list[bytes | None]:
+            batches = read_to_end(self.ctx.settings, [topic], None, start=start, purpose=SIDE_READS)
+            return [m.value() for batch in batches for m in batch]
+
+        written = self.ctx.until_authorized(read, f"read what was written to {topic}")
         seen = {
             example["event_id"]
-            for example in map(serde.decode, (m.value() for batch in written for m in batch))
+            for example in map(serde.decode, written)
             if (example["model_name"], example["model_version"]) == (key.name, key.version)
             and example.get("shard") == shard
         }

@@ -44,7 +44,7 @@ def main() -> int:
         code_version=code_version(),
         replay_lag_s=REPLAY_LAG_S,
     )
-    handler.prime(history(ctx))
+    handler.prime(ctx.until_authorized(lambda: history(ctx), "read the model-event history"))
     topics = ctx.topics("labeled") + ctx.topics("alerts") + [MODEL_EVENTS_TOPIC]
     loop = ctx.stream_loop(topics, handler, on_assign=FromTheBeginning())
     loop.run(ctx.stop)  # until SIGTERM or SIGINT sets ctx.stop

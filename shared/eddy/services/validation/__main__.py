@@ -15,7 +15,10 @@ def main() -> int:
     ctx = bootstrap("validation")
     config = validation_config()
     handler = ValidateBatch(ctx.contracts, config)
-    for stream, record in published_references(ctx.settings, ctx.serdes, list(ctx.contracts)).items():
+    references = ctx.until_authorized(
+        lambda: published_references(ctx.settings, ctx.serdes, list(ctx.contracts)), "read the reference profiles"
+    )
+    for stream, record in references.items():
         handler.profiles[stream].restore_reference(record)
     events = ctx.topics("events")
     lane = None
