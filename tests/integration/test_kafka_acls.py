@@ -34,7 +34,7 @@ from confluent_kafka.admin import (
 )
 from eddy.core.settings import Settings
 from eddy.core.topics import MODEL_CANDIDATES_TOPIC, MODEL_EVENTS_TOPIC, PLATFORM_TOPICS, StreamTopics
-from eddy.history.reader import SIDE_READS, Unauthorized, read_to_end
+from eddy.history.reader import Unauthorized, start_up_records
 from eddy.kafka.acls import PRINCIPALS, Principal, principal, topic_names
 from eddy.kafka.client import admin_client, consumer_config, producer_config
 from eddy.kafka.transactions import transactional_id
@@ -282,7 +282,7 @@ def test_a_history_read_the_acls_refuse_says_so_at_once(env: SecureEnv) -> None:
     ]:
         started = time.monotonic()
         with pytest.raises(Unauthorized, match=f"not authorized: .*{says}"):
-            list(read_to_end(env.as_role(role), [topic], 60, purpose=SIDE_READS))
+            list(start_up_records(env.as_role(role), [topic], 60))
         assert time.monotonic() - started < 15, role
 
 

@@ -66,11 +66,6 @@ of a read, a slow fetch), which measured half of a backtest read's time. Short w
 
 PROGRESS_EVERY_S = 0.5
 
-SIDE_READS = "history"
-"""The ``purpose`` of a service's own reads of history (the state it starts from): their consumers then
-share the probe's group prefix, ``eddy-history-``, which the ACL table (``eddy.kafka.acls``) grants the
-services that read so."""
-
 SETTLE_S = 1.0
 """How long a read_committed partition must stay at an end-of-partition event before its end (the last
 stable offset) is taken as reached."""
@@ -595,3 +590,15 @@ def read_to_end(
             yield from reader.batches(on_progress)
     except ReadTimeout as exc:
         raise TimeoutError(str(exc)) from exc
+
+
+def start_up_records(
+    settings: Settings, topics: Sequence[str], timeout_s: float | None, *, start: Mapping[str, int] | None = None
+) -> Iterator[Message]:
+    """:func:`read_to_end`'s records one by one, for a service rebuilding the state it starts from.
+
+    Read as purpose ``history``: the consumers then share the probe's group prefix, ``eddy-history-``,
+    which the ACL table (``eddy.kafka.acls``) grants the services that read so.
+    """
+    for batch in read_to_end(settings, topics, timeout_s, start=start, purpose="history"):
+        yield from batch

@@ -44,7 +44,7 @@ from eddy.contracts.durations import ContractError
 from eddy.contracts.learning import partition_problem
 from eddy.contracts.stream import ModelSpec, StreamContract
 from eddy.core.topics import MODEL_EVENTS_TOPIC, StreamTopics
-from eddy.history.reader import SIDE_READS, read_to_end
+from eddy.history.reader import start_up_records
 from eddy.kafka.client import cluster_id
 from eddy.kafka.retention import join_retention_problem, snapshot_key
 from eddy.ml.models import ModelState, SnapshotError, load_snapshot_estimator
@@ -129,8 +129,7 @@ class LearningService:
 
         # No time limit: a read cut short would let labeled examples be written twice.
         def read() -> list[bytes | None]:
-            batches = read_to_end(self.ctx.settings, [topic], None, start=start, purpose=SIDE_READS)
-            return [m.value() for batch in batches for m in batch]
+            return [m.value() for m in start_up_records(self.ctx.settings, [topic], None, start=start)]
 
         written = self.ctx.until_authorized(read, f"read what was written to {topic}")
         seen = {

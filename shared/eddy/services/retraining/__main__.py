@@ -24,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.core.topics import MODEL_EVENTS_TOPIC
-from eddy.history.reader import SIDE_READS, read_to_end
+from eddy.history.reader import start_up_records
 from eddy.runtime.service import ServiceContext, bootstrap, code_version
 from eddy.services.retraining.handlers import Retraining
 
@@ -73,8 +73,7 @@ def history(ctx: ServiceContext) -> list[dict[str, Any]]:
     """Every decodable record of eddy.model-events so far (a low-rate control topic: read whole)."""
     serde = ctx.serdes.for_topic(MODEL_EVENTS_TOPIC)
     events = []
-    read = read_to_end(ctx.settings, [MODEL_EVENTS_TOPIC], HISTORY_TIMEOUT_S, purpose=SIDE_READS)
-    for message in (m for batch in read for m in batch):
+    for message in start_up_records(ctx.settings, [MODEL_EVENTS_TOPIC], HISTORY_TIMEOUT_S):
         try:
             events.append(serde.decode(message.value()))
         except SerdeError:

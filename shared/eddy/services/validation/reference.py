@@ -7,7 +7,7 @@ from typing import Any
 from eddy.avro.serde import SerdeError, SerdeRegistry
 from eddy.core.settings import Settings
 from eddy.core.topics import StreamTopics
-from eddy.history.reader import SIDE_READS, read_to_end
+from eddy.history.reader import start_up_records
 from eddy.services.validation.profile import REFERENCE
 
 # Longer than any start-up read of a few profiles; a read that cannot finish fails the start, loudly.
@@ -17,8 +17,7 @@ TIMEOUT_S = 120.0
 def published_references(settings: Settings, serdes: SerdeRegistry, streams: list[str]) -> dict[str, dict[str, Any]]:
     """The last reference profile in each stream's S.profiles."""
     found: dict[str, dict[str, Any]] = {}
-    profiles = [StreamTopics(s).profiles for s in streams]
-    for msg in (m for batch in read_to_end(settings, profiles, TIMEOUT_S, purpose=SIDE_READS) for m in batch):
+    for msg in start_up_records(settings, [StreamTopics(s).profiles for s in streams], TIMEOUT_S):
         if not (msg.key() or b"").endswith(f":{REFERENCE}".encode()):
             continue
         try:
